@@ -1,4 +1,15 @@
 //! weft: the daemon library. `main.rs` only wires these modules together.
 
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod dataplane;
 pub mod device;
+pub mod engine;
+pub mod fdb;
+pub mod ipam;
 pub mod netlink;
+pub mod pki;

@@ -1,1 +1,167 @@
-//! TAP devices.
+//! Kernel network devices the daemon owns: multi-queue TAP devices opened through raw
+//! `ioctl`s, plus the one other syscall that needs `unsafe` (`setns`).
+//!
+//! This module is the only place in the crate with `unsafe`; every block carries a
+//! `// SAFETY:` comment. Interface names are checked with [`validate_ifname`] before they
+//! reach the kernel, so a bad name is a typed error rather than an `EINVAL`.
+
+mod tap;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+pub use tap::{Tap, VNET_HDR_LEN};
+
+/// Longest interface name the kernel accepts, in bytes (`IFNAMSIZ - 1`).
+pub const IFNAME_MAX_LEN: usize = libc::IFNAMSIZ - 1;
+
+/// Errors from opening or configuring a device.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The interface name would be rejected by the kernel.
+    #[error("invalid interface name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: IfNameError,
+    },
+    /// `open_queues` was asked for zero queues.
+    #[error("TAP {name}: at least one queue is needed")]
+    NoQueues {
+        /// The device name.
+        name: String,
+    },
+    /// Opening the TUN/TAP clone device failed (module not loaded, no permission...).
+    #[error("open /dev/net/tun for {name}: {error}")]
+    OpenClone {
+        /// The device name.
+        name: String,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// An `ioctl` on a TAP queue failed.
+    #[error("{op} on TAP {name}: {error}")]
+    Ioctl {
+        /// The ioctl, e.g. `TUNSETIFF`.
+        op: &'static str,
+        /// The device name.
+        name: String,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// Registering a queue with the tokio reactor failed.
+    #[error("register TAP {name} with the tokio reactor: {error}")]
+    Register {
+        /// The device name.
+        name: String,
+        /// The OS error.
+        error: io::Error,
+    },
+}
+
+impl DeviceError {
+    /// The errno behind this error, if it came from the kernel.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Self::OpenClone { error, .. } | Self::Ioctl { error, .. } | Self::Register { error, .. } => {
+                error.raw_os_error()
+            }
+            Self::InvalidName { .. } | Self::NoQueues { .. } => None,
+        }
+    }
+}
+
+/// Why an interface name is invalid; mirrors the kernel's `dev_valid_name()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IfNameError {
+    /// The name is empty.
+    #[error("empty")]
+    Empty,
+    /// The name is longer than [`IFNAME_MAX_LEN`] bytes.
+    #[error("{len} bytes, at most {IFNAME_MAX_LEN} allowed")]
+    TooLong {
+        /// Length in bytes.
+        len: usize,
+    },
+    /// `.` and `..` are reserved.
+    #[error("reserved name")]
+    Reserved,
+    /// The name contains `/`, `:`, NUL or whitespace.
+    #[error("contains forbidden character {0:?}")]
+    ForbiddenChar(char),
+}
+
+/// Checks `name` against the kernel's rules for interface names.
+pub fn validate_ifname(name: &str) -> Result<(), IfNameError> {
+    if name.is_empty() {
+        return Err(IfNameError::Empty);
+    }
+    if name.len() > IFNAME_MAX_LEN {
+        return Err(IfNameError::TooLong { len: name.len() });
+    }
+    if name == "." || name == ".." {
+        return Err(IfNameError::Reserved);
+    }
+    match name.chars().find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace()) {
+        Some(c) => Err(IfNameError::ForbiddenChar(c)),
+        None => Ok(()),
+    }
+}
+
+/// Moves the *calling thread* into the network namespace referred to by `netns` (an open
+/// `/var/run/netns/NAME` or `/proc/PID/ns/net`). Only call this on a thread you own and
+/// throw away (or that stays in that namespace): every socket it creates afterwards, and
+/// every thread it spawns, lives in the new namespace.
+pub fn enter_netns(netns: impl AsFd) -> io::Result<()> {
+    let fd = netns.as_fd();
+    // SAFETY: setns() takes a plain fd and a flag; `fd` is borrowed and open for the call.
+    // It changes only the calling thread's namespace, which touches no Rust-visible memory.
+    let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for name in ["eth0", "weft-default", "a", "wd1234567a-tap0", "weft%d", "x.y"] {
+            assert_eq!(validate_ifname(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_empty_and_long() {
+        assert_eq!(validate_ifname(""), Err(IfNameError::Empty));
+        assert_eq!(validate_ifname(&"a".repeat(15)), Ok(()));
+        assert_eq!(validate_ifname(&"a".repeat(16)), Err(IfNameError::TooLong { len: 16 }));
+        // Length is in bytes, not chars: 8 two-byte chars is 16 bytes.
+        assert_eq!(validate_ifname(&"é".repeat(8)), Err(IfNameError::TooLong { len: 16 }));
+    }
+
+    #[test]
+    fn rejects_forbidden_chars_and_reserved() {
+        assert_eq!(validate_ifname("a/b"), Err(IfNameError::ForbiddenChar('/')));
+        assert_eq!(validate_ifname("a:1"), Err(IfNameError::ForbiddenChar(':')));
+        assert_eq!(validate_ifname("a\0"), Err(IfNameError::ForbiddenChar('\0')));
+        assert_eq!(validate_ifname("a b"), Err(IfNameError::ForbiddenChar(' ')));
+        assert_eq!(validate_ifname("a\tb"), Err(IfNameError::ForbiddenChar('\t')));
+        assert_eq!(validate_ifname("."), Err(IfNameError::Reserved));
+        assert_eq!(validate_ifname(".."), Err(IfNameError::Reserved));
+    }
+
+    #[test]
+    fn open_rejects_bad_name_before_touching_the_kernel() {
+        let err = Tap::open_queues("no/slash", 1).unwrap_err();
+        assert!(matches!(err, DeviceError::InvalidName { reason: IfNameError::ForbiddenChar('/'), .. }));
+        assert_eq!(err.to_string(), "invalid interface name \"no/slash\": contains forbidden character '/'");
+        let err = Tap::open_queues("ok", 0).unwrap_err();
+        assert!(matches!(err, DeviceError::NoQueues { .. }));
+    }
+}

@@ -1,0 +1,168 @@
+//! The command line (clap derive). Handlers live elsewhere; this file only describes.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// weft: an encrypted L2 overlay network for containers.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        /// Node configuration file.
+        #[arg(long, short, default_value = "/etc/weft/node.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and the files it names, then exit.
+    CheckConfig {
+        /// Node configuration file.
+        #[arg(long, short, default_value = "/etc/weft/node.toml")]
+        config: PathBuf,
+    },
+    /// Generate an X25519 key pair: the private key goes to --out (mode 0600), the public
+    /// key to --out.pub and stdout.
+    Keygen {
+        /// Private key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Certificate authority operations.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificate inspection.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Attach a container network namespace to a network of the running daemon.
+    Attach(AttachArgs),
+    /// Detach a container from a network of the running daemon.
+    Detach(DetachArgs),
+    /// Show the daemon's state.
+    Status(ClientArgs),
+    /// List peers with their endpoints, sessions and traffic.
+    Peers(ClientArgs),
+}
+
+/// CA subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a new network CA: a private key and a self-signed certificate.
+    Init {
+        /// CA name.
+        #[arg(long)]
+        name: String,
+        /// CA private key file to create (mode 0600).
+        #[arg(long, default_value = "ca.key")]
+        out_key: PathBuf,
+        /// CA certificate file to create.
+        #[arg(long, default_value = "ca.crt")]
+        out_cert: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u64,
+    },
+    /// Sign a node certificate.
+    Sign {
+        /// CA private key.
+        #[arg(long, default_value = "ca.key")]
+        ca_key: PathBuf,
+        /// CA certificate.
+        #[arg(long, default_value = "ca.crt")]
+        ca_cert: PathBuf,
+        /// Node name (lowercase letters, digits, - _ .).
+        #[arg(long)]
+        name: String,
+        /// The node's X25519 public key, base64 (as printed by `weft keygen`).
+        #[arg(long, conflicts_with = "public_key_file", required_unless_present = "public_key_file")]
+        public_key: Option<String>,
+        /// File holding the node's public key (`<key>.pub` from `weft keygen`).
+        #[arg(long)]
+        public_key_file: Option<PathBuf>,
+        /// Overlay subnet the node may source (its container subnet); repeatable.
+        #[arg(long = "subnet", required = true)]
+        subnets: Vec<String>,
+        /// Group for policy; repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Validity in days (capped by the CA's own validity).
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// Certificate file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Certificate subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Print a node or CA certificate.
+    Show {
+        /// Certificate file.
+        path: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Also verify against this CA certificate.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+}
+
+/// How the CLI finds the daemon.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Control socket of the daemon.
+    #[arg(long, default_value = "/run/weft/weft.sock")]
+    pub socket: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `weft attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Container network namespace name (as in `ip netns`, i.e. /var/run/netns/NAME) or path.
+    #[arg(long)]
+    pub netns: String,
+    /// Network to join.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Container name (default: the netns name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address to use instead of the next free one in this node's subnet.
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// Interface name inside the container.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+    /// Daemon connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `weft detach`.
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Container name given at attach time (default: the netns name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Container network namespace name.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Network to leave.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Daemon connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}

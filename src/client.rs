@@ -1,0 +1,138 @@
+//! CLI commands that talk to the running daemon, and their human-readable output.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::cli::{AttachArgs, ClientArgs, DetachArgs};
+use crate::control::{call, Request};
+
+/// `weft attach`: prints a summary, and the address alone on the last line.
+pub fn attach(a: AttachArgs) -> Result<()> {
+    let name = a.name.clone().unwrap_or_else(|| base_name(&a.netns));
+    let req = Request::Attach { netns: a.netns, network: a.network, name, ip: a.ip, ifname: a.ifname };
+    let v = call(&a.client.socket, &req)?;
+    if a.client.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        eprintln!(
+            "attached {} to {}: {}/{} via {} (mac {}, mtu {}, host link {})",
+            v["name"].as_str().unwrap_or("?"),
+            v["network"].as_str().unwrap_or("?"),
+            v["ip"].as_str().unwrap_or("?"),
+            v["prefix"],
+            v["gateway"].as_str().unwrap_or("?"),
+            v["mac"].as_str().unwrap_or("?"),
+            v["mtu"],
+            v["host_ifname"].as_str().unwrap_or("?"),
+        );
+        println!("{}", v["ip"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+/// `weft detach`.
+pub fn detach(d: DetachArgs) -> Result<()> {
+    let name = match (d.name, d.netns) {
+        (Some(n), _) => n,
+        (None, Some(ns)) => base_name(&ns),
+        (None, None) => anyhow::bail!("give --name or --netns"),
+    };
+    let v = call(&d.client.socket, &Request::Detach { network: d.network, name })?;
+    println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+fn base_name(netns: &str) -> String {
+    netns.rsplit('/').next().unwrap_or(netns).to_owned()
+}
+
+/// `weft status`.
+pub fn status(c: ClientArgs) -> Result<()> {
+    let v = call(&c.socket, &Request::Status)?;
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("node {}   up {} s", v["node"].as_str().unwrap_or("?"), v["engine"]["uptime_secs"]);
+    for n in v["networks"].as_array().into_iter().flatten() {
+        println!(
+            "network {}  vni {}  subnet {}  node subnet {}  gateway {}  mtu {}  encryption {}",
+            s(&n["name"]),
+            n["vni"],
+            s(&n["subnet"]),
+            s(&n["node_subnet"]),
+            s(&n["gateway"]),
+            n["mtu"],
+            s(&n["encryption"])
+        );
+        let rows: Vec<Vec<String>> = n["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| vec![s(&c["name"]), s(&c["ip"]), s(&c["mac"]), s(&c["host_ifname"])])
+            .collect();
+        table(&["  CONTAINER", "IP", "MAC", "LINK"], &rows);
+    }
+    print_peers(&v["engine"]["peers"]);
+    let drops: Vec<String> = v["engine"]["counters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    println!("counters: {}", if drops.is_empty() { "-".into() } else { drops.join(" ") });
+    Ok(())
+}
+
+/// `weft peers`.
+pub fn peers(c: ClientArgs) -> Result<()> {
+    let v = call(&c.socket, &Request::Status)?;
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&v["engine"]["peers"])?);
+    } else {
+        print_peers(&v["engine"]["peers"]);
+    }
+    Ok(())
+}
+
+fn print_peers(peers: &Value) {
+    let rows: Vec<Vec<String>> = peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                s(&p["name"]),
+                s(&p["endpoint"]),
+                if p["connected"] == Value::Bool(true) { "up".into() } else { "down".into() },
+                p["last_handshake_secs_ago"].as_f64().map(|t| format!("{t:.0}s ago")).unwrap_or("-".into()),
+                p["rx_bytes"].to_string(),
+                p["tx_bytes"].to_string(),
+            ]
+        })
+        .collect();
+    table(&["PEER", "ENDPOINT", "STATE", "HANDSHAKE", "RX BYTES", "TX BYTES"], &rows);
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })
+}
+
+fn table(head: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> =
+            cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(head.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}

@@ -1,0 +1,313 @@
+//! Node configuration: the TOML file types (`file.rs`) parsed into a validated [`Config`].
+//! Parse, don't validate: after [`Config::load`] every value is typed and checked, and every
+//! error names the file, the line and the key.
+
+mod file;
+
+use ipnet::IpNet;
+use overlay_proto::consts::{overlay_mtu, vxlan_overlay_mtu, VXLAN_PORT};
+use overlay_proto::wire::Vni;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration error, located in its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{}: {key}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key at fault (`network[1].vni`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// How a network's frames travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Noise sessions, ChaCha20-Poly1305 (the default).
+    #[serde(rename = "chacha20poly1305")]
+    ChaCha20Poly1305,
+    /// Plain RFC 7348 VXLAN, for interop with kernel VXLAN. No authentication at all.
+    None,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[node]`.
+    pub node: Node,
+    /// `[underlay]`.
+    pub underlay: Underlay,
+    /// `[[network]]`.
+    pub networks: Vec<Network>,
+    /// `[[peer]]` endpoints to dial.
+    pub peers: Vec<SocketAddr>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Node name; must equal the certificate's.
+    pub name: String,
+    /// X25519 private key file.
+    pub key: PathBuf,
+    /// Node certificate file.
+    pub cert: PathBuf,
+    /// CA certificate file.
+    pub ca: PathBuf,
+    /// Leases and other state (default `/var/lib/weft`).
+    pub state_dir: PathBuf,
+    /// Control socket (default `/run/weft/weft.sock`).
+    pub control_socket: PathBuf,
+    /// Log filter (default `info`; `RUST_LOG` wins).
+    pub log_level: String,
+}
+
+/// `[underlay]`.
+#[derive(Debug, Clone)]
+pub struct Underlay {
+    /// UDP listen address (default `0.0.0.0:51820`).
+    pub listen: SocketAddr,
+    /// Underlay MTU the overlay MTU is derived from (default 1500).
+    pub mtu: u32,
+    /// Data-plane worker threads (default: one per CPU, at most 8).
+    pub workers: usize,
+}
+
+/// `[[network]]`.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Name; the bridge is `weft-<name>`.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: Vni,
+    /// The flat L2 range shared by every host of the network.
+    pub subnet: IpNet,
+    /// Overlay MTU set on the bridge, TAP and container interfaces.
+    pub mtu: u32,
+    /// Encrypted or plain VXLAN.
+    pub encryption: Encryption,
+    /// Plain VXLAN: UDP port (default 4789).
+    pub vxlan_port: u16,
+    /// Plain VXLAN: remote VTEPs (`ip` or `ip:port`).
+    pub remotes: Vec<SocketAddr>,
+}
+
+impl Network {
+    /// The bridge's name.
+    pub fn bridge(&self) -> String {
+        format!("weft-{}", self.name)
+    }
+
+    /// The TAP's name.
+    pub fn tap(&self) -> String {
+        format!("weft-{}-t", self.name)
+    }
+}
+
+/// Longest network name (the TAP name `weft-<name>-t` must fit 15 bytes).
+pub const MAX_NETWORK_NAME: usize = 8;
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            line: None,
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates configuration text as if read from `path` (relative file names resolve
+    /// against the file's directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let ctx = Ctx { path, text };
+        let f: file::File = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| ctx.line_of(s.start));
+            ConfigError {
+                path: path.display().to_string(),
+                line,
+                key: "(syntax)".into(),
+                message: e.message().to_owned(),
+            }
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Spanned<PathBuf>| dir.join(p.get_ref());
+        let n = &f.node;
+        let name = n.name.get_ref().clone();
+        if name.is_empty() || name.len() > 63 {
+            return Err(ctx.err(&n.name, "node.name", "must be 1..=63 characters"));
+        }
+        let node = Node {
+            name,
+            key: resolve(&n.key),
+            cert: resolve(&n.cert),
+            ca: resolve(&n.ca),
+            state_dir: n.state_dir.as_ref().map(resolve).unwrap_or_else(|| "/var/lib/weft".into()),
+            control_socket: n
+                .control_socket
+                .as_ref()
+                .map(resolve)
+                .unwrap_or_else(|| "/run/weft/weft.sock".into()),
+            log_level: n.log_level.clone().unwrap_or_else(|| "info".into()),
+        };
+        let u = &f.underlay;
+        let listen = match &u.listen {
+            Some(l) => l
+                .get_ref()
+                .parse()
+                .map_err(|_| ctx.err(l, "underlay.listen", "expected IP:PORT, e.g. 0.0.0.0:51820"))?,
+            None => "0.0.0.0:51820".parse().expect("literal"),
+        };
+        let mtu = match &u.mtu {
+            Some(m) if !(1280..=65_535).contains(m.get_ref()) => {
+                return Err(ctx.err(m, "underlay.mtu", "must be 1280..=65535"))
+            }
+            Some(m) => *m.get_ref(),
+            None => 1500,
+        };
+        let workers = match &u.workers {
+            Some(w) if !(1..=64).contains(w.get_ref()) => {
+                return Err(ctx.err(w, "underlay.workers", "must be 1..=64"))
+            }
+            Some(w) => *w.get_ref(),
+            None => std::thread::available_parallelism().map(|n| n.get().min(8)).unwrap_or(1),
+        };
+        let underlay = Underlay { listen, mtu, workers };
+        let mut networks = Vec::new();
+        let (mut names, mut vnis) = (BTreeSet::new(), BTreeSet::new());
+        for (i, net) in f.networks.iter().enumerate() {
+            let network = ctx.network(i, net, &underlay)?;
+            if !names.insert(network.name.clone()) {
+                return Err(ctx.err(&net.name, &format!("network[{i}].name"), "duplicate network name"));
+            }
+            if !vnis.insert(network.vni) {
+                return Err(ctx.err(&net.vni, &format!("network[{i}].vni"), "duplicate VNI"));
+            }
+            if let Some(o) = networks.iter().find(|o: &&Network| {
+                o.subnet.contains(&network.subnet.network()) || network.subnet.contains(&o.subnet.network())
+            }) {
+                return Err(ctx.err(
+                    &net.subnet,
+                    &format!("network[{i}].subnet"),
+                    &format!("overlaps network {:?}", o.name),
+                ));
+            }
+            networks.push(network);
+        }
+        if networks.is_empty() {
+            return Err(ConfigError {
+                path: path.display().to_string(),
+                line: None,
+                key: "network".into(),
+                message: "at least one [[network]] is required".into(),
+            });
+        }
+        let mut peers = Vec::new();
+        for (i, p) in f.peers.iter().enumerate() {
+            let e = &p.get_ref().endpoint;
+            let addr: SocketAddr = e.get_ref().parse().map_err(|_| {
+                ctx.err(e, &format!("peer[{i}].endpoint"), "expected IP:PORT, e.g. 10.200.0.2:51820")
+            })?;
+            peers.push(addr);
+        }
+        Ok(Self { path: path.to_owned(), node, underlay, networks, peers })
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text.as_bytes()[..offset.min(self.text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn err<T>(&self, at: &Spanned<T>, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            path: self.path.display().to_string(),
+            line: Some(self.line_of(at.span().start)),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn network(&self, i: usize, n: &file::NetworkFile, u: &Underlay) -> Result<Network, ConfigError> {
+        let key = |k: &str| format!("network[{i}].{k}");
+        let name = n.name.get_ref().clone();
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_NETWORK_NAME
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !name_ok {
+            return Err(self.err(
+                &n.name,
+                &key("name"),
+                &format!("must be 1..={MAX_NETWORK_NAME} characters of a-z 0-9 -"),
+            ));
+        }
+        let vni = Vni::new(*n.vni.get_ref())
+            .filter(|v| v.get() > 0)
+            .ok_or_else(|| self.err(&n.vni, &key("vni"), "must be 1..=16777215"))?;
+        let subnet: IpNet = n
+            .subnet
+            .get_ref()
+            .parse()
+            .map_err(|_| self.err(&n.subnet, &key("subnet"), "expected a CIDR, e.g. 10.42.0.0/16"))?;
+        if subnet.trunc() != subnet {
+            return Err(self.err(&n.subnet, &key("subnet"), "host bits set; use the network address"));
+        }
+        let encryption = match n.encryption.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("chacha20poly1305") => Encryption::ChaCha20Poly1305,
+            Some("none") => Encryption::None,
+            Some(_) => {
+                let e = n.encryption.as_ref().expect("matched Some");
+                return Err(self.err(e, &key("encryption"), "must be \"chacha20poly1305\" or \"none\""));
+            }
+        };
+        let ipv6 = u.listen.is_ipv6();
+        let derived = match encryption {
+            Encryption::ChaCha20Poly1305 => overlay_mtu(u.mtu as usize, ipv6),
+            Encryption::None => vxlan_overlay_mtu(u.mtu as usize, ipv6),
+        } as u32;
+        let mtu = match &n.mtu {
+            Some(m) if *m.get_ref() < 576 || *m.get_ref() > derived => {
+                return Err(self.err(
+                    m,
+                    &key("mtu"),
+                    &format!("must be 576..={derived} (underlay MTU {} minus encapsulation)", u.mtu),
+                ))
+            }
+            Some(m) => *m.get_ref(),
+            None => derived,
+        };
+        let vxlan_port = n.vxlan_port.as_ref().map(|p| *p.get_ref()).unwrap_or(VXLAN_PORT);
+        let mut remotes = Vec::new();
+        for (j, r) in n.remotes.iter().enumerate() {
+            if encryption != Encryption::None {
+                return Err(self.err(r, &key("remotes"), "only plain VXLAN networks (encryption = \"none\") take remotes; encrypted networks use [[peer]]"));
+            }
+            let s = r.get_ref();
+            let addr = s
+                .parse::<SocketAddr>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, vxlan_port)))
+                .map_err(|_| self.err(r, &format!("{}[{j}]", key("remotes")), "expected IP or IP:PORT"))?;
+            remotes.push(addr);
+        }
+        Ok(Network { name, vni, subnet, mtu, encryption, vxlan_port, remotes })
+    }
+}
+
+#[cfg(test)]
+mod tests;

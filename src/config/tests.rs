@@ -1,0 +1,85 @@
+use super::*;
+
+const GOOD: &str = r#"
+[node]
+name = "h1"
+key = "h1.key"
+cert = "/etc/weft/h1.crt"
+ca = "ca.crt"
+
+[underlay]
+listen = "10.200.0.1:51820"
+
+[[network]]
+name = "default"
+vni = 42
+subnet = "10.42.0.0/16"
+
+[[peer]]
+endpoint = "10.200.0.2:51820"
+"#;
+
+fn parse(t: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/weft/node.toml"), t)
+}
+
+#[test]
+fn good_config_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.node.key, PathBuf::from("/etc/weft/h1.key"));
+    assert_eq!(c.node.cert, PathBuf::from("/etc/weft/h1.crt"));
+    assert_eq!(c.networks[0].mtu, 1422);
+    assert_eq!(c.networks[0].encryption, Encryption::ChaCha20Poly1305);
+    assert_eq!(c.networks[0].bridge(), "weft-default");
+    assert_eq!(c.peers, vec!["10.200.0.2:51820".parse().unwrap()]);
+    assert_eq!(c.node.control_socket, PathBuf::from("/run/weft/weft.sock"));
+}
+
+#[test]
+fn errors_name_key_and_line() {
+    let e = parse(&GOOD.replace("vni = 42", "vni = 0")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].vni", Some(13)));
+    let e = parse(&GOOD.replace("10.42.0.0/16", "10.42.0.1/16")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].subnet", Some(14)));
+    let e = parse(&GOOD.replace("name = \"default\"", "name = \"much-too-long\"")).unwrap_err();
+    assert_eq!(e.key, "network[0].name");
+    let e = parse(&GOOD.replace("10.200.0.2:51820", "somewhere")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("peer[0].endpoint", Some(17)));
+    let e = parse(&format!("{GOOD}\nbogus = 1\n")).unwrap_err();
+    assert_eq!(e.key, "(syntax)");
+    assert!(e.message.contains("bogus"), "{e}");
+    let e = parse(&GOOD.replace("[underlay]", "[underlay]\ncolour = \"red\"")).unwrap_err();
+    assert!(e.to_string().contains("colour"), "{e}");
+    assert!(e.line.is_some());
+    let e = parse(&GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nmtu = 1480"))
+        .unwrap_err();
+    assert!(e.message.contains("576..=1422"), "{e}");
+    let e =
+        parse(&GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nencryption = \"aes\""))
+            .unwrap_err();
+    assert_eq!(e.key, "network[0].encryption");
+}
+
+#[test]
+fn duplicates_and_overlaps() {
+    let two = format!("{GOOD}\n[[network]]\nname = \"b\"\nvni = 42\nsubnet = \"10.43.0.0/16\"\n");
+    assert_eq!(parse(&two).unwrap_err().message, "duplicate VNI");
+    let two = format!("{GOOD}\n[[network]]\nname = \"b\"\nvni = 43\nsubnet = \"10.42.5.0/24\"\n");
+    assert!(parse(&two).unwrap_err().message.contains("overlaps"));
+}
+
+#[test]
+fn plain_vxlan() {
+    let t = GOOD.replace(
+        "subnet = \"10.42.0.0/16\"",
+        "subnet = \"10.42.0.0/16\"\nencryption = \"none\"\nremotes = [\"10.200.0.9\", \"10.200.0.8:9999\"]",
+    );
+    let c = parse(&t).unwrap();
+    let n = &c.networks[0];
+    assert_eq!(n.encryption, Encryption::None);
+    assert_eq!(n.mtu, 1450);
+    assert_eq!(n.remotes, vec!["10.200.0.9:4789".parse().unwrap(), "10.200.0.8:9999".parse().unwrap()]);
+    let bad =
+        GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nremotes = [\"10.0.0.1\"]");
+    assert_eq!(parse(&bad).unwrap_err().key, "network[0].remotes");
+}

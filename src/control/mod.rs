@@ -1,0 +1,65 @@
+//! The local control API: newline-delimited JSON over a Unix socket that only root can open.
+//! One request per line, one response per line: `{"ok":true,"data":…}` or
+//! `{"ok":false,"error":"…"}`. Requests are bounded in size.
+
+pub mod server;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+pub use server::ControlCtx;
+
+/// Largest request line accepted.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A control request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Node, networks, containers, peers, counters.
+    Status,
+    /// Attach a container netns.
+    Attach {
+        /// Netns name or path.
+        netns: String,
+        /// Network name.
+        network: String,
+        /// Container name.
+        name: String,
+        /// Wanted address.
+        ip: Option<std::net::IpAddr>,
+        /// Interface name in the container.
+        ifname: String,
+    },
+    /// Detach a container.
+    Detach {
+        /// Network name.
+        network: String,
+        /// Container name.
+        name: String,
+    },
+}
+
+/// Sends one request and returns the `data` of a successful response.
+pub fn call(socket: &Path, req: &Request) -> Result<Value> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
+        format!("cannot reach the weft daemon at {} (is it running? are you root?)", socket.display())
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp).context("reading the daemon's answer")?;
+    let v: Value = serde_json::from_str(&resp).context("the daemon's answer is not JSON")?;
+    if v["ok"] == Value::Bool(true) {
+        Ok(v["data"].clone())
+    } else {
+        bail!("{}", v["error"].as_str().unwrap_or("the daemon refused the request"))
+    }
+}

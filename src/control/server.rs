@@ -1,0 +1,239 @@
+//! The daemon side of the control API: accepts connections, decodes requests, and carries out
+//! attach/detach (netlink + leases + engine) and status queries.
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
+
+use super::{Request, MAX_REQUEST};
+use crate::dataplane::{EngineMsg, NetInfo};
+use crate::engine::ControlMsg;
+use crate::ipam::{mac_string, parse_mac, Lease, Leases};
+use crate::netlink::{self, Netlink};
+
+/// What the control server works with.
+pub struct ControlCtx {
+    /// Node name.
+    pub node: String,
+    /// Networks with their static facts.
+    pub nets: Vec<NetInfo>,
+    /// This node's container subnet per network.
+    pub pools: Vec<IpNet>,
+    /// Leases.
+    pub leases: Mutex<Leases>,
+    /// Netlink in the daemon's namespace.
+    pub netlink: Netlink,
+    /// To the engine.
+    pub engine: SyncSender<EngineMsg>,
+}
+
+/// Serves connections on a bound listener until the task is dropped.
+pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>) -> Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &ctx).await {
+                debug!(%e, "control connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Creates the socket file, replacing a stale one, readable and writable by root only.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another daemon is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r.take(MAX_REQUEST as u64 + 1));
+    let mut line = String::new();
+    while lines.read_line(&mut line).await? > 0 {
+        let resp = if line.len() > MAX_REQUEST {
+            json!({"ok": false, "error": "request too large"})
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(req) => match handle(ctx, req).await {
+                    Ok(data) => json!({"ok": true, "data": data}),
+                    Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+                },
+                Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+            }
+        };
+        let mut out = serde_json::to_vec(&resp)?;
+        out.push(b'\n');
+        w.write_all(&out).await?;
+        line.clear();
+    }
+    Ok(())
+}
+
+async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
+    match req {
+        Request::Status => status(ctx).await,
+        Request::Attach { netns, network, name, ip, ifname } => {
+            attach(ctx, &netns, &network, &name, ip, &ifname).await
+        }
+        Request::Detach { network, name } => detach(ctx, &network, &name).await,
+    }
+}
+
+fn net_index(ctx: &ControlCtx, network: &str) -> Result<usize> {
+    ctx.nets.iter().position(|n| n.name == network).ok_or_else(|| {
+        let names: Vec<&str> = ctx.nets.iter().map(|n| n.name.as_str()).collect();
+        anyhow!("no network {network:?} on this node (have: {})", names.join(", "))
+    })
+}
+
+/// Resolves a netns name (as `ip netns` names them) or an absolute path.
+fn netns_path(netns: &str) -> Result<PathBuf> {
+    let p = if netns.starts_with('/') {
+        PathBuf::from(netns)
+    } else {
+        let ok =
+            !netns.is_empty() && netns.len() <= 255 && !netns.contains('/') && netns != "." && netns != "..";
+        if !ok {
+            bail!("bad netns name {netns:?}");
+        }
+        Path::new("/var/run/netns").join(netns)
+    };
+    if !p.exists() {
+        bail!("network namespace {} does not exist", p.display());
+    }
+    Ok(p)
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        bail!("container name {name:?} must be 1..=63 characters of A-Z a-z 0-9 - _ .");
+    }
+    Ok(())
+}
+
+async fn attach(
+    ctx: &ControlCtx,
+    netns: &str,
+    network: &str,
+    name: &str,
+    ip: Option<IpAddr>,
+    ifname: &str,
+) -> Result<Value> {
+    let net = net_index(ctx, network)?;
+    check_name(name)?;
+    crate::device::validate_ifname(ifname).map_err(|e| anyhow!("interface name {ifname:?}: {e}"))?;
+    let path = netns_path(netns)?;
+    let info = &ctx.nets[net];
+    let mut leases = ctx.leases.lock().await;
+    if leases.find(network, name).is_some() {
+        bail!("a container named {name:?} is already attached to {network}");
+    }
+    let addr = leases.pick(network, ctx.pools[net], info.gateway, ip)?;
+    let host_ifname = format!("wv{:08x}", u32::from_le_bytes(crate::pki::random32()[..4].try_into()?));
+    let prefix = info.subnet.prefix_len();
+    let cidr = IpNet::new(addr, prefix)?;
+    let link = netlink::container::attach(
+        &ctx.netlink,
+        &path,
+        &format!("weft-{}", info.name),
+        &host_ifname,
+        ifname,
+        cidr,
+        info.gateway,
+        info.mtu,
+    )
+    .await?;
+    let lease = Lease {
+        name: name.to_owned(),
+        netns: netns.to_owned(),
+        host_ifname: host_ifname.clone(),
+        ifname: ifname.to_owned(),
+        mac: mac_string(&link.mac),
+    };
+    leases.insert(network, addr, lease);
+    if let Err(e) = leases.save() {
+        leases.remove(network, &addr);
+        let _ = netlink::container::detach(&ctx.netlink, &host_ifname).await;
+        return Err(e);
+    }
+    to_engine(ctx, ControlMsg::AddLocal { net, mac: link.mac, ip: addr }).await;
+    info!(container = name, network, %addr, "attached");
+    Ok(json!({
+        "name": name, "network": network, "ip": addr.to_string(), "prefix": prefix,
+        "gateway": info.gateway.to_string(), "mac": mac_string(&link.mac), "mtu": info.mtu,
+        "host_ifname": host_ifname, "ifname": ifname,
+    }))
+}
+
+async fn detach(ctx: &ControlCtx, network: &str, name: &str) -> Result<Value> {
+    let net = net_index(ctx, network)?;
+    let mut leases = ctx.leases.lock().await;
+    let (ip, lease) = leases
+        .find(network, name)
+        .map(|(ip, l)| (ip, l.clone()))
+        .ok_or_else(|| anyhow!("no container named {name:?} on network {network}"))?;
+    netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
+    leases.remove(network, &ip);
+    leases.save()?;
+    if let Some(mac) = parse_mac(&lease.mac) {
+        to_engine(ctx, ControlMsg::RemoveLocal { net, mac }).await;
+    }
+    info!(container = name, network, %ip, "detached");
+    Ok(json!({"name": name, "network": network, "ip": ip.to_string()}))
+}
+
+async fn to_engine(ctx: &ControlCtx, msg: ControlMsg) {
+    let tx = ctx.engine.clone();
+    // The engine channel is bounded; control messages wait for room rather than being dropped.
+    let r = tokio::task::spawn_blocking(move || tx.send(EngineMsg::Control(msg))).await;
+    if !matches!(r, Ok(Ok(()))) {
+        warn!("engine is gone; control message lost");
+    }
+}
+
+async fn status(ctx: &ControlCtx) -> Result<Value> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    to_engine(ctx, ControlMsg::Status(tx)).await;
+    let engine = rx.await.context("engine did not answer")?;
+    let leases = ctx.leases.lock().await;
+    let networks: Vec<Value> = ctx
+        .nets
+        .iter()
+        .zip(&ctx.pools)
+        .map(|(n, pool)| {
+            let containers: Vec<Value> = leases
+                .of(&n.name)
+                .map(|(ip, l)| json!({"name": l.name, "ip": ip.to_string(), "mac": l.mac, "netns": l.netns, "host_ifname": l.host_ifname}))
+                .collect();
+            json!({
+                "name": n.name, "vni": n.vni.get(), "subnet": n.subnet.to_string(), "node_subnet": pool.to_string(),
+                "gateway": n.gateway.to_string(), "mtu": n.mtu, "encryption": n.encryption, "containers": containers,
+            })
+        })
+        .collect();
+    Ok(json!({"node": ctx.node, "networks": networks, "engine": engine}))
+}

@@ -1,0 +1,163 @@
+//! `weft run`: brings the node up (identity, bridges, TAPs, sockets, engine, workers, control
+//! socket), waits for SIGTERM/SIGINT, and takes down everything it created, in reverse order.
+//! After a crash nothing blocks a restart: bridges are reused, TAPs vanish with the process,
+//! leases and container links are reconciled at start.
+
+mod network;
+
+use anyhow::{Context, Result};
+use overlay_proto::cert::{CaCert, NodeCert};
+use overlay_proto::{Endpoint, EndpointConfig};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::control::{self, ControlCtx};
+use crate::dataplane::{self, EngineMsg, Shared};
+use crate::engine::{ControlMsg, Engine};
+use crate::ipam::Leases;
+use crate::netlink::Netlink;
+use crate::pki;
+
+/// Handshakes per second above which initiators must present a cookie.
+const HANDSHAKE_RATE_LIMIT: u32 = 500;
+/// Capacity of the workers → engine channel.
+const ENGINE_QUEUE: usize = 4096;
+
+/// The node's identity files, loaded and cross-checked.
+pub struct Identity {
+    /// X25519 private key.
+    pub secret: [u8; 32],
+    /// Our certificate.
+    pub cert: NodeCert,
+    /// The network CA.
+    pub ca: CaCert,
+}
+
+impl Identity {
+    /// Loads key, certificate and CA named by the config and checks they agree.
+    pub fn load(cfg: &Config) -> Result<Self> {
+        let secret = pki::load_private_key(&cfg.node.key)?;
+        let cert = pki::load_node_cert(&cfg.node.cert)?;
+        let ca = pki::load_ca_cert(&cfg.node.ca)?;
+        crate::commands::check_identity(&cfg.node.name, &secret, &cert, &ca)
+            .with_context(|| format!("{}", cfg.node.cert.display()))?;
+        for n in &cfg.networks {
+            if !cert.subnets.iter().any(|s| n.subnet.contains(s)) {
+                anyhow::bail!(
+                    "network {:?} ({}) contains none of the certificate's subnets ({}): the node would have no addresses to give",
+                    n.name,
+                    n.subnet,
+                    cert.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        Ok(Self { secret, cert, ca })
+    }
+}
+
+/// Runs the daemon until a termination signal.
+pub async fn run(cfg: Config, id: Identity) -> Result<()> {
+    std::fs::create_dir_all(&cfg.node.state_dir)
+        .with_context(|| format!("creating state_dir {}", cfg.node.state_dir.display()))?;
+    let nl = Netlink::new().await?;
+    let mut leases = Leases::load(&cfg.node.state_dir)?;
+    let up = network::bring_up(&nl, &cfg, &id.cert).await;
+    let up = match up {
+        Ok(u) => u,
+        Err(e) => {
+            network::tear_down(&nl, &cfg, &mut leases, false).await;
+            return Err(e);
+        }
+    };
+    let result = serve(&cfg, id, nl, leases, up).await;
+    result
+}
+
+async fn serve(cfg: &Config, id: Identity, nl: Netlink, mut leases: Leases, up: network::Up) -> Result<()> {
+    let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
+    let sockets = network::udp_sockets(cfg)?;
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let endpoint = Endpoint::new(
+        EndpointConfig {
+            static_secret: id.secret,
+            cert: id.cert.clone(),
+            ca: id.ca,
+            wall_clock: (Instant::now(), wall),
+            handshake_rate_limit: HANDSHAKE_RATE_LIMIT,
+            revoked: Default::default(),
+        },
+        Box::new(rand_core::OsRng),
+    )?;
+    let (tx, rx) = sync_channel::<EngineMsg>(ENGINE_QUEUE);
+    let shared = Arc::new(Shared {
+        tables: Default::default(),
+        proto_stats: Arc::clone(endpoint.stats()),
+        stats: Default::default(),
+        nets: up.nets.clone(),
+        taps: up.taps,
+        engine: tx.clone(),
+        stop: Default::default(),
+    });
+    let mut engine = Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.peers);
+    for (net, mac, ip) in recovered {
+        engine.add_local(net, mac, ip);
+    }
+    let engine_thread =
+        std::thread::Builder::new().name("weft-engine".into()).spawn(move || engine.run(rx))?;
+    let mut workers = Vec::new();
+    for (i, udp) in sockets.udp.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let vxlan = sockets.vxlan.get(i).map(|s| s.try_clone()).transpose()?;
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("weft-dp{i}"))
+                .spawn(move || dataplane::run_worker(shared, i, udp, vxlan))?,
+        );
+    }
+    let ctx = Arc::new(ControlCtx {
+        node: cfg.node.name.clone(),
+        nets: up.nets,
+        pools: up.pools,
+        leases: tokio::sync::Mutex::new(leases),
+        netlink: nl,
+        engine: tx.clone(),
+    });
+    let listener = control::server::bind(&cfg.node.control_socket)?;
+    let server = tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx)));
+    info!(
+        node = %cfg.node.name, listen = %cfg.underlay.listen, workers = workers.len(),
+        networks = cfg.networks.len(), "weft is up"
+    );
+    wait_for_signal().await;
+    info!("shutting down");
+    server.abort();
+    let _ = std::fs::remove_file(&cfg.node.control_socket);
+    shared.stop.store(true, Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = tokio::task::spawn_blocking(move || tx.send(EngineMsg::Control(ControlMsg::Stop))).await;
+    let _ = engine_thread.join();
+    drop(shared);
+    let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("control context still in use"))?;
+    let mut leases = ctx.leases.into_inner();
+    network::tear_down(&ctx.netlink, cfg, &mut leases, true).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        warn!("cannot install signal handlers; waiting forever");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,138 @@
+//! Host-side network objects of the daemon: per network a bridge `weft-<name>` holding the
+//! gateway address and a multi-queue TAP `weft-<name>-t` enslaved to it; the UDP sockets;
+//! and their removal.
+
+use anyhow::{Context, Result};
+use ipnet::IpNet;
+use overlay_proto::cert::NodeCert;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+use crate::config::{Config, Encryption, Network};
+use crate::dataplane::frame::Mac;
+use crate::dataplane::NetInfo;
+use crate::device::Tap;
+use crate::ipam::{parse_mac, Leases};
+use crate::netlink::Netlink;
+
+/// What `bring_up` made.
+pub struct Up {
+    /// Per network facts.
+    pub nets: Vec<NetInfo>,
+    /// The node's container subnet per network.
+    pub pools: Vec<IpNet>,
+    /// TAP queues, `[net][worker]`.
+    pub taps: Vec<Vec<Arc<Tap>>>,
+}
+
+/// Creates (or reuses) each network's bridge and TAP.
+pub async fn bring_up(nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<Up> {
+    let mut up = Up { nets: Vec::new(), pools: Vec::new(), taps: Vec::new() };
+    for n in &cfg.networks {
+        let pool = *cert.subnets.iter().find(|s| n.subnet.contains(*s)).context("checked at load")?;
+        let gateway = pool.hosts().next().context("node subnet too small for a gateway")?;
+        let bridge = nl.ensure_bridge(&n.bridge()).await?;
+        nl.set_mtu(bridge, n.mtu).await?;
+        nl.add_address(bridge, IpNet::new(gateway, n.subnet.prefix_len())?).await?;
+        let queues = Tap::open_queues(&n.tap(), cfg.underlay.workers)?;
+        let tap = nl.link_index(&n.tap()).await?.context("TAP vanished after creation")?;
+        nl.set_mtu(tap, n.mtu).await?;
+        nl.set_master(tap, bridge).await?;
+        nl.set_up(tap).await?;
+        nl.set_up(bridge).await?;
+        let gateway_mac = nl.mac(bridge).await?;
+        info!(network = %n.name, bridge = %n.bridge(), %gateway, mtu = n.mtu, "network up");
+        up.nets.push(NetInfo {
+            name: n.name.clone(),
+            vni: n.vni,
+            mtu: n.mtu,
+            subnet: n.subnet,
+            gateway,
+            gateway_mac,
+            encryption: n.encryption,
+            remotes: n.remotes.clone(),
+        });
+        up.pools.push(pool);
+        up.taps.push(queues.into_iter().map(Arc::new).collect());
+    }
+    Ok(up)
+}
+
+/// Keeps leases whose host veth still exists (a crash left them running) and drops the rest.
+/// Returns the local FDB entries to restore.
+pub async fn reconcile_leases(
+    nl: &Netlink,
+    nets: &[Network],
+    leases: &mut Leases,
+) -> Vec<(usize, Mac, IpAddr)> {
+    let mut keep = Vec::new();
+    for (network, ip, lease) in leases.all() {
+        let net = nets.iter().position(|n| n.name == network);
+        let alive = matches!(nl.link_index(&lease.host_ifname).await, Ok(Some(_)));
+        match (net, alive, parse_mac(&lease.mac)) {
+            (Some(net), true, Some(mac)) => keep.push((net, mac, ip)),
+            _ => {
+                info!(container = %lease.name, %ip, "dropping lease of a container that is gone");
+                leases.remove(&network, &ip);
+            }
+        }
+    }
+    if let Err(e) = leases.save() {
+        warn!(%e, "cannot save leases");
+    }
+    keep
+}
+
+/// Removes what the daemon created. With `containers`, also the containers' veths and their
+/// leases (a clean stop); without, only the bridges (a failed start).
+pub async fn tear_down(nl: &Netlink, cfg: &Config, leases: &mut Leases, containers: bool) {
+    if containers {
+        for (network, ip, lease) in leases.all() {
+            if let Err(e) = crate::netlink::detach(nl, &lease.host_ifname).await {
+                warn!(%e, container = %lease.name, "cannot remove container link");
+            }
+            leases.remove(&network, &ip);
+        }
+        if let Err(e) = leases.save() {
+            warn!(%e, "cannot save leases");
+        }
+    }
+    for n in &cfg.networks {
+        if let Err(e) = nl.delete_link(&n.bridge()).await {
+            warn!(%e, bridge = %n.bridge(), "cannot remove bridge");
+        }
+    }
+}
+
+/// The data-plane sockets.
+pub struct Sockets {
+    /// One per worker, SO_REUSEPORT on the listen address.
+    pub udp: Vec<UdpSocket>,
+    /// One per worker on the VXLAN port, when a plain network exists.
+    pub vxlan: Vec<UdpSocket>,
+}
+
+/// Opens the sockets.
+pub fn udp_sockets(cfg: &Config) -> Result<Sockets> {
+    let mut s = Sockets { udp: Vec::new(), vxlan: Vec::new() };
+    let plain = cfg.networks.iter().find(|n| n.encryption == Encryption::None);
+    for _ in 0..cfg.underlay.workers {
+        s.udp.push(reuseport(cfg.underlay.listen)?);
+        if let Some(p) = plain {
+            s.vxlan.push(reuseport(SocketAddr::new(cfg.underlay.listen.ip(), p.vxlan_port))?);
+        }
+    }
+    Ok(s)
+}
+
+fn reuseport(addr: SocketAddr) -> Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    sock.bind(&addr.into()).with_context(|| format!("binding UDP {addr}"))?;
+    Ok(sock.into())
+}

@@ -1,0 +1,170 @@
+//! The data plane: worker threads that each own one UDP socket (SO_REUSEPORT) and one queue
+//! of every network's TAP, and forward frames between them through the sessions of the
+//! current [`tables::Tables`] snapshot. Anything that is not a steady-state frame (handshakes,
+//! frames for peers without a session, table changes) goes to the engine over a bounded
+//! channel; when that channel is full the item is dropped and counted, never blocked on.
+
+pub mod frame;
+pub mod tables;
+mod worker;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use overlay_proto::wire::Vni;
+use overlay_proto::{EndpointStats, PeerId};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use crate::config::Encryption;
+use crate::device::Tap;
+use frame::Mac;
+pub use worker::{deliver, run_worker};
+
+/// Messages from workers (and the control API) to the engine.
+#[derive(Debug)]
+pub enum EngineMsg {
+    /// A datagram the workers do not handle (handshake, cookie, unknown session).
+    Datagram {
+        /// Source.
+        from: SocketAddr,
+        /// Bytes.
+        bytes: Vec<u8>,
+    },
+    /// An inner payload (header included) for a peer without a usable session.
+    Unroutable {
+        /// Destination peer.
+        peer: PeerId,
+        /// Inner payload.
+        payload: Vec<u8>,
+    },
+    /// A MAC (and IP) seen behind a peer or VTEP.
+    Learn {
+        /// Network index.
+        net: usize,
+        /// Source MAC.
+        mac: Mac,
+        /// Source IP.
+        ip: Option<IpAddr>,
+        /// Where it lives.
+        loc: tables::Loc,
+    },
+    /// A decrypted inner payload that is not a frame (gossip, probe).
+    Inner {
+        /// The sender.
+        peer: PeerId,
+        /// The inner payload.
+        bytes: Vec<u8>,
+    },
+    /// An authenticated packet from a new address.
+    Roamed {
+        /// The peer.
+        peer: PeerId,
+        /// Its new address.
+        addr: SocketAddr,
+    },
+    /// A request from the control API (sent blocking: never dropped).
+    Control(crate::engine::ControlMsg),
+}
+
+/// Static facts about one network the workers need.
+#[derive(Debug, Clone)]
+pub struct NetInfo {
+    /// Name.
+    pub name: String,
+    /// VNI.
+    pub vni: Vni,
+    /// Overlay MTU.
+    pub mtu: u32,
+    /// The flat subnet.
+    pub subnet: IpNet,
+    /// Our gateway address on the bridge.
+    pub gateway: IpAddr,
+    /// The bridge's MAC (source of ICMP errors we generate).
+    pub gateway_mac: Mac,
+    /// Encrypted or plain VXLAN.
+    pub encryption: Encryption,
+    /// Plain VXLAN remotes (flood targets).
+    pub remotes: Vec<SocketAddr>,
+}
+
+/// Data-plane counters (drops by reason, frames each way).
+#[derive(Debug, Default)]
+pub struct DataplaneStats {
+    /// Frames read from TAPs.
+    pub tap_rx: AtomicU64,
+    /// Frames written to TAPs.
+    pub tap_tx: AtomicU64,
+    /// ARP requests answered locally.
+    pub arp_suppressed: AtomicU64,
+    /// Frames replicated to peers (per copy).
+    pub flooded: AtomicU64,
+    /// Frames whose inner source is outside the sender's certified subnets, or whose MAC is
+    /// bound to another owner.
+    pub drop_spoof: AtomicU64,
+    /// Frames for a VNI this node does not serve.
+    pub drop_no_network: AtomicU64,
+    /// Frames of an ethertype we do not carry.
+    pub drop_ethertype: AtomicU64,
+    /// Frames larger than the overlay MTU (answered with ICMP when possible).
+    pub drop_mtu: AtomicU64,
+    /// Work the engine channel had no room for.
+    pub drop_queue_full: AtomicU64,
+    /// Frames with no destination (no peers).
+    pub drop_no_route: AtomicU64,
+    /// Socket or TAP errors.
+    pub io_errors: AtomicU64,
+}
+
+impl DataplaneStats {
+    /// Every counter with its name.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let v = |c: &AtomicU64| c.load(Relaxed);
+        vec![
+            ("tap_rx", v(&self.tap_rx)),
+            ("tap_tx", v(&self.tap_tx)),
+            ("arp_suppressed", v(&self.arp_suppressed)),
+            ("flooded", v(&self.flooded)),
+            ("drop_spoof", v(&self.drop_spoof)),
+            ("drop_no_network", v(&self.drop_no_network)),
+            ("drop_ethertype", v(&self.drop_ethertype)),
+            ("drop_mtu", v(&self.drop_mtu)),
+            ("drop_queue_full", v(&self.drop_queue_full)),
+            ("drop_no_route", v(&self.drop_no_route)),
+            ("io_errors", v(&self.io_errors)),
+        ]
+    }
+}
+
+/// State shared by workers and the engine.
+pub struct Shared {
+    /// The current snapshot.
+    pub tables: ArcSwap<tables::Tables>,
+    /// Protocol counters.
+    pub proto_stats: Arc<EndpointStats>,
+    /// Data-plane counters.
+    pub stats: DataplaneStats,
+    /// Networks, in configuration order.
+    pub nets: Vec<NetInfo>,
+    /// TAP queues: `taps[net][worker]`.
+    pub taps: Vec<Vec<Arc<Tap>>>,
+    /// To the engine.
+    pub engine: SyncSender<EngineMsg>,
+    /// Set to stop the workers.
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    /// Sends to the engine without blocking; counts a drop when the channel is full.
+    pub fn to_engine(&self, msg: EngineMsg) {
+        if self.engine.try_send(msg).is_err() {
+            self.stats.drop_queue_full.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}

@@ -1,0 +1,66 @@
+//! The read-mostly snapshot every worker forwards with: sessions by index, peers by id, and
+//! each network's forwarding database. The engine owns the mutable state and swaps in a whole
+//! new snapshot (`arc_swap`) when something changes; workers load it once per batch, with no
+//! lock and no allocation.
+
+use ipnet::IpNet;
+use overlay_proto::wire::Vni;
+use overlay_proto::{PeerId, Session};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::frame::Mac;
+
+/// Where a MAC lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loc {
+    /// On this host's bridge (an attached container or the gateway).
+    Local,
+    /// Behind an encrypted peer.
+    Peer(PeerId),
+    /// Behind a plain VXLAN remote.
+    Vtep(SocketAddr),
+}
+
+/// One peer, as workers need it.
+#[derive(Debug, Clone)]
+pub struct PeerEntry {
+    /// Session to seal with (may be expired by now: `seal` says so).
+    pub session: Option<Arc<Session>>,
+    /// Where to send.
+    pub endpoint: Option<SocketAddr>,
+    /// Certified subnets: the only inner sources accepted from this peer.
+    pub subnets: Arc<Vec<IpNet>>,
+}
+
+/// One network's tables.
+#[derive(Debug, Clone, Default)]
+pub struct NetTables {
+    /// MAC → location.
+    pub macs: HashMap<Mac, Loc>,
+    /// IP → MAC (ARP suppression).
+    pub ips: HashMap<IpAddr, Mac>,
+}
+
+/// The whole snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    /// Receiving sessions by our index.
+    pub sessions: HashMap<u32, (PeerId, Arc<Session>)>,
+    /// Peers with a verified certificate.
+    pub peers: HashMap<PeerId, PeerEntry>,
+    /// Peers in a stable order, for flooding.
+    pub flood: Vec<PeerId>,
+    /// Per network, in configuration order.
+    pub nets: Vec<NetTables>,
+    /// VNI → network index.
+    pub vnis: HashMap<Vni, usize>,
+}
+
+impl Tables {
+    /// Network index of a VNI.
+    pub fn net_of(&self, vni: Vni) -> Option<usize> {
+        self.vnis.get(&vni).copied()
+    }
+}

@@ -1,0 +1,360 @@
+//! The engine: one thread that owns the protocol [`Endpoint`] and the forwarding databases.
+//! It takes what workers cannot do alone (handshakes, frames for peers without a session,
+//! learning, roaming) and the control API's requests, runs the timers, sends what the endpoint
+//! emits, and republishes the workers' snapshot whenever anything they read changed.
+
+use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
+use overlay_proto::wire::Inner;
+use overlay_proto::{Encapsulated, Endpoint, Event, PeerId, Received};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, trace};
+
+use crate::dataplane::frame::Mac;
+use crate::dataplane::tables::{Loc, PeerEntry, Tables};
+use crate::dataplane::{deliver, EngineMsg, Shared};
+use crate::fdb::{Fdb, Learned};
+
+/// Requests from the control API.
+#[derive(Debug)]
+pub enum ControlMsg {
+    /// A container was attached: its MAC and IP are local.
+    AddLocal {
+        /// Network index.
+        net: usize,
+        /// Container MAC.
+        mac: Mac,
+        /// Container IP.
+        ip: IpAddr,
+    },
+    /// A container was detached.
+    RemoveLocal {
+        /// Network index.
+        net: usize,
+        /// Container MAC.
+        mac: Mac,
+    },
+    /// Report peers and counters.
+    Status(tokio::sync::oneshot::Sender<Value>),
+    /// Stop the engine.
+    Stop,
+}
+
+/// Longest the engine sleeps between timer checks.
+const TICK: Duration = Duration::from_millis(100);
+/// Re-dial backoff bounds for static peers.
+const DIAL_MIN: Duration = Duration::from_secs(1);
+const DIAL_MAX: Duration = Duration::from_secs(30);
+
+struct StaticPeer {
+    addr: SocketAddr,
+    next_dial: Instant,
+    backoff: Duration,
+    dialing: bool,
+}
+
+/// The engine's state.
+pub struct Engine {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    udp: UdpSocket,
+    fdbs: Vec<Fdb>,
+    statics: Vec<StaticPeer>,
+    published: Option<u64>,
+    dirty: bool,
+    started: Instant,
+    names: BTreeMap<PeerId, String>,
+}
+
+impl Engine {
+    /// An engine that sends through `udp` (a clone of a worker socket).
+    pub fn new(endpoint: Endpoint, shared: Arc<Shared>, udp: UdpSocket, static_peers: &[SocketAddr]) -> Self {
+        let now = Instant::now();
+        let fdbs = shared.nets.iter().map(|_| Fdb::default()).collect();
+        let statics = static_peers
+            .iter()
+            .map(|&addr| StaticPeer { addr, next_dial: now, backoff: DIAL_MIN, dialing: false })
+            .collect();
+        Self {
+            endpoint,
+            shared,
+            udp,
+            fdbs,
+            statics,
+            published: None,
+            dirty: true,
+            started: now,
+            names: BTreeMap::new(),
+        }
+    }
+
+    /// Local entries known before the workers start (leases recovered after a restart).
+    pub fn add_local(&mut self, net: usize, mac: Mac, ip: IpAddr) {
+        self.fdbs[net].add_local(mac, Some(ip), Instant::now());
+        self.dirty = true;
+    }
+
+    /// Runs until a `Stop` arrives or every sender is gone.
+    pub fn run(mut self, rx: Receiver<EngineMsg>) {
+        self.publish();
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .endpoint
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(TICK)
+                .min(TICK);
+            match rx.recv_timeout(wait) {
+                Ok(EngineMsg::Control(ControlMsg::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Drain what queued up meanwhile before the (comparatively) slow timer pass.
+            for _ in 0..256 {
+                match rx.try_recv() {
+                    Ok(EngineMsg::Control(ControlMsg::Stop)) => return,
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            self.endpoint.handle_timeout(now);
+            self.dial_statics(now);
+            self.flush(now);
+        }
+    }
+
+    fn handle(&mut self, msg: EngineMsg) {
+        let now = Instant::now();
+        match msg {
+            EngineMsg::Datagram { from, mut bytes } => {
+                match self.endpoint.handle_datagram(now, from, &mut bytes) {
+                    Ok(Received::Payload { peer, payload }) => self.inner(now, peer, &mut bytes, payload),
+                    Ok(Received::Consumed) => {}
+                    Err(e) => trace!(%e, "datagram dropped"),
+                }
+            }
+            EngineMsg::Unroutable { peer, payload } => {
+                let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + payload.len() + TAG_LEN];
+                buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + payload.len()].copy_from_slice(&payload);
+                match self.endpoint.encapsulate(now, peer, &mut buf, payload.len()) {
+                    Ok(Encapsulated::Ready { dst, len }) => self.send(dst, &buf[..len]),
+                    Ok(Encapsulated::Queued) => {}
+                    Err(e) => trace!(%peer, %e, "unroutable frame dropped"),
+                }
+            }
+            EngineMsg::Inner { peer, bytes } => {
+                let mut b = bytes;
+                let len = b.len();
+                self.inner(now, peer, &mut b, 0..len);
+            }
+            EngineMsg::Learn { net, mac, ip, loc } => {
+                if let Some(f) = self.fdbs.get_mut(net) {
+                    match f.learn(mac, ip, loc, now) {
+                        Learned::Ok => self.dirty = true,
+                        Learned::Conflict | Learned::Full => {
+                            crate::dataplane::inc(&self.shared.stats.drop_spoof);
+                        }
+                    }
+                }
+            }
+            EngineMsg::Roamed { peer, addr } => self.endpoint.note_roamed(peer, addr),
+            EngineMsg::Control(c) => self.control(now, c),
+        }
+    }
+
+    /// An inner payload the engine decrypted (or a worker handed over).
+    fn inner(&mut self, now: Instant, peer: PeerId, buf: &mut [u8], range: std::ops::Range<usize>) {
+        match Inner::parse(&buf[range.clone()]) {
+            Ok(Inner::Frame { vni, .. }) => {
+                // A frame on a session the workers did not know yet: publish, then deliver.
+                self.publish_if_changed();
+                let tables = self.shared.tables.load();
+                if let Some(net) = tables.net_of(vni) {
+                    if range.start + 4 >= crate::device::VNET_HDR_LEN {
+                        deliver(&self.shared, &tables, peer, net, 0, &mut buf[..range.end], range.start + 4);
+                    }
+                }
+            }
+            Ok(Inner::Probe(id)) => {
+                let mut out = [0u8; TRANSPORT_HEADER_LEN + 12 + TAG_LEN];
+                let n =
+                    Inner::ProbeReply(id).emit(&mut out[TRANSPORT_HEADER_LEN..]).expect("room for a probe");
+                if let Ok(Encapsulated::Ready { dst, len }) =
+                    self.endpoint.encapsulate(now, peer, &mut out, n)
+                {
+                    self.send(dst, &out[..len]);
+                }
+            }
+            Ok(other) => trace!(%peer, kind = ?other.kind(), "inner payload ignored"),
+            Err(e) => trace!(%peer, %e, "bad inner payload"),
+        }
+    }
+
+    fn control(&mut self, now: Instant, c: ControlMsg) {
+        match c {
+            ControlMsg::AddLocal { net, mac, ip } => {
+                if let Some(f) = self.fdbs.get_mut(net) {
+                    f.add_local(mac, Some(ip), now);
+                    self.dirty = true;
+                }
+            }
+            ControlMsg::RemoveLocal { net, mac } => {
+                if let Some(f) = self.fdbs.get_mut(net) {
+                    f.remove_local(&mac);
+                    self.dirty = true;
+                }
+            }
+            ControlMsg::Status(reply) => {
+                let _ = reply.send(self.status(now));
+            }
+            ControlMsg::Stop => {}
+        }
+    }
+
+    fn dial_statics(&mut self, now: Instant) {
+        let connected: Vec<SocketAddr> = self
+            .endpoint
+            .peer_ids()
+            .filter_map(|p| self.endpoint.peer_info(p))
+            .filter(|i| i.connected)
+            .filter_map(|i| i.endpoint)
+            .collect();
+        for s in &mut self.statics {
+            if connected.contains(&s.addr) {
+                s.backoff = DIAL_MIN;
+                continue;
+            }
+            if !s.dialing && now >= s.next_dial {
+                debug!(addr = %s.addr, "dialing static peer");
+                self.endpoint.dial(now, s.addr);
+                s.dialing = true;
+            }
+        }
+    }
+
+    fn flush(&mut self, now: Instant) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            self.send(t.dst, &t.payload);
+        }
+        while let Some(e) = self.endpoint.poll_event() {
+            match e {
+                Event::Dialed { addr, peer } => {
+                    self.static_done(addr, true, now);
+                    debug!(%addr, %peer, "dial reached a member");
+                }
+                Event::DialFailed { addr } => {
+                    self.static_done(addr, false, now);
+                    debug!(%addr, "dial failed; backing off");
+                }
+                Event::HandshakeCompleted { peer } => {
+                    if let Some(c) = self.endpoint.peer_info(peer).and_then(|i| i.cert) {
+                        if self.names.insert(peer, c.name.clone()).is_none() {
+                            info!(peer = %c.name, "peer up");
+                        }
+                    }
+                }
+                Event::HandshakeFailed { peer } => debug!(%peer, "handshake gave up"),
+                Event::EndpointChanged { peer, addr } => debug!(%peer, %addr, "peer roamed"),
+            }
+        }
+        for f in &mut self.fdbs {
+            if f.expire(now) {
+                self.dirty = true;
+            }
+        }
+        self.publish_if_changed();
+    }
+
+    fn static_done(&mut self, addr: SocketAddr, ok: bool, now: Instant) {
+        if let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr) {
+            s.dialing = false;
+            if ok {
+                s.backoff = DIAL_MIN;
+                s.next_dial = now + DIAL_MIN;
+            } else {
+                s.next_dial = now + s.backoff;
+                s.backoff = (s.backoff * 2).min(DIAL_MAX);
+            }
+        }
+    }
+
+    fn send(&self, dst: SocketAddr, bytes: &[u8]) {
+        if self.udp.send_to(bytes, dst).is_err() {
+            crate::dataplane::inc(&self.shared.stats.io_errors);
+        }
+    }
+
+    fn publish_if_changed(&mut self) {
+        if self.dirty || self.published != Some(self.endpoint.generation()) {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let mut t = Tables::default();
+        for (i, n) in self.shared.nets.iter().enumerate() {
+            t.vnis.insert(n.vni, i);
+        }
+        for (idx, peer, s) in self.endpoint.sessions() {
+            t.sessions.insert(idx, (peer, Arc::clone(s)));
+        }
+        for id in self.endpoint.peer_ids().collect::<Vec<_>>() {
+            let Some(info) = self.endpoint.peer_info(id) else { continue };
+            let Some(cert) = info.cert else { continue };
+            let session = self.endpoint.sending_session(now, id).map(|(s, _)| Arc::clone(s));
+            t.peers.insert(
+                id,
+                PeerEntry { session, endpoint: info.endpoint, subnets: Arc::new(cert.subnets.clone()) },
+            );
+            t.flood.push(id);
+        }
+        t.nets = self.fdbs.iter().map(Fdb::tables).collect();
+        // Entries behind peers we no longer know would black-hole traffic: drop them.
+        for nt in &mut t.nets {
+            nt.macs.retain(|_, l| !matches!(l, Loc::Peer(p) if !t.peers.contains_key(p)));
+        }
+        self.shared.tables.store(Arc::new(t));
+        self.published = Some(self.endpoint.generation());
+        self.dirty = false;
+    }
+
+    fn status(&self, now: Instant) -> Value {
+        let peers: Vec<Value> = self
+            .endpoint
+            .peer_ids()
+            .filter_map(|id| {
+                let i = self.endpoint.peer_info(id)?;
+                Some(json!({
+                    "id": id.0,
+                    "name": i.cert.as_ref().map(|c| c.name.clone()),
+                    "public_key": crate::pki::encode_key(&i.key),
+                    "endpoint": i.endpoint.map(|e| e.to_string()),
+                    "connected": i.connected,
+                    "last_handshake_secs_ago": i.last_handshake.map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    "subnets": i.cert.as_ref().map(|c| c.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                    "groups": i.cert.as_ref().map(|c| c.groups.clone()),
+                    "rx_bytes": i.totals.rx_bytes,
+                    "tx_bytes": i.totals.tx_bytes,
+                    "rx_packets": i.totals.rx_packets,
+                    "tx_packets": i.totals.tx_packets,
+                }))
+            })
+            .collect();
+        let counters: BTreeMap<&str, u64> =
+            self.shared.proto_stats.snapshot().into_iter().chain(self.shared.stats.snapshot()).collect();
+        let fdb: Vec<usize> = self.fdbs.iter().map(Fdb::len).collect();
+        json!({
+            "uptime_secs": now.saturating_duration_since(self.started).as_secs(),
+            "peers": peers,
+            "counters": counters,
+            "fdb_entries": fdb,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! Address leases for attached containers, one table per network, persisted as JSON under the
+//! state directory (written to a temporary file and renamed, so a crash never leaves a torn
+//! file). An address is never handed out twice while its lease exists, across restarts too.
+
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// One container's lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Container name.
+    pub name: String,
+    /// The container's network namespace (name or path).
+    pub netns: String,
+    /// Host end of the veth pair.
+    pub host_ifname: String,
+    /// Interface name inside the container.
+    pub ifname: String,
+    /// Container MAC, `aa:bb:…`.
+    pub mac: String,
+}
+
+/// Leases of every network, keyed by network name then address.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Leases {
+    #[serde(default)]
+    networks: BTreeMap<String, BTreeMap<IpAddr, Lease>>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+impl Leases {
+    /// Loads `state_dir/leases.json`, or starts empty.
+    pub fn load(state_dir: &Path) -> Result<Self> {
+        let path = state_dir.join("leases.json");
+        let mut l: Leases = match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is corrupt", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Leases::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        l.path = path;
+        Ok(l)
+    }
+
+    /// Writes the leases atomically.
+    pub fn save(&self) -> Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))
+    }
+
+    /// The leases of one network.
+    pub fn of(&self, network: &str) -> impl Iterator<Item = (&IpAddr, &Lease)> {
+        self.networks.get(network).into_iter().flatten()
+    }
+
+    /// Finds a lease by container name.
+    pub fn find(&self, network: &str, name: &str) -> Option<(IpAddr, &Lease)> {
+        self.of(network).find(|(_, l)| l.name == name).map(|(ip, l)| (*ip, l))
+    }
+
+    /// Picks `wanted` or the lowest free host address of `pool` (skipping the network
+    /// address, the gateway and the broadcast address).
+    pub fn pick(
+        &self,
+        network: &str,
+        pool: IpNet,
+        gateway: IpAddr,
+        wanted: Option<IpAddr>,
+    ) -> Result<IpAddr> {
+        let used = self.networks.get(network);
+        let taken = |ip: &IpAddr| *ip == gateway || used.is_some_and(|u| u.contains_key(ip));
+        if let Some(ip) = wanted {
+            if !pool.contains(&ip) || ip == pool.network() || ip == pool.broadcast() {
+                bail!("{ip} is not a host address of this node's subnet {pool}");
+            }
+            if taken(&ip) {
+                bail!("{ip} is already in use");
+            }
+            return Ok(ip);
+        }
+        pool.hosts().find(|ip| !taken(ip)).with_context(|| format!("subnet {pool} has no free address"))
+    }
+
+    /// Records a lease.
+    pub fn insert(&mut self, network: &str, ip: IpAddr, lease: Lease) {
+        self.networks.entry(network.to_owned()).or_default().insert(ip, lease);
+    }
+
+    /// Removes a lease.
+    pub fn remove(&mut self, network: &str, ip: &IpAddr) -> Option<Lease> {
+        self.networks.get_mut(network)?.remove(ip)
+    }
+
+    /// Every lease of every network.
+    pub fn all(&self) -> Vec<(String, IpAddr, Lease)> {
+        self.networks
+            .iter()
+            .flat_map(|(n, m)| m.iter().map(move |(ip, l)| (n.clone(), *ip, l.clone())))
+            .collect()
+    }
+}
+
+/// Formats a MAC.
+pub fn mac_string(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Parses a MAC.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16).ok()).collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(n: &str) -> Lease {
+        Lease {
+            name: n.into(),
+            netns: n.into(),
+            host_ifname: "wv0".into(),
+            ifname: "eth0".into(),
+            mac: "02:00:00:00:00:01".into(),
+        }
+    }
+
+    #[test]
+    fn picks_free_addresses_and_persists() {
+        let dir = std::env::temp_dir().join(format!("weft-ipam-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool: IpNet = "10.42.1.0/29".parse().unwrap();
+        let gw: IpAddr = "10.42.1.1".parse().unwrap();
+        let mut l = Leases::load(&dir).unwrap();
+        let a = l.pick("n", pool, gw, None).unwrap();
+        assert_eq!(a, "10.42.1.2".parse::<IpAddr>().unwrap());
+        l.insert("n", a, lease("a"));
+        assert!(l.pick("n", pool, gw, Some(a)).is_err());
+        assert!(l.pick("n", pool, gw, Some(gw)).is_err());
+        assert!(l.pick("n", pool, gw, Some("10.42.1.7".parse().unwrap())).is_err(), "broadcast");
+        assert!(l.pick("n", pool, gw, Some("10.42.2.7".parse().unwrap())).is_err(), "outside");
+        l.save().unwrap();
+        let l2 = Leases::load(&dir).unwrap();
+        assert_eq!(l2.find("n", "a").unwrap().0, a);
+        let mut l3 = l2;
+        for name in ["b", "c", "d", "e"] {
+            let ip = l3.pick("n", pool, gw, None).unwrap();
+            l3.insert("n", ip, lease(name));
+        }
+        assert!(l3.pick("n", pool, gw, None).is_err(), "exhausted");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(parse_mac(&mac_string(&[1, 2, 3, 4, 5, 0xab])), Some([1, 2, 3, 4, 5, 0xab]));
+    }
+}

@@ -1,0 +1,207 @@
+//! Key and certificate files: what `weft keygen`, `weft ca …` and `weft cert show` read and
+//! write, and what the daemon loads at start.
+//!
+//! Formats: X25519 private and public keys are one line of base64 (as WireGuard's); the CA key
+//! and all certificates are PEM-style armoured base64 of the binary encoding in
+//! `overlay_proto::cert`. Private keys are created with mode 0600 and never overwritten.
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest};
+use overlay_proto::handshake::public_key;
+use rand_core::{OsRng, RngCore};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const NODE_LABEL: &str = "WEFT NODE CERTIFICATE";
+const CA_LABEL: &str = "WEFT CA CERTIFICATE";
+const CA_KEY_LABEL: &str = "WEFT CA PRIVATE KEY";
+/// Longest key or certificate file we read.
+const MAX_FILE_LEN: u64 = 16 * 1024;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// 32 bytes from the OS CSPRNG.
+pub fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// Base64 of a 32-byte key.
+pub fn encode_key(k: &[u8; 32]) -> String {
+    B64.encode(k)
+}
+
+/// A 32-byte key from base64, with an error that says what was wrong.
+pub fn decode_key(s: &str, what: &str) -> Result<[u8; 32]> {
+    let bytes = B64.decode(s.trim()).with_context(|| format!("{what} is not valid base64"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| anyhow::anyhow!("{what} must be 32 bytes, got {}", b.len()))
+}
+
+/// Writes a new secret file with mode 0600; refuses to replace an existing file.
+pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes a public file (certificate, public key), mode 0644; refuses to replace one.
+pub fn write_public(path: &Path, contents: &str) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads a small text file.
+pub fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.len() > MAX_FILE_LEN {
+        bail!("{} is {} bytes; key and certificate files are far smaller", path.display(), meta.len());
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Generates an X25519 key pair: (private, public).
+pub fn generate_x25519() -> ([u8; 32], [u8; 32]) {
+    let secret = random32();
+    (secret, public_key(&secret))
+}
+
+/// Loads an X25519 private key file, warning-free but strict about its shape.
+pub fn load_private_key(path: &Path) -> Result<[u8; 32]> {
+    decode_key(&read_text(path)?, &format!("private key {}", path.display()))
+}
+
+/// PEM-style armour.
+pub fn armor(label: &str, bytes: &[u8]) -> String {
+    let b = B64.encode(bytes);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Removes PEM-style armour, returning the label and the bytes.
+pub fn dearmor(text: &str, path: &Path) -> Result<(String, Vec<u8>)> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let label = first
+        .strip_prefix("-----BEGIN ")
+        .and_then(|l| l.strip_suffix("-----"))
+        .with_context(|| format!("{}: not a weft PEM file (no BEGIN line)", path.display()))?
+        .to_owned();
+    let mut body = String::new();
+    for l in lines {
+        if l == format!("-----END {label}-----") {
+            let bytes = B64.decode(&body).with_context(|| format!("{}: bad base64", path.display()))?;
+            return Ok((label, bytes));
+        }
+        body.push_str(l);
+    }
+    bail!("{}: missing END line", path.display())
+}
+
+/// Loads a CA certificate (self-signature checked).
+pub fn load_ca_cert(path: &Path) -> Result<CaCert> {
+    let (label, bytes) = dearmor(&read_text(path)?, path)?;
+    if label != CA_LABEL {
+        bail!("{}: expected a {CA_LABEL}, found {label}", path.display());
+    }
+    CaCert::decode(&bytes).with_context(|| format!("{}: invalid CA certificate", path.display()))
+}
+
+/// Loads a node certificate (structure checked; verify it against the CA separately).
+pub fn load_node_cert(path: &Path) -> Result<NodeCert> {
+    let (label, bytes) = dearmor(&read_text(path)?, path)?;
+    if label != NODE_LABEL {
+        bail!("{}: expected a {NODE_LABEL}, found {label}", path.display());
+    }
+    NodeCert::decode(&bytes).with_context(|| format!("{}: invalid node certificate", path.display()))
+}
+
+/// Loads a CA private key.
+pub fn load_ca_key(path: &Path) -> Result<CaKey> {
+    let (label, bytes) = dearmor(&read_text(path)?, path)?;
+    if label != CA_KEY_LABEL {
+        bail!("{}: expected a {CA_KEY_LABEL}, found {label}", path.display());
+    }
+    let seed: [u8; 32] =
+        bytes.try_into().map_err(|_| anyhow::anyhow!("{}: CA key must be 32 bytes", path.display()))?;
+    Ok(CaKey::from_seed(&seed))
+}
+
+/// Creates a CA: key file (0600) and self-signed certificate valid for `days`.
+pub fn ca_init(name: &str, key_out: &Path, cert_out: &Path, days: u64) -> Result<CaCert> {
+    let key = CaKey::from_seed(&random32());
+    let now = unix_now();
+    let cert = key.self_sign(name, now.saturating_sub(60), now + days * 86_400)?;
+    write_secret(key_out, &armor(CA_KEY_LABEL, &key.seed()))?;
+    write_public(cert_out, &armor(CA_LABEL, &cert.encode()))?;
+    Ok(cert)
+}
+
+/// Signs a node certificate and writes it.
+pub fn ca_sign(ca_key: &Path, ca_cert: &Path, req: NodeCertRequest, out: &Path) -> Result<NodeCert> {
+    let key = load_ca_key(ca_key)?;
+    let ca = load_ca_cert(ca_cert)?;
+    let cert = key.sign(&ca, req)?;
+    write_public(out, &armor(NODE_LABEL, &cert.encode()))?;
+    Ok(cert)
+}
+
+/// Hex fingerprint prefix of a key, for humans.
+pub fn fingerprint(k: &[u8; 32]) -> String {
+    k[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Any certificate file, for `weft cert show`.
+pub enum AnyCert {
+    /// A CA certificate.
+    Ca(CaCert),
+    /// A node certificate.
+    Node(NodeCert),
+}
+
+/// Loads either kind of certificate.
+pub fn load_any_cert(path: &Path) -> Result<AnyCert> {
+    let (label, _) = dearmor(&read_text(path)?, path)?;
+    match label.as_str() {
+        CA_LABEL => Ok(AnyCert::Ca(load_ca_cert(path)?)),
+        NODE_LABEL => Ok(AnyCert::Node(load_node_cert(path)?)),
+        other => bail!("{}: {other} is not a certificate", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn armor_roundtrip_and_errors() {
+        let t = armor("X", &[1, 2, 3, 250]);
+        assert_eq!(dearmor(&t, Path::new("f")).unwrap(), ("X".to_owned(), vec![1, 2, 3, 250]));
+        assert!(dearmor("hello", Path::new("f")).is_err());
+        assert!(dearmor("-----BEGIN X-----\nAAAA\n", Path::new("f")).is_err());
+        assert!(decode_key("AAAA", "k").is_err());
+        assert!(decode_key("not base64!", "k").is_err());
+    }
+}
