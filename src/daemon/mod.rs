@@ -63,23 +63,41 @@ impl Identity {
 pub async fn run(cfg: Config, id: Identity) -> Result<()> {
     std::fs::create_dir_all(&cfg.node.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.node.state_dir.display()))?;
+    // Bind the control socket first: a second daemon for the same node stops here, before it
+    // touches the first one's bridges.
+    let listener = control::server::bind(&cfg.node.control_socket)?;
     let nl = Netlink::new().await?;
     let mut leases = Leases::load(&cfg.node.state_dir)?;
-    let up = network::bring_up(&nl, &cfg, &id.cert).await;
-    let up = match up {
+    let sockets = match network::udp_sockets(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&cfg.node.control_socket);
+            return Err(e);
+        }
+    };
+    let up = match network::bring_up(&nl, &cfg, &id.cert).await {
         Ok(u) => u,
         Err(e) => {
+            let _ = std::fs::remove_file(&cfg.node.control_socket);
             network::tear_down(&nl, &cfg, &mut leases, false).await;
             return Err(e);
         }
     };
-    let result = serve(&cfg, id, nl, leases, up).await;
-    result
+    let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
+    let started = Started { up, sockets, listener, recovered };
+    serve(&cfg, id, nl, leases, started).await
 }
 
-async fn serve(cfg: &Config, id: Identity, nl: Netlink, mut leases: Leases, up: network::Up) -> Result<()> {
-    let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
-    let sockets = network::udp_sockets(cfg)?;
+/// What start-up made, handed to `serve`.
+struct Started {
+    up: network::Up,
+    sockets: network::Sockets,
+    listener: tokio::net::UnixListener,
+    recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr)>,
+}
+
+async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started: Started) -> Result<()> {
+    let Started { up, sockets, listener, recovered } = started;
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let endpoint = Endpoint::new(
         EndpointConfig {
@@ -126,7 +144,6 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, mut leases: Leases, up: 
         netlink: nl,
         engine: tx.clone(),
     });
-    let listener = control::server::bind(&cfg.node.control_socket)?;
     let server = tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx)));
     info!(
         node = %cfg.node.name, listen = %cfg.underlay.listen, workers = workers.len(),
