@@ -79,7 +79,7 @@ impl Engine {
             .iter()
             .map(|&addr| StaticPeer { addr, next_dial: now, backoff: DIAL_MIN, dialing: false })
             .collect();
-        Self {
+        let mut e = Self {
             endpoint,
             shared,
             udp,
@@ -89,7 +89,10 @@ impl Engine {
             dirty: true,
             started: now,
             names: BTreeMap::new(),
-        }
+        };
+        // Workers must never see a snapshot without the networks.
+        e.publish();
+        e
     }
 
     /// Local entries known before the workers start (leases recovered after a restart).

@@ -28,6 +28,13 @@ fn main() -> std::process::ExitCode {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let (cfg, identity) = commands::load_checked(path)?;
+    // A daemon with a dead worker thread would forward some flows and black-hole others:
+    // any panic ends the whole process instead, so the supervisor restarts it cleanly.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.node.log_level));
     tracing_subscriber::fmt()

@@ -173,8 +173,14 @@ async fn wait_for_signal() {
         warn!("cannot install signal handlers; waiting forever");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                warn!("SIGHUP: live reload is not implemented yet; restart the daemon to apply a new config");
+            }
+        }
     }
 }

@@ -54,6 +54,14 @@ fn ipv6_at(f: &[u8], at: usize) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(b))
 }
 
+/// Unspecified or link-local: an address no certificate can vouch for.
+pub fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 /// An ARP request for IPv4 over Ethernet: (sender MAC, sender IP, target IP).
 pub fn arp_request(f: &[u8]) -> Option<(Mac, Ipv4Addr, Ipv4Addr)> {
     if ethertype(f)? != ETH_ARP || f.get(14..22)? != [0, 1, 8, 0, 6, 4, 0, 1] {

@@ -103,6 +103,8 @@ pub struct DataplaneStats {
     /// Frames whose inner source is outside the sender's certified subnets, or whose MAC is
     /// bound to another owner.
     pub drop_spoof: AtomicU64,
+    /// Frames whose source is link-local or unspecified (IPv6 ND, ARP probes): not carried.
+    pub drop_link_local: AtomicU64,
     /// Frames for a VNI this node does not serve.
     pub drop_no_network: AtomicU64,
     /// Frames of an ethertype we do not carry.
@@ -127,6 +129,7 @@ impl DataplaneStats {
             ("arp_suppressed", v(&self.arp_suppressed)),
             ("flooded", v(&self.flooded)),
             ("drop_spoof", v(&self.drop_spoof)),
+            ("drop_link_local", v(&self.drop_link_local)),
             ("drop_no_network", v(&self.drop_no_network)),
             ("drop_ethertype", v(&self.drop_ethertype)),
             ("drop_mtu", v(&self.drop_mtu)),

@@ -113,8 +113,15 @@ impl Worker {
             }
             return;
         }
-        let Some(dst) = frame::dst_mac(f) else { return };
-        let nt = &tables.nets[net];
+        let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.get(net)) else { return };
+        // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
+        // would accept them, as they lie outside every certified subnet.
+        if info.encryption == Encryption::ChaCha20Poly1305
+            && frame::source_ip(f).is_some_and(|ip| frame::is_link_local(&ip))
+        {
+            inc(&shared.stats.drop_link_local);
+            return;
+        }
         if let Some((_, _, target)) = frame::arp_request(f) {
             let remote =
                 nt.ips.get(&target.into()).filter(|m| !matches!(nt.macs.get(*m), Some(Loc::Local) | None));
@@ -301,7 +308,7 @@ impl Worker {
         }
         let remote = shared.nets[net].remotes.iter().find(|r| r.ip() == from.ip()).copied().unwrap_or(from);
         if let Some(src) = frame::src_mac(f) {
-            if tables.nets[net].macs.get(&src) != Some(&Loc::Vtep(remote)) {
+            if tables.nets.get(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
                 shared.to_engine(EngineMsg::Learn {
                     net,
                     mac: src,
@@ -337,11 +344,15 @@ pub fn deliver(
         return;
     };
     let Some(entry) = tables.peers.get(&peer) else { return };
+    if frame::is_link_local(&ip) {
+        inc(&shared.stats.drop_link_local);
+        return;
+    }
     if !entry.subnets.iter().any(|s| s.contains(&ip)) {
         inc(&shared.stats.drop_spoof);
         return;
     }
-    let nt = &tables.nets[net];
+    let Some(nt) = tables.nets.get(net) else { return };
     match nt.macs.get(&src) {
         Some(Loc::Peer(p)) if *p == peer => {
             if nt.ips.get(&ip) != Some(&src) && !ip.is_unspecified() {

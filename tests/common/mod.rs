@@ -1,0 +1,222 @@
+//! The lab harness for integration tests: real `weft` daemons in network namespaces.
+//!
+//! [`Lab::up`] runs `netns-lab/lab.sh up` with the `weft` binary of this build, a lab directory
+//! of its own under /tmp and a tag unique to this process and lab (`wt` + 4 base-36 digits), so
+//! parallel tests and earlier crashed runs never collide (shared LAB.md). Dropping the [`Lab`]
+//! runs `lab.sh down`, also while the test panics: that ends the lab's daemons by PID and
+//! deletes exactly the lab's namespaces. A test that cannot run its lab (not root, no `ip`, no
+//! /dev/net/tun) panics with the reason: it never passes silently.
+//!
+//! Node names are lab.sh's: `ul` (the underlay switch), `h<i>` (hosts, underlay address
+//! 10.200.0.<i>), `h<i>c<j>` (containers, overlay addresses from host i's 10.42.<i>.0/24).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The lab script, from the source tree of this build.
+const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/netns-lab/lab.sh");
+/// The daemon and CLI binary that cargo built for these tests.
+const WEFT_BIN: &str = env!("CARGO_BIN_EXE_weft");
+
+/// Labs started by this process so far; part of every tag and lab directory name.
+static LABS_STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// A running lab of `hosts` hosts with `containers` containers each; removed on drop.
+pub struct Lab {
+    /// Lab directory: PKI, node configs, daemon logs and PID files, container addresses.
+    pub dir: PathBuf,
+    /// Prefix of every namespace of this lab.
+    pub tag: String,
+    /// Number of hosts, `h1..=h<hosts>`.
+    pub hosts: usize,
+    /// Containers per host, `h<i>c1..=h<i>c<containers>`.
+    pub containers: usize,
+}
+
+impl Lab {
+    /// Builds a lab with one running daemon per host and every container attached; panics
+    /// with lab.sh's output if that fails, or with the reason if labs cannot run here.
+    pub fn up(hosts: usize, containers: usize) -> Lab {
+        require_lab_support();
+        let pid = std::process::id();
+        let mut last_output = String::new();
+        // A tag can only clash with leftovers of a crashed run whose PID matched ours modulo
+        // 36^3; lab.sh then refuses without touching them and the next counter value is tried.
+        for _ in 0..3 {
+            let n = LABS_STARTED.fetch_add(1, Ordering::Relaxed);
+            let tag = format!("wt{}{}", base36(pid, 3), base36(n, 1));
+            let dir = PathBuf::from(format!("/tmp/weft-lab-{pid}-{n}"));
+            let out = lab_sh(&dir, Some(&tag), &["up", &hosts.to_string(), &containers.to_string()]);
+            if out.status.success() {
+                return Lab { dir, tag, hosts, containers };
+            }
+            last_output = describe(&out);
+            // lab.sh removes a failed lab itself; this is a second, idempotent attempt.
+            let _ = lab_sh(&dir, None, &["down"]);
+            if !last_output.contains("already exist") {
+                break;
+            }
+        }
+        panic!("lab.sh up {hosts} {containers} failed:\n{last_output}");
+    }
+
+    /// The lab directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The namespace of `node` (`ul`, `h<i>`, `h<i>c<j>`).
+    pub fn netns(&self, node: &str) -> String {
+        format!("{}{node}", self.tag)
+    }
+
+    /// The control socket of `host`'s daemon.
+    pub fn socket(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("weft.sock")
+    }
+
+    /// All container names, host by host.
+    pub fn container_names(&self) -> Vec<String> {
+        (1..=self.hosts).flat_map(|i| (1..=self.containers).map(move |j| format!("h{i}c{j}"))).collect()
+    }
+
+    /// Runs `args` inside `node`'s namespace and returns its output, whatever its status.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns(node)])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `ip netns exec` in {node}: {e}"))
+    }
+
+    /// Runs `sh -c script` inside `node`'s namespace.
+    pub fn sh(&self, node: &str, script: &str) -> Output {
+        self.exec(node, &["sh", "-c", script])
+    }
+
+    /// The overlay address that `weft attach` gave `container`.
+    pub fn ip(&self, container: &str) -> String {
+        let path = self.dir.join(format!("{container}.ip"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no address for {container} ({}): {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// Whether `from` gets a ping reply from `to_ip` (`ping -c 2 -W 2`, up to 3 attempts, so
+    /// that a first ARP or handshake round trip does not count as a failure).
+    pub fn ping(&self, from: &str, to_ip: &str) -> bool {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            if self.exec(from, &["ping", "-n", "-q", "-c", "2", "-W", "2", to_ip]).status.success() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL", "HUP") to `host`'s daemon; for signals that end
+    /// it, waits until it has exited. Panics if the daemon is not running or does not exit.
+    pub fn stop_daemon(&self, host: &str, signal: &str) {
+        self.lab_sh_ok(&["stop-daemon", host, signal]);
+    }
+
+    /// Starts `host`'s daemon again with the same config and waits until it answers.
+    pub fn start_daemon(&self, host: &str) {
+        self.lab_sh_ok(&["start-daemon", host]);
+    }
+
+    /// Runs the weft CLI with `args` followed by `--socket` of `host`'s daemon.
+    pub fn weft(&self, host: &str, args: &[&str]) -> Output {
+        Command::new(WEFT_BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket(host))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {WEFT_BIN}: {e}"))
+    }
+
+    /// Everything `host`'s daemon has logged so far (across restarts).
+    pub fn log(&self, host: &str) -> String {
+        let path = self.dir.join(host).join("weft.log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()))
+    }
+
+    fn lab_sh_ok(&self, args: &[&str]) {
+        let out = lab_sh(&self.dir, None, args);
+        assert!(out.status.success(), "lab.sh {} failed:\n{}", args.join(" "), describe(&out));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 1..=self.hosts {
+                let log = self.log(&format!("h{i}"));
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- last lines of h{i}'s daemon log ---");
+                tail.iter().rev().for_each(|line| eprintln!("{line}"));
+            }
+        }
+        // Never panic here: a second panic while unwinding would abort the test binary.
+        match lab_sh_command(&self.dir, None, &["down"]).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("lab.sh down for {} failed:\n{}", self.tag, describe(&out)),
+            Err(e) => eprintln!("cannot run lab.sh down for {}: {e}", self.tag),
+        }
+    }
+}
+
+/// Panics with the reason unless this process can build labs.
+fn require_lab_support() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|uids| uids.split_whitespace().nth(1))
+        .unwrap_or("?");
+    assert_eq!(euid, "0", "lab tests need root to create network namespaces (effective uid is {euid})");
+    let ip_works = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
+    assert!(ip_works, "lab tests need iproute2's `ip` in PATH (run scripts/install-deps.sh)");
+    assert!(Path::new("/dev/net/tun").exists(), "lab tests need /dev/net/tun (modprobe tun)");
+}
+
+/// Runs `bash lab.sh ARGS` for the lab in `dir`; panics only if bash cannot be started.
+fn lab_sh(dir: &Path, tag: Option<&str>, args: &[&str]) -> Output {
+    lab_sh_command(dir, tag, args).output().unwrap_or_else(|e| panic!("cannot run bash {LAB_SH}: {e}"))
+}
+
+/// `bash lab.sh ARGS` for the lab in `dir`, with this build's binary (and `tag`, for `up`).
+fn lab_sh_command(dir: &Path, tag: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(LAB_SH).args(args).env("WEFT_BIN", WEFT_BIN).env("WEFT_LAB_DIR", dir);
+    if let Some(tag) = tag {
+        cmd.env("WEFT_LAB_TAG", tag);
+    }
+    cmd
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The low `digits` base-36 digits of `n`, zero-padded.
+fn base36(mut n: u32, digits: usize) -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; digits];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("ASCII digits")
+}

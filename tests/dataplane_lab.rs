@@ -1,0 +1,203 @@
+//! Lab tests of the data plane (issue: TAP daemon, attach, demo): real `weft` daemons in
+//! network namespaces built by `netns-lab/lab.sh`, real containers, real packets.
+
+mod common;
+
+use common::Lab;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+fn counter(lab: &Lab, host: &str, name: &str) -> u64 {
+    let out = lab.weft(host, &["status", "--json"]);
+    assert!(out.status.success(), "weft status on {host}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+    v["engine"]["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {v}"))
+}
+
+fn links(lab: &Lab, node: &str) -> String {
+    String::from_utf8_lossy(&lab.exec(node, &["ip", "-o", "link", "show"]).stdout).into_owned()
+}
+
+fn addrs(lab: &Lab, node: &str) -> String {
+    String::from_utf8_lossy(&lab.exec(node, &["ip", "-o", "addr", "show"]).stdout).into_owned()
+}
+
+#[test]
+fn three_hosts_two_containers_each_ping_every_pair() {
+    let lab = Lab::up(3, 2);
+    let names = lab.container_names();
+    let mut failed = Vec::new();
+    for from in &names {
+        for to in &names {
+            if from != to && !lab.ping(from, &lab.ip(to)) {
+                failed.push(format!("{from} -> {to} ({})", lab.ip(to)));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "pings failed: {failed:?}");
+    // ARP for remote containers is answered by the local daemon once the address is known.
+    assert!(counter(&lab, "h1", "arp_suppressed") > 0, "no ARP request was suppressed");
+}
+
+#[test]
+fn tcp_transfer_of_200_mb_arrives_intact() {
+    let lab = Lab::up(2, 1);
+    let blob = lab.dir().join("blob");
+    let recv = lab.dir().join("recv");
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 200M /dev/urandom > {}", blob.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert!(lab.ping("h1c1", &lab.ip("h2c1")));
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.netns("h2c1"), "timeout", "120", "socat", "-u"])
+        .arg("TCP-LISTEN:5001,reuseaddr")
+        .arg(format!("CREATE:{}", recv.display()))
+        .spawn()
+        .expect("socat server");
+    let mut server = scopeguard(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let client = lab.exec(
+        "h1c1",
+        &[
+            "timeout",
+            "120",
+            "socat",
+            "-u",
+            &format!("OPEN:{}", blob.display()),
+            &format!("TCP:{}:5001", lab.ip("h2c1")),
+        ],
+    );
+    assert!(client.status.success(), "socat client: {}", String::from_utf8_lossy(&client.stderr));
+    let status = server.0.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "socat server failed");
+    let sha = |p: &std::path::Path| {
+        let o = std::process::Command::new("sha256sum").arg(p).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(std::fs::metadata(&recv).unwrap().len(), 200 << 20);
+    assert_eq!(sha(&blob), sha(&recv), "the received file differs from the sent one");
+}
+
+#[test]
+fn sigkill_and_restart_resumes_traffic() {
+    let lab = Lab::up(2, 1);
+    let dst = lab.ip("h2c1");
+    assert!(lab.ping("h1c1", &dst));
+    lab.stop_daemon("h2", "KILL");
+    assert!(!lab.exec("h1c1", &["ping", "-n", "-q", "-c", "1", "-W", "1", &dst]).status.success());
+    lab.start_daemon("h2");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab.ping("h1c1", &dst) {
+        assert!(Instant::now() < deadline, "traffic did not resume after h2 restarted");
+    }
+    assert!(lab.ping("h2c1", &lab.ip("h1c1")));
+}
+
+#[test]
+fn garbage_and_truncated_datagrams_leave_the_daemon_serving() {
+    let lab = Lab::up(2, 1);
+    assert!(lab.ping("h1c1", &lab.ip("h2c1")));
+    // An attacker on the underlay (the switch namespace gets an address of its own).
+    let ul = lab.netns("ul");
+    let ok = std::process::Command::new("ip")
+        .args(["-n", &ul, "addr", "add", "10.200.0.250/24", "dev", "br0"])
+        .status();
+    assert!(ok.unwrap().success());
+    let sent = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/var/run/netns/{ul}")).unwrap();
+        weft::device::enter_netns(&ns).unwrap();
+        let sock = UdpSocket::bind("10.200.0.250:0").unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut buf = [0u8; 1500];
+        let (mut n, end) = (0u64, Instant::now() + Duration::from_secs(10));
+        while Instant::now() < end {
+            for b in buf.iter_mut() {
+                *b = next() as u8;
+            }
+            let len = (next() % 1500) as usize;
+            // Make most datagrams look like ours: every message type, truncated at random.
+            if n % 4 != 0 {
+                buf[0] = (next() % 6) as u8;
+                buf[1..4].fill(0);
+            }
+            let _ = sock.send_to(&buf[..len], "10.200.0.1:51820");
+            n += 1;
+            if n % 64 == 0 {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        n
+    })
+    .join()
+    .unwrap();
+    assert!(sent > 10_000, "only {sent} datagrams sent");
+    assert!(lab.weft("h1", &["status"]).status.success(), "h1 stopped answering");
+    assert!(lab.ping("h1c1", &lab.ip("h2c1")), "h1 stopped forwarding after the garbage");
+    let dropped =
+        ["malformed", "unknown_index", "bad_mac1"].iter().map(|c| counter(&lab, "h1", c)).sum::<u64>();
+    assert!(dropped > 1000, "garbage was not counted: {dropped}");
+}
+
+#[test]
+fn spoofed_inner_source_from_a_member_is_not_delivered() {
+    let lab = Lab::up(2, 1);
+    let victim = lab.ip("h1c1");
+    assert!(lab.ping("h2c1", &victim));
+    let before = counter(&lab, "h1", "drop_spoof");
+    // h2's container claims an address of h1's subnet (10.42.1.0/24), which h2's certificate
+    // does not cover; h1 must refuse it, however well it is encrypted.
+    let add = lab.exec("h2c1", &["ip", "addr", "add", "10.42.1.200/16", "dev", "eth0"]);
+    assert!(add.status.success());
+    let spoofed = lab.exec("h2c1", &["ping", "-n", "-q", "-c", "3", "-W", "1", "-I", "10.42.1.200", &victim]);
+    assert!(!spoofed.status.success(), "a spoofed ping got an answer");
+    assert!(counter(&lab, "h1", "drop_spoof") > before, "spoofed frames were not counted");
+    // The genuine address still works.
+    assert!(lab.ping("h2c1", &victim));
+}
+
+#[test]
+fn detach_and_sigterm_leave_no_link_or_address() {
+    let lab = Lab::up(2, 2);
+    assert!(lab.ping("h1c1", &lab.ip("h2c1")));
+    let out = lab.weft("h1", &["detach", "--name", "h1c1"]);
+    assert!(out.status.success(), "detach: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!links(&lab, "h1c1").contains("eth0"), "container kept its eth0: {}", links(&lab, "h1c1"));
+    let host_links = links(&lab, "h1");
+    assert_eq!(host_links.matches(" wv").count(), 1, "one container link should remain: {host_links}");
+    let again = lab.weft("h1", &["detach", "--name", "h1c1"]);
+    assert!(!again.status.success(), "detaching twice should be an error");
+    lab.stop_daemon("h1", "TERM");
+    let host_links = links(&lab, "h1");
+    for l in host_links.lines() {
+        assert!(l.contains(": lo:") || l.contains(": eth0@"), "left behind on h1: {l}");
+    }
+    assert!(!links(&lab, "h1c2").contains("eth0"), "h1c2 kept its eth0 after SIGTERM");
+    let a = addrs(&lab, "h1");
+    assert!(!a.contains("10.42."), "overlay address left behind: {a}");
+    assert!(!lab.socket("h1").exists(), "control socket left behind");
+    // h2 is unaffected.
+    assert!(lab.weft("h2", &["status"]).status.success());
+}
+
+/// Kills a child on drop.
+struct Guard(Option<std::process::Child>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+fn scopeguard(c: std::process::Child) -> Guard {
+    Guard(Some(c))
+}
