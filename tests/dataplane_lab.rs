@@ -188,6 +188,25 @@ fn detach_and_sigterm_leave_no_link_or_address() {
     assert!(lab.weft("h2", &["status"]).status.success());
 }
 
+#[test]
+fn oversized_frames_get_icmp_fragmentation_needed() {
+    let lab = Lab::up(2, 1);
+    let dst = lab.ip("h2c1");
+    assert!(lab.ping("h1c1", &dst));
+    // Pretend the container's link allows more than the tunnel can carry.
+    assert!(lab.exec("h1c1", &["ip", "link", "set", "eth0", "mtu", "1500"]).status.success());
+    let big = lab.exec("h1c1", &["ping", "-n", "-c", "2", "-W", "1", "-M", "do", "-s", "1460", &dst]);
+    let text = format!("{}{}", String::from_utf8_lossy(&big.stdout), String::from_utf8_lossy(&big.stderr));
+    assert!(!big.status.success(), "a 1488-byte packet crossed a 1422-byte tunnel: {text}");
+    assert!(counter(&lab, "h1", "drop_mtu") > 0, "oversized frame not counted");
+    // The ICMP error taught the sender's kernel the path MTU.
+    let route = lab.exec("h1c1", &["ip", "route", "get", &dst]);
+    let route = String::from_utf8_lossy(&route.stdout);
+    assert!(route.contains("mtu 1422") || text.contains("mtu = 1422"), "no PMTU learned: {route} / {text}");
+    // Packets that fit still pass.
+    assert!(lab.exec("h1c1", &["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1394", &dst]).status.success());
+}
+
 /// Kills a child on drop.
 struct Guard(Option<std::process::Child>);
 impl Drop for Guard {

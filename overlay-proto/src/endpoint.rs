@@ -250,6 +250,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     generation: u64,
+    /// The latest `now` the timers ran at: thresholds up to it have been acted on.
+    timers_ran: Option<Instant>,
     stats: Arc<EndpointStats>,
 }
 
@@ -279,6 +281,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             generation: 0,
+            timers_ran: None,
             stats: Arc::new(EndpointStats::default()),
             cfg,
         })
@@ -366,6 +369,18 @@ impl Endpoint {
     pub fn sending_session(&self, now: Instant, peer: PeerId) -> Option<(&Arc<Session>, SocketAddr)> {
         let p = self.peers.get(&peer)?;
         Some((p.sending(now)?, p.endpoint?))
+    }
+
+    /// Records that `peer` sent an authenticated packet from `addr` (data planes that open
+    /// sessions themselves report roaming through this).
+    pub fn note_roamed(&mut self, peer: PeerId, addr: SocketAddr) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.endpoint != Some(addr) {
+                p.endpoint = Some(addr);
+                self.generation += 1;
+                self.events.push_back(Event::EndpointChanged { peer, addr });
+            }
+        }
     }
 
     /// Starts (or keeps) an XX handshake with whoever listens at `addr`.
@@ -459,6 +474,7 @@ impl Endpoint {
 
     /// Runs the timers: handshake retries and give-ups, keepalives, rekeys, session expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.timers_ran = Some(self.timers_ran.map_or(now, |r| r.max(now)));
         let mut retry = Vec::new();
         let mut expired_pending = Vec::new();
         for (&idx, slot) in &self.indices {
@@ -506,7 +522,12 @@ impl Endpoint {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             let Some(p) = self.peers.get_mut(&id) else { continue };
-            let dropped = p.expire(now);
+            let mut dropped = p.expire(now);
+            // A data plane opened a packet on the responder session: the peer holds its keys.
+            if p.next.as_ref().is_some_and(|n| n.is_confirmed()) {
+                dropped.extend(p.promote_next());
+                self.generation += 1;
+            }
             let due = p.due(now);
             if !dropped.is_empty() {
                 self.generation += 1;
@@ -522,14 +543,15 @@ impl Endpoint {
         }
     }
 
-    /// When [`Endpoint::handle_timeout`] should run next.
+    /// When [`Endpoint::handle_timeout`] should run next; always later than the last
+    /// `handle_timeout`'s `now`, so sleeping until it never spins.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let slots = self.indices.values().filter_map(|s| match s {
             Slot::Initiation(i) => Some(i.retry_at),
             Slot::Pending(p) => Some(p.created + REKEY_TIMEOUT),
             Slot::Session(_) => None,
         });
-        slots.chain(self.peers.values().filter_map(Peer::next_deadline)).min()
+        slots.chain(self.peers.values().filter_map(|p| p.next_deadline(self.timers_ran))).min()
     }
 
     /// The next datagram to send.

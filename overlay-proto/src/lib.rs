@@ -43,3 +43,10 @@ pub use endpoint::{
 pub use peer::{PeerId, Totals};
 pub use session::{OpenError, SealError, Session};
 pub use stats::EndpointStats;
+
+/// `mac1` over `data` (a handshake datagram up to its MACs) for the network whose CA has
+/// `ca_public`: lets fuzzers and tests build handshake datagrams that reach the Noise layer.
+#[doc(hidden)]
+pub fn fuzz_mac1(ca_public: &[u8; 32], data: &[u8]) -> [u8; 16] {
+    cookie::mac(&cookie::MacKeys::new(ca_public).mac1, data)
+}

@@ -1,12 +1,18 @@
 //! One remote node as the endpoint sees it: its identity, where it is, its sessions
 //! (current / previous / next, so a rekey never drops a packet in flight), the handshake it
 //! may have in flight, and frames queued while no session is usable.
+//!
+//! A session pushed out of the three slots is not dropped at once: it drains (receive only)
+//! until [`DRAIN_GRACE`] after its last use, because the peer may still be sending on it. When
+//! both sides initiate at once (common: both have traffic when they first meet) each side's
+//! sending session can be the other's `previous`, and the next rekey would otherwise drop
+//! packets already in flight.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cert::NodeCert;
 use crate::consts::{
@@ -39,9 +45,17 @@ pub(crate) struct Peer {
     pub last_init_timestamp: u64,
     /// Highest init timestamp we sent.
     pub sent_init_timestamp: u64,
+    /// Sessions displaced from the slots, still opened for packets in flight (oldest first).
+    pub draining: Vec<Arc<Session>>,
     /// Traffic of sessions already dropped.
     pub retired: Totals,
 }
+
+/// How long a displaced session stays receivable after its last use: a peer still sending on
+/// it switches within a round trip of our first packet on the new session.
+pub(crate) const DRAIN_GRACE: Duration = REKEY_TIMEOUT;
+/// Most sessions draining at once (a peer cannot make us hold more keys by re-handshaking).
+const MAX_DRAINING: usize = 4;
 
 /// Traffic totals of a peer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,12 +92,13 @@ impl Peer {
             last_handshake: None,
             last_init_timestamp: 0,
             sent_init_timestamp: 0,
+            draining: Vec::new(),
             retired: Totals::default(),
         }
     }
 
     pub fn sessions(&self) -> impl Iterator<Item = &Arc<Session>> {
-        self.current.iter().chain(self.previous.iter()).chain(self.next.iter())
+        self.current.iter().chain(self.previous.iter()).chain(self.next.iter()).chain(self.draining.iter())
     }
 
     /// The session to seal with, if one is usable at `now`.
@@ -95,7 +110,7 @@ impl Peer {
     pub fn install_current(&mut self, s: Arc<Session>) -> Vec<u32> {
         let mut dropped = Vec::new();
         if let Some(old) = self.previous.take() {
-            dropped.push(self.retire(&old));
+            self.displace(old, &mut dropped);
         }
         self.previous = self.current.replace(s);
         dropped
@@ -105,7 +120,7 @@ impl Peer {
     pub fn install_next(&mut self, s: Arc<Session>) -> Vec<u32> {
         let mut dropped = Vec::new();
         if let Some(old) = self.next.replace(s) {
-            dropped.push(self.retire(&old));
+            self.displace(old, &mut dropped);
         }
         dropped
     }
@@ -118,7 +133,8 @@ impl Peer {
         }
     }
 
-    /// Drops sessions past their lifetime; returns their indices.
+    /// Drops sessions past their lifetime and drained sessions past their grace; returns
+    /// their indices.
     pub fn expire(&mut self, now: Instant) -> Vec<u32> {
         let mut dropped = Vec::new();
         for slot in [&mut self.current, &mut self.previous, &mut self.next] {
@@ -128,12 +144,27 @@ impl Peer {
                 dropped.push(s.local_index());
             }
         }
+        let retired = &mut self.retired;
+        self.draining.retain(|s| {
+            let keep = now < drained_at(s);
+            if !keep {
+                retired.add(s);
+                dropped.push(s.local_index());
+            }
+            keep
+        });
         dropped
     }
 
-    fn retire(&mut self, s: &Session) -> u32 {
-        self.retired.add(s);
-        s.local_index()
+    /// Moves a session out of the slots into the draining list, dropping the oldest drainer
+    /// beyond [`MAX_DRAINING`].
+    fn displace(&mut self, s: Arc<Session>, dropped: &mut Vec<u32>) {
+        self.draining.push(s);
+        if self.draining.len() > MAX_DRAINING {
+            let old = self.draining.remove(0);
+            self.retired.add(&old);
+            dropped.push(old.local_index());
+        }
     }
 
     pub fn totals(&self) -> Totals {
@@ -182,32 +213,57 @@ impl Peer {
         Due::Nothing
     }
 
-    /// The earliest instant at which [`Peer::due`] may change its answer.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let s = self.current.as_ref()?;
+    /// The earliest instant at which [`Peer::due`] may change its answer, given that the timers
+    /// last ran at `ran`. A threshold at or before `ran` was already acted on (or found nothing
+    /// to do) and is not returned again: a past deadline would make a driver that sleeps until
+    /// it spin. Allocation-free, since drivers poll it after every datagram.
+    pub fn next_deadline(&self, ran: Option<Instant>) -> Option<Instant> {
+        let mut next = None;
+        for s in self.current.iter().chain(self.previous.iter()).chain(self.next.iter()) {
+            next = earliest(next, s.created() + REJECT_AFTER_TIME);
+        }
+        for s in &self.draining {
+            next = earliest(next, drained_at(s));
+        }
+        let Some(s) = self.current.as_ref() else { return next };
         let c = s.created();
-        let mut d = vec![c + REJECT_AFTER_TIME];
-        d.push(
-            c + if s.is_initiator() {
-                REKEY_AFTER_TIME
-            } else {
-                REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
-            },
-        );
-        if !s.is_confirmed() {
-            d.push(c + REKEY_TIMEOUT);
+        let rekey_at = c + if s.is_initiator() {
+            REKEY_AFTER_TIME
+        } else {
+            REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+        };
+        let thresholds = [
+            Some(rekey_at),
+            (!s.is_confirmed()).then(|| c + REKEY_TIMEOUT),
+            s.last_sent_data().map(|sd| sd + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT),
+            s.last_received_data().map(|rd| rd + KEEPALIVE_TIMEOUT),
+        ];
+        for t in thresholds.into_iter().flatten() {
+            if ran.is_none_or(|r| t > r) {
+                next = earliest(next, t);
+            }
         }
-        if let Some(sd) = s.last_sent_data() {
-            d.push(sd + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
+        // An old session that was idle when its threshold passed rekeys once it carries data
+        // again; data sealed by workers through `Arc<Session>` is only seen by looking.
+        if let Some(r) = ran.filter(|&r| rekey_at <= r && self.initiation.is_none()) {
+            next = earliest(next, r + OLD_SESSION_POLL);
         }
-        if let Some(rd) = s.last_received_data() {
-            d.push(rd + KEEPALIVE_TIMEOUT);
-        }
-        for o in self.previous.iter().chain(self.next.iter()) {
-            d.push(o.created() + REJECT_AFTER_TIME);
-        }
-        d.into_iter().min()
+        next
     }
+}
+
+/// How often the timers look at an old, idle session for new traffic that calls for a rekey
+/// (at most until it expires, [`REJECT_AFTER_TIME`] after creation).
+const OLD_SESSION_POLL: Duration = Duration::from_secs(1);
+
+/// When a draining session is dropped: [`DRAIN_GRACE`] after its last use, or at expiry.
+fn drained_at(s: &Session) -> Instant {
+    let used = [s.last_sent(), s.last_received()].into_iter().flatten().fold(s.created(), Instant::max);
+    (used + DRAIN_GRACE).min(s.created() + REJECT_AFTER_TIME)
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 impl Totals {
