@@ -204,7 +204,10 @@ fn oversized_frames_get_icmp_fragmentation_needed() {
     let route = String::from_utf8_lossy(&route.stdout);
     assert!(route.contains("mtu 1422") || text.contains("mtu = 1422"), "no PMTU learned: {route} / {text}");
     // Packets that fit still pass.
-    assert!(lab.exec("h1c1", &["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1394", &dst]).status.success());
+    assert!(lab
+        .exec("h1c1", &["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1394", &dst])
+        .status
+        .success());
 }
 
 /// Kills a child on drop.

@@ -5,6 +5,8 @@
 
 mod network;
 
+pub use network::PORT_MTU;
+
 use anyhow::{Context, Result};
 use overlay_proto::cert::{CaCert, NodeCert};
 use overlay_proto::{Endpoint, EndpointConfig};

@@ -17,6 +17,10 @@ use crate::device::Tap;
 use crate::ipam::{parse_mac, Leases};
 use crate::netlink::Netlink;
 
+/// MTU of the bridge ports the daemon owns (TAP, host ends of container veths): the largest a
+/// TAP takes. The bridge itself and the containers' interfaces carry the overlay MTU.
+pub const PORT_MTU: u32 = 65_521;
+
 /// What `bring_up` made.
 pub struct Up {
     /// Per network facts.
@@ -38,7 +42,9 @@ pub async fn bring_up(nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<Up>
         nl.add_address(bridge, IpNet::new(gateway, n.subnet.prefix_len())?).await?;
         let queues = Tap::open_queues(&n.tap(), cfg.underlay.workers)?;
         let tap = nl.link_index(&n.tap()).await?.context("TAP vanished after creation")?;
-        nl.set_mtu(tap, n.mtu).await?;
+        // The TAP accepts any frame the bridge hands it, so that the daemon, not the bridge,
+        // meets a too-big frame, and can answer it with ICMP instead of a silent drop.
+        nl.set_mtu(tap, PORT_MTU).await?;
         nl.set_master(tap, bridge).await?;
         nl.set_up(tap).await?;
         nl.set_up(bridge).await?;
