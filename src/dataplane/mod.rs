@@ -4,6 +4,7 @@
 //! frames for peers without a session, table changes) goes to the engine over a bounded
 //! channel; when that channel is full the item is dropped and counted, never blocked on.
 
+mod batch;
 pub mod frame;
 pub mod tables;
 mod worker;

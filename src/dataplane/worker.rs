@@ -1,107 +1,151 @@
 //! One data-plane worker: a poll loop over its UDP socket(s) and its queue of each network's
-//! TAP. Frames are read into a buffer at the offset where they will be sealed in place, so a
-//! frame is copied only when it is replicated to several peers.
+//! TAP. Frames are read straight into the send arena at the offset where they are sealed in
+//! place, and runs of datagrams to one peer leave in one GSO send ([`super::batch`]); received
+//! datagrams arrive in batches (recvmmsg, GRO) and are opened in place. A frame is copied only
+//! when it is replicated to several peers or handed to the engine.
 //!
-//! Buffer layout (encrypted): `[transport header 16][inner header 4][frame]`, read from the
+//! Slot layout (encrypted): `[transport header 16][inner header 4][frame]`, read from the
 //! TAP at offset 10 so its 10-byte virtio-net header lands on bytes 10..20 and is overwritten.
 //! Plain VXLAN uses bytes 12..20 for the VXLAN header.
 
 use overlay_proto::consts::{INNER_HEADER_LEN, MAX_DATAGRAM_LEN, TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::{Inner, MessageType, TransportHeader, VxlanHeader, VXLAN_HEADER_LEN};
 use overlay_proto::{PeerId, SealError};
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch::{Added, Batch, Run, ARENA_LEN};
 use super::frame;
 use super::tables::{Loc, Tables};
 use super::{inc, EngineMsg, Shared};
 use crate::config::Encryption;
-use crate::device::VNET_HDR_LEN;
+use crate::device::{self, VNET_HDR_LEN};
 
 const FRAME_AT: usize = TRANSPORT_HEADER_LEN + INNER_HEADER_LEN;
-const BUF_LEN: usize = MAX_DATAGRAM_LEN + 64;
-const BATCH: usize = 64;
+/// Room one datagram needs in the arena.
+const SLOT_LEN: usize = MAX_DATAGRAM_LEN + 64;
+/// Frames read from one TAP queue before yielding to the other descriptors.
+const TAP_BATCH: usize = 64;
+/// Receive buffers per recvmmsg call (each may hold several GRO-merged datagrams).
+const RX_BATCH: usize = 16;
+/// Rounds of recvmmsg before yielding.
+const RX_ROUNDS: usize = 8;
 /// Most peers one broadcast is replicated to (head-end replication is O(peers)).
 pub const MAX_FLOOD: usize = 1024;
+/// How long a send waits for socket buffer space before dropping (milliseconds).
+const SEND_WAIT_MS: i32 = 20;
 
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
     udp: UdpSocket,
+    state: UdpSocketState,
     vxlan: Option<UdpSocket>,
-    buf: Vec<u8>,
+    arena: Vec<u8>,
+    batch: Batch,
+    rx: Vec<Vec<u8>>,
+    meta: [RecvMeta; RX_BATCH],
     scratch: Vec<u8>,
 }
 
 /// Runs worker `index` until `shared.stop` is set.
 pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Option<UdpSocket>) {
-    let mut w = Worker { shared, index, udp, vxlan, buf: vec![0; BUF_LEN], scratch: vec![0; BUF_LEN] };
+    let state = match UdpSocketState::new(UdpSockRef::from(&udp)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%e, "cannot set up the UDP socket for batching");
+            return;
+        }
+    };
+    let mut w = Worker {
+        shared,
+        index,
+        udp,
+        state,
+        vxlan,
+        arena: vec![0; ARENA_LEN],
+        batch: Batch::default(),
+        rx: (0..RX_BATCH).map(|_| vec![0; 65_536]).collect(),
+        meta: [RecvMeta::default(); RX_BATCH],
+        scratch: vec![0; SLOT_LEN],
+    };
     w.run();
 }
 
 impl Worker {
     fn run(&mut self) {
         let nets = self.shared.nets.len();
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(nets + 2);
-        fds.push(pollfd(self.udp.as_raw_fd()));
-        for n in 0..nets {
-            fds.push(pollfd(self.shared.taps[n][self.index].as_raw_fd()));
-        }
+        let mut fds = vec![self.udp.as_raw_fd()];
+        fds.extend((0..nets).map(|n| self.shared.taps[n][self.index].as_raw_fd()));
         if let Some(v) = &self.vxlan {
-            fds.push(pollfd(v.as_raw_fd()));
+            fds.push(v.as_raw_fd());
         }
+        let mut ready = vec![0i16; fds.len()];
         while !self.shared.stop.load(Relaxed) {
-            for f in fds.iter_mut() {
-                f.revents = 0;
+            match device::poll(&fds, libc::POLLIN, 200, &mut ready) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(_) => {
+                    inc(&self.shared.stats.io_errors);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
             }
-            // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structs that
-            // outlives the call; poll only writes their `revents` fields.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
-            if r <= 0 {
-                continue;
-            }
-            if fds[0].revents != 0 {
+            if ready[0] != 0 {
                 self.drain_udp();
             }
             for n in 0..nets {
-                if fds[1 + n].revents != 0 {
+                if ready[1 + n] != 0 {
                     self.drain_tap(n);
                 }
             }
-            if fds.len() > nets + 1 && fds[nets + 1].revents != 0 {
+            if fds.len() > nets + 1 && ready[nets + 1] != 0 {
                 self.drain_vxlan();
             }
         }
     }
 
+    // ---- TAP → peers ----
+
     fn drain_tap(&mut self, net: usize) {
         let tap = Arc::clone(&self.shared.taps[net][self.index]);
-        for _ in 0..BATCH {
-            let n = match tap.recv(&mut self.buf[FRAME_AT - VNET_HDR_LEN..BUF_LEN - TAG_LEN]) {
+        for _ in 0..TAP_BATCH {
+            let at = match self.batch.tail(SLOT_LEN) {
+                Some(at) => at,
+                None => {
+                    self.flush();
+                    0
+                }
+            };
+            let read = &mut self.arena[at + FRAME_AT - VNET_HDR_LEN..at + SLOT_LEN - TAG_LEN];
+            let n = match tap.recv(read) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     inc(&self.shared.stats.io_errors);
-                    return;
+                    break;
                 }
             };
             if n < VNET_HDR_LEN + 14 {
                 continue;
             }
             inc(&self.shared.stats.tap_rx);
-            self.egress(net, n - VNET_HDR_LEN);
+            self.egress(net, at, n - VNET_HDR_LEN);
         }
+        self.flush();
     }
 
-    /// A frame from our bridge at `buf[FRAME_AT..FRAME_AT + len]`.
-    fn egress(&mut self, net: usize, len: usize) {
+    /// A frame from our bridge at `arena[at + FRAME_AT..][..len]`.
+    fn egress(&mut self, net: usize, at: usize, len: usize) {
         let shared = Arc::clone(&self.shared);
         let info = &shared.nets[net];
         let tables = shared.tables.load();
-        let f = &self.buf[FRAME_AT..FRAME_AT + len];
+        let f = &self.arena[at + FRAME_AT..at + FRAME_AT + len];
         if len > info.mtu as usize + 14 {
             inc(&shared.stats.drop_mtu);
             let mut out = [0u8; 1600];
@@ -116,9 +160,8 @@ impl Worker {
         let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.get(net)) else { return };
         // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
         // would accept them, as they lie outside every certified subnet.
-        if info.encryption == Encryption::ChaCha20Poly1305
-            && frame::source_ip(f).is_some_and(|ip| frame::is_link_local(&ip))
-        {
+        let encrypted = info.encryption == Encryption::ChaCha20Poly1305;
+        if encrypted && frame::source_ip(f).is_some_and(|ip| frame::is_link_local(&ip)) {
             inc(&shared.stats.drop_link_local);
             return;
         }
@@ -136,78 +179,73 @@ impl Worker {
             }
         }
         let target = if frame::is_multicast(&dst) { None } else { nt.macs.get(&dst).copied() };
-        match (target, info.encryption) {
+        match (target, encrypted) {
             (Some(Loc::Local), _) => {}
-            (Some(Loc::Peer(p)), Encryption::ChaCha20Poly1305) => {
-                let buf = std::mem::take(&mut self.buf);
-                self.buf = self.send_sealed(&tables, net, p, buf, len);
+            (Some(Loc::Peer(p)), true) => self.unicast(&tables, net, p, at, len),
+            (Some(Loc::Vtep(addr)), false) => {
+                self.flush();
+                self.send_vxlan(net, addr, at, len);
             }
-            (Some(Loc::Vtep(addr)), Encryption::None) => self.send_vxlan(net, addr, len),
-            (_, Encryption::ChaCha20Poly1305) => self.flood_sealed(&tables, net, len),
-            (_, Encryption::None) => self.flood_vxlan(net, len),
+            (_, true) => {
+                self.flush();
+                self.flood_sealed(&tables, net, at, len);
+            }
+            (_, false) => {
+                self.flush();
+                for addr in info.remotes.iter().copied() {
+                    inc(&shared.stats.flooded);
+                    self.send_vxlan(net, addr, at, len);
+                }
+                if info.remotes.is_empty() {
+                    inc(&shared.stats.drop_no_route);
+                }
+            }
         }
     }
 
-    fn flood_sealed(&mut self, tables: &Tables, net: usize, len: usize) {
+    /// Seals the frame in its arena slot and adds it to the send batch.
+    fn unicast(&mut self, tables: &Tables, net: usize, peer: PeerId, at: usize, len: usize) {
+        let slot = &mut self.arena[at..at + SLOT_LEN];
+        if let Some((n, dst)) = seal_for(&self.shared, tables, net, peer, slot, len) {
+            let max = self.state.max_gso_segments();
+            if let Added::Flush(run) = self.batch.add(at, n, dst, max) {
+                self.send_run(run);
+            }
+        }
+    }
+
+    fn flood_sealed(&mut self, tables: &Tables, net: usize, at: usize, len: usize) {
         if tables.flood.is_empty() {
             inc(&self.shared.stats.drop_no_route);
         }
         for &p in tables.flood.iter().take(MAX_FLOOD) {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            scratch[FRAME_AT..FRAME_AT + len].copy_from_slice(&self.buf[FRAME_AT..FRAME_AT + len]);
+            self.scratch[FRAME_AT..FRAME_AT + len]
+                .copy_from_slice(&self.arena[at + FRAME_AT..at + FRAME_AT + len]);
             inc(&self.shared.stats.flooded);
-            self.scratch = self.send_sealed(tables, net, p, scratch, len);
-        }
-    }
-
-    /// Seals the frame at `buf[FRAME_AT..]` for `peer` and sends it; hands it to the engine
-    /// when the peer has no usable session. Returns the buffer for reuse.
-    fn send_sealed(
-        &self,
-        tables: &Tables,
-        net: usize,
-        peer: PeerId,
-        mut buf: Vec<u8>,
-        len: usize,
-    ) -> Vec<u8> {
-        let head: &mut [u8; INNER_HEADER_LEN] =
-            (&mut buf[TRANSPORT_HEADER_LEN..FRAME_AT]).try_into().expect("4 bytes");
-        Inner::emit_frame_header(self.shared.nets[net].vni, head);
-        let payload_len = INNER_HEADER_LEN + len;
-        let entry = tables.peers.get(&peer);
-        let ready = entry.and_then(|e| Some((e.session.as_ref()?, e.endpoint?)));
-        match ready.map(|(s, dst)| (s.seal(Instant::now(), &mut buf, payload_len), dst)) {
-            Some((Ok(n), dst)) => {
-                if self.udp.send_to(&buf[..n], dst).is_err() {
-                    inc(&self.shared.stats.io_errors);
-                }
-            }
-            Some((Err(SealError::BufferTooSmall), _)) => inc(&self.shared.stats.drop_mtu),
-            Some((Err(SealError::Expired), _)) | None => {
-                let payload = buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + payload_len].to_vec();
-                self.shared.to_engine(EngineMsg::Unroutable { peer, payload });
+            if let Some((n, dst)) = seal_for(&self.shared, tables, net, p, &mut self.scratch, len) {
+                let run = Run { dst, start: 0, end: n, seg: n, count: 1 };
+                send(&self.shared, &self.state, &self.udp, &self.scratch, run);
             }
         }
-        buf
     }
 
-    fn flood_vxlan(&mut self, net: usize, len: usize) {
-        let remotes = self.shared.nets[net].remotes.clone();
-        if remotes.is_empty() {
-            inc(&self.shared.stats.drop_no_route);
-        }
-        for addr in remotes {
-            inc(&self.shared.stats.flooded);
-            self.send_vxlan(net, addr, len);
+    fn flush(&mut self) {
+        if let Some(run) = self.batch.take() {
+            self.send_run(run);
         }
     }
 
-    fn send_vxlan(&mut self, net: usize, dst: SocketAddr, len: usize) {
+    fn send_run(&self, run: Run) {
+        send(&self.shared, &self.state, &self.udp, &self.arena, run);
+    }
+
+    fn send_vxlan(&mut self, net: usize, dst: SocketAddr, at: usize, len: usize) {
         let Some(sock) = &self.vxlan else { return };
-        let at = FRAME_AT - VXLAN_HEADER_LEN;
-        let head: &mut [u8; VXLAN_HEADER_LEN] = (&mut self.buf[at..FRAME_AT]).try_into().expect("8 bytes");
+        let h = at + FRAME_AT - VXLAN_HEADER_LEN;
+        let head: &mut [u8; VXLAN_HEADER_LEN] =
+            (&mut self.arena[h..at + FRAME_AT]).try_into().expect("8 bytes");
         VxlanHeader { vni: self.shared.nets[net].vni }.emit(head);
-        if sock.send_to(&self.buf[at..FRAME_AT + len], dst).is_err() {
+        if sock.send_to(&self.arena[h..at + FRAME_AT + len], dst).is_err() {
             inc(&self.shared.stats.io_errors);
         }
     }
@@ -220,23 +258,37 @@ impl Worker {
         }
     }
 
+    // ---- peers → TAP ----
+
     fn drain_udp(&mut self) {
-        for _ in 0..BATCH {
-            let (n, from) = match self.udp.recv_from(&mut self.buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(_) => {
-                    inc(&self.shared.stats.io_errors);
-                    return;
+        let mut rx = std::mem::take(&mut self.rx);
+        for _ in 0..RX_ROUNDS {
+            let n = {
+                let mut bufs = rx.iter_mut();
+                let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
+                    std::array::from_fn(|_| IoSliceMut::new(bufs.next().expect("RX_BATCH buffers")));
+                match self.state.recv(UdpSockRef::from(&self.udp), &mut iovs, &mut self.meta) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        inc(&self.shared.stats.io_errors);
+                        break;
+                    }
                 }
             };
-            self.ingress(from, n);
+            let metas = self.meta;
+            for (buf, meta) in rx.iter_mut().zip(&metas).take(n) {
+                let stride = meta.stride.max(1);
+                for d in buf[..meta.len].chunks_mut(stride) {
+                    self.ingress(meta.addr, d);
+                }
+            }
         }
+        self.rx = rx;
     }
 
-    fn ingress(&mut self, from: SocketAddr, n: usize) {
-        let shared = Arc::clone(&self.shared);
-        let d = &mut self.buf[..n];
+    fn ingress(&self, from: SocketAddr, d: &mut [u8]) {
+        let shared = &self.shared;
         if MessageType::of(d) != Ok(MessageType::Transport) {
             shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
             return;
@@ -261,7 +313,7 @@ impl Worker {
         match Inner::parse(&d[range.clone()]) {
             Ok(Inner::Frame { vni, .. }) => match tables.net_of(vni) {
                 Some(net) => {
-                    deliver(&shared, &tables, *peer, net, self.index, &mut d[..range.end], range.start + 4)
+                    deliver(shared, &tables, *peer, net, self.index, &mut d[..range.end], range.start + 4)
                 }
                 None => inc(&shared.stats.drop_no_network),
             },
@@ -272,21 +324,19 @@ impl Worker {
     }
 
     fn drain_vxlan(&mut self) {
-        let Some(sock) = self.vxlan.as_ref().map(|s| s.try_clone()) else { return };
-        let Ok(sock) = sock else { return };
-        for _ in 0..BATCH {
+        let Some(sock) = self.vxlan.as_ref().and_then(|s| s.try_clone().ok()) else { return };
+        let mut buf = std::mem::take(&mut self.scratch);
+        for _ in 0..TAP_BATCH {
             let at = FRAME_AT - VXLAN_HEADER_LEN;
-            let (n, from) = match sock.recv_from(&mut self.buf[at..]) {
-                Ok(x) => x,
-                Err(_) => return,
-            };
-            self.vxlan_ingress(from, at, at + n);
+            let Ok((n, from)) = sock.recv_from(&mut buf[at..]) else { break };
+            self.vxlan_ingress(from, &mut buf[..at + n], at);
         }
+        self.scratch = buf;
     }
 
-    fn vxlan_ingress(&mut self, from: SocketAddr, start: usize, end: usize) {
+    fn vxlan_ingress(&mut self, from: SocketAddr, buf: &mut [u8], start: usize) {
         let shared = Arc::clone(&self.shared);
-        let Ok(h) = VxlanHeader::parse(&self.buf[start..end]) else {
+        let Ok(h) = VxlanHeader::parse(&buf[start..]) else {
             inc(&shared.proto_stats.malformed);
             return;
         };
@@ -297,16 +347,15 @@ impl Worker {
             return;
         };
         // Plain VXLAN has no identity: accept only configured remotes' addresses.
-        if !shared.nets[net].remotes.iter().any(|r| r.ip() == from.ip()) {
+        let Some(remote) = shared.nets[net].remotes.iter().find(|r| r.ip() == from.ip()).copied() else {
             inc(&shared.stats.drop_spoof);
             return;
-        }
-        let f = &self.buf[start + VXLAN_HEADER_LEN..end];
+        };
+        let f = &buf[start + VXLAN_HEADER_LEN..];
         if f.len() < 14 {
             inc(&shared.proto_stats.malformed);
             return;
         }
-        let remote = shared.nets[net].remotes.iter().find(|r| r.ip() == from.ip()).copied().unwrap_or(from);
         if let Some(src) = frame::src_mac(f) {
             if tables.nets.get(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
                 shared.to_engine(EngineMsg::Learn {
@@ -317,13 +366,74 @@ impl Worker {
                 });
             }
         }
-        let buf = &mut self.buf[start + VXLAN_HEADER_LEN - VNET_HDR_LEN..end];
-        buf[..VNET_HDR_LEN].fill(0);
-        match shared.taps[net][self.index].send(buf) {
+        let out = &mut buf[start + VXLAN_HEADER_LEN - VNET_HDR_LEN..];
+        out[..VNET_HDR_LEN].fill(0);
+        match shared.taps[net][self.index].send(out) {
             Ok(_) => inc(&shared.stats.tap_tx),
             Err(_) => inc(&shared.stats.io_errors),
         }
     }
+}
+
+/// Seals the frame at `slot[FRAME_AT..][..len]` for `peer`; returns the datagram length and
+/// destination, or hands the frame to the engine when the peer has no usable session.
+fn seal_for(
+    shared: &Shared,
+    tables: &Tables,
+    net: usize,
+    peer: PeerId,
+    slot: &mut [u8],
+    len: usize,
+) -> Option<(usize, SocketAddr)> {
+    let head: &mut [u8; INNER_HEADER_LEN] =
+        (&mut slot[TRANSPORT_HEADER_LEN..FRAME_AT]).try_into().expect("4 bytes");
+    Inner::emit_frame_header(shared.nets[net].vni, head);
+    let payload_len = INNER_HEADER_LEN + len;
+    let entry = tables.peers.get(&peer);
+    let ready = entry.and_then(|e| Some((e.session.as_ref()?, e.endpoint?)));
+    match ready.map(|(s, dst)| (s.seal(Instant::now(), slot, payload_len), dst)) {
+        Some((Ok(n), dst)) => Some((n, dst)),
+        Some((Err(SealError::BufferTooSmall), _)) => {
+            inc(&shared.stats.drop_mtu);
+            None
+        }
+        Some((Err(SealError::Expired), _)) | None => {
+            let payload = slot[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + payload_len].to_vec();
+            shared.to_engine(EngineMsg::Unroutable { peer, payload });
+            None
+        }
+    }
+}
+
+/// Sends a run (GSO when it holds several datagrams), waiting briefly for buffer space rather
+/// than dropping, and falling back to single datagrams where the kernel refuses GSO.
+fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], run: Run) {
+    let t = Transmit {
+        destination: run.dst,
+        ecn: None,
+        contents: &arena[run.start..run.end],
+        segment_size: (run.count > 1).then_some(run.seg),
+        src_ip: None,
+    };
+    for _ in 0..50 {
+        match state.try_send(UdpSockRef::from(udp), &t) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut ready = [0i16];
+                let _ = device::poll(&[udp.as_raw_fd()], libc::POLLOUT, SEND_WAIT_MS, &mut ready);
+            }
+            Err(e) if run.count > 1 && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
+                // quinn-udp has switched GSO off for this socket; send the run one by one.
+                for chunk in arena[run.start..run.end].chunks(run.seg) {
+                    let one = Run { dst: run.dst, start: 0, end: chunk.len(), seg: chunk.len(), count: 1 };
+                    send(shared, state, udp, chunk, one);
+                }
+                return;
+            }
+            Err(_) => break,
+        }
+    }
+    inc(&shared.stats.io_errors);
 }
 
 /// Delivers a decrypted frame from `peer` (at `buf[frame_at..]`) to network `net`'s TAP, after
@@ -355,7 +465,7 @@ pub fn deliver(
     let Some(nt) = tables.nets.get(net) else { return };
     match nt.macs.get(&src) {
         Some(Loc::Peer(p)) if *p == peer => {
-            if nt.ips.get(&ip) != Some(&src) && !ip.is_unspecified() {
+            if nt.ips.get(&ip) != Some(&src) {
                 shared.to_engine(EngineMsg::Learn { net, mac: src, ip: Some(ip), loc: Loc::Peer(peer) });
             }
         }
@@ -372,8 +482,4 @@ pub fn deliver(
         Ok(_) => inc(&shared.stats.tap_tx),
         Err(_) => inc(&shared.stats.io_errors),
     }
-}
-
-fn pollfd(fd: i32) -> libc::pollfd {
-    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
 }

@@ -109,6 +109,35 @@ pub fn validate_ifname(name: &str) -> Result<(), IfNameError> {
     }
 }
 
+/// Waits up to `timeout_ms` for any of `fds` to become ready for `events` (POLLIN/POLLOUT);
+/// returns their `revents`, in order, in `ready`. Zero ready descriptors is a timeout.
+pub fn poll(
+    fds: &[std::os::fd::RawFd],
+    events: i16,
+    timeout_ms: i32,
+    ready: &mut [i16],
+) -> io::Result<usize> {
+    const MAX: usize = 16;
+    if fds.len() > MAX || ready.len() < fds.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "at most 16 descriptors, and room for each"));
+    }
+    let mut p = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX];
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        *slot = libc::pollfd { fd: *fd, events, revents: 0 };
+    }
+    // SAFETY: `p` is an initialised array of at least `fds.len()` pollfd structs that outlives
+    // the call; poll only writes their `revents` fields.
+    let rc = unsafe { libc::poll(p.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
+    }
+    for (r, pfd) in ready.iter_mut().zip(&p[..fds.len()]) {
+        *r = pfd.revents;
+    }
+    Ok(rc as usize)
+}
+
 /// Moves the *calling thread* into the network namespace referred to by `netns` (an open
 /// `/var/run/netns/NAME` or `/proc/PID/ns/net`). Only call this on a thread you own and
 /// throw away (or that stays in that namespace): every socket it creates afterwards, and
