@@ -274,3 +274,70 @@ impl Totals {
         self.tx_packets += s.stats.tx_packets.load(Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consts::TRANSPORT_HEADER_LEN;
+
+    fn session(now: Instant, idx: u32, initiator: bool) -> Arc<Session> {
+        Arc::new(Session::new(now, idx, idx + 100, initiator, true, &[1; 32], &[2; 32]))
+    }
+
+    fn indices(p: &Peer) -> Vec<u32> {
+        let mut v: Vec<u32> = p.sessions().map(|s| s.local_index()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn displaced_sessions_keep_receiving_until_their_grace_ends() {
+        let now = Instant::now();
+        let mut p = Peer::new([1; 32]);
+        for i in 1..=3 {
+            assert!(p.install_current(session(now, i, true)).is_empty());
+        }
+        assert_eq!(indices(&p), [1, 2, 3], "1 drains, 2 is previous, 3 current");
+        let ms = Duration::from_millis(1);
+        assert!(p.expire(now + DRAIN_GRACE - ms).is_empty());
+        // Used again (the peer still sends on it): the grace restarts from that use.
+        let mut buf = [0u8; 64];
+        p.draining[0].seal(now + 2 * DRAIN_GRACE - ms, &mut buf, 4).unwrap();
+        assert!(p.expire(now + 2 * DRAIN_GRACE).is_empty());
+        assert_eq!(p.expire(now + 3 * DRAIN_GRACE), [1]);
+        assert_eq!(indices(&p), [2, 3]);
+        assert_eq!(p.totals().tx_packets, 1, "a dropped session's traffic stays counted");
+        // At most MAX_DRAINING at once: the oldest goes first.
+        let mut dropped = Vec::new();
+        for i in 4..=4 + MAX_DRAINING as u32 {
+            dropped.extend(p.install_current(session(now, i, true)));
+        }
+        assert_eq!(dropped, [2]);
+        assert_eq!(p.draining.len(), MAX_DRAINING);
+    }
+
+    #[test]
+    fn deadlines_are_always_after_the_last_timer_run() {
+        let now = Instant::now();
+        let mut p = Peer::new([1; 32]);
+        let s = session(now, 1, true);
+        p.install_current(s.clone());
+        let mut buf = [0u8; 64];
+        buf[TRANSPORT_HEADER_LEN] = 2;
+        s.seal(now + Duration::from_secs(1), &mut buf, 4).unwrap();
+        for secs in 0..200 {
+            let ran = now + Duration::from_secs(secs);
+            p.expire(ran); // what handle_timeout does before anyone polls again
+            if let Some(d) = p.next_deadline(Some(ran)) {
+                assert!(d > ran, "deadline {d:?} not after the run at {secs} s");
+            }
+        }
+        // Past its rekey age and idle: looked at again shortly, not at a stale instant.
+        let mut p = Peer::new([1; 32]);
+        p.install_current(session(now, 2, true));
+        let ran = now + REKEY_AFTER_TIME + Duration::from_secs(10);
+        assert_eq!(p.next_deadline(Some(ran)), Some(ran + OLD_SESSION_POLL));
+        p.initiation = Some(7);
+        assert_eq!(p.next_deadline(Some(ran)), Some(now + REJECT_AFTER_TIME), "the retry timer covers it");
+    }
+}
