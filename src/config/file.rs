@@ -15,6 +15,15 @@ pub(super) struct File {
     pub networks: Vec<NetworkFile>,
     #[serde(default, rename = "peer")]
     pub peers: Vec<Spanned<PeerFile>>,
+    #[serde(default)]
+    pub membership: MembershipFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MembershipFile {
+    #[serde(default)]
+    pub seeds: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +42,7 @@ pub(super) struct NodeFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct UnderlayFile {
     pub listen: Option<Spanned<String>>,
+    pub advertise: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u32>>,
     pub workers: Option<Spanned<usize>>,
 }

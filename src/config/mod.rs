@@ -50,6 +50,18 @@ pub struct Config {
     pub networks: Vec<Network>,
     /// `[[peer]]` endpoints to dial.
     pub peers: Vec<SocketAddr>,
+    /// `[membership] seeds`: endpoints of members to join through.
+    pub seeds: Vec<SocketAddr>,
+}
+
+impl Config {
+    /// Every endpoint to dial at start: seeds, then static peers (any member can be a seed).
+    pub fn dial_targets(&self) -> Vec<SocketAddr> {
+        let mut v = self.seeds.clone();
+        v.extend(self.peers.iter().filter(|p| !self.seeds.contains(p)));
+        v.retain(|a| *a != self.underlay.advertise);
+        v
+    }
 }
 
 /// `[node]`.
@@ -76,6 +88,8 @@ pub struct Node {
 pub struct Underlay {
     /// UDP listen address (default `0.0.0.0:51820`).
     pub listen: SocketAddr,
+    /// Address other nodes reach us at (default: `listen`); told to members in our record.
+    pub advertise: SocketAddr,
     /// Underlay MTU the overlay MTU is derived from (default 1500).
     pub mtu: u32,
     /// Data-plane worker threads (default: one per CPU, at most 8).
@@ -183,7 +197,14 @@ impl Config {
             Some(w) => *w.get_ref(),
             None => std::thread::available_parallelism().map(|n| n.get().min(8)).unwrap_or(1),
         };
-        let underlay = Underlay { listen, mtu, workers };
+        let advertise = match &u.advertise {
+            Some(a) => a
+                .get_ref()
+                .parse()
+                .map_err(|_| ctx.err(a, "underlay.advertise", "expected IP:PORT, e.g. 192.0.2.1:51820"))?,
+            None => listen,
+        };
+        let underlay = Underlay { listen, advertise, mtu, workers };
         let mut networks = Vec::new();
         let (mut names, mut vnis) = (BTreeSet::new(), BTreeSet::new());
         for (i, net) in f.networks.iter().enumerate() {
@@ -221,7 +242,14 @@ impl Config {
             })?;
             peers.push(addr);
         }
-        Ok(Self { path: path.to_owned(), node, underlay, networks, peers })
+        let mut seeds = Vec::new();
+        for (i, e) in f.membership.seeds.iter().enumerate() {
+            let addr: SocketAddr = e.get_ref().parse().map_err(|_| {
+                ctx.err(e, &format!("membership.seeds[{i}]"), "expected IP:PORT, e.g. 10.200.0.1:51820")
+            })?;
+            seeds.push(addr);
+        }
+        Ok(Self { path: path.to_owned(), node, underlay, networks, peers, seeds })
     }
 }
 

@@ -61,6 +61,18 @@ fn errors_name_key_and_line() {
 }
 
 #[test]
+fn seeds_and_advertise() {
+    let t = format!("{GOOD}\n[membership]\nseeds = [\"10.200.0.1:51820\", \"10.200.0.2:51820\"]\n");
+    let c = parse(&t).unwrap();
+    assert_eq!(c.seeds.len(), 2);
+    assert_eq!(c.underlay.advertise, "10.200.0.1:51820".parse().unwrap());
+    // Our own address is never dialled; a seed that is also a [[peer]] is dialled once.
+    assert_eq!(c.dial_targets(), vec!["10.200.0.2:51820".parse().unwrap()]);
+    let bad = format!("{GOOD}\n[membership]\nseeds = [\"nowhere\"]\n");
+    assert_eq!(parse(&bad).unwrap_err().key, "membership.seeds[0]");
+}
+
+#[test]
 fn duplicates_and_overlaps() {
     let two = format!("{GOOD}\n[[network]]\nname = \"b\"\nvni = 42\nsubnet = \"10.43.0.0/16\"\n");
     assert_eq!(parse(&two).unwrap_err().message, "duplicate VNI");
