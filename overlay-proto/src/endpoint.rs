@@ -872,14 +872,16 @@ impl Endpoint {
         packet: &HandshakePacket<&[u8]>,
     ) -> Result<Received, DatagramError> {
         let idx = packet.receiver_index();
-        if !matches!(self.indices.get(&idx), Some(Slot::Pending(_))) {
+        // Check both indices before taking the entry: a finish that names the wrong
+        // initiator must not cancel the half-open handshake (snow's state cannot be restored
+        // after a failed read, so only an on-path observer, who could drop packets anyway,
+        // can still cancel it).
+        if !matches!(self.indices.get(&idx), Some(Slot::Pending(p)) if p.remote_index == packet.sender_index())
+        {
             return Err(DatagramError::UnknownIndex);
         }
         let Some(Slot::Pending(mut p)) = self.indices.remove(&idx) else { unreachable!("checked above") };
         self.pending -= 1;
-        if p.remote_index != packet.sender_index() {
-            return Err(DatagramError::UnknownIndex);
-        }
         let mut plain = [0u8; NOISE_BUF];
         let n = p.hs.read_message(packet.noise(), &mut plain).map_err(HandshakeError::from)?;
         let (cert, _) = self.verify_payload(now, &plain[..n], p.hs.get_remote_static())?;
