@@ -20,7 +20,18 @@ struct Entry {
     loc: Loc,
     ip: Option<IpAddr>,
     seen: Instant,
-    local: bool,
+    source: Source,
+}
+
+/// Where an entry came from, in order of authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Seen in a frame from an authenticated peer (or a VXLAN remote); ages out.
+    Learned,
+    /// Announced by its owner's membership record; lives as long as the record.
+    Gossip,
+    /// Attached on this host.
+    Local,
 }
 
 /// One network's database.
@@ -44,8 +55,10 @@ pub enum Learned {
 impl Fdb {
     /// Adds a local entry (attached container or gateway).
     pub fn add_local(&mut self, mac: Mac, ip: Option<IpAddr>, now: Instant) {
-        if let Some(old) = self.macs.insert(mac, Entry { loc: Loc::Local, ip, seen: now, local: true }) {
-            if !old.local {
+        if let Some(old) =
+            self.macs.insert(mac, Entry { loc: Loc::Local, ip, seen: now, source: Source::Local })
+        {
+            if old.source == Source::Learned {
                 self.learned -= 1;
             }
         }
@@ -53,7 +66,7 @@ impl Fdb {
 
     /// Removes a local entry.
     pub fn remove_local(&mut self, mac: &Mac) {
-        if self.macs.get(mac).is_some_and(|e| e.local) {
+        if self.macs.get(mac).is_some_and(|e| e.source == Source::Local) {
             self.macs.remove(mac);
         }
     }
@@ -63,7 +76,8 @@ impl Fdb {
     pub fn learn(&mut self, mac: Mac, ip: Option<IpAddr>, loc: Loc, now: Instant) -> Learned {
         if let Some(e) = self.macs.get_mut(&mac) {
             if e.loc != loc {
-                let stale = !e.local && now.saturating_duration_since(e.seen) >= LEARNED_TTL;
+                let stale =
+                    e.source == Source::Learned && now.saturating_duration_since(e.seen) >= LEARNED_TTL;
                 if !stale {
                     return Learned::Conflict;
                 }
@@ -79,21 +93,41 @@ impl Fdb {
             return Learned::Full;
         }
         self.learned += 1;
-        self.macs.insert(mac, Entry { loc, ip, seen: now, local: false });
+        self.macs.insert(mac, Entry { loc, ip, seen: now, source: Source::Learned });
         Learned::Ok
     }
 
-    /// Forgets everything learned behind `peer`.
+    /// Replaces the entries `owner`'s membership record announces. They override learned
+    /// entries (the owner's word beats what a frame suggested) but never local ones.
+    pub fn set_announced(&mut self, owner: PeerId, entries: &[(Mac, IpAddr)], now: Instant) {
+        self.macs.retain(|_, e| !(e.source == Source::Gossip && e.loc == Loc::Peer(owner)));
+        for (mac, ip) in entries {
+            match self.macs.get(mac).map(|e| e.source) {
+                Some(Source::Local) => continue,
+                Some(Source::Learned) => self.learned -= 1,
+                _ => {}
+            }
+            self.macs.insert(
+                *mac,
+                Entry { loc: Loc::Peer(owner), ip: Some(*ip), seen: now, source: Source::Gossip },
+            );
+        }
+    }
+
+    /// Forgets everything learned or announced behind `peer`.
     pub fn forget_peer(&mut self, peer: PeerId) {
-        let before = self.macs.len();
+        let learned =
+            self.macs.values().filter(|e| e.loc == Loc::Peer(peer) && e.source == Source::Learned).count();
         self.macs.retain(|_, e| e.loc != Loc::Peer(peer));
-        self.learned -= before - self.macs.len();
+        self.learned -= learned;
     }
 
     /// Drops learned entries older than [`LEARNED_TTL`].
     pub fn expire(&mut self, now: Instant) -> bool {
         let before = self.macs.len();
-        self.macs.retain(|_, e| e.local || now.saturating_duration_since(e.seen) < LEARNED_TTL);
+        self.macs.retain(|_, e| {
+            e.source != Source::Learned || now.saturating_duration_since(e.seen) < LEARNED_TTL
+        });
         let gone = before - self.macs.len();
         self.learned -= gone;
         gone > 0
@@ -142,6 +176,25 @@ mod tests {
         f.learn([3; 6], None, a, now);
         assert!(f.expire(now + LEARNED_TTL));
         assert_eq!(f.len(), 1, "local entries never expire");
+    }
+
+    #[test]
+    fn announced_entries_override_learned_and_leave_with_their_owner() {
+        let now = Instant::now();
+        let mut f = Fdb::default();
+        let ip: IpAddr = "10.42.2.2".parse().unwrap();
+        f.add_local([1; 6], None, now);
+        f.learn([2; 6], None, Loc::Peer(PeerId(1)), now);
+        f.set_announced(PeerId(2), &[([2; 6], ip), ([1; 6], ip)], now);
+        let t = f.tables();
+        assert_eq!(t.macs[&[2; 6]], Loc::Peer(PeerId(2)), "the owner's word wins over learning");
+        assert_eq!(t.macs[&[1; 6]], Loc::Local, "never over a local container");
+        assert!(!f.expire(now + LEARNED_TTL), "announced entries do not age");
+        f.set_announced(PeerId(2), &[], now);
+        assert_eq!(f.len(), 1);
+        f.set_announced(PeerId(2), &[([3; 6], ip)], now);
+        f.forget_peer(PeerId(2));
+        assert_eq!(f.len(), 1);
     }
 
     #[test]
