@@ -16,6 +16,7 @@
 #                     in base 36
 #   WEFT_BIN          the weft binary; default <repo>/target/release/weft, built if missing
 #   WEFT_LAB_TIMEOUT  seconds a daemon may take to answer `weft status`; default 10
+#   WEFT_LAB_PEERS    seed (default: one membership seed per host) or mesh (static [[peer]]s)
 #
 # Shape (see shared LAB.md):
 #   <tag>ul        the underlay switch: bridge br0, one port <tag>h<i> per host
@@ -35,6 +36,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 dir=${WEFT_LAB_DIR:-/run/weft-lab}
 timeout_s=${WEFT_LAB_TIMEOUT:-10}
+# seed: every host knows one seed and learns the rest by gossip; mesh: every host lists every
+# other as a static [[peer]].
+peers_mode=${WEFT_LAB_PEERS:-seed}
+[[ $peers_mode == seed || $peers_mode == mesh ]] || { printf 'lab.sh: WEFT_LAB_PEERS must be seed or mesh\n' >&2; exit 2; }
 readonly here repo dir timeout_s
 readonly port=51820 vni=42 network=default underlay_mtu=1500
 readonly marker=.weft-lab # a directory without it is never removed
@@ -204,10 +209,16 @@ write_config() {
 			vni = $vni
 			subnet = "10.42.0.0/16"
 		EOF
-		for ((k = 1; k <= hosts; k++)); do
-			((k != i)) || continue
-			printf '\n[[peer]]\nendpoint = "10.200.0.%d:%d"\n' "$k" "$port"
-		done
+		if [[ $peers_mode == mesh ]]; then
+			for ((k = 1; k <= hosts; k++)); do
+				((k != i)) || continue
+				printf '\n[[peer]]\nendpoint = "10.200.0.%d:%d"\n' "$k" "$port"
+			done
+		elif ((hosts > 1)); then
+			# One seed each: h1 joins through h2, everyone else through h1; gossip does the rest.
+			k=$((i == 1 ? 2 : 1))
+			printf '\n[membership]\nseeds = ["10.200.0.%d:%d"]\n' "$k" "$port"
+		fi
 	} >"$hd/node.toml"
 }
 

@@ -25,6 +25,7 @@ wanted=(
 	socat:socat
 	tcpdump:tcpdump
 	procps:pgrep
+	nftables:nft
 )
 
 installed() {

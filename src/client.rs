@@ -53,7 +53,13 @@ pub fn status(c: ClientArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("node {}   up {} s", v["node"].as_str().unwrap_or("?"), v["engine"]["uptime_secs"]);
+    println!(
+        "node {}   up {} s   members {} ({} alive)",
+        v["node"].as_str().unwrap_or("?"),
+        v["engine"]["uptime_secs"],
+        v["engine"]["members"],
+        v["engine"]["members_alive"]
+    );
     for n in v["networks"].as_array().into_iter().flatten() {
         println!(
             "network {}  vni {}  subnet {}  node subnet {}  gateway {}  mtu {}  encryption {}",
@@ -104,15 +110,20 @@ fn print_peers(peers: &Value) {
         .map(|p| {
             vec![
                 s(&p["name"]),
+                s(&p["state"]),
                 s(&p["endpoint"]),
-                if p["connected"] == Value::Bool(true) { "up".into() } else { "down".into() },
+                if p["connected"] == Value::Bool(true) { "yes".into() } else { "no".into() },
                 p["last_handshake_secs_ago"].as_f64().map(|t| format!("{t:.0}s ago")).unwrap_or("-".into()),
-                p["rx_bytes"].to_string(),
-                p["tx_bytes"].to_string(),
+                s(&p["containers"]),
+                s(&p["rx_bytes"]),
+                s(&p["tx_bytes"]),
             ]
         })
         .collect();
-    table(&["PEER", "ENDPOINT", "STATE", "HANDSHAKE", "RX BYTES", "TX BYTES"], &rows);
+    table(
+        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "CONTAINERS", "RX BYTES", "TX BYTES"],
+        &rows,
+    );
 }
 
 fn s(v: &Value) -> String {

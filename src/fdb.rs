@@ -143,6 +143,18 @@ impl Fdb {
         self.macs.is_empty()
     }
 
+    /// Every entry as (MAC, IP, location, source name), for status output.
+    pub fn entries(&self) -> impl Iterator<Item = (Mac, Option<IpAddr>, Loc, &'static str)> + '_ {
+        self.macs.iter().map(|(m, e)| {
+            let source = match e.source {
+                Source::Learned => "learned",
+                Source::Gossip => "announced",
+                Source::Local => "local",
+            };
+            (*m, e.ip, e.loc, source)
+        })
+    }
+
     /// The snapshot workers read.
     pub fn tables(&self) -> NetTables {
         let mut t = NetTables::default();

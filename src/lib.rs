@@ -11,5 +11,6 @@ pub mod device;
 pub mod engine;
 pub mod fdb;
 pub mod ipam;
+pub mod membership;
 pub mod netlink;
 pub mod pki;

@@ -185,7 +185,7 @@ async fn attach(
         let _ = netlink::container::detach(&ctx.netlink, &host_ifname).await;
         return Err(e);
     }
-    to_engine(ctx, ControlMsg::AddLocal { net, mac: link.mac, ip: addr }).await;
+    to_engine(ctx, ControlMsg::AddLocal { net, mac: link.mac, ip: addr, name: name.to_owned() }).await;
     info!(container = name, network, %addr, "attached");
     Ok(json!({
         "name": name, "network": network, "ip": addr.to_string(), "prefix": prefix,

@@ -19,8 +19,9 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::control::{self, ControlCtx};
 use crate::dataplane::{self, EngineMsg, Shared};
-use crate::engine::{ControlMsg, Engine};
+use crate::engine::{ControlMsg, Engine, Members};
 use crate::ipam::Leases;
+use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
 use crate::netlink::Netlink;
 use crate::pki;
 
@@ -95,7 +96,7 @@ struct Started {
     up: network::Up,
     sockets: network::Sockets,
     listener: tokio::net::UnixListener,
-    recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr)>,
+    recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr, String)>,
 }
 
 async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started: Started) -> Result<()> {
@@ -105,7 +106,7 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         EndpointConfig {
             static_secret: id.secret,
             cert: id.cert.clone(),
-            ca: id.ca,
+            ca: id.ca.clone(),
             wall_clock: (Instant::now(), wall),
             handshake_rate_limit: HANDSHAKE_RATE_LIMIT,
             revoked: Default::default(),
@@ -122,9 +123,11 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         engine: tx.clone(),
         stop: Default::default(),
     });
-    let mut engine = Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.peers);
-    for (net, mac, ip) in recovered {
-        engine.add_local(net, mac, ip);
+    let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone());
+    let mut engine =
+        Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.dial_targets(), members);
+    for (net, mac, ip, name) in recovered {
+        engine.add_local(net, mac, ip, &name);
     }
     let engine_thread =
         std::thread::Builder::new().name("weft-engine".into()).spawn(move || engine.run(rx))?;
@@ -166,6 +169,22 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     let mut leases = ctx.leases.into_inner();
     network::tear_down(&ctx.netlink, cfg, &mut leases, true).await;
     Ok(())
+}
+
+/// Our membership layer, starting from a record whose version beats any earlier run's.
+fn membership(cfg: &Config, cert: &NodeCert, wall: std::time::Duration) -> Membership {
+    let own = Record {
+        key: NodeKey(cert.public_key),
+        name: cfg.node.name.clone(),
+        version: (wall.as_millis() as u64) << 16,
+        endpoint: cfg.underlay.advertise,
+        cert: cert.encode(),
+        networks: cfg.networks.iter().map(|n| n.vni.get()).collect(),
+        containers: Vec::new(),
+        services: Vec::new(),
+    };
+    let seed = u64::from_le_bytes(pki::random32()[..8].try_into().expect("8 bytes"));
+    Membership::new(own, MembershipConfig::default(), seed, Instant::now())
 }
 
 async fn wait_for_signal() {

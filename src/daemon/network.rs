@@ -72,13 +72,13 @@ pub async fn reconcile_leases(
     nl: &Netlink,
     nets: &[Network],
     leases: &mut Leases,
-) -> Vec<(usize, Mac, IpAddr)> {
+) -> Vec<(usize, Mac, IpAddr, String)> {
     let mut keep = Vec::new();
     for (network, ip, lease) in leases.all() {
         let net = nets.iter().position(|n| n.name == network);
         let alive = matches!(nl.link_index(&lease.host_ifname).await, Ok(Some(_)));
         match (net, alive, parse_mac(&lease.mac)) {
-            (Some(net), true, Some(mac)) => keep.push((net, mac, ip)),
+            (Some(net), true, Some(mac)) => keep.push((net, mac, ip, lease.name.clone())),
             _ => {
                 info!(container = %lease.name, %ip, "dropping lease of a container that is gone");
                 leases.remove(&network, &ip);

@@ -24,6 +24,11 @@ const WEFT_BIN: &str = env!("CARGO_BIN_EXE_weft");
 /// Labs started by this process so far; part of every tag and lab directory name.
 static LABS_STARTED: AtomicU32 = AtomicU32::new(0);
 
+/// One lab at a time per test binary: a 2-core CI machine running several labs' daemons at
+/// once starves their timers (membership would see false suspicions), and a test's verdict
+/// must not depend on which other tests happen to run beside it.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A running lab of `hosts` hosts with `containers` containers each; removed on drop.
 pub struct Lab {
     /// Lab directory: PKI, node configs, daemon logs and PID files, container addresses.
@@ -34,6 +39,8 @@ pub struct Lab {
     pub hosts: usize,
     /// Containers per host, `h<i>c1..=h<i>c<containers>`.
     pub containers: usize,
+    /// Held for the lab's lifetime (released after `Drop` has taken the lab down).
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Lab {
@@ -41,6 +48,8 @@ impl Lab {
     /// with lab.sh's output if that fails, or with the reason if labs cannot run here.
     pub fn up(hosts: usize, containers: usize) -> Lab {
         require_lab_support();
+        // A test that panicked while holding the lock poisoned it; the lab it held is gone.
+        let serial = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let pid = std::process::id();
         let mut last_output = String::new();
         // A tag can only clash with leftovers of a crashed run whose PID matched ours modulo
@@ -51,7 +60,7 @@ impl Lab {
             let dir = PathBuf::from(format!("/tmp/weft-lab-{pid}-{n}"));
             let out = lab_sh(&dir, Some(&tag), &["up", &hosts.to_string(), &containers.to_string()]);
             if out.status.success() {
-                return Lab { dir, tag, hosts, containers };
+                return Lab { dir, tag, hosts, containers, _serial: serial };
             }
             last_output = describe(&out);
             // lab.sh removes a failed lab itself; this is a second, idempotent attempt.

@@ -6,7 +6,7 @@
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
 use overlay_proto::{Encapsulated, Endpoint, Event, PeerId, Received};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -18,6 +18,12 @@ use crate::dataplane::frame::Mac;
 use crate::dataplane::tables::{Loc, PeerEntry, Tables};
 use crate::dataplane::{deliver, EngineMsg, Shared};
 use crate::fdb::{Fdb, Learned};
+use crate::membership::{ContainerEntry, NodeKey};
+
+mod members;
+mod status;
+
+pub(crate) use members::Members;
 
 /// Requests from the control API.
 #[derive(Debug)]
@@ -30,6 +36,8 @@ pub enum ControlMsg {
         mac: Mac,
         /// Container IP.
         ip: IpAddr,
+        /// Container name.
+        name: String,
     },
     /// A container was detached.
     RemoveLocal {
@@ -68,11 +76,19 @@ pub struct Engine {
     dirty: bool,
     started: Instant,
     names: BTreeMap<PeerId, String>,
+    members: Members,
+    local_containers: BTreeMap<(usize, Mac), ContainerEntry>,
 }
 
 impl Engine {
     /// An engine that sends through `udp` (a clone of a worker socket).
-    pub fn new(endpoint: Endpoint, shared: Arc<Shared>, udp: UdpSocket, static_peers: &[SocketAddr]) -> Self {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        shared: Arc<Shared>,
+        udp: UdpSocket,
+        static_peers: &[SocketAddr],
+        members: Members,
+    ) -> Self {
         let now = Instant::now();
         let fdbs = shared.nets.iter().map(|_| Fdb::default()).collect();
         let statics = static_peers
@@ -89,6 +105,8 @@ impl Engine {
             dirty: true,
             started: now,
             names: BTreeMap::new(),
+            members,
+            local_containers: BTreeMap::new(),
         };
         // Workers must never see a snapshot without the networks.
         e.publish();
@@ -96,8 +114,12 @@ impl Engine {
     }
 
     /// Local entries known before the workers start (leases recovered after a restart).
-    pub fn add_local(&mut self, net: usize, mac: Mac, ip: IpAddr) {
-        self.fdbs[net].add_local(mac, Some(ip), Instant::now());
+    pub fn add_local(&mut self, net: usize, mac: Mac, ip: IpAddr, name: &str) {
+        let now = Instant::now();
+        self.fdbs[net].add_local(mac, Some(ip), now);
+        let vni = self.shared.nets[net].vni.get();
+        self.local_containers.insert((net, mac), members::entry(vni, mac, ip, name));
+        self.announce_containers(now);
         self.dirty = true;
     }
 
@@ -106,12 +128,9 @@ impl Engine {
         self.publish();
         loop {
             let now = Instant::now();
-            let wait = self
-                .endpoint
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(now))
-                .unwrap_or(TICK)
-                .min(TICK);
+            let next =
+                [self.endpoint.poll_timeout(), self.members.layer.poll_timeout()].into_iter().flatten().min();
+            let wait = next.map(|t| t.saturating_duration_since(now)).unwrap_or(TICK).min(TICK);
             match rx.recv_timeout(wait) {
                 Ok(EngineMsg::Control(ControlMsg::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(msg) => self.handle(msg),
@@ -127,7 +146,9 @@ impl Engine {
             }
             let now = Instant::now();
             self.endpoint.handle_timeout(now);
+            self.members.layer.handle_timeout(now);
             self.dial_statics(now);
+            self.flush_members(now);
             self.flush(now);
         }
     }
@@ -194,6 +215,10 @@ impl Engine {
                     self.send(dst, &out[..len]);
                 }
             }
+            Ok(Inner::Gossip(bytes)) => {
+                let bytes = bytes.to_vec();
+                self.gossip_in(now, peer, &bytes);
+            }
             Ok(other) => trace!(%peer, kind = ?other.kind(), "inner payload ignored"),
             Err(e) => trace!(%peer, %e, "bad inner payload"),
         }
@@ -201,15 +226,16 @@ impl Engine {
 
     fn control(&mut self, now: Instant, c: ControlMsg) {
         match c {
-            ControlMsg::AddLocal { net, mac, ip } => {
-                if let Some(f) = self.fdbs.get_mut(net) {
-                    f.add_local(mac, Some(ip), now);
-                    self.dirty = true;
+            ControlMsg::AddLocal { net, mac, ip, name } => {
+                if net < self.fdbs.len() {
+                    self.add_local(net, mac, ip, &name);
                 }
             }
             ControlMsg::RemoveLocal { net, mac } => {
                 if let Some(f) = self.fdbs.get_mut(net) {
                     f.remove_local(&mac);
+                    self.local_containers.remove(&(net, mac));
+                    self.announce_containers(now);
                     self.dirty = true;
                 }
             }
@@ -250,6 +276,9 @@ impl Engine {
                 Event::Dialed { addr, peer } => {
                     self.static_done(addr, true, now);
                     debug!(%addr, %peer, "dial reached a member");
+                    if let Some(info) = self.endpoint.peer_info(peer) {
+                        self.members.layer.add_seed(now, NodeKey(info.key), addr);
+                    }
                 }
                 Event::DialFailed { addr } => {
                     self.static_done(addr, false, now);
@@ -310,13 +339,16 @@ impl Engine {
         }
         for id in self.endpoint.peer_ids().collect::<Vec<_>>() {
             let Some(info) = self.endpoint.peer_info(id) else { continue };
-            let Some(cert) = info.cert else { continue };
+            // The handshake's certificate, or (before any session) the member record's.
+            let Some(cert) = info.cert.or_else(|| self.members.certs.get(&id).cloned()) else { continue };
             let session = self.endpoint.sending_session(now, id).map(|(s, _)| Arc::clone(s));
             t.peers.insert(
                 id,
                 PeerEntry { session, endpoint: info.endpoint, subnets: Arc::new(cert.subnets.clone()) },
             );
-            t.flood.push(id);
+            if !self.members.down.contains(&id) {
+                t.flood.push(id);
+            }
         }
         t.nets = self.fdbs.iter().map(Fdb::tables).collect();
         // Entries behind peers we no longer know would black-hole traffic: drop them.
@@ -326,38 +358,5 @@ impl Engine {
         self.shared.tables.store(Arc::new(t));
         self.published = Some(self.endpoint.generation());
         self.dirty = false;
-    }
-
-    fn status(&self, now: Instant) -> Value {
-        let peers: Vec<Value> = self
-            .endpoint
-            .peer_ids()
-            .filter_map(|id| {
-                let i = self.endpoint.peer_info(id)?;
-                Some(json!({
-                    "id": id.0,
-                    "name": i.cert.as_ref().map(|c| c.name.clone()),
-                    "public_key": crate::pki::encode_key(&i.key),
-                    "endpoint": i.endpoint.map(|e| e.to_string()),
-                    "connected": i.connected,
-                    "last_handshake_secs_ago": i.last_handshake.map(|t| now.saturating_duration_since(t).as_secs_f64()),
-                    "subnets": i.cert.as_ref().map(|c| c.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-                    "groups": i.cert.as_ref().map(|c| c.groups.clone()),
-                    "rx_bytes": i.totals.rx_bytes,
-                    "tx_bytes": i.totals.tx_bytes,
-                    "rx_packets": i.totals.rx_packets,
-                    "tx_packets": i.totals.tx_packets,
-                }))
-            })
-            .collect();
-        let counters: BTreeMap<&str, u64> =
-            self.shared.proto_stats.snapshot().into_iter().chain(self.shared.stats.snapshot()).collect();
-        let fdb: Vec<usize> = self.fdbs.iter().map(Fdb::len).collect();
-        json!({
-            "uptime_secs": now.saturating_duration_since(self.started).as_secs(),
-            "peers": peers,
-            "counters": counters,
-            "fdb_entries": fdb,
-        })
     }
 }

@@ -1,0 +1,152 @@
+//! The engine's side of membership: our own record, carrying the membership layer's bytes in
+//! encrypted sessions (inner kind Gossip), and turning its events into peers and forwarding
+//! entries. A record is trusted only as far as its certificate: it must verify against the
+//! network CA and name the record's key, and only containers inside the certified subnets
+//! are believed, so a member cannot claim another node's addresses.
+
+use overlay_proto::cert::{CaCert, NodeCert};
+use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
+use overlay_proto::wire::Inner;
+use overlay_proto::{Encapsulated, PeerId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, info, trace};
+
+use super::Engine;
+use crate::dataplane::frame::Mac;
+use crate::membership::{ContainerEntry, MemberEvent, Membership, NodeKey};
+
+/// Membership state the engine keeps next to the membership layer.
+pub(crate) struct Members {
+    /// The membership layer.
+    pub layer: Membership,
+    /// Verified certificates from members' records, by peer.
+    pub certs: BTreeMap<PeerId, Arc<NodeCert>>,
+    /// Members declared down: not flooded to, their entries gone.
+    pub down: BTreeSet<PeerId>,
+    /// The network CA, to verify records' certificates.
+    pub ca: CaCert,
+    /// Records refused (bad certificate, wrong key or name).
+    pub refused: u64,
+}
+
+impl Members {
+    pub(crate) fn new(layer: Membership, ca: CaCert) -> Self {
+        Self { layer, certs: BTreeMap::new(), down: BTreeSet::new(), ca, refused: 0 }
+    }
+}
+
+/// A container as our record announces it.
+pub(super) fn entry(vni: u32, mac: Mac, ip: IpAddr, name: &str) -> ContainerEntry {
+    ContainerEntry { vni, mac, ip, name: name.to_owned(), labels: Default::default() }
+}
+
+impl Engine {
+    /// Sends what the membership layer wants sent and applies what it reports.
+    pub(super) fn flush_members(&mut self, now: Instant) {
+        while let Some((to, hint, bytes)) = self.members.layer.poll_transmit() {
+            self.send_gossip(now, to, hint, &bytes);
+        }
+        while let Some(ev) = self.members.layer.poll_event() {
+            match ev {
+                MemberEvent::Up(key) | MemberEvent::RecordChanged(key) => self.apply_record(now, key),
+                MemberEvent::Down(key) => {
+                    if let Some(p) = self.endpoint.peer_by_key(&key.0) {
+                        info!(peer = %self.member_name(&key), "member down");
+                        self.members.down.insert(p);
+                        for f in &mut self.fdbs {
+                            f.forget_peer(p);
+                        }
+                        self.dirty = true;
+                    }
+                }
+                MemberEvent::Removed(key) => {
+                    if let Some(p) = self.endpoint.peer_by_key(&key.0) {
+                        debug!(%p, "member removed");
+                        for f in &mut self.fdbs {
+                            f.forget_peer(p);
+                        }
+                        self.members.certs.remove(&p);
+                        self.members.down.remove(&p);
+                        self.endpoint.remove_peer(p);
+                        self.dirty = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn member_name(&self, key: &NodeKey) -> String {
+        self.members.layer.record(key).map(|r| r.name.clone()).unwrap_or_else(|| format!("{key:?}"))
+    }
+
+    /// Bytes from an authenticated peer for the membership layer.
+    pub(super) fn gossip_in(&mut self, now: Instant, peer: PeerId, bytes: &[u8]) {
+        let Some(info) = self.endpoint.peer_info(peer) else { return };
+        if let Err(e) = self.members.layer.handle_message(now, NodeKey(info.key), bytes) {
+            trace!(%peer, %e, "gossip dropped");
+        }
+    }
+
+    fn send_gossip(&mut self, now: Instant, to: NodeKey, hint: Option<SocketAddr>, bytes: &[u8]) {
+        let hint = hint.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+        let peer = self.endpoint.add_peer(to.0, hint);
+        let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + 4 + bytes.len() + TAG_LEN];
+        let Ok(n) = Inner::Gossip(bytes).emit(&mut buf[TRANSPORT_HEADER_LEN..]) else { return };
+        match self.endpoint.encapsulate(now, peer, &mut buf, n) {
+            Ok(Encapsulated::Ready { dst, len }) => self.send(dst, &buf[..len]),
+            Ok(Encapsulated::Queued) => {}
+            Err(e) => trace!(%peer, %e, "gossip not sent"),
+        }
+    }
+
+    /// Verifies a member's record and installs its peer and containers.
+    fn apply_record(&mut self, now: Instant, key: NodeKey) {
+        let Some(record) = self.members.layer.record(&key) else { return };
+        let cert = match NodeCert::decode(&record.cert) {
+            Ok(c) => c,
+            Err(e) => {
+                self.members.refused += 1;
+                debug!(%e, "record with an undecodable certificate");
+                return;
+            }
+        };
+        let unix = crate::pki::unix_now();
+        if cert.verify(&self.members.ca, unix).is_err()
+            || cert.public_key != key.0
+            || cert.name != record.name
+        {
+            self.members.refused += 1;
+            debug!(name = %record.name, "record refused: its certificate does not vouch for it");
+            return;
+        }
+        let hint = Some(record.endpoint).filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+        let mut per_net: Vec<Vec<(Mac, IpAddr)>> = vec![Vec::new(); self.fdbs.len()];
+        for c in &record.containers {
+            let Some(net) = self.shared.nets.iter().position(|n| n.vni.get() == c.vni) else { continue };
+            if cert.may_source(c.ip) {
+                per_net[net].push((c.mac, c.ip));
+            } else {
+                self.members.refused += 1;
+            }
+        }
+        let name = record.name.clone();
+        let peer = self.endpoint.add_peer(key.0, hint);
+        if self.members.down.remove(&peer) || !self.members.certs.contains_key(&peer) {
+            info!(peer = %name, "member up");
+        }
+        self.members.certs.insert(peer, Arc::new(cert));
+        for (f, entries) in self.fdbs.iter_mut().zip(per_net) {
+            f.set_announced(peer, &entries, now);
+        }
+        self.dirty = true;
+    }
+
+    /// Rewrites our own record's container list from the local FDB view.
+    pub(super) fn announce_containers(&mut self, now: Instant) {
+        let containers = self.local_containers.values().cloned().collect::<Vec<_>>();
+        self.members.layer.update_own(now, |r| r.containers = containers);
+    }
+}

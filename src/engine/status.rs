@@ -1,0 +1,110 @@
+//! The engine's answer to `weft status` / `weft peers`: members with their state, endpoint,
+//! last handshake, traffic and container count, plus every counter.
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use super::Engine;
+use crate::dataplane::tables::Loc;
+use crate::fdb::Fdb;
+use crate::membership::MemberState;
+use overlay_proto::PeerId;
+
+impl Engine {
+    pub(super) fn status(&self, now: Instant) -> Value {
+        let states: BTreeMap<[u8; 32], MemberState> =
+            self.members.layer.members().into_iter().map(|(k, s)| (k.0, s)).collect();
+        let mut seen = BTreeSet::new();
+        let mut peers: Vec<Value> = Vec::new();
+        for id in self.endpoint.peer_ids() {
+            let Some(i) = self.endpoint.peer_info(id) else { continue };
+            seen.insert(i.key);
+            let record = self.members.layer.record(&crate::membership::NodeKey(i.key));
+            let cert = i.cert.clone().or_else(|| self.members.certs.get(&id).cloned());
+            let state = match states.get(&i.key) {
+                Some(s) => format!("{s:?}").to_lowercase(),
+                None if i.connected => "connected".into(),
+                None => "unknown".into(),
+            };
+            peers.push(json!({
+                "id": id.0,
+                "name": cert.as_ref().map(|c| c.name.clone()).or_else(|| record.map(|r| r.name.clone())),
+                "public_key": crate::pki::encode_key(&i.key),
+                "state": state,
+                "endpoint": i.endpoint.map(|e| e.to_string()),
+                "connected": i.connected,
+                "last_handshake_secs_ago": i.last_handshake.map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                "containers": record.map(|r| r.containers.len()).unwrap_or(0),
+                "subnets": cert.as_ref().map(|c| c.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                "groups": cert.as_ref().map(|c| c.groups.clone()),
+                "rx_bytes": i.totals.rx_bytes,
+                "tx_bytes": i.totals.tx_bytes,
+                "rx_packets": i.totals.rx_packets,
+                "tx_packets": i.totals.tx_packets,
+            }));
+        }
+        // Members we know of but never exchanged a packet with directly.
+        for (key, state) in &states {
+            if seen.contains(key) {
+                continue;
+            }
+            let record = self.members.layer.record(&crate::membership::NodeKey(*key));
+            peers.push(json!({
+                "name": record.map(|r| r.name.clone()),
+                "public_key": crate::pki::encode_key(key),
+                "state": format!("{state:?}").to_lowercase(),
+                "endpoint": record.map(|r| r.endpoint.to_string()),
+                "connected": false,
+                "containers": record.map(|r| r.containers.len()).unwrap_or(0),
+            }));
+        }
+        let mut counters: BTreeMap<&str, u64> =
+            self.shared.proto_stats.snapshot().into_iter().chain(self.shared.stats.snapshot()).collect();
+        counters.insert("records_refused", self.members.refused);
+        let fdb: Vec<usize> = self.fdbs.iter().map(Fdb::len).collect();
+        let names: BTreeMap<PeerId, String> = self
+            .endpoint
+            .peer_ids()
+            .filter_map(|id| {
+                let i = self.endpoint.peer_info(id)?;
+                let name = i
+                    .cert
+                    .map(|c| c.name.clone())
+                    .or_else(|| self.members.certs.get(&id).map(|c| c.name.clone()))?;
+                Some((id, name))
+            })
+            .collect();
+        let tables: Vec<Value> = self
+            .shared
+            .nets
+            .iter()
+            .zip(&self.fdbs)
+            .map(|(n, f)| {
+                let entries: Vec<Value> = f
+                    .entries()
+                    .map(|(mac, ip, loc, source)| {
+                        let at = match loc {
+                            Loc::Local => "local".to_owned(),
+                            Loc::Peer(p) => names.get(&p).cloned().unwrap_or_else(|| p.to_string()),
+                            Loc::Vtep(a) => a.to_string(),
+                        };
+                        json!({"mac": crate::ipam::mac_string(&mac), "ip": ip.map(|i| i.to_string()), "at": at, "source": source})
+                    })
+                    .collect();
+                json!({"network": n.name, "entries": entries})
+            })
+            .collect();
+        let alive = states.values().filter(|s| matches!(s, MemberState::Alive)).count();
+        json!({
+            "uptime_secs": now.saturating_duration_since(self.started).as_secs(),
+            "members_alive": alive,
+            "members": states.len(),
+            "peers": peers,
+            "counters": counters,
+            "fdb_entries": fdb,
+            "fdb": tables,
+            "membership": format!("{:?}", self.members.layer.stats()),
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! Record exchange: rumors, pulls, chunks, and the anti-entropy digest protocol.
+//!
+//! Digest protocol, per key range: a fingerprint that matches ends the exchange; one that
+//! differs is answered with our item list if we hold few items, with our own fingerprint if
+//! the sender holds few (so it answers with its list), else with the 16 sub-ranges' fingerprints.
+//! An item list ends it: its receiver pulls what it lacks and pushes what the sender lacks.
+//! Each step goes one nibble deeper or ends, so an exchange takes at most 17 round trips.
+//!
+//! Acceptance: a record for key K is taken from anyone, if its version is above the one held
+//! and above K's tombstone; our own key's record never is (a newer copy makes us bump ours).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::error::MembershipError;
+use super::record::NodeKey;
+use super::wire::{self, Chunk, Msg, Notice, PullReq, Range, RangeId, Summary, WireRecord, MAX_DEPTH};
+use super::{Held, Live, MemberEvent, Membership, MembershipConfig, PendingPull};
+
+/// Ranges holding at most this many items are exchanged as item lists.
+pub(crate) const ITEMS_MAX: usize = 16;
+/// Record bytes pushed in answer to one message (at least one record always goes).
+const PUSH_BUDGET: usize = 256 * 1024;
+
+impl Membership {
+    pub(super) fn handle_digest(
+        &mut self,
+        now: Instant,
+        from: NodeKey,
+        ranges: Vec<Range>,
+    ) -> Result<(), MembershipError> {
+        let valid = |r: &Range| match &r.summary {
+            Summary::Fingerprint { .. } => r.id.is_valid(),
+            Summary::Items(items) => r.id.is_valid() && items.len() <= ITEMS_MAX,
+        };
+        if !ranges.iter().all(valid) {
+            return Err(MembershipError::Invalid("digest range"));
+        }
+        let mut reply = Vec::new();
+        let mut pulls = Vec::new();
+        let mut budget = PUSH_BUDGET;
+        for range in ranges {
+            match range.summary {
+                Summary::Fingerprint { fp, count } => {
+                    let (my_fp, my_count) = self.index.summary(range.id);
+                    if (my_fp, my_count) == (fp, count) {
+                        continue;
+                    }
+                    if my_count as usize <= ITEMS_MAX || range.id.depth == MAX_DEPTH {
+                        let items = self.index.items(range.id).take(ITEMS_MAX).collect();
+                        reply.push(Range { id: range.id, summary: Summary::Items(items) });
+                    } else if count as usize <= ITEMS_MAX {
+                        let summary = Summary::Fingerprint { fp: my_fp, count: my_count };
+                        reply.push(Range { id: range.id, summary });
+                    } else {
+                        for id in range.id.children() {
+                            let (fp, count) = self.index.summary(id);
+                            reply.push(Range { id, summary: Summary::Fingerprint { fp, count } });
+                        }
+                    }
+                }
+                Summary::Items(items) => {
+                    self.reconcile(now, from, range.id, items, &mut pulls, &mut budget);
+                }
+            }
+        }
+        for m in wire::pack(reply, Msg::Digest) {
+            self.send(from, m);
+        }
+        for m in wire::pack(pulls, Msg::Pull) {
+            self.send(from, m);
+        }
+        Ok(())
+    }
+
+    /// The peer holds exactly `theirs` in `range`: pull what we lack, push what it lacks.
+    fn reconcile(
+        &mut self,
+        now: Instant,
+        from: NodeKey,
+        range: RangeId,
+        theirs: Vec<(NodeKey, u64)>,
+        pulls: &mut Vec<PullReq>,
+        budget: &mut usize,
+    ) {
+        let theirs: BTreeMap<NodeKey, u64> =
+            theirs.into_iter().filter(|(k, _)| range.contains(k.prefix64())).collect();
+        for (&key, &version) in &theirs {
+            if key == self.own.key {
+                self.bump_own_above(version);
+            } else if self.wants(now, &key, version) {
+                let deadline = now + self.cfg.tick() * 10;
+                self.pulls.insert(key, PendingPull { version, deadline, hot: false });
+                pulls.push(PullReq { key, version, chunks: None });
+            }
+        }
+        let lacking: Vec<NodeKey> = self
+            .index
+            .items(range)
+            .filter(|(k, v)| theirs.get(k).is_none_or(|t| t < v))
+            .map(|(k, _)| k)
+            .collect();
+        for key in lacking {
+            if *budget == 0 {
+                break;
+            }
+            let sent = self.push_record(from, key, None);
+            *budget = budget.saturating_sub(sent);
+        }
+    }
+
+    pub(super) fn handle_notices(&mut self, now: Instant, from: NodeKey, notices: Vec<Notice>) {
+        let mut pulls = Vec::new();
+        for Notice { key, version } in notices {
+            if key == self.own.key {
+                self.bump_own_above(version);
+            } else if self.wants(now, &key, version) {
+                let deadline = now + self.cfg.tick() * 10;
+                self.pulls.insert(key, PendingPull { version, deadline, hot: true });
+                pulls.push(PullReq { key, version, chunks: None });
+            }
+        }
+        for m in wire::pack(pulls, Msg::Pull) {
+            self.send(from, m);
+        }
+    }
+
+    pub(super) fn handle_pull(&mut self, from: NodeKey, reqs: Vec<PullReq>) {
+        let mut budget = PUSH_BUDGET;
+        for req in reqs {
+            if budget == 0 {
+                break;
+            }
+            let held = self.held_version(&req.key);
+            if held.is_none_or(|v| v < req.version) {
+                self.stats.pulls_unserved += 1;
+                continue;
+            }
+            let chunks = req.chunks.filter(|_| held == Some(req.version));
+            let sent = self.push_record(from, req.key, chunks.as_deref());
+            budget = budget.saturating_sub(sent);
+        }
+    }
+
+    pub(super) fn handle_chunk(
+        &mut self,
+        now: Instant,
+        from: NodeKey,
+        chunk: Chunk,
+    ) -> Result<(), MembershipError> {
+        let (key, version) = (chunk.key, chunk.version);
+        if key == self.own.key {
+            self.bump_own_above(version);
+            return Ok(());
+        }
+        if !self.is_newer(&key, version) {
+            self.stats.chunks_stale += 1;
+            return Ok(());
+        }
+        let bytes = match self.reassembly.insert(now, from, chunk, self.cfg.max_record_len) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(()),
+            Err(what) => return Err(MembershipError::Invalid(what)),
+        };
+        let (wr, rest) = postcard::take_from_bytes::<WireRecord>(&bytes)?;
+        if !rest.is_empty() {
+            return Err(MembershipError::TrailingBytes);
+        }
+        if wr.record.key != key || wr.id.key != key || wr.record.version != version {
+            return Err(MembershipError::Invalid("record does not match its chunks"));
+        }
+        self.accept_record(now, wr);
+        Ok(())
+    }
+
+    fn accept_record(&mut self, now: Instant, wr: WireRecord) {
+        let key = wr.record.key;
+        let version = wr.record.version;
+        self.tombstones.remove(&key);
+        // News that came as a rumor is spread on; what anti-entropy repaired is old news.
+        let mut hot = false;
+        if let Some(p) = self.pulls.get(&key).filter(|p| p.version <= version).copied() {
+            hot = p.hot;
+            self.pulls.remove(&key);
+        }
+        self.reassembly.forget_upto(&key, version);
+        let id = wr.id.clone();
+        self.touch_peer(key, |p| p.held = Some(Held { id: wr.id, record: wr.record }));
+        self.stats.records_accepted += 1;
+        self.learn_identity(now, &id);
+        if self.peers.get(&key).is_some_and(|p| p.live == Live::Unknown) {
+            // foca holds this identity as down: the last words of a dead node, arriving late.
+            // Keeping them would only gossip a zombie around.
+            self.touch_peer(key, |p| p.held = None);
+            self.peers.remove(&key);
+            self.up.remove(&key);
+            self.tombstones.insert(key, (version, now + self.cfg.dead_grace * 10));
+            return;
+        }
+        if hot {
+            let rounds = MembershipConfig::rumor_rounds(self.foca.num_members() + 1);
+            self.rumors.add(key, version, rounds);
+        }
+        self.events.push_back(MemberEvent::RecordChanged(key));
+    }
+
+    /// Sends `to` the chunks (all, or `only`) of the record we hold for `key`; returns bytes.
+    fn push_record(&mut self, to: NodeKey, key: NodeKey, only: Option<&[u16]>) -> usize {
+        let (version, encoded) = if key == self.own.key {
+            (self.own.version, self.own_wire.clone())
+        } else {
+            let Some(h) = self.peers.get(&key).and_then(|p| p.held.as_ref()) else { return 0 };
+            let wr = WireRecord { id: h.id.clone(), record: h.record.clone() };
+            (h.record.version, postcard::to_allocvec(&wr).expect("in-memory encoding cannot fail"))
+        };
+        if encoded.len() > self.cfg.max_record_len {
+            return 0;
+        }
+        let msgs = wire::chunk_record(key, version, &encoded, only);
+        let mut sent = 0;
+        for m in msgs {
+            sent += m.len();
+            self.send(to, m);
+        }
+        sent
+    }
+
+    /// The version of `key`'s record we hold (our own included), whatever its liveness.
+    fn held_version(&self, key: &NodeKey) -> Option<u64> {
+        if *key == self.own.key {
+            return Some(self.own.version);
+        }
+        self.peers.get(key)?.held.as_ref().map(|h| h.record.version)
+    }
+
+    /// Whether `version` of `key` would be news: above what we hold and its tombstone.
+    fn is_newer(&self, key: &NodeKey, version: u64) -> bool {
+        self.held_version(key).is_none_or(|v| version > v)
+            && self.tombstones.get(key).is_none_or(|(v, _)| version > *v)
+    }
+
+    /// Whether to pull `version` of `key` now: news, and not already being fetched.
+    fn wants(&self, now: Instant, key: &NodeKey, version: u64) -> bool {
+        self.is_newer(key, version)
+            && !self.pulls.get(key).is_some_and(|p| p.version >= version && p.deadline > now)
+            && !self.reassembly.in_progress(key, version)
+    }
+}

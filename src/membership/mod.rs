@@ -1,0 +1,494 @@
+//! Membership: who is in the cluster and what each member says about itself, as a sans-IO
+//! state machine (no sockets, clock or threads: every input takes `now`, randomness comes
+//! from a seed, output is pulled).
+//!
+//! Three mechanisms, one wire format ([`wire`]):
+//! - **SWIM** failure detection and membership through `foca`, with identity
+//!   `(key, endpoint, renewal)` deduplicated by key; a restarted or falsely-downed node comes
+//!   back under a higher renewal.
+//! - **Records**: each node owns one versioned [`Record`]. A change spreads as rumors
+//!   (`key, version` notices pushed to random members for a few rounds); a receiver pulls the
+//!   record, in chunks if it is large, from whoever told it, then spreads the rumor on.
+//! - **Anti-entropy**: every `anti_entropy_period` a random member gets a digest of our record
+//!   set; differing key ranges are narrowed down by fingerprints until item lists are
+//!   exchanged and each side pushes what the other lacks. Convergence never depends on a
+//!   lucky rumor.
+//!
+//! Joining: [`Membership::add_seed`] announces to a seed, retried with doubling backoff while we
+//! have no members, then every `announce_period` (which merges split clusters).
+//!
+//! Calling order, as in quinn-proto: feed inputs ([`Membership::handle_message`] for each
+//! authenticated membership datagram, [`Membership::add_seed`], [`Membership::update_own`]);
+//! call [`Membership::handle_timeout`] when [`Membership::poll_timeout`] is reached; after any
+//! input drain [`Membership::poll_transmit`] and [`Membership::poll_event`] until `None`.
+
+mod anti_entropy;
+mod config;
+mod digest;
+mod error;
+mod peers;
+mod reassembly;
+mod record;
+mod rumors;
+pub mod sim;
+mod swim;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use tracing::warn;
+
+pub use config::MembershipConfig;
+pub use error::MembershipError;
+pub use record::{ContainerEntry, NodeKey, Record};
+pub use wire::MAX_MESSAGE;
+
+use digest::DigestIndex;
+use peers::{Held, Live, Peer, UpSet};
+use reassembly::Reassembly;
+use rumors::Rumors;
+use swim::{Foca, SwimId, SwimOut};
+use wire::{Msg, WireRecord};
+
+/// Most messages queued for sending; beyond it new ones are dropped (and counted).
+const MAX_QUEUED: usize = 16_384;
+/// Members a rumor round goes to.
+const RUMOR_FANOUT: usize = 3;
+/// Notices in one rumor round.
+const MAX_NOTICES: usize = 24;
+
+/// What we know of a member's liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; will be declared down unless it refutes.
+    Suspect,
+    /// Declared down; its record is removed after `dead_grace`.
+    Down,
+}
+
+/// A change the engine must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// A member became reachable (first seen, or back).
+    Up(NodeKey),
+    /// Declared down by failure detection.
+    Down(NodeKey),
+    /// A newer record of that node arrived (or its first).
+    RecordChanged(NodeKey),
+    /// Record dropped after `dead_grace`.
+    Removed(NodeKey),
+}
+
+/// Counters, for status output and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// Messages given to `handle_message`.
+    pub messages_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Messages returned by `poll_transmit`.
+    pub messages_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// Messages refused as undecodable or out of bounds.
+    pub malformed: u64,
+    /// SWIM packets whose source was not the authenticated sender.
+    pub spoofed: u64,
+    /// SWIM packets foca refused.
+    pub swim_errors: u64,
+    /// Newer records accepted.
+    pub records_accepted: u64,
+    /// Chunks of records we already held at that version or newer.
+    pub chunks_stale: u64,
+    /// Partially received records given up on.
+    pub reassemblies_dropped: u64,
+    /// Pulls for records we do not hold.
+    pub pulls_unserved: u64,
+    /// Outgoing messages dropped because the queue was full.
+    pub transmit_dropped: u64,
+    /// Times our own record was larger than `max_record_len` (others will refuse it).
+    pub own_record_too_large: u64,
+    /// "You are down" messages we asked their sender to confirm.
+    pub turn_undead_challenged: u64,
+}
+
+#[derive(Debug)]
+struct Seed {
+    endpoint: SocketAddr,
+    next: Instant,
+    backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingPull {
+    version: u64,
+    deadline: Instant,
+    /// Pulled because of a rumor: spread the rumor on once the record is in.
+    hot: bool,
+}
+
+/// One node's membership state machine.
+pub struct Membership {
+    cfg: MembershipConfig,
+    own: Record,
+    own_wire: Vec<u8>,
+    id: SwimId,
+    foca: Foca,
+    swim_out: SwimOut,
+    swim_timers: BTreeMap<(Instant, u64), foca::Timer<SwimId>>,
+    timer_seq: u64,
+    swim_tuned: (u8, Duration),
+    peers: BTreeMap<NodeKey, Peer>,
+    up: UpSet,
+    tombstones: BTreeMap<NodeKey, (u64, Instant)>,
+    removals: BTreeSet<(Instant, NodeKey)>,
+    index: DigestIndex,
+    rumors: Rumors,
+    reassembly: Reassembly,
+    pulls: BTreeMap<NodeKey, PendingPull>,
+    seeds: BTreeMap<NodeKey, Seed>,
+    undead_challenges: BTreeMap<NodeKey, Instant>,
+    transmits: VecDeque<(NodeKey, Vec<u8>)>,
+    events: VecDeque<MemberEvent>,
+    rng: SmallRng,
+    next_tick: Instant,
+    next_anti_entropy: Instant,
+    stats: MembershipStats,
+}
+
+impl Membership {
+    /// Starts with our own record; its `version` (the engine passes unix-millis << 16) is the
+    /// starting point, so a restarted node's record and identity win over its old ones.
+    pub fn new(own: Record, cfg: MembershipConfig, rng_seed: u64, now: Instant) -> Self {
+        let id = SwimId { key: own.key, endpoint: own.endpoint, renewal: own.version };
+        let swim_cfg = cfg.swim_config(1);
+        let swim_tuned = (swim_cfg.max_transmissions.get(), swim_cfg.suspect_to_down_after);
+        let foca_rng = SmallRng::seed_from_u64(rng_seed ^ 0x666f_6361_5357_494d);
+        let foca = Foca::new(id.clone(), swim_cfg, foca_rng, foca::PostcardCodec);
+        let mut rng = SmallRng::seed_from_u64(rng_seed);
+        let next_anti_entropy = now + jitter(&mut rng, cfg.anti_entropy_period);
+        let mut m = Self {
+            next_tick: now + cfg.tick(),
+            cfg,
+            own_wire: Vec::new(),
+            own: own.clone(),
+            id,
+            foca,
+            swim_out: SwimOut::default(),
+            swim_timers: BTreeMap::new(),
+            timer_seq: 0,
+            swim_tuned,
+            peers: BTreeMap::new(),
+            up: UpSet::default(),
+            tombstones: BTreeMap::new(),
+            removals: BTreeSet::new(),
+            index: DigestIndex::new(),
+            rumors: Rumors::default(),
+            reassembly: Reassembly::default(),
+            pulls: BTreeMap::new(),
+            seeds: BTreeMap::new(),
+            undead_challenges: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            rng,
+            next_anti_entropy,
+            stats: MembershipStats::default(),
+        };
+        m.set_own(own);
+        m
+    }
+
+    /// Replaces our own record's contents (containers, endpoint, ...): bumps its version and
+    /// spreads it. The key cannot change.
+    pub fn update_own(&mut self, _now: Instant, f: impl FnOnce(&mut Record)) {
+        let mut r = self.own.clone();
+        f(&mut r);
+        r.key = self.own.key;
+        r.version = r.version.max(self.own.version + 1);
+        self.set_own(r);
+    }
+
+    /// Our own record.
+    pub fn own(&self) -> &Record {
+        &self.own
+    }
+
+    /// A seed reached: the engine dialled `endpoint` and the handshake told us its `key`.
+    /// Announces to it now, again with doubling backoff while we have no members, then every
+    /// `announce_period`.
+    pub fn add_seed(&mut self, now: Instant, key: NodeKey, endpoint: SocketAddr) {
+        if key == self.own.key {
+            return;
+        }
+        let backoff = self.cfg.probe_period.min(self.cfg.seed_backoff_max);
+        self.seeds.insert(key, Seed { endpoint, next: now + backoff, backoff });
+        self.announce_to_seed(now, key);
+    }
+
+    /// Bytes from an authenticated member.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: NodeKey,
+        bytes: &[u8],
+    ) -> Result<(), MembershipError> {
+        self.stats.messages_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        if from == self.own.key {
+            self.stats.malformed += 1;
+            return Err(MembershipError::FromOurselves);
+        }
+        let result = Msg::decode(bytes).and_then(|msg| match msg {
+            Msg::Swim(packet) => self.handle_swim(now, from, &packet),
+            Msg::Notices(notices) => {
+                self.handle_notices(now, from, notices);
+                Ok(())
+            }
+            Msg::Pull(reqs) => {
+                self.handle_pull(from, reqs);
+                Ok(())
+            }
+            Msg::Chunk(chunk) => self.handle_chunk(now, from, chunk),
+            Msg::Digest(ranges) => self.handle_digest(now, from, ranges),
+        });
+        if let Err(e) = &result {
+            match e {
+                MembershipError::Swim(_) => self.stats.swim_errors += 1,
+                MembershipError::Spoofed => self.stats.spoofed += 1,
+                _ => self.stats.malformed += 1,
+            }
+            tracing::debug!(peer = %from, error = %e, "membership message refused");
+        }
+        result
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.run_swim_timers(now);
+        if now >= self.next_tick {
+            self.next_tick = now + self.cfg.tick();
+            self.tick(now);
+        }
+        if now >= self.next_anti_entropy {
+            self.next_anti_entropy = now + jitter(&mut self.rng, self.cfg.anti_entropy_period);
+            if let Some(to) = self.random_up_members(1).pop() {
+                self.send_digest_root(to);
+            }
+        }
+        self.run_seeds(now);
+    }
+
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let swim = self.swim_timers.keys().next().map(|(t, _)| *t);
+        let seeds = self.seeds.values().map(|s| s.next).min();
+        [Some(self.next_tick), Some(self.next_anti_entropy), swim, seeds].into_iter().flatten().min()
+    }
+
+    /// Next message: (to, the endpoint to use if known, bytes ≤ [`MAX_MESSAGE`]).
+    pub fn poll_transmit(&mut self) -> Option<(NodeKey, Option<SocketAddr>, Vec<u8>)> {
+        let (to, bytes) = self.transmits.pop_front()?;
+        self.stats.messages_out += 1;
+        self.stats.bytes_out += bytes.len() as u64;
+        Some((to, self.endpoint_of(&to), bytes))
+    }
+
+    /// Next event for the engine.
+    pub fn poll_event(&mut self) -> Option<MemberEvent> {
+        self.events.pop_front()
+    }
+
+    /// Every member we know of but ourselves, in key order.
+    pub fn members(&self) -> Vec<(NodeKey, MemberState)> {
+        let suspects: BTreeSet<NodeKey> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Suspect)
+            .map(|m| m.id().key)
+            .collect();
+        let state = |k: &NodeKey, live: Live| match live {
+            Live::Unknown => None,
+            Live::Down(_) => Some(MemberState::Down),
+            Live::Up if suspects.contains(k) => Some(MemberState::Suspect),
+            Live::Up => Some(MemberState::Alive),
+        };
+        self.peers.iter().filter_map(|(k, p)| Some((*k, state(k, p.live)?))).collect()
+    }
+
+    /// The latest record we hold of `key` (our own for our key), whatever its liveness.
+    pub fn record(&self, key: &NodeKey) -> Option<&Record> {
+        if *key == self.own.key {
+            return Some(&self.own);
+        }
+        self.peers.get(key)?.held.as_ref().map(|h| &h.record)
+    }
+
+    /// Records of alive-or-suspect members (not dead or removed), ourselves excluded.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.peers.values().filter(|p| p.live == Live::Up).filter_map(|p| p.held.as_ref().map(|h| &h.record))
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MembershipStats {
+        self.stats
+    }
+
+    fn set_own(&mut self, own: Record) {
+        self.own = own;
+        self.own_wire = postcard::to_allocvec(&WireRecord { id: self.id.clone(), record: self.own.clone() })
+            .expect("in-memory encoding cannot fail");
+        if self.own_wire.len() > self.cfg.max_record_len {
+            self.stats.own_record_too_large += 1;
+            warn!(
+                len = self.own_wire.len(),
+                max = self.cfg.max_record_len,
+                "own membership record too large"
+            );
+        }
+        let key = self.own.key;
+        let prev = self.index.get(&key);
+        self.index.update(key, prev, Some(self.own.version));
+        let rounds = MembershipConfig::rumor_rounds(self.foca.num_members() + 1);
+        self.rumors.add(key, self.own.version, rounds);
+    }
+
+    /// Our record was seen at `version` elsewhere (an earlier run of ours): move above it.
+    fn bump_own_above(&mut self, version: u64) {
+        if version <= self.own.version {
+            return;
+        }
+        if self.id.renewal <= version {
+            let new_id = SwimId { renewal: version + 1, ..self.id.clone() };
+            if self.foca.change_identity(new_id.clone(), &mut self.swim_out).is_ok() {
+                self.id = new_id;
+            }
+        }
+        let mut r = self.own.clone();
+        r.version = version + 1;
+        self.set_own(r);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if !self.rumors.is_empty() {
+            let targets = self.random_up_members(RUMOR_FANOUT);
+            if !targets.is_empty() {
+                let msgs = wire::pack(self.rumors.take_round(MAX_NOTICES), Msg::Notices);
+                for to in targets {
+                    for m in &msgs {
+                        self.send(to, m.clone());
+                    }
+                }
+            }
+        }
+        let (asks, dropped) = self.reassembly.sweep(now, self.cfg.tick() * 2);
+        self.stats.reassemblies_dropped += dropped;
+        for (from, req) in asks {
+            self.send(from, Msg::Pull(vec![req]).encode());
+        }
+        self.pulls.retain(|_, p| p.deadline > now);
+        while let Some(&(at, key)) = self.removals.first() {
+            if at > now {
+                break;
+            }
+            self.removals.pop_first();
+            self.remove_if_dead(now, key);
+        }
+        self.tombstones.retain(|_, (_, until)| *until > now);
+        self.undead_challenges.retain(|_, deadline| *deadline > now);
+        self.retune_swim();
+        self.drain_swim(now);
+    }
+
+    fn remove_if_dead(&mut self, now: Instant, key: NodeKey) {
+        let Some(p) = self.peers.get(&key) else { return };
+        let Live::Down(since) = p.live else { return };
+        if since + self.cfg.dead_grace > now {
+            return;
+        }
+        if let Some(h) = &p.held {
+            self.tombstones.insert(key, (h.record.version, now + self.cfg.dead_grace * 10));
+        }
+        self.peers.remove(&key);
+        self.up.remove(&key);
+        self.events.push_back(MemberEvent::Removed(key));
+    }
+
+    fn run_seeds(&mut self, now: Instant) {
+        let due: Vec<NodeKey> = self.seeds.iter().filter(|(_, s)| s.next <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            self.announce_to_seed(now, key);
+            let joined = self.foca.num_members() > 0;
+            let initial = self.cfg.probe_period.min(self.cfg.seed_backoff_max);
+            let period = jitter(&mut self.rng, self.cfg.announce_period);
+            if let Some(s) = self.seeds.get_mut(&key) {
+                s.backoff = if joined { initial } else { (s.backoff * 2).min(self.cfg.seed_backoff_max) };
+                s.next = now + if joined { period } else { s.backoff };
+            }
+        }
+    }
+
+    /// Applies `f` to `key`'s entry (created if absent), keeping the digest index and the
+    /// up set in step.
+    fn touch_peer<R>(&mut self, key: NodeKey, f: impl FnOnce(&mut Peer) -> R) -> R {
+        let p = self.peers.entry(key).or_insert(Peer { id: None, live: Live::Unknown, held: None });
+        let before = p.set_version();
+        let r = f(p);
+        let after = p.set_version();
+        self.index.update(key, before, after);
+        if p.live == Live::Up {
+            self.up.insert(key);
+        } else {
+            self.up.remove(&key);
+        }
+        r
+    }
+
+    /// Up to `n` distinct random alive-or-suspect members.
+    fn random_up_members(&mut self, n: usize) -> Vec<NodeKey> {
+        let len = self.up.keys.len();
+        let mut out: Vec<NodeKey> = Vec::with_capacity(n.min(len));
+        if len <= n {
+            out.extend(&self.up.keys);
+            return out;
+        }
+        while out.len() < n {
+            let k = self.up.keys[self.rng.random_range(0..len)];
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    fn send(&mut self, to: NodeKey, bytes: Vec<u8>) {
+        if to == self.own.key {
+            return;
+        }
+        if self.transmits.len() >= MAX_QUEUED {
+            self.stats.transmit_dropped += 1;
+            return;
+        }
+        self.transmits.push_back((to, bytes));
+    }
+
+    fn endpoint_of(&self, key: &NodeKey) -> Option<SocketAddr> {
+        let peer = self.peers.get(key);
+        let from_record = peer.and_then(|p| p.held.as_ref()).map(|h| h.record.endpoint);
+        let from_id = peer.and_then(|p| p.id.as_ref()).map(|id| id.endpoint);
+        from_record.or(from_id).or_else(|| self.seeds.get(key).map(|s| s.endpoint))
+    }
+}
+
+/// `period` scaled by a random factor in [0.75, 1.25), so nodes do not synchronise.
+fn jitter(rng: &mut SmallRng, period: Duration) -> Duration {
+    period.mul_f64(rng.random_range(0.75..1.25)).max(Duration::from_millis(1))
+}

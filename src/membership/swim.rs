@@ -1,0 +1,231 @@
+//! The SWIM side: our foca identity, the runtime that collects foca's output, and the glue
+//! that turns it into transmits, timers and member events.
+//!
+//! Invariants: foca only sees packets whose header source is the authenticated sender; every
+//! foca call is followed by `drain_swim`, so its output never waits for another input.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use foca::{Identity, Member, Notification, OwnedNotification, Runtime, Timer};
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+use super::error::MembershipError;
+use super::record::NodeKey;
+use super::wire::{Msg, RangeId, Summary};
+use super::{Live, MemberEvent, Membership};
+
+/// Our foca instance.
+pub(crate) type Foca = foca::Foca<SwimId, foca::PostcardCodec, SmallRng, foca::NoCustomBroadcast>;
+
+/// A node's SWIM identity. Members are deduplicated by key; of two identities with one key
+/// the higher renewal wins, so a restarted node (renewal = its new starting record version)
+/// or one rejoining after a false down (renewal + 1) replaces its old self.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SwimId {
+    pub key: NodeKey,
+    /// Where the node was reachable when it took this identity (its record is newer).
+    pub endpoint: SocketAddr,
+    pub renewal: u64,
+}
+
+impl Identity for SwimId {
+    type Addr = NodeKey;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Self { renewal: self.renewal.checked_add(1)?, ..self.clone() })
+    }
+
+    fn addr(&self) -> NodeKey {
+        self.key
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.renewal > adversary.renewal
+    }
+}
+
+/// Collects what foca asks for during one call.
+#[derive(Default)]
+pub(crate) struct SwimOut {
+    sends: Vec<(SwimId, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<SwimId>)>,
+    notes: Vec<OwnedNotification<SwimId>>,
+}
+
+impl SwimOut {
+    fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.timers.is_empty() && self.notes.is_empty()
+    }
+}
+
+impl Runtime<SwimId> for SwimOut {
+    fn notify(&mut self, notification: Notification<'_, SwimId>) {
+        self.notes.push(notification.to_owned());
+    }
+
+    fn send_to(&mut self, to: SwimId, data: &[u8]) {
+        self.sends.push((to, data.to_vec()));
+    }
+
+    fn submit_after(&mut self, event: Timer<SwimId>, after: Duration) {
+        self.timers.push((after, event));
+    }
+}
+
+impl Membership {
+    /// A foca packet from `from` (already authenticated by the engine).
+    pub(super) fn handle_swim(
+        &mut self,
+        now: Instant,
+        from: NodeKey,
+        packet: &[u8],
+    ) -> Result<(), MembershipError> {
+        let (header, _) = postcard::take_from_bytes::<foca::Header<SwimId>>(packet)?;
+        if header.src.key != from {
+            return Err(MembershipError::Spoofed);
+        }
+        if header.message == foca::Message::TurnUndead && !self.confirm_turn_undead(now, header.src) {
+            return Ok(());
+        }
+        let result = self.foca.handle_data(packet, &mut self.swim_out);
+        self.drain_swim(now);
+        Ok(result?)
+    }
+
+    /// foca 2.0 also tells a member it is down when the suspicion timer fires after the member
+    /// refuted it, and obeying would renew our identity for nothing. So a first "you are down"
+    /// only makes us announce to its sender: one that really holds us down answers that with
+    /// another, which we then believe.
+    fn confirm_turn_undead(&mut self, now: Instant, src: SwimId) -> bool {
+        let key = src.key;
+        if self.undead_challenges.get(&key).is_some_and(|deadline| *deadline > now) {
+            self.undead_challenges.remove(&key);
+            return true;
+        }
+        self.stats.turn_undead_challenged += 1;
+        self.undead_challenges.insert(key, now + self.cfg.probe_period * 2);
+        if let Err(e) = self.foca.announce(src, &mut self.swim_out) {
+            tracing::trace!(error = %e, "SWIM announce");
+        }
+        self.drain_swim(now);
+        false
+    }
+
+    /// Runs foca's timers due at `now`.
+    pub(super) fn run_swim_timers(&mut self, now: Instant) {
+        while let Some(entry) = self.swim_timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            if let Err(e) = self.foca.handle_timer(timer, &mut self.swim_out) {
+                tracing::trace!(error = %e, "SWIM timer");
+            }
+            self.drain_swim(now);
+        }
+    }
+
+    /// Turns foca's collected output into transmits, timers and events.
+    pub(super) fn drain_swim(&mut self, now: Instant) {
+        while !self.swim_out.is_empty() {
+            let out = std::mem::take(&mut self.swim_out);
+            for (after, timer) in out.timers {
+                self.timer_seq += 1;
+                self.swim_timers.insert((now + after, self.timer_seq), timer);
+            }
+            for (to, data) in out.sends {
+                self.send(to.key, Msg::Swim(data).encode());
+            }
+            for note in out.notes {
+                self.on_swim_note(now, note);
+            }
+        }
+    }
+
+    fn on_swim_note(&mut self, now: Instant, note: OwnedNotification<SwimId>) {
+        match note {
+            OwnedNotification::MemberUp(id) => {
+                let key = id.key;
+                let came_up = self.touch_peer(key, |p| {
+                    p.id = Some(id);
+                    std::mem::replace(&mut p.live, Live::Up) != Live::Up
+                });
+                if came_up {
+                    self.events.push_back(MemberEvent::Up(key));
+                }
+            }
+            OwnedNotification::MemberDown(id) => {
+                let key = id.key;
+                self.touch_peer(key, |p| {
+                    p.id = Some(id);
+                    p.live = Live::Down(now);
+                });
+                self.removals.insert((now + self.cfg.dead_grace, key));
+                self.events.push_back(MemberEvent::Down(key));
+            }
+            OwnedNotification::Rename(_, id) => {
+                if let Some(p) = self.peers.get_mut(&id.key) {
+                    p.id = Some(id);
+                }
+            }
+            OwnedNotification::Rejoin(id) => {
+                // We were declared down and renewed our identity: a newer record tells the
+                // cluster which identity is current.
+                tracing::debug!(renewal = id.renewal, "rejoined under a renewed identity");
+                self.id = id;
+                let mut r = self.own.clone();
+                r.version = (r.version + 1).max(self.id.renewal);
+                self.set_own(r);
+            }
+            OwnedNotification::Active | OwnedNotification::Idle | OwnedNotification::Defunct => {
+                tracing::debug!(?note, "SWIM connection state");
+            }
+        }
+    }
+
+    /// Tells foca about an identity learned from a record, unless it knows it or a newer one.
+    pub(super) fn learn_identity(&mut self, now: Instant, id: &super::swim::SwimId) {
+        if id.key == self.own.key {
+            return;
+        }
+        let known = self.peers.get(&id.key).and_then(|p| p.id.as_ref());
+        if known.is_some_and(|k| k.renewal >= id.renewal) {
+            return;
+        }
+        let update = std::iter::once(Member::alive(id.clone()));
+        if let Err(e) = self.foca.apply_many(update, false, &mut self.swim_out) {
+            tracing::trace!(error = %e, "SWIM apply");
+        }
+        self.drain_swim(now);
+    }
+
+    /// Announces to a seed and offers it our digest.
+    pub(super) fn announce_to_seed(&mut self, now: Instant, key: NodeKey) {
+        let Some(endpoint) = self.seeds.get(&key).map(|s| s.endpoint) else { return };
+        let known = self.peers.get(&key).and_then(|p| p.id.clone());
+        let dst = known.unwrap_or(SwimId { key, endpoint, renewal: 0 });
+        if let Err(e) = self.foca.announce(dst, &mut self.swim_out) {
+            tracing::trace!(error = %e, "SWIM announce");
+        }
+        self.drain_swim(now);
+        self.send_digest_root(key);
+    }
+
+    /// Sends `to` the root fingerprint of our record set.
+    pub(super) fn send_digest_root(&mut self, to: NodeKey) {
+        let (fp, count) = self.index.summary(RangeId::ROOT);
+        let range = super::wire::Range { id: RangeId::ROOT, summary: Summary::Fingerprint { fp, count } };
+        self.send(to, Msg::Digest(vec![range]).encode());
+    }
+
+    /// Adjusts foca's dissemination count and suspicion timeout to the cluster size.
+    pub(super) fn retune_swim(&mut self) {
+        let cfg = self.cfg.swim_config(self.foca.num_members() + 1);
+        let tuned = (cfg.max_transmissions.get(), cfg.suspect_to_down_after);
+        if tuned != self.swim_tuned && self.foca.set_config(cfg).is_ok() {
+            self.swim_tuned = tuned;
+        }
+    }
+}
