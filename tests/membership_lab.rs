@@ -214,3 +214,34 @@ fn ten_percent_loss_keeps_membership_and_a_transfer_intact() {
     };
     assert_eq!(sha(&blob), sha(&recv), "data corrupted under loss");
 }
+
+#[test]
+fn a_host_restarted_on_a_new_port_is_found_there() {
+    let lab = Lab::up(3, 1);
+    let all = ["h1", "h2", "h3"];
+    wait_for(&lab, Duration::from_secs(30), "full view", || all_see_all(&lab, &all));
+    lab.stop_daemon("h3", "TERM");
+    let cfg = lab.dir().join("h3").join("node.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("10.200.0.3:51820", "10.200.0.3:51999");
+    std::fs::write(&cfg, text).unwrap();
+    lab.start_daemon("h3");
+    // The container went with the clean stop; attach it again.
+    let c = lab.netns("h3c1");
+    let out = lab.weft("h3", &["attach", "--netns", &c, "--name", "h3c1"]);
+    assert!(out.status.success(), "attach: {}", String::from_utf8_lossy(&out.stderr));
+    let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    wait_for(&lab, Duration::from_secs(30), "h3 back at its new port", || {
+        all_see_all(&lab, &all)
+            && ["h1", "h2"].iter().all(|h| {
+                let out = lab.weft(h, &["status", "--json"]);
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+                v["engine"]["peers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "h3" && p["endpoint"] == "10.200.0.3:51999")
+            })
+    });
+    assert!(lab.ping("h1c1", &ip));
+    assert!(lab.ping("h2c1", &ip));
+}

@@ -134,6 +134,14 @@ impl Engine {
         }
         let name = record.name.clone();
         let peer = self.endpoint.add_peer(key.0, hint);
+        // A node that moved (restarted on a new address or port) says so in its record; an
+        // address learned from live authenticated traffic is better evidence, so the record
+        // only wins while we have no session with the node.
+        if let (Some(addr), Some(info)) = (hint, self.endpoint.peer_info(peer)) {
+            if !info.connected && info.endpoint != Some(addr) {
+                self.endpoint.note_roamed(peer, addr);
+            }
+        }
         if self.members.down.remove(&peer) || !self.members.certs.contains_key(&peer) {
             info!(peer = %name, "member up");
         }
