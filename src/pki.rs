@@ -48,21 +48,19 @@ pub fn decode_key(s: &str, what: &str) -> Result<[u8; 32]> {
 
 /// Writes a new secret file with mode 0600; refuses to replace an existing file.
 pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    f.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    write_new(path, contents, 0o600)
 }
 
 /// Writes a public file (certificate, public key), mode 0644; refuses to replace one.
 pub fn write_public(path: &Path, contents: &str) -> Result<()> {
+    write_new(path, contents, 0o644)
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     f.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))

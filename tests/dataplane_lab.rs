@@ -42,43 +42,8 @@ fn three_hosts_two_containers_each_ping_every_pair() {
 #[test]
 fn tcp_transfer_of_200_mb_arrives_intact() {
     let lab = Lab::up(2, 1);
-    let blob = lab.dir().join("blob");
-    let recv = lab.dir().join("recv");
-    let made = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("head -c 200M /dev/urandom > {}", blob.display()))
-        .status()
-        .unwrap();
-    assert!(made.success());
     assert!(lab.ping("h1c1", &lab.ip("h2c1")));
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.netns("h2c1"), "timeout", "120", "socat", "-u"])
-        .arg("TCP-LISTEN:5001,reuseaddr")
-        .arg(format!("CREATE:{}", recv.display()))
-        .spawn()
-        .expect("socat server");
-    let mut server = scopeguard(server);
-    std::thread::sleep(Duration::from_millis(300));
-    let client = lab.exec(
-        "h1c1",
-        &[
-            "timeout",
-            "120",
-            "socat",
-            "-u",
-            &format!("OPEN:{}", blob.display()),
-            &format!("TCP:{}:5001", lab.ip("h2c1")),
-        ],
-    );
-    assert!(client.status.success(), "socat client: {}", String::from_utf8_lossy(&client.stderr));
-    let status = server.0.as_mut().unwrap().wait().unwrap();
-    assert!(status.success(), "socat server failed");
-    let sha = |p: &std::path::Path| {
-        let o = std::process::Command::new("sha256sum").arg(p).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-    };
-    assert_eq!(std::fs::metadata(&recv).unwrap().len(), 200 << 20);
-    assert_eq!(sha(&blob), sha(&recv), "the received file differs from the sent one");
+    lab.transfer_intact("h1c1", "h2c1", 200);
 }
 
 #[test]
@@ -208,18 +173,4 @@ fn oversized_frames_get_icmp_fragmentation_needed() {
         .exec("h1c1", &["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1394", &dst])
         .status
         .success());
-}
-
-/// Kills a child on drop.
-struct Guard(Option<std::process::Child>);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-fn scopeguard(c: std::process::Child) -> Guard {
-    Guard(Some(c))
 }

@@ -178,41 +178,7 @@ fn ten_percent_loss_keeps_membership_and_a_transfer_intact() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(all_see_all(&lab, &all));
-    let blob = lab.dir().join("blob");
-    let recv = lab.dir().join("recv");
-    let made = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("head -c 20M /dev/urandom > {}", blob.display()))
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let mut server = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.netns("h2c1"),
-            "timeout",
-            "120",
-            "socat",
-            "-u",
-            "TCP-LISTEN:5001,reuseaddr",
-        ])
-        .arg(format!("CREATE:{}", recv.display()))
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let dst = lab.ip("h2c1");
-    let client = lab.exec(
-        "h1c1",
-        &["timeout", "120", "socat", "-u", &format!("OPEN:{}", blob.display()), &format!("TCP:{dst}:5001")],
-    );
-    let served = server.wait().unwrap();
-    assert!(client.status.success() && served.success(), "transfer failed under loss");
-    let sha = |p: &std::path::Path| {
-        let o = std::process::Command::new("sha256sum").arg(p).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-    };
-    assert_eq!(sha(&blob), sha(&recv), "data corrupted under loss");
+    lab.transfer_intact("h1c1", "h2c1", 20);
 }
 
 #[test]
