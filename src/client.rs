@@ -77,7 +77,7 @@ pub fn status(c: ClientArgs) -> Result<()> {
             .flatten()
             .map(|c| vec![s(&c["name"]), s(&c["ip"]), s(&c["mac"]), s(&c["host_ifname"])])
             .collect();
-        table(&["  CONTAINER", "IP", "MAC", "LINK"], &rows);
+        table("  ", &["CONTAINER", "IP", "MAC", "LINK"], &rows);
     }
     print_peers(&v["engine"]["peers"]);
     let drops: Vec<String> = v["engine"]["counters"]
@@ -130,7 +130,7 @@ fn s(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })
 }
 
-fn table(head: &[&str], rows: &[Vec<String>]) {
+fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -140,7 +140,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) {
     let line = |cells: Vec<String>| {
         let s: Vec<String> =
             cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
-        println!("{}", s.join("  ").trim_end());
+        println!("{indent}{}", s.join("  ").trim_end());
     };
     line(head.iter().map(|h| h.to_string()).collect());
     for r in rows {
