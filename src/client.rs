@@ -121,6 +121,7 @@ fn print_peers(peers: &Value) {
         })
         .collect();
     table(
+        "",
         &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "CONTAINERS", "RX BYTES", "TX BYTES"],
         &rows,
     );
