@@ -108,6 +108,10 @@ fn a_killed_host_leaves_every_view_and_comes_back_after_restart() {
         assert!(!fdb_has(&lab, h, &h4c1), "{h} still forwards to {h4c1} of the dead h4");
     }
     assert!(!lab.exec("h1c1", &["ping", "-n", "-q", "-c", "1", "-W", "1", &h4c1]).status.success());
+    // After the grace period (30 s) the dead member leaves the views altogether.
+    wait_for(&lab, Duration::from_secs(60), "h4 removed from every view", || {
+        ["h1", "h2", "h3"].iter().all(|h| !view(&lab, h).contains_key("h4"))
+    });
     lab.start_daemon("h4");
     wait_for(&lab, Duration::from_secs(30), "h4 back in every view", || all_see_all(&lab, &all));
     wait_for(&lab, Duration::from_secs(10), "h4c1 announced again", || {
