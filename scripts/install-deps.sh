@@ -26,6 +26,8 @@ wanted=(
 	tcpdump:tcpdump
 	procps:pgrep
 	nftables:nft
+	curl:curl
+	prometheus:promtool
 )
 
 installed() {

@@ -12,5 +12,6 @@ pub mod engine;
 pub mod fdb;
 pub mod ipam;
 pub mod membership;
+pub mod metrics;
 pub mod netlink;
 pub mod pki;

@@ -174,3 +174,64 @@ fn oversized_frames_get_icmp_fragmentation_needed() {
         .status
         .success());
 }
+
+/// The value of the first sample of `metric` whose labels contain `labels`.
+fn sample(text: &str, metric: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {metric}{{{labels}}} in:\n{text}"))
+}
+
+#[test]
+fn metrics_move_with_traffic() {
+    let lab = Lab::up(2, 1);
+    let scrape = || {
+        let out = lab.exec("h1", &["curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9571/metrics"]);
+        assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("metrics are UTF-8")
+    };
+    assert!(lab.ping("h1c1", &lab.ip("h2c1")));
+    let before = scrape();
+    lab.transfer_intact("h1c1", "h2c1", 5);
+    let after = scrape();
+    // The exposition passes promtool's linter (scripts/install-deps.sh installs it).
+    let (ok, text) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(&after);
+    assert!(ok, "promtool check metrics failed:\n{text}");
+    for (metric, labels) in [
+        ("weft_peer_bytes_total", "peer=\"h2\",direction=\"tx\""),
+        ("weft_peer_packets_total", "peer=\"h2\",direction=\"rx\""),
+        ("weft_tap_frames_total", "direction=\"from_tap\""),
+    ] {
+        let (b, a) = (sample(&before, metric, labels), sample(&after, metric, labels));
+        assert!(a > b, "{metric}{{{labels}}} did not move: {b} -> {a}");
+    }
+    assert!(sample(&after, "weft_peer_bytes_total", "peer=\"h2\",direction=\"tx\"") > 5.0 * 1024.0 * 1024.0);
+    assert_eq!(sample(&after, "weft_members", "state=\"alive\""), 1.0);
+    assert!(after.contains("# TYPE weft_drops_total counter"));
+    assert!(after.contains("weft_build_info{version="));
+}
+
+/// Runs a command with `input` on stdin: (success, stdout + stderr).
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &str) -> (bool, String);
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &str) -> (bool, String) {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {self:?} (run scripts/install-deps.sh): {e}"));
+        child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("write stdin");
+        let out = child.wait_with_output().expect("wait");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}

@@ -17,6 +17,14 @@ pub(super) struct File {
     pub peers: Vec<Spanned<PeerFile>>,
     #[serde(default)]
     pub membership: MembershipFile,
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsFile {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -52,6 +52,8 @@ pub struct Config {
     pub peers: Vec<SocketAddr>,
     /// `[membership] seeds`: endpoints of members to join through.
     pub seeds: Vec<SocketAddr>,
+    /// `[metrics] listen`: the Prometheus endpoint (default `127.0.0.1:9571`; `"off"` disables).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -249,7 +251,14 @@ impl Config {
             })?;
             seeds.push(addr);
         }
-        Ok(Self { path: path.to_owned(), node, underlay, networks, peers, seeds })
+        let metrics = match &f.metrics.listen {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9571))),
+            Some(l) if l.get_ref() == "off" => None,
+            Some(l) => Some(l.get_ref().parse().map_err(|_| {
+                ctx.err(l, "metrics.listen", "expected IP:PORT (e.g. 127.0.0.1:9571) or \"off\"")
+            })?),
+        };
+        Ok(Self { path: path.to_owned(), node, underlay, networks, peers, seeds, metrics })
     }
 }
 

@@ -220,7 +220,8 @@ async fn to_engine(ctx: &ControlCtx, msg: ControlMsg) {
     }
 }
 
-async fn status(ctx: &ControlCtx) -> Result<Value> {
+/// The status every client (CLI, metrics) sees.
+pub async fn status(ctx: &ControlCtx) -> Result<Value> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     to_engine(ctx, ControlMsg::Status(tx)).await;
     let engine = rx.await.context("engine did not answer")?;

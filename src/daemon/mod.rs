@@ -150,13 +150,41 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         engine: tx.clone(),
     });
     let server = tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx)));
+    let metrics = cfg.metrics.map(|addr| {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, ctx).await {
+                warn!("{e:#}");
+            }
+        })
+    });
+    // Devices, sockets, engine, workers and the control socket are up: tell systemd.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // The watchdog is fed only while the engine answers, so a wedged engine gets restarted.
+    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 3);
+            loop {
+                tick.tick().await;
+                let alive = tokio::time::timeout(period / 3, control::server::status(&ctx)).await;
+                if matches!(alive, Ok(Ok(_))) {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        })
+    });
     info!(
         node = %cfg.node.name, listen = %cfg.underlay.listen, workers = workers.len(),
         networks = cfg.networks.len(), "weft is up"
     );
     wait_for_signal().await;
     info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
+    for t in [metrics, watchdog].into_iter().flatten() {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&cfg.node.control_socket);
     shared.stop.store(true, Relaxed);
     for w in workers {

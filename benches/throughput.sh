@@ -1,0 +1,684 @@
+#!/usr/bin/env bash
+# benches/throughput.sh: weft's throughput next to the other ways of joining two hosts, measured
+# side by side in one run (issue 8).
+#
+#   benches/throughput.sh [--quick] [--only CASES]
+#
+#   --quick        1 × 3 s per iperf3 measurement and 50 pings (instead of median of 3 × 10 s
+#                  and 200 pings): for trying the script out, not for numbers.
+#   --only CASES   comma-separated subset of: veth,vxlan,weft,weft-plain,wg,nebula
+#
+# Environment:
+#   WEFT_BIN       the weft binary to measure; default: `cargo build --release` and use
+#                  <repo>/target/release/weft (copied into the run's directory first)
+#   BENCH_TIME     seconds per iperf3 run (overrides the mode's default)
+#   BENCH_REPS     iperf3 runs per measurement, the median is reported (overrides the default)
+#   BENCH_PINGS    pings per RTT measurement (overrides the default)
+#
+# Needs root. Installs what it compares against from Debian if missing (iperf3,
+# wireguard-tools + wireguard-go, nebula); a reference that cannot be installed shows "n/a".
+#
+# The lab (rebuilt from scratch for every transport, so no case sees another's leftovers):
+#   <tag>a, <tag>b   two "hosts" joined by one veth pair <tag>ua <-> <tag>ub,
+#                    underlay 10.201.0.1/24 and 10.201.0.2/24, MTU 1500.
+#   <tag>ac, <tag>bc weft only: one container per host, attached with `weft attach`.
+# Every process of host a (tunnel daemon, iperf3/ping end) runs on core 0 (`taskset -c 0`),
+# every process of host b on core 1, so a run is one core per host and not bimodal.
+# iperf3 always uses `-C cubic`: the machine default bbr overflows userspace tunnels' socket
+# buffers. Data flows a -> b; ping runs from a to b.
+#
+# Transports and their overlay MTU (underlay 1500):
+#   raw veth        1500, no tunnel
+#   kernel VXLAN    VNI 42, UDP 4789, 10.44.0.0/24; 1500 - 20 IP - 8 UDP - 8 VXLAN - 14 Eth = 1450
+#   weft encrypted  10.42.0.0/16; 1500 - 20 - 8 - 16 hdr - 16 tag - 4 inner hdr - 14 Eth = 1422
+#   weft plain      encryption = "none" (RFC 7348 VXLAN, UDP 4789): 1450, as kernel VXLAN
+#   wireguard-go    10.45.0.0/24; 1420 (WireGuard's default; 1500 - 20 - 8 - 32 = 1440 would fit)
+#   nebula          10.46.0.0/24; 1420 as WireGuard (its 60 bytes of overhead leave 1440;
+#                   nebula's own default is 1300), static_host_map, no lighthouse, UDP 4242
+#
+# Columns: throughput is iperf3's receiver figure (median over the runs); ping avg/p99 over
+# the pings; "daemon CPU s" is the user+system CPU time of both hosts' tunnel daemons together
+# (/proc/PID/stat) per single-stream run; "RSS MB" is the larger VmRSS of the two daemons at
+# the end. Kernel transports have no daemon.
+set -euo pipefail
+shopt -s nullglob
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+cmdline="$0${*:+ $*}"
+readonly here repo cmdline
+readonly all_cases="veth vxlan weft weft-plain wg nebula"
+
+say() { printf 'throughput.sh: %s\n' "$*" >&2; }
+die() {
+	say "error: $*"
+	exit 1
+}
+usage() {
+	sed -n '4,9s/^#   //p' "${BASH_SOURCE[0]}" >&2
+	exit 2
+}
+
+# --- arguments ----------------------------------------------------------------------------
+
+quick=0
+cases=$all_cases
+while (($#)); do
+	case $1 in
+	--quick) quick=1 ;;
+	--only)
+		(($# >= 2)) || usage
+		cases=${2//,/ }
+		shift
+		;;
+	-h | --help) usage ;;
+	*)
+		say "unknown argument '$1'"
+		usage
+		;;
+	esac
+	shift
+done
+for c in $cases; do
+	[[ " $all_cases " == *" $c "* ]] || die "unknown case '$c' (want: ${all_cases// /,})"
+done
+if ((quick)); then
+	dur=${BENCH_TIME:-3} reps=${BENCH_REPS:-1} pings=${BENCH_PINGS:-50}
+else
+	dur=${BENCH_TIME:-10} reps=${BENCH_REPS:-3} pings=${BENCH_PINGS:-200}
+fi
+[[ $dur =~ ^[1-9][0-9]{0,2}$ && $reps =~ ^[1-9]$ && $pings =~ ^[1-9][0-9]{0,3}$ ]] ||
+	die "BENCH_TIME must be 1..999, BENCH_REPS 1..9, BENCH_PINGS 1..9999"
+readonly quick cases dur reps pings
+
+(($(id -u) == 0)) || die "must run as root (creates network namespaces)"
+for c in ip taskset timeout awk sort getconf; do
+	command -v "$c" >/dev/null || die "'$c' is not installed"
+done
+
+# --- installing the references ------------------------------------------------------------
+
+declare -A skip=() # case -> why it cannot run
+failed=()          # cases that were tried and failed (the run then exits with 3)
+apt_updated=0
+
+# candidate PKG: whether Debian offers PKG (after one `apt-get update` if it does not).
+candidate() {
+	local c
+	c=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')
+	if [[ -z $c || $c == "(none)" ]] && ((!apt_updated)); then
+		apt_updated=1
+		say "apt-get update (package $1 has no candidate)"
+		apt-get update -qq >&2 || say "warning: apt-get update failed"
+		c=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')
+	fi
+	[[ -n $c && $c != "(none)" ]]
+}
+
+# ensure PKG CMD...: install PKG unless every CMD is on PATH; fail if it cannot.
+ensure() {
+	local pkg=$1 c missing=0
+	shift
+	for c in "$@"; do command -v "$c" >/dev/null || missing=1; done
+	((missing)) || return 0
+	command -v apt-get >/dev/null || {
+		say "$pkg is missing and there is no apt-get"
+		return 1
+	}
+	candidate "$pkg" || {
+		say "package $pkg is not available in this Debian release"
+		return 1
+	}
+	say "installing $pkg"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2 || {
+		say "apt-get install $pkg failed"
+		return 1
+	}
+	for c in "$@"; do command -v "$c" >/dev/null || return 1; done
+}
+
+wanted() { [[ " $cases " == *" $1 "* ]]; }
+
+ensure iperf3 iperf3 || die "iperf3 is needed and could not be installed"
+ensure iputils-ping ping || die "ping is needed and could not be installed"
+if wanted wg; then
+	if ! ensure wireguard-tools wg; then
+		skip[wg]="wireguard-tools (wg) could not be installed"
+	elif ! ensure wireguard-go wireguard-go; then
+		skip[wg]="Debian package wireguard-go is not available here"
+	fi
+fi
+if wanted nebula && ! ensure nebula nebula nebula-cert; then
+	skip[nebula]="Debian package nebula could not be installed"
+fi
+
+if wanted weft || wanted weft-plain; then
+	if [[ -n ${WEFT_BIN:-} ]]; then
+		weft_src=$WEFT_BIN
+	else
+		say "building weft (cargo build --release)"
+		(cd "$repo" && cargo build --release) >&2 || die "cargo build --release failed"
+		weft_src=${CARGO_TARGET_DIR:-$repo/target}/release/weft
+	fi
+	[[ -x $weft_src ]] || die "weft binary '$weft_src' is missing or not executable"
+fi
+
+# --- the run's names and its cleanup --------------------------------------------------------
+
+n=$(($$ % 1679616)) tag='' digits=0123456789abcdefghijklmnopqrstuvwxyz
+while :; do
+	tag=${digits:n%36:1}$tag
+	n=$((n / 36))
+	((n > 0)) || break
+done
+tag=tp$tag # at most 6 bytes: names below are at most 9
+readonly tag
+readonly nsa=${tag}a nsb=${tag}b nsac=${tag}ac nsbc=${tag}bc
+readonly ula=10.201.0.1 ulb=10.201.0.2
+work=''
+case_pid=''
+
+# pid_alive PID: whether PID runs (a zombie does not count).
+pid_alive() {
+	local stat
+	stat=$(cat 2>/dev/null "/proc/$1/stat") || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != Z ]]
+}
+
+# stop_pids PID...: SIGTERM, up to 5 s of grace, then SIGKILL. Only for PIDs this run started
+# (daemons, recorded at launch) or found inside this run's own namespaces.
+stop_pids() {
+	local pid i alive
+	(($#)) || return 0
+	kill -TERM "$@" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		alive=0
+		for pid in "$@"; do if pid_alive "$pid"; then alive=1; fi; done
+		((alive)) || return 0
+		sleep 0.1
+	done
+	say "pids $* ignored SIGTERM for 5 s: SIGKILL"
+	kill -KILL "$@" 2>/dev/null || true
+}
+
+# our_namespaces: the namespaces of this run that exist (exact names only).
+our_namespaces() {
+	local name
+	ip netns list 2>/dev/null | while read -r name _; do
+		case $name in "$nsa" | "$nsb" | "$nsac" | "$nsbc") printf '%s\n' "$name" ;; esac
+	done
+}
+
+# lab_down: stop this run's daemons (recorded in $work/daemons) with SIGTERM so they remove
+# what they created, end anything else still running inside our namespaces, delete them.
+lab_down() {
+	local pid marker name pids=()
+	if [[ -n $work && -f $work/daemons ]]; then
+		while read -r pid marker; do
+			# The marker (a path of this run or a tagged interface name) proves the PID is ours.
+			if pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker"; then
+				pids+=("$pid")
+			fi
+		done <"$work/daemons"
+		stop_pids "${pids[@]}"
+		: >"$work/daemons"
+	fi
+	for name in $(our_namespaces | sort -r); do
+		mapfile -t pids < <(ip netns pids "$name" 2>/dev/null)
+		stop_pids "${pids[@]}"
+		ip netns del "$name" 2>/dev/null || say "warning: could not delete namespace $name"
+	done
+	# wireguard-go leaves its UAPI socket behind when it is killed.
+	rm -f "/var/run/wireguard/${tag}wa.sock" "/var/run/wireguard/${tag}wb.sock"
+	if [[ -n $work && -f $work/made-wireguard-dir ]]; then rmdir /var/run/wireguard 2>/dev/null || true; fi
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -n $case_pid ]] && pid_alive "$case_pid"; then stop_pids "$case_pid"; fi
+	lab_down
+	[[ -n $(our_namespaces) ]] && say "warning: namespaces of this run remain: $(our_namespaces | tr '\n' ' ')"
+	if [[ -n $work && -d $work && $work == /tmp/weft-bench-"$tag".* ]]; then rm -rf -- "$work"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for c in "$nsa" "$nsb" "$nsac" "$nsbc"; do
+	[[ -z $(ip netns list | awk -v n="$c" '$1 == n') ]] || die "namespace $c already exists; not touching it"
+done
+work=$(mktemp -d "/tmp/weft-bench-$tag.XXXXXX")
+mkdir "$work/res"
+: >"$work/daemons"
+if [[ -n ${weft_src:-} ]]; then
+	# A private copy: a rebuild in the tree during the run does not change what is measured.
+	cp "$weft_src" "$work/weft"
+fi
+readonly work weft=$work/weft
+hz=$(getconf CLK_TCK)
+readonly hz
+
+# --- the lab ------------------------------------------------------------------------------
+
+# on HOST CMD...: run CMD in host namespace a or b (or container ac/bc), pinned to the host's core.
+on() {
+	local where=$1
+	shift
+	case $where in
+	a) ip netns exec "$nsa" taskset -c 0 "$@" ;;
+	b) ip netns exec "$nsb" taskset -c 1 "$@" ;;
+	ac) ip netns exec "$nsac" taskset -c 0 "$@" ;;
+	bc) ip netns exec "$nsbc" taskset -c 1 "$@" ;;
+	*) die "bad place '$where'" ;;
+	esac
+}
+
+lab_up() {
+	ip netns add "$nsa"
+	ip netns add "$nsb"
+	ip -n "$nsa" link set lo up
+	ip -n "$nsb" link set lo up
+	ip -n "$nsa" link add "${tag}ua" mtu 1500 type veth peer name "${tag}ub" mtu 1500 netns "$nsb"
+	ip -n "$nsa" addr add "$ula/24" dev "${tag}ua"
+	ip -n "$nsb" addr add "$ulb/24" dev "${tag}ub"
+	ip -n "$nsa" link set "${tag}ua" up
+	ip -n "$nsb" link set "${tag}ub" up
+	wait_ping a "$ulb" 10 || die "underlay veth does not answer ping"
+}
+
+# daemon WHERE MARKER LOG CMD...: start a tunnel daemon pinned in WHERE; prints its PID.
+# `ip netns exec` and `taskset` exec in place, so $! ends up being the daemon itself.
+daemon() {
+	local where=$1 marker=$2 log=$3
+	shift 3
+	ip netns exec "$(ns_of "$where")" taskset -c "$(core_of "$where")" "$@" </dev/null >>"$log" 2>&1 &
+	printf '%s %s\n' "$!" "$marker" >>"$work/daemons"
+	printf '%s\n' "$!"
+}
+
+# wait_ping WHERE IP SECONDS: until one ping from WHERE to IP is answered.
+wait_ping() {
+	local deadline=$((SECONDS + $3))
+	until on "$1" ping -n -q -c 1 -W 1 "$2" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.2
+	done
+}
+
+# wait_listen WHERE PORT: until a TCP listener on PORT exists in WHERE (10 s at most).
+wait_listen() {
+	local deadline=$((SECONDS + 10))
+	until [[ -n $(on "$1" ss -Hltn "sport = :$2" 2>/dev/null) ]]; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
+cpu_ticks() { # PID: utime + stime in clock ticks
+	local stat f
+	stat=$(<"/proc/$1/stat") || return 1
+	read -ra f <<<"${stat##*) }"
+	printf '%s\n' $((f[11] + f[12]))
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+median() { sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'; }
+
+# iperf WHERE IP STREAMS: one iperf3 run, prints the receiver's Mbit/s.
+iperf() {
+	local out
+	out=$(timeout -k 5 $((dur + 30)) ip netns exec "$(ns_of "$1")" taskset -c "$(core_of "$1")" \
+		iperf3 -c "$2" -t "$dur" -C cubic -f m -P "$3" --connect-timeout 5000 2>&1) || {
+		say "error: iperf3 to $2 failed: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+		return 1
+	}
+	awk '/receiver/ {for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") v = $(i - 1)} END {if (v == "") exit 1; print v}' <<<"$out"
+}
+ns_of() { case $1 in a) echo "$nsa" ;; b) echo "$nsb" ;; ac) echo "$nsac" ;; bc) echo "$nsbc" ;; esac }
+core_of() { case $1 in a | ac) echo 0 ;; *) echo 1 ;; esac }
+
+# measure CLIENT SERVER IP [DAEMON_PID...]: every measurement of one transport into $res.*
+measure() {
+	local cl=$1 sv=$2 ip=$3 srv i t0=0 t1=0 p out rss=0 r
+	shift 3
+	ip netns exec "$(ns_of "$sv")" taskset -c "$(core_of "$sv")" iperf3 -s -p 5201 \
+		</dev/null >"$work/iperf3-server.log" 2>&1 &
+	srv=$!
+	wait_listen "$sv" 5201 || die "iperf3 server did not start: $(cat "$work/iperf3-server.log")"
+
+	for p in "$@"; do t0=$((t0 + $(cpu_ticks "$p"))); done
+	for ((i = 0; i < reps; i++)); do
+		iperf "$cl" "$ip" 1 >>"$res.tcp1"
+		say "  1 stream run $((i + 1))/$reps: $(tail -n 1 "$res.tcp1") Mbit/s"
+	done
+	for p in "$@"; do t1=$((t1 + $(cpu_ticks "$p"))); done
+	if (($#)); then
+		awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$reps" 'BEGIN {printf "%.2f\n", t / hz / n}' >"$res.cpu"
+	fi
+	for ((i = 0; i < reps; i++)); do
+		iperf "$cl" "$ip" 4 >>"$res.tcp4"
+		say "  4 streams run $((i + 1))/$reps: $(tail -n 1 "$res.tcp4") Mbit/s"
+	done
+	stop_pids "$srv"
+
+	out=$(timeout -k 5 $((pings / 50 + 30)) ip netns exec "$(ns_of "$cl")" taskset -c "$(core_of "$cl")" \
+		ping -n -i 0.01 -W 1 -c "$pings" -w $((pings / 50 + 20)) "$ip" 2>&1) || true
+	awk '/ time=/ {sub(/.*time=/, ""); print $1 * 1000}' <<<"$out" | sort -g >"$res.rtts"
+	r=$(wc -l <"$res.rtts")
+	((r > 0)) || die "no ping to $ip was answered"
+	((r == pings)) || printf '%s of %s pings answered\n' "$r" "$pings" >>"$res.note"
+	awk '{s += $1} END {printf "%.0f\n", s / NR}' "$res.rtts" >"$res.rtt_avg"
+	awk -v n="$r" 'NR == int(n * 0.99 + 0.999) {printf "%.0f\n", $1}' "$res.rtts" >"$res.rtt_p99"
+	say "  ping avg $(<"$res.rtt_avg") µs, p99 $(<"$res.rtt_p99") µs"
+
+	for p in "$@"; do
+		r=$(rss_kb "$p") || die "daemon $p is gone"
+		if ((r > rss)); then rss=$r; fi
+	done
+	if (($#)); then awk -v k="$rss" 'BEGIN {printf "%.1f\n", k / 1024}' >"$res.rss"; fi
+}
+
+# --- the transports -------------------------------------------------------------------------
+
+case_veth() {
+	lab_up
+	measure a b "$ulb"
+}
+
+case_vxlan() {
+	lab_up
+	local h me peer
+	for h in a b; do
+		if [[ $h == a ]]; then me=$ula peer=$ulb; else me=$ulb peer=$ula; fi
+		ip -n "$(ns_of "$h")" link add "${tag}vx" type vxlan id 42 dstport 4789 \
+			local "$me" remote "$peer" dev "${tag}u$h"
+		ip -n "$(ns_of "$h")" addr add "10.44.0.$([[ $h == a ]] && echo 1 || echo 2)/24" dev "${tag}vx"
+		ip -n "$(ns_of "$h")" link set "${tag}vx" up
+	done
+	wait_ping a 10.44.0.2 10 || die "kernel VXLAN: 10.44.0.2 does not answer"
+	measure a b 10.44.0.2
+}
+
+# case_weft MODE: MODE is encrypted or plain.
+case_weft() {
+	local mode=$1 d=$work/weft-$1 h i peer_ul pa pb out ipb
+	lab_up
+	mkdir -p "$d"
+	"$weft" ca init --name bench --out-key "$d/ca.key" --out-cert "$d/ca.crt" >/dev/null
+	i=0
+	for h in a b; do
+		i=$((i + 1))
+		mkdir -p "$d/$h/state"
+		"$weft" keygen --out "$d/$h.key" >/dev/null
+		"$weft" ca sign --ca-key "$d/ca.key" --ca-cert "$d/ca.crt" --name "$h" \
+			--public-key-file "$d/$h.key.pub" --subnet "10.42.$i.0/24" --out "$d/$h.crt" >/dev/null
+		if [[ $h == a ]]; then peer_ul=$ulb; else peer_ul=$ula; fi
+		{
+			cat <<-EOF
+				# weft node $h for benches/throughput.sh ($mode)
+				[node]
+				name = "$h"
+				key = "$d/$h.key"
+				cert = "$d/$h.crt"
+				ca = "$d/ca.crt"
+				state_dir = "$d/$h/state"
+				control_socket = "$d/$h/weft.sock"
+
+				[underlay]
+				listen = "10.201.0.$i:51820"
+				workers = 1
+
+				[[network]]
+				name = "bench"
+				vni = 42
+				subnet = "10.42.0.0/16"
+			EOF
+			if [[ $mode == plain ]]; then
+				printf 'encryption = "none"\nremotes = ["%s"]\n' "$peer_ul"
+			else
+				printf '\n[membership]\nseeds = ["%s:51820"]\n' "$peer_ul"
+			fi
+		} >"$d/$h.toml"
+	done
+	pa=$(daemon a "$d/a.toml" "$d/a.log" env NO_COLOR=1 "$weft" run --config "$d/a.toml")
+	pb=$(daemon b "$d/b.toml" "$d/b.log" env NO_COLOR=1 "$weft" run --config "$d/b.toml")
+	for h in a b; do
+		local deadline=$((SECONDS + 15)) p
+		if [[ $h == a ]]; then p=$pa; else p=$pb; fi
+		until "$weft" status --socket "$d/$h/weft.sock" >/dev/null 2>&1; do
+			pid_alive "$p" || die "weft daemon $h exited at startup: $(tail -n 5 "$d/$h.log" | tr '\n' ' ')"
+			((SECONDS < deadline)) || die "weft daemon $h did not answer 'weft status' within 15 s"
+			sleep 0.1
+		done
+	done
+	for h in a b; do
+		ip netns add "$(ns_of "${h}c")"
+		ip -n "$(ns_of "${h}c")" link set lo up
+		out=$("$weft" attach --socket "$d/$h/weft.sock" --netns "$(ns_of "${h}c")" \
+			--network bench --name "bench$h") || die "weft attach on host $h failed"
+		out=$(tail -n 1 <<<"$out")
+		out=${out%%/*}
+		[[ $out =~ ^[0-9]+(\.[0-9]+){3}$ ]] || die "weft attach on host $h printed no address: '$out'"
+		say "  container $h: $out (eth0 mtu $(ip -n "$(ns_of "${h}c")" -o link show eth0 | awk '{for (i = 1; i < NF; i++) if ($i == "mtu") print $(i + 1)}'))"
+		if [[ $h == b ]]; then ipb=$out; fi
+	done
+	wait_ping ac "$ipb" 30 || die "weft $mode: container b ($ipb) does not answer container a within 30 s"
+	measure ac bc "$ipb" "$pa" "$pb"
+}
+
+case_wg() {
+	local d=$work/wg h i pa pb
+	lab_up
+	mkdir -p "$d"
+	for h in a b; do
+		(umask 077 && wg genkey >"$d/$h.key")
+		wg pubkey <"$d/$h.key" >"$d/$h.pub"
+	done
+	if [[ ! -d /var/run/wireguard ]]; then
+		mkdir -p /var/run/wireguard
+		: >"$work/made-wireguard-dir"
+	fi
+	pa=$(daemon a "${tag}wa" "$d/a.log" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f "${tag}wa")
+	pb=$(daemon b "${tag}wb" "$d/b.log" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f "${tag}wb")
+	i=0
+	for h in a b; do
+		i=$((i + 1))
+		local deadline=$((SECONDS + 10)) p o peer_ul
+		if [[ $h == a ]]; then p=$pa o=b peer_ul=$ulb; else p=$pb o=a peer_ul=$ula; fi
+		until [[ -S /var/run/wireguard/${tag}w$h.sock ]]; do
+			pid_alive "$p" || die "wireguard-go $h exited at startup: $(tail -n 5 "$d/$h.log" | tr '\n' ' ')"
+			((SECONDS < deadline)) || die "wireguard-go $h did not create its socket within 10 s"
+			sleep 0.1
+		done
+		ip netns exec "$(ns_of "$h")" wg set "${tag}w$h" private-key "$d/$h.key" listen-port 51821 \
+			peer "$(<"$d/$o.pub")" allowed-ips "10.45.0.$((3 - i))/32" endpoint "$peer_ul:51821"
+		ip -n "$(ns_of "$h")" addr add "10.45.0.$i/24" dev "${tag}w$h"
+		ip -n "$(ns_of "$h")" link set "${tag}w$h" mtu 1420 up
+	done
+	wait_ping a 10.45.0.2 15 || die "wireguard-go: 10.45.0.2 does not answer"
+	measure a b 10.45.0.2 "$pa" "$pb"
+}
+
+case_nebula() {
+	local d=$work/nebula h i pa pb
+	lab_up
+	mkdir -p "$d"
+	nebula-cert ca -name bench -out-crt "$d/ca.crt" -out-key "$d/ca.key" >/dev/null
+	i=0
+	for h in a b; do
+		i=$((i + 1))
+		local peer_ul peer_ov
+		if [[ $h == a ]]; then peer_ul=$ulb peer_ov=10.46.0.2; else peer_ul=$ula peer_ov=10.46.0.1; fi
+		nebula-cert sign -ca-crt "$d/ca.crt" -ca-key "$d/ca.key" -name "$h" -ip "10.46.0.$i/24" \
+			-out-crt "$d/$h.crt" -out-key "$d/$h.key" >/dev/null
+		cat >"$d/$h.yml" <<-EOF
+			# nebula host $h for benches/throughput.sh
+			pki:
+			  ca: $d/ca.crt
+			  cert: $d/$h.crt
+			  key: $d/$h.key
+			static_host_map:
+			  "$peer_ov": ["$peer_ul:4242"]
+			lighthouse:
+			  am_lighthouse: false
+			  hosts: []
+			listen:
+			  host: 10.201.0.$i
+			  port: 4242
+			punchy:
+			  punch: false
+			tun:
+			  disabled: false
+			  dev: ${tag}n$h
+			  mtu: 1420
+			logging:
+			  level: warning
+			firewall:
+			  outbound:
+			    - port: any
+			      proto: any
+			      host: any
+			  inbound:
+			    - port: any
+			      proto: any
+			      host: any
+		EOF
+	done
+	pa=$(daemon a "$d/a.yml" "$d/a.log" nebula -config "$d/a.yml")
+	pb=$(daemon b "$d/b.yml" "$d/b.log" nebula -config "$d/b.yml")
+	for h in a b; do
+		local deadline=$((SECONDS + 10)) p
+		if [[ $h == a ]]; then p=$pa; else p=$pb; fi
+		until ip -n "$(ns_of "$h")" link show "${tag}n$h" >/dev/null 2>&1; do
+			pid_alive "$p" || die "nebula $h exited at startup: $(tail -n 5 "$d/$h.log" | tr '\n' ' ')"
+			((SECONDS < deadline)) || die "nebula $h did not create its tun device within 10 s"
+			sleep 0.1
+		done
+	done
+	wait_ping a 10.46.0.2 20 || die "nebula: 10.46.0.2 does not answer"
+	measure a b 10.46.0.2 "$pa" "$pb"
+}
+
+# run_case NAME: one transport in a subshell of its own (errexit on, its own cleanup), so a
+# failing transport becomes "n/a" with the reason instead of ending the whole run.
+run_case() {
+	local name=$1 rc fn
+	case $name in
+	weft) fn="case_weft encrypted" ;;
+	weft-plain) fn="case_weft plain" ;;
+	*) fn=case_$name ;;
+	esac
+	say "=== $name"
+	(
+		set -Eeuo pipefail
+		trap 'say "error: failed: $BASH_COMMAND"' ERR
+		trap 'lab_down' EXIT
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
+		res=$work/res/$name
+		# shellcheck disable=SC2086 # "case_weft encrypted" is a function and its argument
+		$fn
+	) 2> >(tee "$work/res/$name.log" >&2) &
+	case_pid=$!
+	rc=0
+	wait "$case_pid" || rc=$?
+	case_pid=''
+	if ((rc != 0)); then
+		skip[$name]=$(grep -o 'error: .*' "$work/res/$name.log" | head -n 1 | cut -c 8-)
+		[[ -n ${skip[$name]} ]] || skip[$name]="failed (exit $rc)"
+		skip[$name]=$(tr '|' '/' <<<"${skip[$name]}" | sed 's/ *$//')
+		failed+=("$name")
+		say "$name: n/a: ${skip[$name]}"
+	fi
+}
+
+# --- the run ------------------------------------------------------------------------------
+
+started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+t_start=$SECONDS
+say "run $tag: $cases; iperf3 ${reps} × ${dur} s, $pings pings; scratch $work"
+for c in $all_cases; do
+	wanted "$c" || continue
+	[[ -z ${skip[$c]:-} ]] || {
+		say "=== $c: n/a: ${skip[$c]}"
+		continue
+	}
+	run_case "$c"
+done
+# Let the tee of the last case flush before the table.
+sleep 0.2
+
+# --- the table ----------------------------------------------------------------------------
+
+label() {
+	case $1 in
+	veth) echo "raw veth" ;;
+	vxlan) echo "kernel VXLAN" ;;
+	weft) echo "weft encrypted" ;;
+	weft-plain) echo "weft plain (VXLAN)" ;;
+	wg) echo "wireguard-go" ;;
+	nebula) echo "nebula" ;;
+	esac
+}
+get() { [[ -s $work/res/$1.$2 ]] && cat "$work/res/$1.$2"; }
+gbit() { # CASE METRIC: median Gbit/s
+	local m
+	m=$(median <"$work/res/$1.$2") && [[ -n $m ]] && awk -v m="$m" 'BEGIN {printf "%.2f\n", m / 1000}'
+}
+ratio() { # A B -> A/B
+	[[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f×\n", a / b; else exit 1}'
+}
+
+declare -A g1=()
+for c in $all_cases; do
+	if [[ -s $work/res/$c.tcp1 && -z ${skip[$c]:-} ]]; then g1[$c]=$(gbit "$c" tcp1); fi
+done
+
+kernel_version=$(uname -r)
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+weft_version=''
+[[ -x $weft ]] && weft_version=$("$weft" --version 2>/dev/null || true)
+{
+	printf '\n## weft throughput, %s\n\n' "$started"
+	printf 'Command: %s%s%s  \n' '`' "$cmdline" '`'
+	printf 'Machine: %s, %s cores, Linux %s; %s; iperf3 %s × %s s (median), %s pings at 10 ms\n\n' \
+		"${cpu_model:-unknown CPU}" "$(nproc)" "$kernel_version" "${weft_version:-weft not measured}" \
+		"$reps" "$dur" "$pings"
+	printf '| transport | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | ping avg µs | ping p99 µs | daemon CPU s | RSS MB | ratio to kernel VXLAN (1 stream) | ratio to wireguard-go (1 stream) |\n'
+	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+	for c in $all_cases; do
+		wanted "$c" || continue
+		if [[ -n ${skip[$c]:-} ]]; then
+			printf '| %s | n/a: %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$(label "$c")" "${skip[$c]}"
+			continue
+		fi
+		case $c in veth | vxlan) cpu=kernel rss=kernel ;; *) cpu=$(get "$c" cpu || echo n/a) rss=$(get "$c" rss || echo n/a) ;; esac
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$c")" \
+			"${g1[$c]:-n/a}" "$(gbit "$c" tcp4 || echo n/a)" \
+			"$(get "$c" rtt_avg || echo n/a)" "$(get "$c" rtt_p99 || echo n/a)" "$cpu" "$rss" \
+			"$(ratio "${g1[$c]:-}" "${g1[vxlan]:-}" || echo n/a)" \
+			"$(ratio "${g1[$c]:-}" "${g1[wg]:-}" || echo n/a)"
+	done
+	printf '\n'
+	printf 'Throughput: iperf3 -C cubic receiver rate, a -> b, one core per host (taskset). Daemon CPU s:\n'
+	printf 'user+system CPU of both hosts'"'"' daemons per %s s single-stream run. RSS: the larger VmRSS of the two.\n' "$dur"
+	for c in weft weft-plain; do
+		a=$(get "$c" rtt_avg) || continue
+		v=$(get veth rtt_avg) || continue
+		pa=$(get "$c" rtt_p99) || continue
+		pv=$(get veth rtt_p99) || continue
+		printf 'Added ping RTT of %s over raw veth: avg %+d µs, p99 %+d µs.\n' "$(label "$c")" $((a - v)) $((pa - pv))
+	done
+	for c in $all_cases; do
+		if [[ -s $work/res/$c.note ]]; then printf 'Note (%s): %s\n' "$(label "$c")" "$(tr '\n' ' ' <"$work/res/$c.note")"; fi
+	done
+	printf 'Run took %d s.\n' $((SECONDS - t_start))
+}
+if ((${#failed[@]})); then
+	say "failed: ${failed[*]} (see the table)"
+	exit 3
+fi
