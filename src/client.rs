@@ -32,12 +32,10 @@ pub fn attach(a: AttachArgs) -> Result<()> {
 
 /// `weft detach`.
 pub fn detach(d: DetachArgs) -> Result<()> {
-    let name = match (d.name, d.netns) {
-        (Some(n), _) => n,
-        (None, Some(ns)) => base_name(&ns),
-        (None, None) => anyhow::bail!("give --name or --netns"),
-    };
-    let v = call(&d.client.socket, &Request::Detach { network: d.network, name })?;
+    if d.name.is_none() && d.netns.is_none() {
+        anyhow::bail!("give --name or --netns");
+    }
+    let v = call(&d.client.socket, &Request::Detach { network: d.network, name: d.name, netns: d.netns })?;
     println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
     Ok(())
 }

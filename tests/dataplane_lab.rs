@@ -140,6 +140,13 @@ fn detach_and_sigterm_leave_no_link_or_address() {
     assert_eq!(host_links.matches(" wv").count(), 1, "one container link should remain: {host_links}");
     let again = lab.weft("h1", &["detach", "--name", "h1c1"]);
     assert!(!again.status.success(), "detaching twice should be an error");
+    // Detaching by namespace works too (h1c2 was attached with --name h1c2 --netns <tag>h1c2).
+    let ns = lab.netns("h1c2");
+    let by_ns = lab.weft("h1", &["detach", "--netns", &ns, "--network", "default"]);
+    assert!(by_ns.status.success(), "detach --netns: {}", String::from_utf8_lossy(&by_ns.stderr));
+    assert!(!links(&lab, "h1c2").contains("eth0"), "h1c2 kept its eth0 after detach --netns");
+    let reattach = lab.weft("h1", &["attach", "--netns", &ns, "--name", "h1c2"]);
+    assert!(reattach.status.success(), "re-attach: {}", String::from_utf8_lossy(&reattach.stderr));
     lab.stop_daemon("h1", "TERM");
     let host_links = links(&lab, "h1");
     for l in host_links.lines() {

@@ -40,8 +40,12 @@ pub enum Request {
     Detach {
         /// Network name.
         network: String,
-        /// Container name.
-        name: String,
+        /// Container name (or give `netns`).
+        #[serde(default)]
+        name: Option<String>,
+        /// The container's network namespace as given at attach time.
+        #[serde(default)]
+        netns: Option<String>,
     },
 }
 

@@ -96,7 +96,9 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
         Request::Attach { netns, network, name, ip, ifname } => {
             attach(ctx, &netns, &network, &name, ip, &ifname).await
         }
-        Request::Detach { network, name } => detach(ctx, &network, &name).await,
+        Request::Detach { network, name, netns } => {
+            detach(ctx, &network, name.as_deref(), netns.as_deref()).await
+        }
     }
 }
 
@@ -194,13 +196,19 @@ async fn attach(
     }))
 }
 
-async fn detach(ctx: &ControlCtx, network: &str, name: &str) -> Result<Value> {
+async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Option<&str>) -> Result<Value> {
     let net = net_index(ctx, network)?;
     let mut leases = ctx.leases.lock().await;
-    let (ip, lease) = leases
-        .find(network, name)
-        .map(|(ip, l)| (ip, l.clone()))
-        .ok_or_else(|| anyhow!("no container named {name:?} on network {network}"))?;
+    let found = match (name, netns) {
+        (Some(n), _) => leases.find(network, n).map(|(ip, l)| (ip, l.clone())),
+        (None, Some(ns)) => leases.of(network).find(|(_, l)| l.netns == ns).map(|(ip, l)| (*ip, l.clone())),
+        (None, None) => bail!("give the container's name or its netns"),
+    };
+    let (ip, lease) = found.ok_or_else(|| match (name, netns) {
+        (Some(n), _) => anyhow!("no container named {n:?} on network {network}"),
+        (_, ns) => anyhow!("no container in netns {:?} on network {network}", ns.unwrap_or_default()),
+    })?;
+    let name = lease.name.as_str();
     netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
     leases.remove(network, &ip);
     leases.save()?;
