@@ -113,7 +113,10 @@ impl Worker {
     // ---- TAP → peers ----
 
     fn drain_tap(&mut self, net: usize) {
-        let tap = Arc::clone(&self.shared.taps[net][self.index]);
+        let shared = Arc::clone(&self.shared);
+        let tap = Arc::clone(&shared.taps[net][self.index]);
+        // One snapshot per batch: table changes are picked up at the next batch.
+        let tables = shared.tables.load();
         for _ in 0..TAP_BATCH {
             let at = match self.batch.tail(SLOT_LEN) {
                 Some(at) => at,
@@ -135,16 +138,14 @@ impl Worker {
                 continue;
             }
             inc(&self.shared.stats.tap_rx);
-            self.egress(net, at, n - VNET_HDR_LEN);
+            self.egress(&shared, &tables, net, at, n - VNET_HDR_LEN);
         }
         self.flush();
     }
 
     /// A frame from our bridge at `arena[at + FRAME_AT..][..len]`.
-    fn egress(&mut self, net: usize, at: usize, len: usize) {
-        let shared = Arc::clone(&self.shared);
+    fn egress(&mut self, shared: &Shared, tables: &Tables, net: usize, at: usize, len: usize) {
         let info = &shared.nets[net];
-        let tables = shared.tables.load();
         let f = &self.arena[at + FRAME_AT..at + FRAME_AT + len];
         if len > info.mtu as usize + 14 {
             inc(&shared.stats.drop_mtu);
@@ -181,14 +182,14 @@ impl Worker {
         let target = if frame::is_multicast(&dst) { None } else { nt.macs.get(&dst).copied() };
         match (target, encrypted) {
             (Some(Loc::Local), _) => {}
-            (Some(Loc::Peer(p)), true) => self.unicast(&tables, net, p, at, len),
+            (Some(Loc::Peer(p)), true) => self.unicast(tables, net, p, at, len),
             (Some(Loc::Vtep(addr)), false) => {
                 self.flush();
                 self.send_vxlan(net, addr, at, len);
             }
             (_, true) => {
                 self.flush();
-                self.flood_sealed(&tables, net, at, len);
+                self.flood_sealed(tables, net, at, len);
             }
             (_, false) => {
                 self.flush();
@@ -262,7 +263,10 @@ impl Worker {
 
     fn drain_udp(&mut self) {
         let mut rx = std::mem::take(&mut self.rx);
+        let shared = Arc::clone(&self.shared);
         for _ in 0..RX_ROUNDS {
+            // One snapshot per received batch.
+            let tables = shared.tables.load();
             let n = {
                 let mut bufs = rx.iter_mut();
                 let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
@@ -280,20 +284,19 @@ impl Worker {
             for (buf, meta) in rx.iter_mut().zip(&metas).take(n) {
                 let stride = meta.stride.max(1);
                 for d in buf[..meta.len].chunks_mut(stride) {
-                    self.ingress(meta.addr, d);
+                    self.ingress(&tables, meta.addr, d);
                 }
             }
         }
         self.rx = rx;
     }
 
-    fn ingress(&self, from: SocketAddr, d: &mut [u8]) {
+    fn ingress(&self, tables: &Tables, from: SocketAddr, d: &mut [u8]) {
         let shared = &self.shared;
         if MessageType::of(d) != Ok(MessageType::Transport) {
             shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
             return;
         }
-        let tables = shared.tables.load();
         let Ok(h) = TransportHeader::parse(d) else {
             inc(&shared.proto_stats.malformed);
             return;
@@ -313,7 +316,7 @@ impl Worker {
         match Inner::parse(&d[range.clone()]) {
             Ok(Inner::Frame { vni, .. }) => match tables.net_of(vni) {
                 Some(net) => {
-                    deliver(shared, &tables, *peer, net, self.index, &mut d[..range.end], range.start + 4)
+                    deliver(shared, tables, *peer, net, self.index, &mut d[..range.end], range.start + 4)
                 }
                 None => inc(&shared.stats.drop_no_network),
             },
