@@ -266,9 +266,14 @@ fn tap_queues_on_a_bridge_carry_frames_both_ways() {
         assert!(matches!(err, DeviceError::Ioctl { op: "TUNSETIFF", .. }), "{err}");
         assert!(err.to_string().contains(&bridge), "{err}");
 
-        // Not persistent: closing the last queue removes the device.
+        // Not persistent: closing the last queue removes the device. The kernel unregisters
+        // it asynchronously after the last close, so wait (bounded) for it to go.
         drop(queues);
-        assert_eq!(nl.link_index(&tap_name).await.unwrap(), None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while nl.link_index(&tap_name).await.unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "TAP still there 5 s after its last queue closed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         assert!(!check.has_link(&tap_name));
 
         assert!(nl.delete_link(&bridge).await.unwrap());
