@@ -327,18 +327,19 @@ impl Worker {
     }
 
     fn drain_vxlan(&mut self) {
-        let Some(sock) = self.vxlan.as_ref().and_then(|s| s.try_clone().ok()) else { return };
         let mut buf = std::mem::take(&mut self.scratch);
-        for _ in 0..TAP_BATCH {
-            let at = FRAME_AT - VXLAN_HEADER_LEN;
-            let Ok((n, from)) = sock.recv_from(&mut buf[at..]) else { break };
-            self.vxlan_ingress(from, &mut buf[..at + n], at);
+        if let Some(sock) = &self.vxlan {
+            for _ in 0..TAP_BATCH {
+                let at = FRAME_AT - VXLAN_HEADER_LEN;
+                let Ok((n, from)) = sock.recv_from(&mut buf[at..]) else { break };
+                self.vxlan_ingress(from, &mut buf[..at + n], at);
+            }
         }
         self.scratch = buf;
     }
 
-    fn vxlan_ingress(&mut self, from: SocketAddr, buf: &mut [u8], start: usize) {
-        let shared = Arc::clone(&self.shared);
+    fn vxlan_ingress(&self, from: SocketAddr, buf: &mut [u8], start: usize) {
+        let shared = &self.shared;
         let Ok(h) = VxlanHeader::parse(&buf[start..]) else {
             inc(&shared.proto_stats.malformed);
             return;
