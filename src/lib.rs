@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod device;
+pub mod discovery;
 pub mod engine;
 pub mod fdb;
 pub mod ipam;

@@ -1,0 +1,3 @@
+//! Service discovery: the service catalog, health checks, and the name table DNS serves.
+
+pub mod directory;
