@@ -19,6 +19,48 @@ pub(super) struct File {
     pub membership: MembershipFile,
     #[serde(default)]
     pub metrics: MetricsFile,
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceFile>,
+    #[serde(default)]
+    pub dns: DnsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DnsFile {
+    pub enable: Option<bool>,
+    pub domain: Option<Spanned<String>>,
+    #[serde(default)]
+    pub listen: Vec<Spanned<String>>,
+    pub ttl: Option<Spanned<u32>>,
+    pub upstreams: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServiceFile {
+    pub name: Spanned<String>,
+    pub network: Option<Spanned<String>>,
+    pub container: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
+    pub port: Spanned<u16>,
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    pub check: Option<Spanned<CheckFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CheckFile {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub path: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<u32>>,
+    pub fall: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

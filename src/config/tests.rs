@@ -95,3 +95,51 @@ fn plain_vxlan() {
         GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nremotes = [\"10.0.0.1\"]");
     assert_eq!(parse(&bad).unwrap_err().key, "network[0].remotes");
 }
+
+#[test]
+fn services_and_dns() {
+    let t = format!(
+        "{GOOD}\n[dns]\ndomain = \"Mesh.Internal.\"\nupstreams = [\"192.0.2.53\", \"[2001:db8::1]:5353\"]\n\n\
+         [[service]]\nname = \"web\"\ncontainer = \"web1\"\nport = 80\ntags = [\"v1\"]\n\
+         check = {{ type = \"http\", path = \"/health\", interval = \"1s\" }}\n\n\
+         [[service]]\nname = \"dns\"\naddress = \"10.42.1.1\"\nport = 53\nprotocol = \"udp\"\n"
+    );
+    let c = parse(&t).unwrap();
+    assert_eq!(c.dns.domain, "mesh.internal");
+    assert_eq!(c.dns.upstreams.as_ref().unwrap()[0], "192.0.2.53:53".parse().unwrap());
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(c.services[0].network, "default");
+    let check = c.services[0].check.as_ref().unwrap();
+    assert_eq!(check.timeout, std::time::Duration::from_secs(1));
+    assert_eq!(c.services[1].id(), "dns/10.42.1.1:53/udp");
+    let defaults = parse(GOOD).unwrap();
+    assert!(defaults.dns.enable && defaults.dns.domain == "weft" && defaults.dns.ttl == 5);
+    assert!(defaults.dns.upstreams.is_none());
+}
+
+#[test]
+fn service_errors_name_the_key() {
+    let svc = |body: &str| format!("{GOOD}\n[[service]]\n{body}\n");
+    let cases = [
+        ("name = \"Web\"\ncontainer = \"a\"\nport = 80", "service[0].name"),
+        ("name = \"web\"\nport = 80", "service[0]"),
+        ("name = \"web\"\ncontainer = \"a\"\naddress = \"10.42.1.1\"\nport = 80", "service[0]"),
+        ("name = \"web\"\naddress = \"nope\"\nport = 80", "service[0].address"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 0", "service[0].port"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 80\nnetwork = \"blue\"", "service[0].network"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 80\nprotocol = \"sctp\"", "service[0].protocol"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 80\ncheck = { type = \"ping\" }", "service[0].check.type"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 80\ncheck = { type = \"tcp\", interval = \"5x\" }", "service[0].check.interval"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 80\ncheck = { type = \"tcp\", interval = \"1s\", timeout = \"2s\" }", "service[0].check"),
+        ("name = \"web\"\ncontainer = \"a\"\nport = 80\ncheck = { type = \"command\" }", "service[0].check.command"),
+    ];
+    for (body, key) in cases {
+        let e = parse(&svc(body)).unwrap_err();
+        assert_eq!(e.key, key, "{body}: {e}");
+        assert!(e.line.is_some(), "{body}: {e}");
+    }
+    let e = parse(&format!("{GOOD}\n[dns]\ndomain = \"bad_domain\"\n")).unwrap_err();
+    assert_eq!(e.key, "dns.domain");
+    let e = parse(&format!("{GOOD}\n[dns]\nttl = 100000\n")).unwrap_err();
+    assert_eq!(e.key, "dns.ttl");
+}
