@@ -48,6 +48,77 @@ pub enum Command {
     Status(ClientArgs),
     /// List peers with their endpoints, sessions and traffic.
     Peers(ClientArgs),
+    /// Register, remove and list this node's service instances.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Every service in the cluster with its instances and their health.
+    Services(ClientArgs),
+}
+
+/// `weft service` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Register an instance on this node (it lives until removed or the daemon restarts).
+    Add(ServiceAddArgs),
+    /// Remove this node's instances by id, or every instance of a service name.
+    Rm {
+        /// Instance id (`NAME/TARGET:PORT/PROTO`, as `list` shows) or service name.
+        id: String,
+        /// Daemon connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// This node's instances with their health.
+    List(ClientArgs),
+}
+
+/// `weft service add`.
+#[derive(Debug, Args)]
+pub struct ServiceAddArgs {
+    /// Service name (a DNS label: a-z 0-9 -).
+    pub name: String,
+    /// Port.
+    #[arg(long)]
+    pub port: u16,
+    /// The instance runs in this attached container.
+    #[arg(long, conflicts_with = "address", required_unless_present = "address")]
+    pub container: Option<String>,
+    /// The instance listens at this address.
+    #[arg(long)]
+    pub address: Option<std::net::IpAddr>,
+    /// Network (default: the node's first).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// tcp or udp.
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    /// Tag; repeatable.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Health check: TCP connect to the instance.
+    #[arg(long, conflicts_with_all = ["check_http", "check_command"])]
+    pub check_tcp: bool,
+    /// Health check: HTTP GET of this path on the instance answers 2xx.
+    #[arg(long, conflicts_with = "check_command")]
+    pub check_http: Option<String>,
+    /// Health check: this command (split on spaces, no shell) exits 0.
+    #[arg(long)]
+    pub check_command: Option<String>,
+    /// Check interval (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Check timeout (default: min(2s, interval)).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Consecutive passes to become passing.
+    #[arg(long, default_value_t = 1)]
+    pub rise: u32,
+    /// Consecutive failures to become critical.
+    #[arg(long, default_value_t = 2)]
+    pub fall: u32,
+    /// Daemon connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// CA subcommands.
@@ -145,6 +216,13 @@ pub struct AttachArgs {
     /// Interface name inside the container.
     #[arg(long, default_value = "eth0")]
     pub ifname: String,
+    /// Label KEY=VALUE (policy selectors; announced with the container); repeatable.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Service the container offers, NAME:PORT[/tcp|/udp]; repeatable (kept in the
+    /// `weft.service` label).
+    #[arg(long = "service")]
+    pub services: Vec<String>,
     /// Daemon connection.
     #[command(flatten)]
     pub client: ClientArgs,

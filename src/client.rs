@@ -3,13 +3,28 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::cli::{AttachArgs, ClientArgs, DetachArgs};
+use crate::cli::{AttachArgs, ClientArgs, DetachArgs, ServiceAddArgs, ServiceCommand};
 use crate::control::{call, Request};
+use crate::discovery::catalog::{parse_duration, Check, CheckTemplate, ServiceSpec, Target, DEFAULT_TIMEOUT};
+use crate::discovery::directory::Protocol;
+use crate::discovery::registry::SERVICE_LABEL;
+use std::collections::BTreeMap;
 
 /// `weft attach`: prints a summary, and the address alone on the last line.
 pub fn attach(a: AttachArgs) -> Result<()> {
     let name = a.name.clone().unwrap_or_else(|| base_name(&a.netns));
-    let req = Request::Attach { netns: a.netns, network: a.network, name, ip: a.ip, ifname: a.ifname };
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("--label {l:?}: expected KEY=VALUE"))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    if !a.services.is_empty() {
+        let mut all: Vec<String> = labels.get(SERVICE_LABEL).into_iter().cloned().collect();
+        all.extend(a.services.iter().cloned());
+        labels.insert(SERVICE_LABEL.to_owned(), all.join(","));
+    }
+    let req =
+        Request::Attach { netns: a.netns, network: a.network, name, ip: a.ip, ifname: a.ifname, labels };
     let v = call(&a.client.socket, &req)?;
     if a.client.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -144,5 +159,123 @@ fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
     line(head.iter().map(|h| h.to_string()).collect());
     for r in rows {
         line(r.clone());
+    }
+}
+
+/// `weft service …`.
+pub fn service(c: ServiceCommand) -> Result<()> {
+    match c {
+        ServiceCommand::Add(a) => {
+            let socket = a.client.socket.clone();
+            let spec = service_spec(a)?;
+            let v = call(&socket, &Request::ServiceAdd { spec })?;
+            println!("registered {}", v["id"].as_str().unwrap_or("?"));
+        }
+        ServiceCommand::Rm { id, client } => {
+            let v = call(&client.socket, &Request::ServiceRemove { id })?;
+            for id in v["removed"].as_array().into_iter().flatten() {
+                println!("removed {}", id.as_str().unwrap_or("?"));
+            }
+        }
+        ServiceCommand::List(c) => {
+            let v = call(&c.socket, &Request::ServiceList)?;
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    vec![
+                        text(&s["id"]),
+                        text(&s["network"]),
+                        text(&s["ip"]),
+                        text(&s["health"]),
+                        text(&s["source"]),
+                        text(&s["output"]),
+                    ]
+                })
+                .collect();
+            table("", &["ID", "NETWORK", "ADDRESS", "HEALTH", "SOURCE", "LAST CHECK"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn service_spec(a: ServiceAddArgs) -> Result<ServiceSpec> {
+    let protocol = match a.protocol.as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        p => anyhow::bail!("--protocol {p:?}: must be tcp or udp"),
+    };
+    let template = match (a.check_tcp, a.check_http, a.check_command) {
+        (true, _, _) => Some(CheckTemplate::Tcp),
+        (_, Some(path), _) => Some(CheckTemplate::Http { path }),
+        (_, _, Some(cmd)) => {
+            Some(CheckTemplate::Command { argv: cmd.split_whitespace().map(str::to_owned).collect() })
+        }
+        _ => None,
+    };
+    let check = match template {
+        None => None,
+        Some(template) => {
+            let interval = parse_duration(&a.interval).map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+            let timeout = match &a.timeout {
+                Some(t) => parse_duration(t).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?,
+                None => DEFAULT_TIMEOUT.min(interval),
+            };
+            Some(Check { template, interval, timeout, rise: a.rise, fall: a.fall })
+        }
+    };
+    let target = match (a.container, a.address) {
+        (Some(c), _) => Target::Container(c),
+        (None, Some(ip)) => Target::Address(ip),
+        (None, None) => anyhow::bail!("give --container or --address"),
+    };
+    let spec = ServiceSpec {
+        name: a.name,
+        network: a.network.unwrap_or_default(),
+        target,
+        port: a.port,
+        protocol,
+        tags: a.tags,
+        check,
+    };
+    Ok(spec)
+}
+
+/// `weft services`: the cluster-wide catalog.
+pub fn services(c: ClientArgs) -> Result<()> {
+    let v = call(&c.socket, &Request::Catalog)?;
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for (name, list) in v["services"].as_object().into_iter().flatten() {
+        for i in list.as_array().into_iter().flatten() {
+            rows.push(vec![
+                name.clone(),
+                text(&i["node"]),
+                format!("{}:{}/{}", text(&i["ip"]), i["port"], text(&i["protocol"])),
+                text(&i["health"]),
+                i["tags"]
+                    .as_array()
+                    .map(|t| t.iter().map(text).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+            ]);
+        }
+    }
+    table("", &["SERVICE", "NODE", "ADDRESS", "HEALTH", "TAGS"], &rows);
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
     }
 }

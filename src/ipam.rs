@@ -22,6 +22,9 @@ pub struct Lease {
     pub ifname: String,
     /// Container MAC, `aa:bb:…`.
     pub mac: String,
+    /// Labels given at attach (policy selectors; `weft.service` declares services).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Leases of every network, keyed by network name then address.

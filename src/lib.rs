@@ -1,5 +1,6 @@
 //! weft: the daemon library. `main.rs` only wires these modules together.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -16,6 +16,8 @@ fn main() -> std::process::ExitCode {
         Command::Detach(d) => client::detach(d),
         Command::Status(c) => client::status(c),
         Command::Peers(c) => client::peers(c),
+        Command::Service(c) => client::service(c),
+        Command::Services(c) => client::services(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -55,6 +55,7 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<ControlCtx>) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics listener {addr}"))?;
     info!(%addr, "metrics at http://{addr}/metrics");
+    let api = crate::api::router(Arc::clone(&ctx));
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -68,6 +69,7 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<ControlCtx>) -> Result<()> {
             }
         }),
     );
+    let app = app.merge(api);
     axum::serve(listener, app).await.context("metrics server")
 }
 

@@ -2,6 +2,7 @@
 //! One request per line, one response per line: `{"ok":true,"data":…}` or
 //! `{"ok":false,"error":"…"}`. Requests are bounded in size.
 
+mod resolv_conf;
 pub mod server;
 
 use anyhow::{bail, Context, Result};
@@ -35,7 +36,24 @@ pub enum Request {
         ip: Option<std::net::IpAddr>,
         /// Interface name in the container.
         ifname: String,
+        /// Labels (policy selectors; `weft.service` declares services).
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
     },
+    /// Register a service instance on this node.
+    ServiceAdd {
+        /// The instance.
+        spec: crate::discovery::catalog::ServiceSpec,
+    },
+    /// Remove this node's instances by id, or all of a service name.
+    ServiceRemove {
+        /// Instance id or service name.
+        id: String,
+    },
+    /// This node's instances with their health.
+    ServiceList,
+    /// The cluster-wide catalog: nodes and services with health.
+    Catalog,
     /// Detach a container.
     Detach {
         /// Network name.

@@ -15,11 +15,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use super::{Request, MAX_REQUEST};
+use super::{resolv_conf, Request, MAX_REQUEST};
 use crate::dataplane::{EngineMsg, NetInfo};
+use crate::discovery::registry::{Registry, Source};
 use crate::engine::ControlMsg;
 use crate::ipam::{mac_string, parse_mac, Lease, Leases};
 use crate::netlink::{self, Netlink};
+use std::collections::BTreeMap;
 
 /// What the control server works with.
 pub struct ControlCtx {
@@ -35,6 +37,10 @@ pub struct ControlCtx {
     pub netlink: Netlink,
     /// To the engine.
     pub engine: SyncSender<EngineMsg>,
+    /// Our service instances.
+    pub registry: Arc<Registry>,
+    /// The DNS domain when DNS is served (attached containers get a resolv.conf for it).
+    pub dns_domain: Option<String>,
 }
 
 /// Serves connections on a bound listener until the task is dropped.
@@ -93,9 +99,25 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
 async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
     match req {
         Request::Status => status(ctx).await,
-        Request::Attach { netns, network, name, ip, ifname } => {
-            attach(ctx, &netns, &network, &name, ip, &ifname).await
+        Request::Attach { netns, network, name, ip, ifname, labels } => {
+            attach(ctx, &netns, &network, &name, ip, &ifname, labels).await
         }
+        Request::ServiceAdd { mut spec } => {
+            if spec.network.is_empty() {
+                spec.network = ctx.nets.first().map(|n| n.name.clone()).unwrap_or_default();
+            }
+            let id = ctx.registry.add(spec, Source::Api)?;
+            Ok(json!({"id": id}))
+        }
+        Request::ServiceRemove { id } => {
+            let removed = ctx.registry.remove(&id);
+            if removed.is_empty() {
+                bail!("no service instance or service named {id:?} on this node");
+            }
+            Ok(json!({"removed": removed}))
+        }
+        Request::ServiceList => Ok(ctx.registry.list()),
+        Request::Catalog => catalog(ctx).await,
         Request::Detach { network, name, netns } => {
             detach(ctx, &network, name.as_deref(), netns.as_deref()).await
         }
@@ -137,6 +159,24 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    if labels.len() > 32 {
+        bail!("at most 32 labels");
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !key_ok {
+            bail!("label key {k:?} must be 1..=63 characters of A-Z a-z 0-9 - _ . /");
+        }
+        if v.len() > 255 || v.chars().any(|c| c.is_control()) {
+            bail!("label {k:?}: value must be at most 255 printable characters");
+        }
+    }
+    Ok(())
+}
+
 async fn attach(
     ctx: &ControlCtx,
     netns: &str,
@@ -144,9 +184,14 @@ async fn attach(
     name: &str,
     ip: Option<IpAddr>,
     ifname: &str,
+    labels: BTreeMap<String, String>,
 ) -> Result<Value> {
     let net = net_index(ctx, network)?;
     check_name(name)?;
+    check_labels(&labels)?;
+    if let Some(v) = labels.get(crate::discovery::registry::SERVICE_LABEL) {
+        crate::discovery::registry::parse_service_label(v, network, name)?;
+    }
     crate::device::validate_ifname(ifname).map_err(|e| anyhow!("interface name {ifname:?}: {e}"))?;
     let path = netns_path(netns)?;
     let info = &ctx.nets[net];
@@ -180,6 +225,7 @@ async fn attach(
         host_ifname: host_ifname.clone(),
         ifname: ifname.to_owned(),
         mac: mac_string(&link.mac),
+        labels: labels.clone(),
     };
     leases.insert(network, addr, lease);
     if let Err(e) = leases.save() {
@@ -187,12 +233,27 @@ async fn attach(
         let _ = netlink::container::detach(&ctx.netlink, &host_ifname).await;
         return Err(e);
     }
-    to_engine(ctx, ControlMsg::AddLocal { net, mac: link.mac, ip: addr, name: name.to_owned() }).await;
+    to_engine(
+        ctx,
+        ControlMsg::AddLocal { net, mac: link.mac, ip: addr, name: name.to_owned(), labels: labels.clone() },
+    )
+    .await;
+    if let Err(e) = ctx.registry.container_attached(network, name, addr, &labels) {
+        warn!(container = name, "services of the container not registered: {e:#}");
+    }
+    let resolv = match &ctx.dns_domain {
+        Some(domain) => resolv_conf::write(netns, info.gateway, domain),
+        None => None,
+    };
     info!(container = name, network, %addr, "attached");
     Ok(json!({
         "name": name, "network": network, "ip": addr.to_string(), "prefix": prefix,
         "gateway": info.gateway.to_string(), "mac": mac_string(&link.mac), "mtu": info.mtu,
-        "host_ifname": host_ifname, "ifname": ifname,
+        "host_ifname": host_ifname, "ifname": ifname, "labels": labels,
+        "dns": ctx.dns_domain.as_ref().map(|d| json!({
+            "nameservers": [info.gateway.to_string()], "search": resolv_conf::search(d),
+        })),
+        "resolv_conf": resolv.map(|p| p.display().to_string()),
     }))
 }
 
@@ -215,6 +276,8 @@ async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Opti
     if let Some(mac) = parse_mac(&lease.mac) {
         to_engine(ctx, ControlMsg::RemoveLocal { net, mac }).await;
     }
+    ctx.registry.container_detached(network, name);
+    resolv_conf::remove(&lease.netns);
     info!(container = name, network, %ip, "detached");
     Ok(json!({"name": name, "network": network, "ip": ip.to_string()}))
 }
@@ -226,6 +289,13 @@ async fn to_engine(ctx: &ControlCtx, msg: ControlMsg) {
     if !matches!(r, Ok(Ok(()))) {
         warn!("engine is gone; control message lost");
     }
+}
+
+/// The cluster-wide catalog from the engine.
+pub async fn catalog(ctx: &ControlCtx) -> Result<Value> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    to_engine(ctx, ControlMsg::Catalog(tx)).await;
+    rx.await.context("engine did not answer")
 }
 
 /// The status every client (CLI, metrics) sees.

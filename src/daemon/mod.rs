@@ -19,6 +19,8 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::control::{self, ControlCtx};
 use crate::dataplane::{self, EngineMsg, Shared};
+use crate::discovery::directory::Directory;
+use crate::discovery::registry::{Registry, Source};
 use crate::engine::{ControlMsg, Engine, Members};
 use crate::ipam::Leases;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
@@ -96,7 +98,7 @@ struct Started {
     up: network::Up,
     sockets: network::Sockets,
     listener: tokio::net::UnixListener,
-    recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr, String)>,
+    recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr, crate::ipam::Lease)>,
 }
 
 async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started: Started) -> Result<()> {
@@ -123,11 +125,13 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         engine: tx.clone(),
         stop: Default::default(),
     });
-    let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone());
+    let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));
+    let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone(), Arc::clone(&directory));
     let mut engine =
         Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.dial_targets(), members);
-    for (net, mac, ip, name) in recovered {
-        engine.add_local(net, mac, ip, &name);
+    let registry = Registry::new(cfg.networks.iter().map(|n| (n.name.clone(), n.vni.get())));
+    for (net, mac, ip, lease) in &recovered {
+        engine.add_local(*net, *mac, *ip, &lease.name, lease.labels.clone());
     }
     let engine_thread =
         std::thread::Builder::new().name("weft-engine".into()).spawn(move || engine.run(rx))?;
@@ -148,7 +152,21 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         leases: tokio::sync::Mutex::new(leases),
         netlink: nl,
         engine: tx.clone(),
+        registry: Arc::clone(&registry),
+        dns_domain: cfg.dns.enable.then(|| cfg.dns.domain.clone()),
     });
+    let announcer = tokio::spawn(announce_services(Arc::clone(&registry), tx.clone()));
+    for (net, _, ip, lease) in &recovered {
+        if let Err(e) = registry.container_attached(&cfg.networks[*net].name, &lease.name, *ip, &lease.labels)
+        {
+            warn!(container = %lease.name, "services of the container not registered: {e:#}");
+        }
+    }
+    for spec in &cfg.services {
+        if let Err(e) = registry.add(spec.clone(), Source::Config) {
+            warn!("service {}: {e:#}", spec.id());
+        }
+    }
     let server = tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx)));
     let metrics = cfg.metrics.map(|addr| {
         let ctx = Arc::clone(&ctx);
@@ -182,6 +200,7 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     info!("shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
+    announcer.abort();
     for t in [metrics, watchdog].into_iter().flatten() {
         t.abort();
     }
@@ -197,6 +216,21 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     let mut leases = ctx.leases.into_inner();
     network::tear_down(&ctx.netlink, cfg, &mut leases, true).await;
     Ok(())
+}
+
+/// Pushes what our record announces to the engine whenever the registry changes.
+async fn announce_services(registry: Arc<Registry>, tx: std::sync::mpsc::SyncSender<EngineMsg>) {
+    loop {
+        let list = registry.announced();
+        let tx = tx.clone();
+        let sent =
+            tokio::task::spawn_blocking(move || tx.send(EngineMsg::Control(ControlMsg::SetServices(list))))
+                .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        registry.changed().await;
+    }
 }
 
 /// Our membership layer, starting from a record whose version beats any earlier run's.

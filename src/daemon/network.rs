@@ -14,6 +14,7 @@ use crate::config::{Config, Encryption, Network};
 use crate::dataplane::frame::Mac;
 use crate::dataplane::NetInfo;
 use crate::device::Tap;
+use crate::ipam::Lease;
 use crate::ipam::{parse_mac, Leases};
 use crate::netlink::Netlink;
 
@@ -72,13 +73,13 @@ pub async fn reconcile_leases(
     nl: &Netlink,
     nets: &[Network],
     leases: &mut Leases,
-) -> Vec<(usize, Mac, IpAddr, String)> {
+) -> Vec<(usize, Mac, IpAddr, Lease)> {
     let mut keep = Vec::new();
     for (network, ip, lease) in leases.all() {
         let net = nets.iter().position(|n| n.name == network);
         let alive = matches!(nl.link_index(&lease.host_ifname).await, Ok(Some(_)));
         match (net, alive, parse_mac(&lease.mac)) {
-            (Some(net), true, Some(mac)) => keep.push((net, mac, ip, lease.name.clone())),
+            (Some(net), true, Some(mac)) => keep.push((net, mac, ip, lease.clone())),
             _ => {
                 info!(container = %lease.name, %ip, "dropping lease of a container that is gone");
                 leases.remove(&network, &ip);

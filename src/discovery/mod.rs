@@ -2,3 +2,5 @@
 
 pub mod catalog;
 pub mod directory;
+pub mod health;
+pub mod registry;

@@ -16,7 +16,9 @@ use tracing::{debug, info, trace};
 
 use super::Engine;
 use crate::dataplane::frame::Mac;
+use crate::discovery::directory::Directory;
 use crate::membership::{ContainerEntry, MemberEvent, Membership, NodeKey};
+use arc_swap::ArcSwap;
 
 /// Membership state the engine keeps next to the membership layer.
 pub(crate) struct Members {
@@ -30,17 +32,35 @@ pub(crate) struct Members {
     pub ca: CaCert,
     /// Records refused (bad certificate, wrong key or name).
     pub refused: u64,
+    /// The name table DNS answers from, rebuilt when `directory_dirty`.
+    pub directory: Arc<ArcSwap<Directory>>,
+    /// A record, liveness or our services changed since the directory was built.
+    pub directory_dirty: bool,
 }
 
 impl Members {
-    pub(crate) fn new(layer: Membership, ca: CaCert) -> Self {
-        Self { layer, certs: BTreeMap::new(), down: BTreeSet::new(), ca, refused: 0 }
+    pub(crate) fn new(layer: Membership, ca: CaCert, directory: Arc<ArcSwap<Directory>>) -> Self {
+        Self {
+            layer,
+            certs: BTreeMap::new(),
+            down: BTreeSet::new(),
+            ca,
+            refused: 0,
+            directory,
+            directory_dirty: true,
+        }
     }
 }
 
 /// A container as our record announces it.
-pub(super) fn entry(vni: u32, mac: Mac, ip: IpAddr, name: &str) -> ContainerEntry {
-    ContainerEntry { vni, mac, ip, name: name.to_owned(), labels: Default::default() }
+pub(super) fn entry(
+    vni: u32,
+    mac: Mac,
+    ip: IpAddr,
+    name: &str,
+    labels: BTreeMap<String, String>,
+) -> ContainerEntry {
+    ContainerEntry { vni, mac, ip, name: name.to_owned(), labels }
 }
 
 impl Engine {
@@ -50,6 +70,7 @@ impl Engine {
             self.send_gossip(now, to, hint, &bytes);
         }
         while let Some(ev) = self.members.layer.poll_event() {
+            self.members.directory_dirty = true;
             match ev {
                 MemberEvent::Up(key) | MemberEvent::RecordChanged(key) => self.apply_record(now, key),
                 MemberEvent::Down(key) => {
@@ -156,5 +177,6 @@ impl Engine {
     pub(super) fn announce_containers(&mut self, now: Instant) {
         let containers = self.local_containers.values().cloned().collect::<Vec<_>>();
         self.members.layer.update_own(now, |r| r.containers = containers);
+        self.members.directory_dirty = true;
     }
 }

@@ -20,6 +20,7 @@ use crate::dataplane::{deliver, EngineMsg, Shared};
 use crate::fdb::{Fdb, Learned};
 use crate::membership::{ContainerEntry, NodeKey};
 
+mod discovery;
 mod members;
 mod status;
 
@@ -38,6 +39,8 @@ pub enum ControlMsg {
         ip: IpAddr,
         /// Container name.
         name: String,
+        /// Its labels (policy selectors, announced with it).
+        labels: BTreeMap<String, String>,
     },
     /// A container was detached.
     RemoveLocal {
@@ -48,6 +51,10 @@ pub enum ControlMsg {
     },
     /// Report peers and counters.
     Status(tokio::sync::oneshot::Sender<Value>),
+    /// Replace the service instances our record announces.
+    SetServices(Vec<crate::discovery::catalog::Announced>),
+    /// Report the cluster-wide catalog (nodes, services with health).
+    Catalog(tokio::sync::oneshot::Sender<Value>),
     /// Stop the engine.
     Stop,
 }
@@ -114,11 +121,18 @@ impl Engine {
     }
 
     /// Local entries known before the workers start (leases recovered after a restart).
-    pub fn add_local(&mut self, net: usize, mac: Mac, ip: IpAddr, name: &str) {
+    pub fn add_local(
+        &mut self,
+        net: usize,
+        mac: Mac,
+        ip: IpAddr,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) {
         let now = Instant::now();
         self.fdbs[net].add_local(mac, Some(ip), now);
         let vni = self.shared.nets[net].vni.get();
-        self.local_containers.insert((net, mac), members::entry(vni, mac, ip, name));
+        self.local_containers.insert((net, mac), members::entry(vni, mac, ip, name, labels));
         self.announce_containers(now);
         self.dirty = true;
     }
@@ -150,6 +164,7 @@ impl Engine {
             self.dial_statics(now);
             self.flush_members(now);
             self.flush(now);
+            self.publish_directory();
         }
     }
 
@@ -226,9 +241,9 @@ impl Engine {
 
     fn control(&mut self, now: Instant, c: ControlMsg) {
         match c {
-            ControlMsg::AddLocal { net, mac, ip, name } => {
+            ControlMsg::AddLocal { net, mac, ip, name, labels } => {
                 if net < self.fdbs.len() {
-                    self.add_local(net, mac, ip, &name);
+                    self.add_local(net, mac, ip, &name, labels);
                 }
             }
             ControlMsg::RemoveLocal { net, mac } => {
@@ -241,6 +256,11 @@ impl Engine {
             }
             ControlMsg::Status(reply) => {
                 let _ = reply.send(self.status(now));
+            }
+            ControlMsg::SetServices(list) => self.set_services(now, list),
+            ControlMsg::Catalog(reply) => {
+                self.publish_directory();
+                let _ = reply.send(self.catalog());
             }
             ControlMsg::Stop => {}
         }

@@ -1,0 +1,333 @@
+//! The daemon's service registry: our instances (from the node TOML, the control API and the
+//! HTTP API, or a container's `weft.service` label at attach), their health checks, and the
+//! push of what our record announces to the engine. Instances of a container are announced
+//! only while it is attached; their checks start when its address is known.
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::catalog::{self, Announced, Catalog, CheckTemplate, InstanceState, ServiceSpec, Target};
+use super::directory::Protocol;
+use super::health::{self, CheckHandle, CheckKind, CheckSpec, Health};
+
+/// Where a definition came from; config ones are replaced as a set on reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The node TOML.
+    Config,
+    /// `weft service add` or the HTTP API.
+    Api,
+    /// A container's `weft.service` label.
+    Attach,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Api => "api",
+            Source::Attach => "attach",
+        }
+    }
+}
+
+/// The label whose value declares services at attach: `NAME:PORT[/PROTO][,…]`.
+pub const SERVICE_LABEL: &str = "weft.service";
+
+#[derive(Default)]
+struct Inner {
+    catalog: Catalog,
+    checks: BTreeMap<String, (u64, CheckHandle)>,
+    generation: u64,
+    /// Attached containers: (network, name) → address.
+    containers: BTreeMap<(String, String), IpAddr>,
+}
+
+/// Our service instances and their checks.
+pub struct Registry {
+    inner: Mutex<Inner>,
+    vnis: BTreeMap<String, u32>,
+    changed: Notify,
+    me: Weak<Registry>,
+}
+
+impl Registry {
+    /// An empty registry for networks `(name, vni)`.
+    pub fn new(networks: impl IntoIterator<Item = (String, u32)>) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            inner: Mutex::default(),
+            vnis: networks.into_iter().collect(),
+            changed: Notify::new(),
+            me: me.clone(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until what we announce may have changed.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// What our record should announce now.
+    pub fn announced(&self) -> Vec<Announced> {
+        self.lock().catalog.announced(|n| self.vnis.get(n).copied())
+    }
+
+    /// Adds an instance; refuses duplicates, unknown networks and more than
+    /// [`catalog::MAX_SERVICES`].
+    pub fn add(&self, spec: ServiceSpec, source: Source) -> Result<String> {
+        spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !self.vnis.contains_key(&spec.network) {
+            bail!("no network named {:?}", spec.network);
+        }
+        let id = spec.id();
+        let mut g = self.lock();
+        if g.catalog.instances.contains_key(&id) {
+            bail!("service instance {id} already exists");
+        }
+        if g.catalog.instances.len() >= catalog::MAX_SERVICES {
+            bail!("at most {} service instances per node", catalog::MAX_SERVICES);
+        }
+        let ip = match &spec.target {
+            Target::Address(ip) => Some(*ip),
+            Target::Container(c) => g.containers.get(&(spec.network.clone(), c.clone())).copied(),
+        };
+        let healthy = spec.check.is_none();
+        let state = InstanceState { spec, source: source.name(), ip, healthy, output: None };
+        g.catalog.instances.insert(id.clone(), state);
+        self.restart_check(&mut g, &id);
+        drop(g);
+        info!(service = %id, source = source.name(), "service registered");
+        self.changed.notify_one();
+        Ok(id)
+    }
+
+    /// Removes instances by id, or every instance of a service name; returns the ids removed.
+    pub fn remove(&self, id_or_name: &str) -> Vec<String> {
+        let mut g = self.lock();
+        let ids: Vec<String> = g
+            .catalog
+            .instances
+            .iter()
+            .filter(|(id, s)| *id == id_or_name || s.spec.name == id_or_name)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            g.catalog.instances.remove(id);
+            g.checks.remove(id);
+        }
+        drop(g);
+        if !ids.is_empty() {
+            self.changed.notify_one();
+        }
+        ids
+    }
+
+    /// Replaces every config-sourced instance with `specs`; unchanged ones keep their state.
+    pub fn replace_config(&self, specs: &[ServiceSpec]) -> Result<()> {
+        let keep: BTreeMap<String, &ServiceSpec> = specs.iter().map(|s| (s.id(), s)).collect();
+        let stale: Vec<String> = {
+            let g = self.lock();
+            g.catalog
+                .instances
+                .iter()
+                .filter(|(id, s)| s.source == "config" && keep.get(*id).is_none_or(|k| **k != s.spec))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in stale {
+            self.remove(&id);
+        }
+        for (id, spec) in keep {
+            if !self.lock().catalog.instances.contains_key(&id) {
+                self.add(spec.clone(), Source::Config)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A container was attached: resolves its instances (and registers those its labels
+    /// declare).
+    pub fn container_attached(
+        &self,
+        network: &str,
+        name: &str,
+        ip: IpAddr,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        {
+            let mut g = self.lock();
+            g.containers.insert((network.to_owned(), name.to_owned()), ip);
+            let ids: Vec<String> = g
+                .catalog
+                .instances
+                .iter()
+                .filter(|(_, s)| {
+                    s.spec.network == network && s.spec.target == Target::Container(name.to_owned())
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ids {
+                if let Some(s) = g.catalog.instances.get_mut(&id) {
+                    s.ip = Some(ip);
+                }
+                self.restart_check(&mut g, &id);
+            }
+        }
+        if let Some(v) = labels.get(SERVICE_LABEL) {
+            for spec in parse_service_label(v, network, name)? {
+                if let Err(e) = self.add(spec, Source::Attach) {
+                    warn!(container = name, "{e:#}");
+                }
+            }
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// A container was detached: its label-declared instances go, the others wait unresolved.
+    pub fn container_detached(&self, network: &str, name: &str) {
+        let mut g = self.lock();
+        g.containers.remove(&(network.to_owned(), name.to_owned()));
+        let target = Target::Container(name.to_owned());
+        let ids: Vec<(String, bool)> = g
+            .catalog
+            .instances
+            .iter()
+            .filter(|(_, s)| s.spec.network == network && s.spec.target == target)
+            .map(|(id, s)| (id.clone(), s.source == "attach"))
+            .collect();
+        for (id, drop_it) in ids {
+            g.checks.remove(&id);
+            if drop_it {
+                g.catalog.instances.remove(&id);
+            } else if let Some(s) = g.catalog.instances.get_mut(&id) {
+                s.ip = None;
+                s.healthy = s.spec.check.is_none();
+            }
+        }
+        drop(g);
+        self.changed.notify_one();
+    }
+
+    /// Our instances with their state, for `weft service list` and the HTTP API.
+    pub fn list(&self) -> Value {
+        let g = self.lock();
+        let v: Vec<Value> = g
+            .catalog
+            .instances
+            .iter()
+            .map(|(id, s)| {
+                json!({
+                    "id": id, "name": s.spec.name, "network": s.spec.network, "target": s.spec.target,
+                    "ip": s.ip.map(|i| i.to_string()), "port": s.spec.port, "protocol": s.spec.protocol,
+                    "tags": s.spec.tags, "check": s.spec.check, "source": s.source,
+                    "health": match (s.ip, s.healthy) { (None, _) => "pending", (_, true) => "passing", _ => "critical" },
+                    "output": s.output,
+                })
+            })
+            .collect();
+        Value::Array(v)
+    }
+
+    /// Counts of our instances by health, for metrics.
+    pub fn health_counts(&self) -> (u64, u64, u64) {
+        let g = self.lock();
+        let mut c = (0, 0, 0);
+        for s in g.catalog.instances.values() {
+            match (s.ip, s.healthy) {
+                (None, _) => c.2 += 1,
+                (_, true) => c.0 += 1,
+                _ => c.1 += 1,
+            }
+        }
+        c
+    }
+
+    /// (Re)starts the check of `id` for its current address; stops it when unresolved.
+    fn restart_check(&self, g: &mut Inner, id: &str) {
+        g.checks.remove(id);
+        let Some(s) = g.catalog.instances.get_mut(id) else { return };
+        let (Some(ip), Some(check)) = (s.ip, s.spec.check.clone()) else { return };
+        s.healthy = false;
+        s.output = Some("not checked yet".into());
+        let addr = SocketAddr::new(ip, s.spec.port);
+        let kind = match check.template {
+            CheckTemplate::Tcp => CheckKind::Tcp { addr },
+            CheckTemplate::Http { path } => CheckKind::Http { url: format!("http://{addr}{path}") },
+            CheckTemplate::Command { argv } => CheckKind::Command { argv },
+        };
+        let spec = CheckSpec {
+            kind,
+            interval: check.interval,
+            timeout: check.timeout,
+            rise: check.rise,
+            fall: check.fall,
+        };
+        g.generation += 1;
+        let generation = g.generation;
+        let me = self.me.clone();
+        let key = id.to_owned();
+        let handle = health::spawn(spec, move |h, reason| {
+            if let Some(r) = me.upgrade() {
+                r.health_changed(&key, generation, h, reason);
+            }
+        });
+        g.checks.insert(id.to_owned(), (generation, handle));
+    }
+
+    fn health_changed(&self, id: &str, generation: u64, h: Health, reason: Option<String>) {
+        let mut g = self.lock();
+        if g.checks.get(id).map(|(gen, _)| *gen) != Some(generation) {
+            return;
+        }
+        let Some(s) = g.catalog.instances.get_mut(id) else { return };
+        s.healthy = h == Health::Passing;
+        s.output = reason.clone();
+        drop(g);
+        info!(service = id, health = ?h, reason = reason.as_deref().unwrap_or(""), "health changed");
+        self.changed.notify_one();
+    }
+}
+
+/// `web:80,metrics:9100/tcp,dns:53/udp` → instance specs on container `name`.
+pub fn parse_service_label(v: &str, network: &str, name: &str) -> Result<Vec<ServiceSpec>> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (svc, rest) = item
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("{SERVICE_LABEL}: {item:?} is not NAME:PORT[/tcp|/udp]"))?;
+        let (port, proto) = rest.split_once('/').unwrap_or((rest, "tcp"));
+        let protocol = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => bail!("{SERVICE_LABEL}: protocol of {item:?} must be tcp or udp"),
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{SERVICE_LABEL}: port of {item:?} must be 1..=65535"))?;
+        let spec = ServiceSpec {
+            name: svc.to_owned(),
+            network: network.to_owned(),
+            target: Target::Container(name.to_owned()),
+            port,
+            protocol,
+            tags: Vec::new(),
+            check: None,
+        };
+        spec.validate().map_err(|e| anyhow::anyhow!("{SERVICE_LABEL}: {e}"))?;
+        out.push(spec);
+    }
+    if out.len() > 16 {
+        bail!("{SERVICE_LABEL}: at most 16 services per container");
+    }
+    Ok(out)
+}

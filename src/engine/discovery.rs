@@ -1,0 +1,147 @@
+//! The engine's side of service discovery: our announced instances go into our record; every
+//! live member's verified record feeds the [`Directory`] DNS answers from and the catalog the
+//! registry API and `weft services` show. A member's instances are believed only at addresses
+//! its certificate lets it source (or its own underlay address), as for its containers.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::debug;
+
+use super::Engine;
+use crate::discovery::catalog::{self, Announced};
+use crate::discovery::directory::{addr_label, Directory, Instance};
+use crate::membership::{MemberState, Record};
+use overlay_proto::cert::NodeCert;
+
+/// One member as discovery sees it.
+struct Node<'a> {
+    record: &'a Record,
+    state: &'static str,
+    services: Vec<Announced>,
+}
+
+impl Engine {
+    /// Replaces the instances our record announces.
+    pub(super) fn set_services(&mut self, now: Instant, list: Vec<Announced>) {
+        let bytes = catalog::encode(&list);
+        if self.members.layer.own().services != bytes {
+            self.members.layer.update_own(now, |r| r.services = bytes);
+            self.members.directory_dirty = true;
+        }
+    }
+
+    /// Our record and every live member's whose certificate vouches for it, with their
+    /// instances filtered to what the certificate allows.
+    fn discovery_nodes(&self) -> Vec<Node<'_>> {
+        let own = self.members.layer.own();
+        let states: BTreeMap<_, _> = self.members.layer.members().into_iter().collect();
+        let mut nodes = vec![Node { record: own, state: "alive", services: decode_lenient(own, None) }];
+        for r in self.members.layer.records() {
+            let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
+            let Some(cert) = self.members.certs.get(&peer) else { continue };
+            if cert.public_key != r.key.0 || cert.name != r.name || self.members.down.contains(&peer) {
+                continue;
+            }
+            let state = match states.get(&r.key) {
+                Some(MemberState::Suspect) => "suspect",
+                Some(MemberState::Down) => continue,
+                _ => "alive",
+            };
+            nodes.push(Node { record: r, state, services: decode_lenient(r, Some(cert)) });
+        }
+        nodes
+    }
+
+    /// Rebuilds and publishes the DNS directory if anything it reads changed.
+    pub(super) fn publish_directory(&mut self) {
+        if !std::mem::take(&mut self.members.directory_dirty) {
+            return;
+        }
+        let mut d = Directory::default();
+        for n in self.discovery_nodes() {
+            let node_name = n.record.name.to_ascii_lowercase();
+            push_host(&mut d, format!("{node_name}.node"), n.record.endpoint.ip());
+            for c in &n.record.containers {
+                push_host(&mut d, format!("{}.container", c.name.to_ascii_lowercase()), c.ip);
+            }
+            for s in n.services {
+                let target = match &s.container {
+                    Some(c) => format!("{}.container", c.to_ascii_lowercase()),
+                    None => format!("{}.addr", addr_label(s.ip)),
+                };
+                push_host(&mut d, target.clone(), s.ip);
+                d.services.entry(s.name.clone()).or_default().push(Instance {
+                    ip: s.ip,
+                    port: s.port,
+                    protocol: s.protocol,
+                    target,
+                    healthy: s.healthy,
+                });
+            }
+        }
+        for list in d.services.values_mut() {
+            list.sort_by(|a, b| (a.ip, a.port).cmp(&(b.ip, b.port)));
+            list.dedup();
+        }
+        self.members.directory.store(Arc::new(d));
+    }
+
+    /// The cluster-wide catalog: nodes and every service's instances with their health.
+    pub(super) fn catalog(&self) -> Value {
+        let vni_name: BTreeMap<u32, &str> =
+            self.shared.nets.iter().map(|n| (n.vni.get(), n.name.as_str())).collect();
+        let mut services: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut nodes = Vec::new();
+        for n in self.discovery_nodes() {
+            nodes.push(json!({
+                "name": n.record.name,
+                "state": n.state,
+                "address": n.record.endpoint.ip().to_string(),
+                "endpoint": n.record.endpoint.to_string(),
+                "containers": n.record.containers.iter().map(|c| json!({
+                    "name": c.name, "ip": c.ip.to_string(), "network": vni_name.get(&c.vni),
+                    "labels": c.labels,
+                })).collect::<Vec<_>>(),
+                "services": n.services.len(),
+            }));
+            for s in n.services {
+                services.entry(s.name.clone()).or_default().push(json!({
+                    "node": n.record.name,
+                    "network": vni_name.get(&s.vni),
+                    "ip": s.ip.to_string(),
+                    "port": s.port,
+                    "protocol": s.protocol,
+                    "tags": s.tags,
+                    "container": s.container,
+                    "health": if s.healthy { "passing" } else { "critical" },
+                }));
+            }
+        }
+        json!({"nodes": nodes, "services": services})
+    }
+}
+
+fn push_host(d: &mut Directory, name: String, ip: IpAddr) {
+    let v = d.hosts.entry(name).or_default();
+    if !v.contains(&ip) {
+        v.push(ip);
+    }
+}
+
+/// A record's instances; for other members only those at addresses its certificate allows
+/// (or its own underlay address). An undecodable list counts as empty.
+fn decode_lenient(r: &Record, cert: Option<&Arc<NodeCert>>) -> Vec<Announced> {
+    match catalog::decode(&r.services) {
+        Ok(list) => list
+            .into_iter()
+            .filter(|s| cert.is_none_or(|c| c.may_source(s.ip) || s.ip == r.endpoint.ip()))
+            .collect(),
+        Err(e) => {
+            debug!(node = %r.name, %e, "services of a member refused");
+            Vec::new()
+        }
+    }
+}
