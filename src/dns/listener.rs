@@ -15,7 +15,7 @@ use std::time::Duration;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
-use hickory_server::proto::op::{Header, Message, MessageType, ResponseCode};
+use hickory_server::proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
 use hickory_server::proto::rr::{Name, Record};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -211,6 +211,29 @@ impl Context {
             .queries()
             .first()
             .is_none_or(|query| self.origin.contains(&Name::from(query.name())));
+        // Refuse here what hickory would refuse with a `warn!`/`info!` per query.
+        let refusal = if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
+            Some(ResponseCode::BADVERS)
+        } else if !local && !request.metadata.recursion_desired {
+            Some(ResponseCode::Refused)
+        } else {
+            None
+        };
+        if let Some(rcode) = refusal {
+            debug!(%rcode, "dns query refused before lookup");
+            self.stats.bump_refused();
+            let mut reply = Message::error_msg(request.metadata.id, request.metadata.op_code, rcode);
+            reply.add_queries(request.queries.queries().iter().map(|q| q.original().clone()));
+            if request.edns.is_some() {
+                reply.set_edns(Edns::new());
+            }
+            if let Ok(reply) = reply.to_vec() {
+                let _ = sink.send(reply).await;
+            }
+            return;
+        }
         let reply =
             Reply { sink, local, stats: self.stats.clone(), recursion_available: self.recursion_available };
         self.catalog.handle_request::<_, TokioTime>(&request, reply).await;

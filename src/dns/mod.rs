@@ -83,6 +83,10 @@ impl DnsStats {
         self.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn bump_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one reply sent for a query about a name in our zone (`local`) or outside it.
     fn count_reply(&self, local: bool, info: &ResponseInfo) {
         let counter = match (local, info.response_code) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, AAAA};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -477,4 +477,65 @@ async fn bad_domains_are_rejected() {
         let directory = Arc::new(ArcSwap::from_pointee(Directory::default()));
         assert!(DnsServer::start(settings, directory, Arc::default()).await.is_err(), "{domain:?}");
     }
+}
+
+#[tokio::test]
+async fn odd_requests_get_error_codes_not_silence() {
+    let (upstream, task) = fake_upstream().await;
+    let f = start(vec![upstream], Limits::default()).await;
+
+    let mut notify = query("weft.", RecordType::SOA);
+    notify.metadata.op_code = OpCode::Notify;
+    let r = udp_ask(f.addr, &notify).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
+
+    let mut future_edns = query("h1.node.weft.", RecordType::A);
+    let mut edns = Edns::new();
+    edns.set_version(1);
+    future_edns.set_edns(edns);
+    let r = udp_ask(f.addr, &future_edns).await;
+    // 16 is both BADVERS and BADSIG; hickory decodes it as the latter.
+    assert_eq!(u16::from(r.metadata.response_code), u16::from(ResponseCode::BADVERS));
+
+    let mut no_recursion = query("example.test.", RecordType::A);
+    no_recursion.metadata.recursion_desired = false;
+    let r = udp_ask(f.addr, &no_recursion).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(stat(&f.stats, "refused"), 3);
+    assert_eq!(stat(&f.stats, "forwarded"), 0);
+
+    let mut two = query("h1.node.weft.", RecordType::A);
+    two.add_query(Query::query(Name::from_ascii("weft.").unwrap(), RecordType::SOA));
+    let r = udp_ask(f.addr, &two).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(stat(&f.stats, "malformed"), 1);
+    f.server.stop().await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn big_udp_answers_are_truncated_and_complete_over_tcp() {
+    let f = start(Vec::new(), Limits::default()).await;
+    let many: Vec<Instance> =
+        (1..=100).map(|i| instance(&format!("10.42.0.{i}"), 80, Protocol::Tcp, "h1.node", true)).collect();
+    let mut dir = directory();
+    dir.services.insert("big".into(), many);
+    f.directory.store(Arc::new(dir));
+
+    let q = query("big.service.weft.", RecordType::A);
+    let udp = udp_ask(f.addr, &q).await;
+    assert!(udp.metadata.truncation);
+    assert!(udp.answers.len() < 100);
+    let tcp = tcp_ask(f.addr, &q).await;
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(tcp.answers.len(), 100);
+
+    let mut with_edns = query("big.service.weft.", RecordType::A);
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    with_edns.set_edns(edns);
+    let big = udp_ask(f.addr, &with_edns).await;
+    assert!(!big.metadata.truncation);
+    assert_eq!(big.answers.len(), 100);
+    f.server.stop().await;
 }

@@ -73,7 +73,8 @@ impl ZoneNames {
         if !self.origin.zone_of(name) {
             return None;
         }
-        let own = usize::from(name.num_labels()) - usize::from(self.origin.num_labels());
+        // Count labels ourselves: `num_labels` leaves out a leading `*`.
+        let own = name.iter().len().saturating_sub(self.origin.iter().len());
         let mut labels = Vec::with_capacity(own);
         for label in name.iter().take(own) {
             let label = std::str::from_utf8(label).ok()?;
@@ -318,5 +319,78 @@ impl ZoneHandler for WeftZone {
         _now: u64,
     ) -> Option<(Result<ZoneTransfer, LookupError>, Option<TSigResponseContext>)> {
         Some((Err(LookupError::from(ResponseCode::Refused)), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> ZoneNames {
+        ZoneNames::new("Weft.Example.", 7).unwrap()
+    }
+
+    fn rel(name: &str) -> Option<String> {
+        zone().relative(&Name::from_ascii(name).unwrap())
+    }
+
+    #[test]
+    fn relative_names() {
+        assert_eq!(zone().origin.to_ascii(), "weft.example.");
+        assert_eq!(rel("weft.example.").as_deref(), Some(""));
+        assert_eq!(rel("H1.Node.weft.EXAMPLE.").as_deref(), Some("h1.node"));
+        assert_eq!(rel("*.weft.example.").as_deref(), Some("*"));
+        assert_eq!(rel("example."), None);
+        assert_eq!(rel("weft.example.org."), None);
+        // A single label `h1.node` must not pass for the two labels `h1` `node`.
+        assert_eq!(rel("h1\\.node.weft.example."), None);
+    }
+
+    #[test]
+    fn srv_names() {
+        assert_eq!(srv_parts("_web._tcp"), Some(("web", Protocol::Tcp)));
+        assert_eq!(srv_parts("_dns._udp"), Some(("dns", Protocol::Udp)));
+        assert_eq!(srv_parts("web._tcp"), None);
+        assert_eq!(srv_parts("_._tcp"), None);
+        assert_eq!(srv_parts("_a.b._tcp"), None);
+        assert_eq!(srv_parts("_web._sctp"), None);
+    }
+
+    #[test]
+    fn empty_non_terminals() {
+        let mut dir = Directory::default();
+        dir.hosts.insert("web1.container".into(), vec![IpAddr::from([10, 0, 0, 1])]);
+        dir.services.insert(
+            "web".into(),
+            vec![Instance {
+                ip: IpAddr::from([10, 0, 0, 1]),
+                port: 80,
+                protocol: Protocol::Udp,
+                target: "web1.container".into(),
+                healthy: false,
+            }],
+        );
+        let z = zone();
+        for name in ["container", "service", "_udp.service"] {
+            assert_eq!(z.answer(&dir, name, RecordType::A), Answer::NoData, "{name}");
+        }
+        for name in ["node", "_tcp.service", "ontainer", "eb1.container", "*"] {
+            assert_eq!(z.answer(&dir, name, RecordType::A), Answer::NxDomain, "{name}");
+        }
+        // Unhealthy only: the SRV name exists but has nothing to say.
+        assert_eq!(z.answer(&dir, "_web._udp.service", RecordType::SRV), Answer::NoData);
+    }
+
+    #[test]
+    fn soa_minimum_is_the_ttl() {
+        let soa = zone().soa();
+        assert_eq!(soa.ttl, 7);
+        match soa.data {
+            RData::SOA(soa) => {
+                assert_eq!(soa.minimum, 7);
+                assert_eq!(soa.mname.to_ascii(), "ns.weft.example.");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
