@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod device;
 pub mod discovery;
+pub mod dns;
 pub mod engine;
 pub mod fdb;
 pub mod ipam;
