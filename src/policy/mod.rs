@@ -14,7 +14,9 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod flow;
 pub mod rules;
 
 pub use config::{validate, Direction, Policy, PolicyError, PolicyFile, Verdict};
+pub use flow::{parse, Flow, Parsed};
 pub use rules::{Compiled, Decider, Decision, Explanation, Identity, Mask};
