@@ -14,9 +14,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod conntrack;
 pub mod flow;
 pub mod rules;
 
 pub use config::{validate, Direction, Policy, PolicyError, PolicyFile, Verdict};
+pub use conntrack::{Conntrack, Full};
 pub use flow::{parse, Flow, Parsed};
 pub use rules::{Compiled, Decider, Decision, Explanation, Identity, Mask};
