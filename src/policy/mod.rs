@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod conntrack;
+mod file;
 pub mod flow;
 pub mod rules;
 
