@@ -351,3 +351,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn compiled_is_shared_across_workers() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Compiled>();
+    let c = std::sync::Arc::new(world().c);
+    let t = {
+        let c = std::sync::Arc::clone(&c);
+        std::thread::spawn(move || c.count(&c.decide(Direction::In, TCP, Some(1), Mask::EMPTY, Mask::EMPTY)))
+    };
+    t.join().unwrap();
+    assert_eq!(c.hits()[5].hits, 1);
+}
