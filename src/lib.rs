@@ -18,3 +18,4 @@ pub mod membership;
 pub mod metrics;
 pub mod netlink;
 pub mod pki;
+pub mod policy;
