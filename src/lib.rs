@@ -1,6 +1,7 @@
 //! weft: the daemon library. `main.rs` only wires these modules together.
 
 pub mod cli;
+pub mod cli_gen;
 pub mod client;
 pub mod commands;
 pub mod config;

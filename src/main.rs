@@ -16,6 +16,8 @@ fn main() -> std::process::ExitCode {
         Command::Detach(d) => client::detach(d),
         Command::Status(c) => client::status(c),
         Command::Peers(c) => client::peers(c),
+        Command::Completions { shell } => weft::cli_gen::completions(shell, &mut std::io::stdout()),
+        Command::Man { dir } => weft::cli_gen::man(dir.as_deref()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
