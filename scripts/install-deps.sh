@@ -28,6 +28,8 @@ wanted=(
 	nftables:nft
 	curl:curl
 	prometheus:promtool
+	systemd:systemd-analyze # tests/systemd_unit.rs
+	man-db:man              # tests/cli_gen.rs renders the man pages
 )
 
 installed() {

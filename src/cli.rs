@@ -1,6 +1,6 @@
 //! The command line (clap derive). Handlers live elsewhere; this file only describes.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// weft: an encrypted L2 overlay network for containers.
@@ -53,6 +53,20 @@ pub enum Command {
     Service(ServiceCommand),
     /// Every service in the cluster with its instances and their health.
     Services(ClientArgs),
+    /// Print a shell completion script to stdout (for packagers; see README "Operating weft").
+    #[command(hide = true)]
+    Completions {
+        /// Shell to generate for.
+        shell: CompletionShell,
+    },
+    /// Print the weft(1) man page (roff) to stdout, or with --dir write weft.1 and one
+    /// weft-<subcommand>.1 per subcommand into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write every man page into instead of printing weft(1).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `weft service` subcommands.
@@ -243,4 +257,15 @@ pub struct DetachArgs {
     /// Daemon connection.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// Shells `weft completions` can generate for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
 }

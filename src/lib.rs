@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cli_gen;
 pub mod client;
 pub mod commands;
 pub mod config;

@@ -18,6 +18,8 @@ fn main() -> std::process::ExitCode {
         Command::Peers(c) => client::peers(c),
         Command::Service(c) => client::service(c),
         Command::Services(c) => client::services(c),
+        Command::Completions { shell } => weft::cli_gen::completions(shell, &mut std::io::stdout()),
+        Command::Man { dir } => weft::cli_gen::man(dir.as_deref()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
