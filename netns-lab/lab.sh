@@ -17,12 +17,16 @@
 #   WEFT_BIN          the weft binary; default <repo>/target/release/weft, built if missing
 #   WEFT_LAB_TIMEOUT  seconds a daemon may take to answer `weft status`; default 10
 #   WEFT_LAB_PEERS    seed (default: one membership seed per host) or mesh (static [[peer]]s)
+#   WEFT_LAB_EXTRA    a directory; its all.toml and h<i>.toml are appended to every host's
+#                     (resp. host i's) node.toml: services, [dns], [network.policy], …
 #
 # Shape (see shared LAB.md):
 #   <tag>ul        the underlay switch: bridge br0, one port <tag>h<i> per host
 #   <tag>h<i>      a host: eth0 = 10.200.0.<i>/24, mtu 1500, a weft daemon listening on :51820
 #   <tag>h<i>c<j>  a container, attached to its host's daemon with `weft attach`
-# Nothing is created in the caller's namespace and nothing under /etc is touched. Only names
+# Nothing is created in the caller's namespace. Under /etc only /etc/netns/<tag>h<i>c<j>/
+# resolv.conf appears: the daemon writes it at attach (pointing the container at weft DNS) and
+# removes it at detach; `down` removes any a killed daemon left. Only names
 # of the exact forms above are ever deleted, so labs with other tags are never touched.
 #
 # Overlay MTU: the underlay MTU is 1500 on every link, and one overlay frame costs
@@ -39,6 +43,7 @@ timeout_s=${WEFT_LAB_TIMEOUT:-10}
 # seed: every host knows one seed and learns the rest by gossip; mesh: every host lists every
 # other as a static [[peer]].
 peers_mode=${WEFT_LAB_PEERS:-seed}
+extra=${WEFT_LAB_EXTRA:-}
 [[ $peers_mode == seed || $peers_mode == mesh ]] || { printf 'lab.sh: WEFT_LAB_PEERS must be seed or mesh\n' >&2; exit 2; }
 readonly here repo dir timeout_s
 readonly port=51820 vni=42 network=default underlay_mtu=1500
@@ -219,6 +224,13 @@ write_config() {
 			k=$((i == 1 ? 2 : 1))
 			printf '\n[membership]\nseeds = ["10.200.0.%d:%d"]\n' "$k" "$port"
 		fi
+		# Extra configuration (services, DNS, policy) for every host, then for this host.
+		for k in all "h$i"; do
+			if [[ -n $extra && -f $extra/$k.toml ]]; then
+				printf '\n# from %s\n' "$extra/$k.toml"
+				cat -- "$extra/$k.toml"
+			fi
+		done
 	} >"$hd/node.toml"
 }
 
@@ -379,6 +391,11 @@ cmd_down() {
 		for name in $(lab_namespaces "$tag"); do
 			kill_ns_processes "$name"
 			ip netns del "$name" || rc=1
+			# The resolv.conf a daemon wrote for a container it could not detach (killed).
+			if [[ -f /etc/netns/$name/resolv.conf ]] && head -n1 "/etc/netns/$name/resolv.conf" | grep -q '^# written by weft'; then
+				rm -f -- "/etc/netns/$name/resolv.conf"
+				rmdir -- "/etc/netns/$name" 2>/dev/null || true
+			fi
 		done
 		[[ -z $(lab_namespaces "$tag") ]] || {
 			say "warning: namespaces tagged $tag remain"

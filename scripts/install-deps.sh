@@ -30,6 +30,7 @@ wanted=(
 	prometheus:promtool
 	systemd:systemd-analyze # tests/systemd_unit.rs
 	man-db:man              # tests/cli_gen.rs renders the man pages
+	dnsmasq-base:dnsmasq    # tests/discovery_lab.rs: the upstream resolver inside the lab
 )
 
 installed() {

@@ -73,7 +73,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// Register an instance on this node (it lives until removed or the daemon restarts).
-    Add(ServiceAddArgs),
+    Add(Box<ServiceAddArgs>),
     /// Remove this node's instances by id, or every instance of a service name.
     Rm {
         /// Instance id (`NAME/TARGET:PORT/PROTO`, as `list` shows) or service name.

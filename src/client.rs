@@ -167,7 +167,7 @@ pub fn service(c: ServiceCommand) -> Result<()> {
     match c {
         ServiceCommand::Add(a) => {
             let socket = a.client.socket.clone();
-            let spec = service_spec(a)?;
+            let spec = service_spec(*a)?;
             let v = call(&socket, &Request::ServiceAdd { spec })?;
             println!("registered {}", v["id"].as_str().unwrap_or("?"));
         }

@@ -131,6 +131,7 @@ mod tests {
             host_ifname: "wv0".into(),
             ifname: "eth0".into(),
             mac: "02:00:00:00:00:01".into(),
+            labels: Default::default(),
         }
     }
 

@@ -154,6 +154,21 @@ pub fn render(status: &Value) -> String {
         containers.get_or_create(&vec![("network".to_owned(), name)]).set(count as i64);
     }
     r.register("weft_containers", "Containers attached on this node per network", containers);
+    let dns = Family::<Labels, Counter>::default();
+    for (result, n) in status["dns"].as_object().into_iter().flatten() {
+        dns.get_or_create(&vec![("result".to_owned(), result.clone())]).inc_by(n.as_u64().unwrap_or(0));
+    }
+    r.register("weft_dns_queries", "DNS queries answered by this node, by result", dns);
+    let health = Family::<Labels, Gauge>::default();
+    for state in ["passing", "critical", "pending"] {
+        let n = status["services"][state].as_i64().unwrap_or(0);
+        health.get_or_create(&vec![("health".to_owned(), state.to_owned())]).set(n);
+    }
+    r.register(
+        "weft_service_instances",
+        "This node's service instances by health check state (pending: container not attached)",
+        health,
+    );
     let uptime = Gauge::<i64>::default();
     uptime.set(e["uptime_secs"].as_i64().unwrap_or(0));
     r.register("weft_uptime_seconds", "Seconds since the daemon started", uptime);
@@ -215,6 +230,8 @@ mod tests {
     fn renders_counters_with_conventional_names() {
         let v = json!({
             "networks": [{"name": "default", "containers": [{}, {}]}],
+            "dns": {"answered": 7, "nxdomain": 1},
+            "services": {"passing": 2, "critical": 1, "pending": 0},
             "engine": {
                 "uptime_secs": 5,
                 "fdb_entries": [3],
@@ -231,6 +248,8 @@ mod tests {
         assert!(t.contains("weft_fdb_entries{network=\"default\"} 3"), "{t}");
         assert!(t.contains("weft_containers{network=\"default\"} 2"), "{t}");
         assert!(t.contains("weft_build_info{version="), "{t}");
+        assert!(t.contains("weft_dns_queries_total{result=\"answered\"} 7"), "{t}");
+        assert!(t.contains("weft_service_instances{health=\"critical\"} 1"), "{t}");
         assert!(t.contains("# TYPE weft_drops_total counter"), "{t}");
         assert!(t.contains("# TYPE weft_build_info gauge"), "{t}");
         assert!(!t.contains("# EOF"), "{t}");

@@ -2,7 +2,7 @@
 //! One request per line, one response per line: `{"ok":true,"data":…}` or
 //! `{"ok":false,"error":"…"}`. Requests are bounded in size.
 
-mod resolv_conf;
+pub(crate) mod resolv_conf;
 pub mod server;
 
 use anyhow::{bail, Context, Result};

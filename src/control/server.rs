@@ -41,6 +41,8 @@ pub struct ControlCtx {
     pub registry: Arc<Registry>,
     /// The DNS domain when DNS is served (attached containers get a resolv.conf for it).
     pub dns_domain: Option<String>,
+    /// DNS counters.
+    pub dns_stats: Arc<crate::dns::DnsStats>,
 }
 
 /// Serves connections on a bound listener until the task is dropped.
@@ -319,5 +321,10 @@ pub async fn status(ctx: &ControlCtx) -> Result<Value> {
             })
         })
         .collect();
-    Ok(json!({"node": ctx.node, "networks": networks, "engine": engine}))
+    let (passing, critical, pending) = ctx.registry.health_counts();
+    let dns: BTreeMap<&str, u64> = ctx.dns_stats.snapshot().into_iter().collect();
+    Ok(json!({
+        "node": ctx.node, "networks": networks, "engine": engine, "dns": dns,
+        "services": {"passing": passing, "critical": critical, "pending": pending},
+    }))
 }

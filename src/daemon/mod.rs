@@ -21,6 +21,7 @@ use crate::control::{self, ControlCtx};
 use crate::dataplane::{self, EngineMsg, Shared};
 use crate::discovery::directory::Directory;
 use crate::discovery::registry::{Registry, Source};
+use crate::dns::{DnsServer, DnsSettings};
 use crate::engine::{ControlMsg, Engine, Members};
 use crate::ipam::Leases;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
@@ -61,6 +62,15 @@ impl Identity {
             }
         }
         Ok(Self { secret, cert, ca })
+    }
+}
+
+/// The tracing filter for a configured level: hickory's own per-query chatter is capped at warn.
+pub fn log_filter(level: &str) -> String {
+    if level.contains("hickory") {
+        level.to_owned()
+    } else {
+        format!("{level},hickory_server=warn,hickory_proto=warn,hickory_resolver=warn,hickory_net=warn")
     }
 }
 
@@ -126,6 +136,18 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         stop: Default::default(),
     });
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));
+    let dns_stats = Arc::new(crate::dns::DnsStats::default());
+    let gateways: Vec<_> = up.nets.iter().map(|n| n.gateway).collect();
+    let dns = match start_dns(cfg, &gateways, &directory, &dns_stats).await {
+        Ok(d) => d,
+        Err(e) => {
+            // Nothing runs yet: undo what start-up made, as for any other start-up failure.
+            let _ = std::fs::remove_file(&cfg.node.control_socket);
+            let mut leases = leases;
+            network::tear_down(&nl, cfg, &mut leases, false).await;
+            return Err(e.context("starting DNS (set [dns] enable = false to run without it)"));
+        }
+    };
     let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone(), Arc::clone(&directory));
     let mut engine =
         Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.dial_targets(), members);
@@ -154,8 +176,10 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         engine: tx.clone(),
         registry: Arc::clone(&registry),
         dns_domain: cfg.dns.enable.then(|| cfg.dns.domain.clone()),
+        dns_stats,
     });
     let announcer = tokio::spawn(announce_services(Arc::clone(&registry), tx.clone()));
+
     for (net, _, ip, lease) in &recovered {
         if let Err(e) = registry.container_attached(&cfg.networks[*net].name, &lease.name, *ip, &lease.labels)
         {
@@ -201,6 +225,9 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
     announcer.abort();
+    if let Some(d) = dns {
+        d.stop().await;
+    }
     for t in [metrics, watchdog].into_iter().flatten() {
         t.abort();
     }
@@ -216,6 +243,32 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     let mut leases = ctx.leases.into_inner();
     network::tear_down(&ctx.netlink, cfg, &mut leases, true).await;
     Ok(())
+}
+
+/// Starts DNS on every network's gateway address (port 53) and the configured addresses.
+async fn start_dns(
+    cfg: &Config,
+    gateways: &[std::net::IpAddr],
+    directory: &Arc<arc_swap::ArcSwap<Directory>>,
+    stats: &Arc<crate::dns::DnsStats>,
+) -> Result<Option<DnsServer>> {
+    if !cfg.dns.enable {
+        return Ok(None);
+    }
+    let mut listen: Vec<std::net::SocketAddr> =
+        gateways.iter().map(|g| std::net::SocketAddr::new(*g, 53)).collect();
+    listen.extend(cfg.dns.listen.iter().filter(|a| !listen.contains(a)).collect::<Vec<_>>());
+    let upstreams = match &cfg.dns.upstreams {
+        Some(u) => u.clone(),
+        None => std::fs::read_to_string("/etc/resolv.conf")
+            .map(|t| crate::dns::upstreams_from_resolv_conf(&t))
+            .unwrap_or_default(),
+    };
+    // Never forward to ourselves (a host whose resolv.conf already points at weft).
+    let upstreams: Vec<_> = upstreams.into_iter().filter(|u| !listen.contains(u)).collect();
+    let settings = DnsSettings { domain: cfg.dns.domain.clone(), ttl: cfg.dns.ttl, upstreams, listen };
+    info!(domain = %settings.domain, listen = ?settings.listen, upstreams = ?settings.upstreams, "serving DNS");
+    DnsServer::start(settings, Arc::clone(directory), Arc::clone(stats)).await.map(Some)
 }
 
 /// Pushes what our record announces to the engine whenever the registry changes.

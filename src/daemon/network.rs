@@ -100,6 +100,7 @@ pub async fn tear_down(nl: &Netlink, cfg: &Config, leases: &mut Leases, containe
             if let Err(e) = crate::netlink::detach(nl, &lease.host_ifname).await {
                 warn!(%e, container = %lease.name, "cannot remove container link");
             }
+            crate::control::resolv_conf::remove(&lease.netns);
             leases.remove(&network, &ip);
         }
         if let Err(e) = leases.save() {

@@ -167,22 +167,7 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
     }
 }
 
-/// `500ms`, `2s`, `1m`, `1h`: a number and a unit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 =
-        num.parse().map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 500ms, 5s, 1m"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
-    };
-    Ok(d)
-}
+pub use super::health::parse_duration;
 
 /// An instance as it travels in its owner's membership record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

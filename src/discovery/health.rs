@@ -177,7 +177,8 @@ impl Drop for CheckHandle {
 ///
 /// The check starts [`Health::Critical`]: an instance is not advertised until it passed
 /// `rise` probes in a row. `on_change(health, reason)` is called on each transition, with the
-/// failing probe's reason when becoming critical and `None` when becoming passing.
+/// failing probe's reason when becoming critical and `None` when becoming passing, and again
+/// (still critical) whenever a failing probe's reason differs from the last one reported.
 ///
 /// # Panics
 /// Outside a Tokio runtime.
@@ -245,6 +246,9 @@ pub fn validate(spec: &CheckSpec) -> Result<(), String> {
 
 async fn run(spec: CheckSpec, on_change: impl Fn(Health, Option<String>)) {
     let mut tracker = Tracker::new(Health::Critical, spec.rise, spec.fall);
+    // The reason last reported while critical: a new one is reported too (the state is the
+    // same, but the operator sees why), so a check that never passed still says why.
+    let mut told: Option<String> = None;
     loop {
         let started = Instant::now();
         let result = probe(&spec.kind, spec.timeout).await;
@@ -253,7 +257,13 @@ async fn run(spec: CheckSpec, on_change: impl Fn(Health, Option<String>)) {
         }
         if let Some(health) = tracker.observe(result.is_ok()) {
             debug!(kind = ?spec.kind, ?health, "health changed");
+            told = result.as_ref().err().cloned();
             on_change(health, result.err());
+        } else if let (Health::Critical, Err(reason)) = (tracker.state(), &result) {
+            if told.as_ref() != Some(reason) {
+                told = Some(reason.clone());
+                on_change(Health::Critical, Some(reason.clone()));
+            }
         }
         tokio::time::sleep_until(started + spec.interval + jitter(spec.interval, random_u64())).await;
     }
@@ -834,8 +844,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn spawn_starts_critical_and_says_nothing_while_failing() {
-        let calls = Arc::new(Mutex::new(0));
+    async fn spawn_starts_critical_and_tells_a_failing_reason_once() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
         let kind = CheckKind::Tcp { addr: closed_port().await };
         let spec = CheckSpec {
@@ -843,9 +853,13 @@ mod tests {
             timeout: Duration::from_millis(50),
             ..spec(kind)
         };
-        let _handle = spawn(spec, move |_, _| *seen.lock().unwrap() += 1);
+        let _handle = spawn(spec, move |h, reason| seen.lock().unwrap().push((h, reason)));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(*calls.lock().unwrap(), 0);
+        let calls = calls.lock().unwrap();
+        // Several probes failed the same way: one report, critical, with the reason.
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].0, Health::Critical);
+        assert!(calls[0].1.as_deref().unwrap_or("").contains("refused"), "{calls:?}");
     }
 
     #[tokio::test]

@@ -83,7 +83,7 @@ impl Engine {
             }
         }
         for list in d.services.values_mut() {
-            list.sort_by(|a, b| (a.ip, a.port).cmp(&(b.ip, b.port)));
+            list.sort_by_key(|a| (a.ip, a.port));
             list.dedup();
         }
         self.members.directory.store(Arc::new(d));

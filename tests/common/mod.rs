@@ -47,6 +47,12 @@ impl Lab {
     /// Builds a lab with one running daemon per host and every container attached; panics
     /// with lab.sh's output if that fails, or with the reason if labs cannot run here.
     pub fn up(hosts: usize, containers: usize) -> Lab {
+        Self::up_with(hosts, containers, &[])
+    }
+
+    /// As [`Lab::up`], with extra configuration appended to node configs: `("all", toml)` to
+    /// every host's, `("h2", toml)` to h2's (lab.sh `WEFT_LAB_EXTRA`).
+    pub fn up_with(hosts: usize, containers: usize, extra: &[(&str, &str)]) -> Lab {
         require_lab_support();
         // A test that panicked while holding the lock poisoned it; the lab it held is gone.
         let serial = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -58,7 +64,22 @@ impl Lab {
             let n = LABS_STARTED.fetch_add(1, Ordering::Relaxed);
             let tag = format!("wt{}{}", base36(pid, 3), base36(n, 1));
             let dir = PathBuf::from(format!("/tmp/weft-lab-{pid}-{n}"));
-            let out = lab_sh(&dir, Some(&tag), &["up", &hosts.to_string(), &containers.to_string()]);
+            let extra_dir = PathBuf::from(format!("/tmp/weft-lab-{pid}-{n}-extra"));
+            let _ = std::fs::remove_dir_all(&extra_dir);
+            if !extra.is_empty() {
+                std::fs::create_dir_all(&extra_dir).expect("creating the extra config directory");
+                for (host, text) in extra {
+                    std::fs::write(extra_dir.join(format!("{host}.toml")), text)
+                        .expect("writing extra config");
+                }
+            }
+            let mut cmd =
+                lab_sh_command(&dir, Some(&tag), &["up", &hosts.to_string(), &containers.to_string()]);
+            if !extra.is_empty() {
+                cmd.env("WEFT_LAB_EXTRA", &extra_dir);
+            }
+            let out = cmd.output().unwrap_or_else(|e| panic!("cannot run bash {LAB_SH}: {e}"));
+            let _ = std::fs::remove_dir_all(&extra_dir);
             if out.status.success() {
                 return Lab { dir, tag, hosts, containers, _serial: serial };
             }
