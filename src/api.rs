@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::control::server::{catalog, status};
 use crate::control::ControlCtx;
-use crate::discovery::catalog::ServiceSpec;
+use crate::discovery::catalog::{CheckTemplate, ServiceSpec};
 use crate::discovery::registry::Source;
 
 /// Largest request body.
@@ -118,6 +118,13 @@ async fn agent_register(State(ctx): State<Arc<ControlCtx>>, body: axum::body::By
     };
     if spec.network.is_empty() {
         spec.network = ctx.nets.first().map(|n| n.name.clone()).unwrap_or_default();
+    }
+    // Any local user can reach this listener; a command check would run as the daemon's user.
+    if matches!(spec.check.as_ref().map(|c| &c.template), Some(CheckTemplate::Command { .. })) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "command checks are accepted only from the node TOML or `weft service add` (root-only control socket)",
+        );
     }
     match ctx.registry.add(spec, Source::Api) {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),

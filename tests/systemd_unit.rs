@@ -117,9 +117,12 @@ fn unit_keeps_what_the_daemon_relies_on() {
     assert_eq!(one(&unit, "Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(one(&unit, "Service", "ExecStart"), "/usr/bin/weft run --config /etc/weft/node.toml");
     assert_eq!(
-        one(&unit, "Service", "ExecStartPre"),
-        "/usr/bin/weft check-config --config /etc/weft/node.toml"
+        unit[&("Service".to_owned(), "ExecStartPre".to_owned())],
+        ["/usr/bin/weft check-config --config /etc/weft/node.toml", "+/bin/mkdir -p /etc/netns"]
     );
+    // Containers' resolv.conf files live under /etc/netns.
+    let rw: Vec<&str> = one(&unit, "Service", "ReadWritePaths").split_whitespace().collect();
+    assert!(rw.contains(&"/etc/netns"), "ReadWritePaths={rw:?}");
     assert_eq!(one(&unit, "Service", "Restart"), "on-failure");
 
     // Exactly these capabilities (verify says nothing about a misspelt one).

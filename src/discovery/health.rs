@@ -292,13 +292,13 @@ fn timed_out(timeout: Duration) -> String {
 /// `1h`, `2m`, `3s`, `450ms`: the largest whole unit.
 fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{d:?}")
-    } else if ms != 0 && ms % 3_600_000 == 0 {
+    } else if ms != 0 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms != 0 && ms % 60_000 == 0 {
+    } else if ms != 0 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms != 0 && ms % 1_000 == 0 {
+    } else if ms != 0 && ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else {
         format!("{ms}ms")

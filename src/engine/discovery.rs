@@ -19,6 +19,8 @@ use overlay_proto::cert::NodeCert;
 /// One member as discovery sees it.
 struct Node<'a> {
     record: &'a Record,
+    /// The member's verified certificate (none for ourselves).
+    cert: Option<&'a Arc<NodeCert>>,
     state: &'static str,
     services: Vec<Announced>,
 }
@@ -38,7 +40,8 @@ impl Engine {
     fn discovery_nodes(&self) -> Vec<Node<'_>> {
         let own = self.members.layer.own();
         let states: BTreeMap<_, _> = self.members.layer.members().into_iter().collect();
-        let mut nodes = vec![Node { record: own, state: "alive", services: decode_lenient(own, None) }];
+        let mut nodes =
+            vec![Node { record: own, cert: None, state: "alive", services: decode_lenient(own, None) }];
         for r in self.members.layer.records() {
             let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
             let Some(cert) = self.members.certs.get(&peer) else { continue };
@@ -50,7 +53,7 @@ impl Engine {
                 Some(MemberState::Down) => continue,
                 _ => "alive",
             };
-            nodes.push(Node { record: r, state, services: decode_lenient(r, Some(cert)) });
+            nodes.push(Node { record: r, cert: Some(cert), state, services: decode_lenient(r, Some(cert)) });
         }
         nodes
     }
@@ -64,7 +67,7 @@ impl Engine {
         for n in self.discovery_nodes() {
             let node_name = n.record.name.to_ascii_lowercase();
             push_host(&mut d, format!("{node_name}.node"), n.record.endpoint.ip());
-            for c in &n.record.containers {
+            for c in n.record.containers.iter().filter(|c| n.cert.is_none_or(|cert| cert.may_source(c.ip))) {
                 push_host(&mut d, format!("{}.container", c.name.to_ascii_lowercase()), c.ip);
             }
             for s in n.services {
@@ -101,7 +104,7 @@ impl Engine {
                 "state": n.state,
                 "address": n.record.endpoint.ip().to_string(),
                 "endpoint": n.record.endpoint.to_string(),
-                "containers": n.record.containers.iter().map(|c| json!({
+                "containers": n.record.containers.iter().filter(|c| n.cert.is_none_or(|cert| cert.may_source(c.ip))).map(|c| json!({
                     "name": c.name, "ip": c.ip.to_string(), "network": vni_name.get(&c.vni),
                     "labels": c.labels,
                 })).collect::<Vec<_>>(),
