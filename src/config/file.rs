@@ -108,6 +108,7 @@ pub(super) struct NetworkFile {
     pub vxlan_port: Option<Spanned<u16>>,
     #[serde(default)]
     pub remotes: Vec<Spanned<String>>,
+    pub policy: Option<crate::policy::PolicyFile>,
 }
 
 #[derive(Debug, Deserialize)]

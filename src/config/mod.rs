@@ -137,6 +137,8 @@ pub struct Network {
     pub vxlan_port: u16,
     /// Plain VXLAN: remote VTEPs (`ip` or `ip:port`).
     pub remotes: Vec<SocketAddr>,
+    /// `[network.policy]`: the firewall (default: allow everything).
+    pub policy: crate::policy::Policy,
 }
 
 impl Network {
@@ -546,7 +548,16 @@ impl Ctx<'_> {
                 .map_err(|_| self.err(r, &format!("{}[{j}]", key("remotes")), "expected IP or IP:PORT"))?;
             remotes.push(addr);
         }
-        Ok(Network { name, vni, subnet, mtu, encryption, vxlan_port, remotes })
+        let policy = match &n.policy {
+            None => crate::policy::Policy::default(),
+            Some(p) => crate::policy::validate(p).map_err(|e| ConfigError {
+                path: self.path.display().to_string(),
+                line: e.span.map(|s| self.line_of(s.start)),
+                key: format!("network[{i}].policy.{}", e.key).trim_end_matches('.').to_owned(),
+                message: e.message,
+            })?,
+        };
+        Ok(Network { name, vni, subnet, mtu, encryption, vxlan_port, remotes, policy })
     }
 }
 

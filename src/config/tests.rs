@@ -143,3 +143,21 @@ fn service_errors_name_the_key() {
     let e = parse(&format!("{GOOD}\n[dns]\nttl = 100000\n")).unwrap_err();
     assert_eq!(e.key, "dns.ttl");
 }
+
+#[test]
+fn network_policy() {
+    let t = format!(
+        "{GOOD}\n[network.policy]\ninbound = \"deny\"\n\n[[network.policy.rule]]\ndirection = \"in\"\naction = \"allow\"\n\
+         proto = \"tcp\"\nport = 5432\nfrom = {{ labels = {{ app = \"web\" }} }}\nto = {{ labels = {{ app = \"db\" }} }}\n"
+    );
+    let c = parse(&t).unwrap();
+    assert_eq!(c.networks[0].policy.rules().len(), 1);
+    assert_eq!(
+        c.networks[0].policy.default_verdict(crate::policy::Direction::In),
+        crate::policy::Verdict::Deny
+    );
+    let e = parse(&t.replace("port = 5432", "port = 0")).unwrap_err();
+    assert_eq!(e.key, "network[0].policy.rule[0].port");
+    assert!(e.line.is_some(), "{e}");
+    assert!(parse(GOOD).unwrap().networks[0].policy.rules().is_empty());
+}

@@ -134,6 +134,12 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         taps: up.taps,
         engine: tx.clone(),
         stop: Default::default(),
+        conntrack: cfg
+            .networks
+            .iter()
+            .map(|n| crate::policy::Conntrack::new(n.policy.conntrack_max(), n.policy.conntrack_per_peer()))
+            .collect(),
+        epoch: Instant::now(),
     });
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));
     let dns_stats = Arc::new(crate::dns::DnsStats::default());
@@ -151,6 +157,11 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone(), Arc::clone(&directory));
     let mut engine =
         Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.dial_targets(), members);
+    engine.set_policies(
+        cfg.networks.iter().map(|n| Arc::new(crate::policy::Compiled::new(n.policy.clone()))).collect(),
+        &id.cert.name,
+        &id.cert.groups,
+    );
     let registry = Registry::new(cfg.networks.iter().map(|n| (n.name.clone(), n.vni.get())));
     for (net, mac, ip, lease) in &recovered {
         engine.add_local(*net, *mac, *ip, &lease.name, lease.labels.clone());

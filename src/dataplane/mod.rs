@@ -5,6 +5,7 @@
 //! channel; when that channel is full the item is dropped and counted, never blocked on.
 
 mod batch;
+pub mod filter;
 pub mod frame;
 pub mod tables;
 mod worker;
@@ -118,6 +119,12 @@ pub struct DataplaneStats {
     pub drop_no_route: AtomicU64,
     /// Socket or TAP errors.
     pub io_errors: AtomicU64,
+    /// Frames a policy rule or default denied.
+    pub drop_policy: AtomicU64,
+    /// IP frames too malformed to judge, on a network with a policy.
+    pub drop_policy_malformed: AtomicU64,
+    /// New flows refused because the connection table (or the peer's share) was full.
+    pub drop_conntrack_full: AtomicU64,
 }
 
 impl DataplaneStats {
@@ -137,6 +144,9 @@ impl DataplaneStats {
             ("drop_queue_full", v(&self.drop_queue_full)),
             ("drop_no_route", v(&self.drop_no_route)),
             ("io_errors", v(&self.io_errors)),
+            ("drop_policy", v(&self.drop_policy)),
+            ("drop_policy_malformed", v(&self.drop_policy_malformed)),
+            ("drop_conntrack_full", v(&self.drop_conntrack_full)),
         ]
     }
 }
@@ -157,6 +167,10 @@ pub struct Shared {
     pub engine: SyncSender<EngineMsg>,
     /// Set to stop the workers.
     pub stop: AtomicBool,
+    /// Connection tracking per network (survives policy reloads).
+    pub conntrack: Vec<crate::policy::Conntrack>,
+    /// Start of the conntrack clock.
+    pub epoch: std::time::Instant,
 }
 
 impl Shared {

@@ -32,6 +32,10 @@ pub struct PeerEntry {
     pub endpoint: Option<SocketAddr>,
     /// Certified subnets: the only inner sources accepted from this peer.
     pub subnets: Arc<Vec<IpNet>>,
+    /// Certified name (policy `node` selectors).
+    pub name: Arc<str>,
+    /// Certified groups (policy `groups` selectors).
+    pub groups: Arc<Vec<String>>,
 }
 
 /// One network's tables.
@@ -41,6 +45,8 @@ pub struct NetTables {
     pub macs: HashMap<Mac, Loc>,
     /// IP → MAC (ARP suppression).
     pub ips: HashMap<IpAddr, Mac>,
+    /// The firewall, when the network has a non-trivial policy.
+    pub policy: Option<Arc<super::filter::PolicyTables>>,
 }
 
 /// The whole snapshot.

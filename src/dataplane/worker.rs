@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::batch::{Added, Batch, Run, ARENA_LEN};
-use super::frame;
 use super::tables::{Loc, Tables};
+use super::{filter, frame};
 use super::{inc, EngineMsg, Shared};
 use crate::config::Encryption;
 use crate::device::{self, VNET_HDR_LEN};
+use crate::policy::Direction;
 
 const FRAME_AT: usize = TRANSPORT_HEADER_LEN + INNER_HEADER_LEN;
 /// Room one datagram needs in the arena.
@@ -180,6 +181,16 @@ impl Worker {
             }
         }
         let target = if frame::is_multicast(&dst) { None } else { nt.macs.get(&dst).copied() };
+        if nt.policy.is_some() {
+            let to = match target {
+                Some(Loc::Local) => return,
+                Some(Loc::Peer(p)) => Some(p),
+                _ => None,
+            };
+            if !filter::allows(shared, tables, net, Direction::Out, f, to, filter::now_secs(shared)) {
+                return;
+            }
+        }
         match (target, encrypted) {
             (Some(Loc::Local), _) => {}
             (Some(Loc::Peer(p)), true) => self.unicast(tables, net, p, at, len),
@@ -370,6 +381,11 @@ impl Worker {
                 });
             }
         }
+        if tables.nets.get(net).is_some_and(|nt| nt.policy.is_some())
+            && !filter::allows(shared, &tables, net, Direction::In, f, None, filter::now_secs(shared))
+        {
+            return;
+        }
         let out = &mut buf[start + VXLAN_HEADER_LEN - VNET_HDR_LEN..];
         out[..VNET_HDR_LEN].fill(0);
         match shared.taps[net][self.index].send(out) {
@@ -478,6 +494,11 @@ pub fn deliver(
             return;
         }
         None => shared.to_engine(EngineMsg::Learn { net, mac: src, ip: Some(ip), loc: Loc::Peer(peer) }),
+    }
+    if nt.policy.is_some()
+        && !filter::allows(shared, tables, net, Direction::In, f, Some(peer), filter::now_secs(shared))
+    {
+        return;
     }
     let out = &mut buf[frame_at - VNET_HDR_LEN..];
     out[..VNET_HDR_LEN].fill(0);

@@ -89,6 +89,7 @@ impl Engine {
                         for f in &mut self.fdbs {
                             f.forget_peer(p);
                         }
+                        self.forget_conntrack(p);
                         self.members.certs.remove(&p);
                         self.members.down.remove(&p);
                         self.endpoint.remove_peer(p);

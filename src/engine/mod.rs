@@ -22,6 +22,7 @@ use crate::membership::{ContainerEntry, NodeKey};
 
 mod discovery;
 mod members;
+mod policy;
 mod status;
 
 pub(crate) use members::Members;
@@ -55,6 +56,27 @@ pub enum ControlMsg {
     SetServices(Vec<crate::discovery::catalog::Announced>),
     /// Report the cluster-wide catalog (nodes, services with health).
     Catalog(tokio::sync::oneshot::Sender<Value>),
+    /// Which rule decides a flow, on this node's side(s).
+    PolicyExplain {
+        /// Network index.
+        net: usize,
+        /// Source: container name or address.
+        from: String,
+        /// Destination: container name or address.
+        to: String,
+        /// IP protocol number.
+        proto: u8,
+        /// Destination port (TCP/UDP).
+        port: Option<u16>,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    },
+    /// Every network's policy with counters.
+    PolicyStatus(tokio::sync::oneshot::Sender<Value>),
+    /// New compiled policies, one per network (reload).
+    SetPolicies(Vec<Arc<crate::policy::Compiled>>),
+    /// New dial targets (seeds and static peers) after a reload.
+    SetDialTargets(Vec<SocketAddr>),
     /// Stop the engine.
     Stop,
 }
@@ -85,6 +107,11 @@ pub struct Engine {
     names: BTreeMap<PeerId, String>,
     members: Members,
     local_containers: BTreeMap<(usize, Mac), ContainerEntry>,
+    /// Compiled policy per network (swapped whole on reload).
+    policies: Vec<Arc<crate::policy::Compiled>>,
+    /// Our certificate's name and groups.
+    me: Arc<(String, Vec<String>)>,
+    next_conntrack_sweep: Instant,
 }
 
 impl Engine {
@@ -114,6 +141,9 @@ impl Engine {
             names: BTreeMap::new(),
             members,
             local_containers: BTreeMap::new(),
+            policies: Vec::new(),
+            me: Arc::new((String::new(), Vec::new())),
+            next_conntrack_sweep: now,
         };
         // Workers must never see a snapshot without the networks.
         e.publish();
@@ -165,6 +195,7 @@ impl Engine {
             self.flush_members(now);
             self.flush(now);
             self.publish_directory();
+            self.expire_conntrack(now);
         }
     }
 
@@ -262,7 +293,26 @@ impl Engine {
                 self.publish_directory();
                 let _ = reply.send(self.catalog());
             }
+            ControlMsg::PolicyExplain { net, from, to, proto, port, reply } => {
+                let _ = reply.send(self.explain(net, &from, &to, proto, port));
+            }
+            ControlMsg::PolicyStatus(reply) => {
+                let _ = reply.send(self.policy_status());
+            }
+            ControlMsg::SetPolicies(p) => self.replace_policies(p),
+            ControlMsg::SetDialTargets(targets) => self.set_dial_targets(now, &targets),
             ControlMsg::Stop => {}
+        }
+    }
+
+    /// Replaces the static dial targets (reload): new ones are dialled now, removed ones are
+    /// no longer redialled; sessions already up are untouched.
+    fn set_dial_targets(&mut self, now: Instant, targets: &[SocketAddr]) {
+        self.statics.retain(|s| targets.contains(&s.addr));
+        for &addr in targets {
+            if !self.statics.iter().any(|s| s.addr == addr) {
+                self.statics.push(StaticPeer { addr, next_dial: now, backoff: DIAL_MIN, dialing: false });
+            }
         }
     }
 
@@ -364,13 +414,22 @@ impl Engine {
             let session = self.endpoint.sending_session(now, id).map(|(s, _)| Arc::clone(s));
             t.peers.insert(
                 id,
-                PeerEntry { session, endpoint: info.endpoint, subnets: Arc::new(cert.subnets.clone()) },
+                PeerEntry {
+                    session,
+                    endpoint: info.endpoint,
+                    subnets: Arc::new(cert.subnets.clone()),
+                    name: Arc::from(cert.name.as_str()),
+                    groups: Arc::new(cert.groups.clone()),
+                },
             );
             if !self.members.down.contains(&id) {
                 t.flood.push(id);
             }
         }
         t.nets = self.fdbs.iter().map(Fdb::tables).collect();
+        for (net, nt) in t.nets.iter_mut().enumerate() {
+            nt.policy = self.policy_tables(net);
+        }
         // Entries behind peers we no longer know would black-hole traffic: drop them.
         for nt in &mut t.nets {
             nt.macs.retain(|_, l| !matches!(l, Loc::Peer(p) if !t.peers.contains_key(p)));

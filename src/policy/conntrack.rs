@@ -49,7 +49,7 @@ pub enum Full {
 }
 
 /// Counters since creation, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ConntrackStats {
     /// Flows inserted.
     pub inserts: u64,

@@ -1,0 +1,262 @@
+//! The engine's side of the firewall: compiled rules per network, and the selector masks of
+//! every container it knows (ours from attach, members' from their verified records), put into
+//! the workers' snapshot so the data path only tests bits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::info;
+
+use super::Engine;
+use crate::dataplane::filter::{ct_owner, PolicyTables};
+use crate::policy::{Compiled, Identity};
+
+impl Engine {
+    /// Installs the compiled policies (one per network) and who we are; republishes.
+    pub fn set_policies(&mut self, policies: Vec<Arc<Compiled>>, name: &str, groups: &[String]) {
+        self.policies = policies;
+        self.me = Arc::new((name.to_owned(), groups.to_vec()));
+        self.dirty = true;
+    }
+
+    /// Replaces the policies (a reload); tracked connections stay.
+    pub(super) fn replace_policies(&mut self, policies: Vec<Arc<Compiled>>) {
+        info!(networks = policies.len(), "policy replaced");
+        self.policies = policies;
+        self.dirty = true;
+    }
+
+    /// Ages out tracked connections (about once a second).
+    pub(super) fn expire_conntrack(&mut self, now: Instant) {
+        if now < self.next_conntrack_sweep {
+            return;
+        }
+        self.next_conntrack_sweep = now + std::time::Duration::from_secs(1);
+        let secs = crate::dataplane::filter::now_secs(&self.shared);
+        for ct in &self.shared.conntrack {
+            ct.expire(secs);
+        }
+    }
+
+    /// Forgets the tracked connections of a member that left.
+    pub(super) fn forget_conntrack(&self, peer: overlay_proto::PeerId) {
+        for ct in &self.shared.conntrack {
+            ct.clear_peer(ct_owner(peer));
+        }
+    }
+
+    /// Network `net`'s policy tables, or `None` when its policy lets everything through.
+    pub(super) fn policy_tables(&self, net: usize) -> Option<Arc<PolicyTables>> {
+        let compiled = self.policies.get(net).filter(|c| !c.is_trivial())?;
+        let info = self.shared.nets.get(net)?;
+        let vni = info.vni.get();
+        let me = &self.me;
+        let mut local = HashMap::new();
+        local.insert(
+            info.gateway,
+            compiled.mask(&Identity {
+                ip: Some(info.gateway),
+                node: Some(&me.0),
+                groups: &me.1,
+                labels: None,
+            }),
+        );
+        for ((n, _), c) in &self.local_containers {
+            if *n == net {
+                let id =
+                    Identity { ip: Some(c.ip), node: Some(&me.0), groups: &me.1, labels: Some(&c.labels) };
+                local.insert(c.ip, compiled.mask(&id));
+            }
+        }
+        let mut remote = HashMap::new();
+        for r in self.members.layer.records() {
+            let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
+            let Some(cert) = self.members.certs.get(&peer) else { continue };
+            if cert.public_key != r.key.0 || cert.name != r.name {
+                continue;
+            }
+            for c in r.containers.iter().filter(|c| c.vni == vni && cert.may_source(c.ip)) {
+                let id = Identity {
+                    ip: Some(c.ip),
+                    node: Some(&cert.name),
+                    groups: &cert.groups,
+                    labels: Some(&c.labels),
+                };
+                remote.insert(c.ip, (peer, compiled.mask(&id)));
+            }
+        }
+        Some(Arc::new(PolicyTables { compiled: Arc::clone(compiled), local, remote, me: Arc::clone(me) }))
+    }
+}
+
+/// One side of an `explain` question, resolved from what this node knows.
+struct Party {
+    ip: std::net::IpAddr,
+    node: String,
+    groups: Vec<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    local: bool,
+    what: String,
+}
+
+impl Party {
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            ip: Some(self.ip),
+            node: Some(&self.node),
+            groups: &self.groups,
+            labels: self.labels.as_ref(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ip": self.ip.to_string(), "node": self.node, "groups": self.groups, "labels": self.labels,
+            "local": self.local, "what": self.what,
+        })
+    }
+}
+
+impl Engine {
+    /// Resolves a container name or an address on network `net`.
+    fn party(&self, net: usize, who: &str) -> Result<Party, String> {
+        let info = self.shared.nets.get(net).ok_or("no such network")?;
+        let vni = info.vni.get();
+        let ip: Option<std::net::IpAddr> = who.parse().ok();
+        let me = &self.me;
+        if ip == Some(info.gateway) {
+            return Ok(Party {
+                ip: info.gateway,
+                node: me.0.clone(),
+                groups: me.1.clone(),
+                labels: None,
+                local: true,
+                what: "this node's gateway".into(),
+            });
+        }
+        for ((n, _), c) in &self.local_containers {
+            if *n == net && (c.name == who || Some(c.ip) == ip) {
+                return Ok(Party {
+                    ip: c.ip,
+                    node: me.0.clone(),
+                    groups: me.1.clone(),
+                    labels: Some(c.labels.clone()),
+                    local: true,
+                    what: format!("container {} on this node", c.name),
+                });
+            }
+        }
+        for r in self.members.layer.records() {
+            let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
+            let Some(cert) = self.members.certs.get(&peer) else { continue };
+            for c in r.containers.iter().filter(|c| c.vni == vni && cert.may_source(c.ip)) {
+                if c.name == who || Some(c.ip) == ip {
+                    return Ok(Party {
+                        ip: c.ip,
+                        node: cert.name.clone(),
+                        groups: cert.groups.clone(),
+                        labels: Some(c.labels.clone()),
+                        local: false,
+                        what: format!("container {} on {}", c.name, cert.name),
+                    });
+                }
+            }
+        }
+        let ip = ip
+            .ok_or_else(|| format!("{who:?} is neither a known container on {} nor an address", info.name))?;
+        if info.subnet.contains(&ip) {
+            // An address of the network nobody announces: attribute it by certified subnet.
+            for cert in self.members.certs.values() {
+                if cert.may_source(ip) {
+                    return Ok(Party {
+                        ip,
+                        node: cert.name.clone(),
+                        groups: cert.groups.clone(),
+                        labels: None,
+                        local: false,
+                        what: format!("an address of {}", cert.name),
+                    });
+                }
+            }
+        }
+        Ok(Party {
+            ip,
+            node: String::new(),
+            groups: Vec::new(),
+            labels: None,
+            local: false,
+            what: "an address".into(),
+        })
+    }
+
+    /// Which rule decides a flow from `from` to `to`, on the side(s) this node enforces.
+    pub(super) fn explain(
+        &self,
+        net: usize,
+        from: &str,
+        to: &str,
+        proto: u8,
+        port: Option<u16>,
+    ) -> Result<serde_json::Value, String> {
+        use crate::policy::{Direction, Verdict};
+        let compiled = self.policies.get(net).ok_or("no such network")?;
+        let (src, dst) = (self.party(net, from)?, self.party(net, to)?);
+        if !src.local && !dst.local {
+            return Err(format!(
+                "neither side is on this node ({}, {}): ask the node of either side",
+                src.what, dst.what
+            ));
+        }
+        let mut checks = Vec::new();
+        let mut verdict = Verdict::Allow;
+        if src.local {
+            let e = compiled.explain(Direction::Out, proto, port, &dst.identity(), &src.identity());
+            if e.decision.verdict == Verdict::Deny {
+                verdict = Verdict::Deny;
+            }
+            checks.push(serde_json::json!({"direction": "out", "explanation": e}));
+        }
+        if dst.local {
+            let e = compiled.explain(Direction::In, proto, port, &src.identity(), &dst.identity());
+            if e.decision.verdict == Verdict::Deny {
+                verdict = Verdict::Deny;
+            }
+            checks.push(serde_json::json!({"direction": "in", "explanation": e}));
+        }
+        let same_host = src.local && dst.local;
+        Ok(serde_json::json!({
+            "network": self.shared.nets[net].name,
+            "from": src.json(), "to": dst.json(),
+            "proto": proto, "port": port,
+            "verdict": verdict,
+            "checks": checks,
+            "note": if same_host {
+                Some("both sides are on this node: their bridge switches the traffic and the policy is not applied")
+            } else if !src.local {
+                Some("only this node's inbound side is shown; the sender's node applies its outbound rules too")
+            } else if !dst.local {
+                Some("only this node's outbound side is shown; the receiver's node applies its inbound rules too")
+            } else { None },
+        }))
+    }
+
+    /// Every network's policy with its rule counters and tracked connections.
+    pub(super) fn policy_status(&self) -> serde_json::Value {
+        let nets: Vec<serde_json::Value> = self
+            .policies
+            .iter()
+            .zip(&self.shared.nets)
+            .zip(&self.shared.conntrack)
+            .map(|((c, n), ct)| {
+                serde_json::json!({
+                    "network": n.name,
+                    "enforced": !c.is_trivial(),
+                    "policy": c.policy(),
+                    "hits": c.hits(),
+                    "conntrack": {"entries": ct.len(), "stats": ct.stats()},
+                })
+            })
+            .collect();
+        serde_json::Value::Array(nets)
+    }
+}
