@@ -53,6 +53,11 @@ pub enum Command {
     Service(ServiceCommand),
     /// Every service in the cluster with its instances and their health.
     Services(ClientArgs),
+    /// Re-read the node TOML and apply what can change live (as SIGHUP does), or say why not.
+    Reload(ClientArgs),
+    /// Inspect the network policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print a shell completion script to stdout (for packagers; see README "Operating weft").
     #[command(hide = true)]
     Completions {
@@ -67,6 +72,34 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// `weft policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Which rule decides traffic from one container (or address) to another, on this node.
+    Explain {
+        /// Source: container name or address.
+        #[arg(long)]
+        from: String,
+        /// Destination: container name or address.
+        #[arg(long)]
+        to: String,
+        /// tcp, udp, icmp or an IP protocol number.
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        /// Destination port (tcp/udp).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Network.
+        #[arg(long, default_value = "default")]
+        network: String,
+        /// Daemon connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every network's rules with their hit counters and the connection table size.
+    Show(ClientArgs),
 }
 
 /// `weft service` subcommands.

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::cli::{AttachArgs, ClientArgs, DetachArgs, ServiceAddArgs, ServiceCommand};
+use crate::cli::{AttachArgs, ClientArgs, DetachArgs, PolicyCommand, ServiceAddArgs, ServiceCommand};
 use crate::control::{call, Request};
 use crate::discovery::catalog::{parse_duration, Check, CheckTemplate, ServiceSpec, Target, DEFAULT_TIMEOUT};
 use crate::discovery::directory::Protocol;
@@ -278,4 +278,97 @@ fn text(v: &Value) -> String {
         Value::Null => "-".into(),
         other => other.to_string(),
     }
+}
+
+/// `weft reload`.
+pub fn reload(c: ClientArgs) -> Result<()> {
+    let v = call(&c.socket, &Request::Reload)?;
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let changed: Vec<String> = v["changed"].as_array().into_iter().flatten().map(text).collect();
+        if changed.is_empty() {
+            println!("reloaded: nothing changed");
+        } else {
+            println!("reloaded: {}", changed.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `weft policy …`.
+pub fn policy(c: PolicyCommand) -> Result<()> {
+    match c {
+        PolicyCommand::Explain { from, to, proto, port, network, client } => {
+            let v = call(&client.socket, &Request::PolicyExplain { network, from, to, proto, port })?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "{} ({}) -> {} ({}): {}",
+                text(&v["from"]["ip"]),
+                text(&v["from"]["what"]),
+                text(&v["to"]["ip"]),
+                text(&v["to"]["what"]),
+                text(&v["verdict"]).to_uppercase()
+            );
+            for check in v["checks"].as_array().into_iter().flatten() {
+                let e = &check["explanation"];
+                println!(
+                    "  {:<3} {:<5} by {}: {}",
+                    text(&check["direction"]),
+                    text(&e["decision"]["verdict"]),
+                    text(&e["name"]),
+                    text(&e["text"])
+                );
+                for r in e["rules"].as_array().into_iter().flatten() {
+                    let why = if r["matched"] == Value::Bool(true) {
+                        "matches".to_owned()
+                    } else {
+                        r["mismatches"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|m| m.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    println!("        {:<16} {}", text(&r["name"]), why);
+                }
+            }
+            if let Some(note) = v["note"].as_str() {
+                println!("  note: {note}");
+            }
+        }
+        PolicyCommand::Show(c) => {
+            let v = call(&c.socket, &Request::PolicyShow)?;
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            for n in v.as_array().into_iter().flatten() {
+                println!(
+                    "network {}: {}   conntrack {} entries",
+                    text(&n["network"]),
+                    if n["enforced"] == Value::Bool(true) {
+                        "enforced"
+                    } else {
+                        "no policy (everything passes)"
+                    },
+                    n["conntrack"]["entries"]
+                );
+                let rows: Vec<Vec<String>> = n["hits"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        vec![text(&h["name"]), text(&h["direction"]), text(&h["verdict"]), text(&h["hits"])]
+                    })
+                    .collect();
+                table("  ", &["RULE", "DIRECTION", "ACTION", "HITS"], &rows);
+            }
+        }
+    }
+    Ok(())
 }

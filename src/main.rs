@@ -18,6 +18,8 @@ fn main() -> std::process::ExitCode {
         Command::Peers(c) => client::peers(c),
         Command::Service(c) => client::service(c),
         Command::Services(c) => client::services(c),
+        Command::Reload(c) => client::reload(c),
+        Command::Policy(c) => client::policy(c),
         Command::Completions { shell } => weft::cli_gen::completions(shell, &mut std::io::stdout()),
         Command::Man { dir } => weft::cli_gen::man(dir.as_deref()),
     };
@@ -39,14 +41,27 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         default_hook(info);
         std::process::abort();
     }));
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(weft::daemon::log_filter(&cfg.node.log_level))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+    // RUST_LOG wins over the config, also across reloads.
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_set = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(weft::daemon::log_filter(&cfg.node.log_level)));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
         .init();
+    let set_log_level: Option<weft::daemon::LogLevelSetter> = (!env_set).then(|| {
+        Box::new(move |level: &str| {
+            let f = EnvFilter::try_new(weft::daemon::log_filter(level))?;
+            handle.reload(f)?;
+            Ok(())
+        }) as weft::daemon::LogLevelSetter
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(daemon::run(cfg, identity))
+    rt.block_on(daemon::run(cfg, identity, set_log_level))
 }

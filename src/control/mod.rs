@@ -54,6 +54,24 @@ pub enum Request {
     ServiceList,
     /// The cluster-wide catalog: nodes and services with health.
     Catalog,
+    /// Re-read the node TOML and apply what can change live.
+    Reload,
+    /// Which rule decides a flow on this node.
+    PolicyExplain {
+        /// Network name.
+        network: String,
+        /// Source container name or address.
+        from: String,
+        /// Destination container name or address.
+        to: String,
+        /// tcp, udp, icmp or a protocol number.
+        proto: String,
+        /// Destination port.
+        #[serde(default)]
+        port: Option<u16>,
+    },
+    /// Every network's policy with rule counters and conntrack sizes.
+    PolicyShow,
     /// Detach a container.
     Detach {
         /// Network name.

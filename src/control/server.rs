@@ -43,7 +43,12 @@ pub struct ControlCtx {
     pub dns_domain: Option<String>,
     /// DNS counters.
     pub dns_stats: Arc<crate::dns::DnsStats>,
+    /// To the daemon's main loop, which owns reloads.
+    pub reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<Value, String>>>,
 }
+
+/// Reload requests as the daemon's main loop receives them.
+pub type ReloadRequests = tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<Value, String>>>;
 
 /// Serves connections on a bound listener until the task is dropped.
 pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>) -> Result<()> {
@@ -119,6 +124,34 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
             Ok(json!({"removed": removed}))
         }
         Request::ServiceList => Ok(ctx.registry.list()),
+        Request::Reload => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            ctx.reload.send(tx).await.map_err(|_| anyhow!("the daemon is shutting down"))?;
+            rx.await.context("the daemon is shutting down")?.map_err(|e| anyhow!("{e}"))
+        }
+        Request::PolicyExplain { network, from, to, proto, port } => {
+            let net = net_index(ctx, &network)?;
+            let proto = match proto.as_str() {
+                "tcp" => 6,
+                "udp" => 17,
+                "icmp" if ctx.nets[net].subnet.addr().is_ipv6() => 58,
+                "icmp" => 1,
+                p => p
+                    .parse::<u8>()
+                    .map_err(|_| anyhow!("proto {p:?}: tcp, udp, icmp or a protocol number"))?,
+            };
+            if port.is_some() && proto != 6 && proto != 17 {
+                bail!("a port only goes with tcp or udp");
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            to_engine(ctx, ControlMsg::PolicyExplain { net, from, to, proto, port, reply: tx }).await;
+            rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))
+        }
+        Request::PolicyShow => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            to_engine(ctx, ControlMsg::PolicyStatus(tx)).await;
+            rx.await.context("engine did not answer")
+        }
         Request::Catalog => catalog(ctx).await,
         Request::Detach { network, name, netns } => {
             detach(ctx, &network, name.as_deref(), netns.as_deref()).await
@@ -282,6 +315,11 @@ async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Opti
     resolv_conf::remove(&lease.netns);
     info!(container = name, network, %ip, "detached");
     Ok(json!({"name": name, "network": network, "ip": ip.to_string()}))
+}
+
+/// Sends a control message to the engine, waiting for room in its queue.
+pub async fn send_to_engine(ctx: &ControlCtx, msg: ControlMsg) {
+    to_engine(ctx, msg).await
 }
 
 async fn to_engine(ctx: &ControlCtx, msg: ControlMsg) {

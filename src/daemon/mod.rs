@@ -4,6 +4,9 @@
 //! leases and container links are reconciled at start.
 
 mod network;
+mod reload;
+
+pub use reload::{needs_restart, LogLevelSetter};
 
 pub use network::PORT_MTU;
 
@@ -75,7 +78,7 @@ pub fn log_filter(level: &str) -> String {
 }
 
 /// Runs the daemon until a termination signal.
-pub async fn run(cfg: Config, id: Identity) -> Result<()> {
+pub async fn run(cfg: Config, id: Identity, set_log_level: Option<LogLevelSetter>) -> Result<()> {
     std::fs::create_dir_all(&cfg.node.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.node.state_dir.display()))?;
     // Bind the control socket first: a second daemon for the same node stops here, before it
@@ -99,7 +102,7 @@ pub async fn run(cfg: Config, id: Identity) -> Result<()> {
         }
     };
     let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
-    let started = Started { up, sockets, listener, recovered };
+    let started = Started { up, sockets, listener, recovered, set_log_level };
     serve(&cfg, id, nl, leases, started).await
 }
 
@@ -109,10 +112,11 @@ struct Started {
     sockets: network::Sockets,
     listener: tokio::net::UnixListener,
     recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr, crate::ipam::Lease)>,
+    set_log_level: Option<LogLevelSetter>,
 }
 
 async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started: Started) -> Result<()> {
-    let Started { up, sockets, listener, recovered } = started;
+    let Started { up, sockets, listener, recovered, set_log_level } = started;
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let endpoint = Endpoint::new(
         EndpointConfig {
@@ -141,6 +145,7 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
             .collect(),
         epoch: Instant::now(),
     });
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));
     let dns_stats = Arc::new(crate::dns::DnsStats::default());
     let gateways: Vec<_> = up.nets.iter().map(|n| n.gateway).collect();
@@ -188,6 +193,7 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         registry: Arc::clone(&registry),
         dns_domain: cfg.dns.enable.then(|| cfg.dns.domain.clone()),
         dns_stats,
+        reload: reload_tx,
     });
     let announcer = tokio::spawn(announce_services(Arc::clone(&registry), tx.clone()));
 
@@ -231,7 +237,11 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         node = %cfg.node.name, listen = %cfg.underlay.listen, workers = workers.len(),
         networks = cfg.networks.len(), "weft is up"
     );
-    wait_for_signal().await;
+    let mut reloader =
+        reload::Reloader { cfg: cfg.clone(), ctx: Arc::clone(&ctx), dns, directory, gateways, set_log_level };
+    wait_for_signal(&mut reloader, &mut reload_rx).await;
+    let dns = reloader.dns.take();
+    drop(reloader);
     info!("shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     server.abort();
@@ -313,7 +323,8 @@ fn membership(cfg: &Config, cert: &NodeCert, wall: std::time::Duration) -> Membe
     Membership::new(own, MembershipConfig::default(), seed, Instant::now())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM/SIGINT; meanwhile reloads on SIGHUP and on `weft reload`.
+async fn wait_for_signal(reloader: &mut reload::Reloader, requests: &mut control::server::ReloadRequests) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {
@@ -326,7 +337,14 @@ async fn wait_for_signal() {
             _ = term.recv() => return,
             _ = int.recv() => return,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                warn!("SIGHUP: live reload is not implemented yet; restart the daemon to apply a new config");
+                info!("SIGHUP: reloading {}", reloader.cfg.path.display());
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                let _ = reloader.reload().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+            Some(reply) = requests.recv() => {
+                let r = reloader.reload().await.map_err(|e| format!("{e:#}"));
+                let _ = reply.send(r);
             }
         }
     }

@@ -1,0 +1,134 @@
+//! Live reload (SIGHUP, `weft reload`): re-reads the node TOML and applies what can change
+//! without touching tunnels: seeds and static peers, policy, services, DNS settings, log
+//! level. A file that does not validate, or a change only a restart can apply (identity,
+//! underlay, a network's shape, the control socket, the metrics listener), is refused as a
+//! whole with the reason, and the running configuration stays.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tracing::{error, info};
+
+use crate::config::{Config, Network};
+use crate::control::ControlCtx;
+use crate::discovery::directory::Directory;
+use crate::dns::DnsServer;
+use crate::engine::ControlMsg;
+use crate::policy::Compiled;
+
+/// Sets the log filter (from the `[node] log_level` of a reloaded file); errors if invalid.
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<()> + Send + Sync>;
+
+/// What a reload works on: the running configuration and what must be restarted to change it.
+pub(super) struct Reloader {
+    pub cfg: Config,
+    pub ctx: Arc<ControlCtx>,
+    pub dns: Option<DnsServer>,
+    pub directory: Arc<arc_swap::ArcSwap<Directory>>,
+    pub gateways: Vec<std::net::IpAddr>,
+    pub set_log_level: Option<LogLevelSetter>,
+}
+
+/// The parts of a network only a restart can change.
+fn shape(n: &Network) -> String {
+    format!(
+        "{} {} {} {} {:?} {} {:?} conntrack {} {}",
+        n.name,
+        n.vni.get(),
+        n.subnet,
+        n.mtu,
+        n.encryption,
+        n.vxlan_port,
+        n.remotes,
+        n.policy.conntrack_max(),
+        n.policy.conntrack_per_peer()
+    )
+}
+
+/// What differs between `old` and `new` that only a restart applies.
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut v = Vec::new();
+    let (o, n) = (&old.node, &new.node);
+    if (&o.name, &o.key, &o.cert, &o.ca) != (&n.name, &n.key, &n.cert, &n.ca) {
+        v.push("node identity (name, key, cert, ca)".to_owned());
+    }
+    if (&o.state_dir, &o.control_socket) != (&n.state_dir, &n.control_socket) {
+        v.push("node.state_dir / node.control_socket".to_owned());
+    }
+    let (o, n) = (&old.underlay, &new.underlay);
+    if (o.listen, o.advertise, o.mtu, o.workers) != (n.listen, n.advertise, n.mtu, n.workers) {
+        v.push("underlay (listen, advertise, mtu, workers)".to_owned());
+    }
+    let shapes = |c: &Config| c.networks.iter().map(shape).collect::<Vec<_>>();
+    if shapes(old) != shapes(new) {
+        v.push("networks (name, vni, subnet, mtu, encryption, remotes, conntrack sizes)".to_owned());
+    }
+    if old.metrics != new.metrics {
+        v.push("metrics.listen".to_owned());
+    }
+    v
+}
+
+impl Reloader {
+    /// Reloads; on error nothing changed (but for a DNS restart that failed, which says so).
+    pub async fn reload(&mut self) -> Result<Value> {
+        match self.try_reload().await {
+            Ok(v) => {
+                info!(changes = %v["changed"], "configuration reloaded");
+                Ok(v)
+            }
+            Err(e) => {
+                error!("reload refused, the running configuration stays: {e:#}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn try_reload(&mut self) -> Result<Value> {
+        let new = Config::load(&self.cfg.path)?;
+        let restart = needs_restart(&self.cfg, &new);
+        if !restart.is_empty() {
+            bail!("these changes need a restart: {}", restart.join("; "));
+        }
+        let old = &self.cfg;
+        let mut changed = Vec::new();
+        if new.node.log_level != old.node.log_level {
+            if let Some(set) = &self.set_log_level {
+                set(&new.node.log_level)
+                    .with_context(|| format!("node.log_level {:?}", new.node.log_level))?;
+            }
+            changed.push("log_level");
+        }
+        if new.dial_targets() != old.dial_targets() {
+            self.to_engine(ControlMsg::SetDialTargets(new.dial_targets())).await;
+            changed.push("seeds/peers");
+        }
+        let policies =
+            |c: &Config| c.networks.iter().map(|n| serde_json::to_value(&n.policy).ok()).collect::<Vec<_>>();
+        if policies(&new) != policies(old) {
+            let compiled = new.networks.iter().map(|n| Arc::new(Compiled::new(n.policy.clone()))).collect();
+            self.to_engine(ControlMsg::SetPolicies(compiled)).await;
+            changed.push("policy");
+        }
+        if new.services != old.services {
+            self.ctx.registry.replace_config(&new.services)?;
+            changed.push("services");
+        }
+        if new.dns != old.dns {
+            if let Some(d) = self.dns.take() {
+                d.stop().await;
+            }
+            let stats = Arc::clone(&self.ctx.dns_stats);
+            self.dns = super::start_dns(&new, &self.gateways, &self.directory, &stats).await.context(
+                "DNS did not restart with the new [dns] settings; DNS is off until the next good reload",
+            )?;
+            changed.push("dns");
+        }
+        self.cfg = new;
+        Ok(json!({"changed": changed}))
+    }
+
+    async fn to_engine(&self, msg: ControlMsg) {
+        crate::control::server::send_to_engine(&self.ctx, msg).await;
+    }
+}
