@@ -55,6 +55,22 @@ pub enum Command {
     Services(ClientArgs),
     /// Re-read the node TOML and apply what can change live (as SIGHUP does), or say why not.
     Reload(ClientArgs),
+    /// This node's networks: VNI, subnets, gateway, MTU, encryption, containers, FDB size.
+    Networks(ClientArgs),
+    /// Probe a member through its encrypted tunnel and print the round-trip time.
+    Ping {
+        /// Member name (or public key, or underlay endpoint).
+        peer: String,
+        /// Probes to send.
+        #[arg(long, short, default_value_t = 3)]
+        count: u32,
+        /// Seconds between probes.
+        #[arg(long, short, default_value_t = 1.0)]
+        interval: f64,
+        /// Daemon connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Inspect the network policy.
     #[command(subcommand)]
     Policy(PolicyCommand),

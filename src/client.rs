@@ -372,3 +372,89 @@ pub fn policy(c: PolicyCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// `weft networks`.
+pub fn networks(c: ClientArgs) -> Result<()> {
+    let v = call(&c.socket, &Request::Status)?;
+    let fdb = v["engine"]["fdb_entries"].as_array().cloned().unwrap_or_default();
+    let nets: Vec<Value> = v["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut n = n.clone();
+            n["fdb_entries"] = fdb.get(i).cloned().unwrap_or(Value::Null);
+            n
+        })
+        .collect();
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&nets)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            vec![
+                text(&n["name"]),
+                text(&n["vni"]),
+                text(&n["subnet"]),
+                text(&n["node_subnet"]),
+                text(&n["gateway"]),
+                text(&n["mtu"]),
+                text(&n["encryption"]),
+                n["containers"].as_array().map(Vec::len).unwrap_or(0).to_string(),
+                text(&n["fdb_entries"]),
+            ]
+        })
+        .collect();
+    table(
+        "",
+        &["NETWORK", "VNI", "SUBNET", "NODE SUBNET", "GATEWAY", "MTU", "ENCRYPTION", "CONTAINERS", "FDB"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `weft ping PEER`: like ping(8), through the overlay's encrypted session.
+pub fn ping(peer: &str, count: u32, interval: f64, c: ClientArgs) -> Result<()> {
+    if !(0.1..=60.0).contains(&interval) {
+        anyhow::bail!("--interval must be 0.1..=60 seconds");
+    }
+    let (mut ok, mut rtts) = (0u32, Vec::new());
+    for i in 0..count.max(1) {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+        }
+        match call(&c.socket, &Request::Ping { peer: peer.to_owned() }) {
+            Ok(v) => {
+                ok += 1;
+                let rtt = v["rtt_ms"].as_f64().unwrap_or(0.0);
+                rtts.push(rtt);
+                if c.json {
+                    println!("{v}");
+                } else {
+                    println!(
+                        "probe {} to {} ({}): rtt {rtt:.3} ms",
+                        i + 1,
+                        text(&v["peer"]),
+                        text(&v["endpoint"])
+                    );
+                }
+            }
+            Err(e) if c.json => println!("{}", serde_json::json!({"peer": peer, "error": format!("{e:#}")})),
+            Err(e) => println!("probe {} to {peer}: {e:#}", i + 1),
+        }
+    }
+    if !c.json && ok > 0 {
+        let n = count.max(1);
+        let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rtts.iter().copied().fold(0.0, f64::max);
+        let avg = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+        println!("--- {peer}: {n} probes, {ok} answered; rtt min/avg/max {min:.3}/{avg:.3}/{max:.3} ms");
+    }
+    if ok == 0 {
+        anyhow::bail!("no answer from {peer}");
+    }
+    Ok(())
+}

@@ -19,6 +19,8 @@ fn main() -> std::process::ExitCode {
         Command::Service(c) => client::service(c),
         Command::Services(c) => client::services(c),
         Command::Reload(c) => client::reload(c),
+        Command::Networks(c) => client::networks(c),
+        Command::Ping { peer, count, interval, client: c } => client::ping(&peer, count, interval, c),
         Command::Policy(c) => client::policy(c),
         Command::Completions { shell } => weft::cli_gen::completions(shell, &mut std::io::stdout()),
         Command::Man { dir } => weft::cli_gen::man(dir.as_deref()),

@@ -36,6 +36,9 @@ const DROPS: &[(&str, &str)] = &[
     ("drop_no_route", "no_route"),
     ("queue_dropped", "handshake_queue"),
     ("records_refused", "record_refused"),
+    ("drop_policy", "policy"),
+    ("drop_policy_malformed", "policy_malformed"),
+    ("drop_conntrack_full", "conntrack_full"),
 ];
 
 /// Handshake failures by reason.
@@ -154,6 +157,32 @@ pub fn render(status: &Value) -> String {
         containers.get_or_create(&vec![("network".to_owned(), name)]).set(count as i64);
     }
     r.register("weft_containers", "Containers attached on this node per network", containers);
+    let decisions = Family::<Labels, Counter>::default();
+    let conntrack = Family::<Labels, Gauge>::default();
+    for p in e["policy"].as_array().into_iter().flatten() {
+        let net = p["network"].as_str().unwrap_or("?").to_owned();
+        conntrack
+            .get_or_create(&vec![("network".to_owned(), net.clone())])
+            .set(p["conntrack"]["entries"].as_i64().unwrap_or(0));
+        if p["enforced"] != Value::Bool(true) {
+            continue;
+        }
+        for h in p["hits"].as_array().into_iter().flatten() {
+            let labels = vec![
+                ("network".to_owned(), net.clone()),
+                ("rule".to_owned(), h["name"].as_str().unwrap_or("?").to_owned()),
+                ("direction".to_owned(), h["direction"].as_str().unwrap_or("?").to_owned()),
+                ("action".to_owned(), h["verdict"].as_str().unwrap_or("?").to_owned()),
+            ];
+            decisions.get_or_create(&labels).inc_by(h["hits"].as_u64().unwrap_or(0));
+        }
+    }
+    r.register(
+        "weft_policy_decisions",
+        "New flows decided by each policy rule or default (counters restart at a policy reload)",
+        decisions,
+    );
+    r.register("weft_conntrack_entries", "Tracked connections per network", conntrack);
     let dns = Family::<Labels, Counter>::default();
     for (result, n) in status["dns"].as_object().into_iter().flatten() {
         dns.get_or_create(&vec![("result".to_owned(), result.clone())]).inc_by(n.as_u64().unwrap_or(0));
@@ -235,7 +264,9 @@ mod tests {
             "engine": {
                 "uptime_secs": 5,
                 "fdb_entries": [3],
-                "counters": {"replay": 2, "drop_spoof": 1, "handshakes_completed": 4, "tap_rx": 10},
+                "counters": {"replay": 2, "drop_spoof": 1, "handshakes_completed": 4, "tap_rx": 10, "drop_policy": 3},
+                "policy": [{"network": "default", "enforced": true, "conntrack": {"entries": 5},
+                            "hits": [{"name": "web-to-db", "direction": "in", "verdict": "allow", "hits": 9}]}],
                 "peers": [{"name": "h2", "state": "alive", "rx_bytes": 100, "tx_bytes": 50, "rx_packets": 1, "tx_packets": 1}],
             }
         });
@@ -249,6 +280,12 @@ mod tests {
         assert!(t.contains("weft_containers{network=\"default\"} 2"), "{t}");
         assert!(t.contains("weft_build_info{version="), "{t}");
         assert!(t.contains("weft_dns_queries_total{result=\"answered\"} 7"), "{t}");
+        assert!(t.contains("weft_drops_total{reason=\"policy\"} 3"), "{t}");
+        assert!(t.contains("weft_conntrack_entries{network=\"default\"} 5"), "{t}");
+        assert!(
+            t.contains("weft_policy_decisions_total{network=\"default\",rule=\"web-to-db\",direction=\"in\",action=\"allow\"} 9"),
+            "{t}"
+        );
         assert!(t.contains("weft_service_instances{health=\"critical\"} 1"), "{t}");
         assert!(t.contains("# TYPE weft_drops_total counter"), "{t}");
         assert!(t.contains("# TYPE weft_build_info gauge"), "{t}");

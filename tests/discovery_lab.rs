@@ -169,6 +169,19 @@ fn service_discovery_end_to_end() {
         "{v}"
     );
 
+    // Operations CLI on the same lab: an overlay probe with its RTT, and the networks table.
+    let out = lab.weft("h1", &["ping", "h3", "--count", "2", "--interval", "0.2", "--json"]);
+    assert!(out.status.success(), "weft ping: {}", String::from_utf8_lossy(&out.stderr));
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("ping JSON line");
+        assert!(v["rtt_ms"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+    }
+    let out = lab.weft("h1", &["ping", "nobody", "--count", "1"]);
+    assert!(!out.status.success());
+    let out = lab.weft("h1", &["networks", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("networks JSON");
+    assert_eq!((v[0]["name"].as_str(), v[0]["vni"].as_u64()), (Some("default"), Some(42)), "{v}");
+
     // Stop the service process on h1: its check fails twice (interval 1 s) and the change
     // gossips; the address leaves the answers.
     drop(web1.take());

@@ -135,6 +135,15 @@ fn policy_with_conntrack_reload_and_explain() {
     let drops = status(&lab, "h2")["engine"]["counters"]["drop_policy"].as_u64().unwrap_or(0);
     assert!(drops > 0, "no policy drops counted on db's host");
 
+    // The decisions are in the metrics, per rule.
+    let out = lab.exec("h2", &["curl", "-sf", "http://127.0.0.1:9571/metrics"]);
+    let m = String::from_utf8_lossy(&out.stdout);
+    let hit = m.lines().find(|l| {
+        l.starts_with(r#"weft_policy_decisions_total{network="default",rule="web-to-db",direction="in",action="allow"}"#)
+    });
+    assert!(hit.is_some_and(|l| !l.ends_with(" 0")), "no web-to-db decisions in the metrics:\n{m}");
+    assert!(m.contains(r#"weft_drops_total{reason="policy"}"#), "{m}");
+
     // explain agrees with what happened.
     let e = explain(&lab, "h2", "h1c1", "h2c1", 5432);
     assert_eq!(e["verdict"], "allow", "{e}");

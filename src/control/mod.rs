@@ -72,6 +72,11 @@ pub enum Request {
     },
     /// Every network's policy with rule counters and conntrack sizes.
     PolicyShow,
+    /// One overlay probe to a member; answers with its round-trip time.
+    Ping {
+        /// Member name, public key or endpoint.
+        peer: String,
+    },
     /// Detach a container.
     Detach {
         /// Network name.

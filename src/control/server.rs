@@ -147,6 +147,11 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
             to_engine(ctx, ControlMsg::PolicyExplain { net, from, to, proto, port, reply: tx }).await;
             rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))
         }
+        Request::Ping { peer } => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            to_engine(ctx, ControlMsg::Ping { peer, reply: tx }).await;
+            rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))
+        }
         Request::PolicyShow => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             to_engine(ctx, ControlMsg::PolicyStatus(tx)).await;

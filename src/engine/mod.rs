@@ -23,6 +23,7 @@ use crate::membership::{ContainerEntry, NodeKey};
 mod discovery;
 mod members;
 mod policy;
+mod probe;
 mod status;
 
 pub(crate) use members::Members;
@@ -77,6 +78,13 @@ pub enum ControlMsg {
     SetPolicies(Vec<Arc<crate::policy::Compiled>>),
     /// New dial targets (seeds and static peers) after a reload.
     SetDialTargets(Vec<SocketAddr>),
+    /// An overlay probe to a member (by name, public key or endpoint); answered with the RTT.
+    Ping {
+        /// The member.
+        peer: String,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    },
     /// Stop the engine.
     Stop,
 }
@@ -112,6 +120,8 @@ pub struct Engine {
     /// Our certificate's name and groups.
     me: Arc<(String, Vec<String>)>,
     next_conntrack_sweep: Instant,
+    probes: BTreeMap<u64, probe::Pending>,
+    probe_seq: u64,
 }
 
 impl Engine {
@@ -144,6 +154,8 @@ impl Engine {
             policies: Vec::new(),
             me: Arc::new((String::new(), Vec::new())),
             next_conntrack_sweep: now,
+            probes: BTreeMap::new(),
+            probe_seq: 0,
         };
         // Workers must never see a snapshot without the networks.
         e.publish();
@@ -196,6 +208,7 @@ impl Engine {
             self.flush(now);
             self.publish_directory();
             self.expire_conntrack(now);
+            self.expire_probes(now);
         }
     }
 
@@ -261,6 +274,7 @@ impl Engine {
                     self.send(dst, &out[..len]);
                 }
             }
+            Ok(Inner::ProbeReply(id)) => self.probe_reply(now, peer, id),
             Ok(Inner::Gossip(bytes)) => {
                 let bytes = bytes.to_vec();
                 self.gossip_in(now, peer, &bytes);
@@ -301,6 +315,7 @@ impl Engine {
             }
             ControlMsg::SetPolicies(p) => self.replace_policies(p),
             ControlMsg::SetDialTargets(targets) => self.set_dial_targets(now, &targets),
+            ControlMsg::Ping { peer, reply } => self.ping(now, &peer, reply),
             ControlMsg::Stop => {}
         }
     }

@@ -102,6 +102,7 @@ impl Engine {
             "members": states.len(),
             "peers": peers,
             "counters": counters,
+            "policy": self.policy_status(),
             "fdb_entries": fdb,
             "fdb": tables,
             "membership": format!("{:?}", self.members.layer.stats()),

@@ -1,0 +1,93 @@
+//! `weft ping PEER`: an overlay-level probe (inner kind Probe, answered by the peer's engine
+//! with ProbeReply) through the same encrypted session as data, so its round trip is the
+//! tunnel's, crypto and both daemons included. The engine keeps the pending probes and answers
+//! the control request when the reply arrives or the probe times out.
+
+use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
+use overlay_proto::wire::Inner;
+use overlay_proto::{Encapsulated, PeerId};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use super::Engine;
+
+/// How long a probe waits for its reply.
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most probes in flight.
+const MAX_PENDING: usize = 64;
+
+/// A probe waiting for its reply.
+pub(super) struct Pending {
+    peer: PeerId,
+    name: String,
+    sent: Instant,
+    reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+}
+
+impl Engine {
+    /// Sends a probe to the member named `name` (or with that public key or endpoint).
+    pub(super) fn ping(
+        &mut self,
+        now: Instant,
+        name: &str,
+        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    ) {
+        let found = self.endpoint.peer_ids().find(|&id| {
+            let Some(i) = self.endpoint.peer_info(id) else { return false };
+            let cert = i.cert.clone().or_else(|| self.members.certs.get(&id).cloned());
+            cert.is_some_and(|c| c.name == name)
+                || crate::pki::encode_key(&i.key) == name
+                || i.endpoint.is_some_and(|e| e.to_string() == name)
+        });
+        let Some(peer) = found else {
+            let _ = reply.send(Err(format!("no member named {name:?}")));
+            return;
+        };
+        if self.probes.len() >= MAX_PENDING {
+            let _ = reply.send(Err("too many probes in flight".into()));
+            return;
+        }
+        self.probe_seq = self.probe_seq.wrapping_add(1);
+        let id = self.probe_seq;
+        let mut out = [0u8; TRANSPORT_HEADER_LEN + 12 + TAG_LEN];
+        let Ok(n) = Inner::Probe(id).emit(&mut out[TRANSPORT_HEADER_LEN..]) else { return };
+        match self.endpoint.encapsulate(now, peer, &mut out, n) {
+            Ok(Encapsulated::Ready { dst, len }) => self.send(dst, &out[..len]),
+            // Queued behind a handshake: sent when the session is up (the wait counts).
+            Ok(Encapsulated::Queued) => {}
+            Err(e) => {
+                let _ = reply.send(Err(format!("cannot reach {name}: {e}")));
+                return;
+            }
+        }
+        self.probes.insert(id, Pending { peer, name: name.to_owned(), sent: now, reply });
+    }
+
+    /// A probe reply from `peer`.
+    pub(super) fn probe_reply(&mut self, now: Instant, peer: PeerId, id: u64) {
+        if self.probes.get(&id).is_some_and(|p| p.peer == peer) {
+            if let Some(p) = self.probes.remove(&id) {
+                let rtt = now.saturating_duration_since(p.sent);
+                let endpoint = self.endpoint.peer_info(peer).and_then(|i| i.endpoint).map(|e| e.to_string());
+                let _ = p.reply.send(Ok(json!({
+                    "peer": p.name, "endpoint": endpoint, "rtt_ms": rtt.as_secs_f64() * 1000.0,
+                })));
+            }
+        }
+    }
+
+    /// Answers probes that waited too long.
+    pub(super) fn expire_probes(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.sent) >= PROBE_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(p) = self.probes.remove(&id) {
+                let _ = p.reply.send(Err(format!("no reply from {} within {PROBE_TIMEOUT:?}", p.name)));
+            }
+        }
+    }
+}
