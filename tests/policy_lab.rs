@@ -195,8 +195,20 @@ fn policy_with_conntrack_reload_and_explain() {
         std::thread::sleep(Duration::from_millis(250));
     }
     drop(long.take());
+    // A changed seed list applies live too (h3 also seeds from h2 now), through `weft reload`.
+    let path3 = lab.dir().join("h3/node.toml");
+    let text = std::fs::read_to_string(&path3).unwrap();
+    let seeds = r#"seeds = ["10.200.0.1:51820"]"#;
+    assert!(text.contains(seeds), "h3's seeds are not as expected:\n{text}");
+    std::fs::write(&path3, text.replace(seeds, r#"seeds = ["10.200.0.1:51820", "10.200.0.2:51820"]"#))
+        .unwrap();
+    let out = lab.weft("h3", &["reload", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("reload JSON");
+    assert_eq!(v["changed"], serde_json::json!(["seeds/peers"]), "{v}");
+    std::thread::sleep(Duration::from_secs(2));
     let after: Vec<u64> = (1..=3).map(|i| handshakes(&format!("h{i}"))).collect();
-    assert_eq!(before, after, "the reload re-handshaked tunnels");
+    assert_eq!(before, after, "the reloads re-handshaked tunnels");
 
     // A broken file: refused with the error, the running policy stays.
     let path = lab.dir().join("h2/node.toml");
