@@ -5,7 +5,11 @@
 //! If `man` is installed, every page must also render with `man --warnings -l` and print no
 //! warning; without it that check is skipped with a note on stderr (install `man-db`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::TempDir;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use clap::CommandFactory;
@@ -35,24 +39,6 @@ fn visible_subcommands() -> Vec<String> {
         assert!(names.iter().any(|n| n == expected), "clap model lost `{expected}`: {names:?}");
     }
     names
-}
-
-/// A fresh empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("weft-cli-gen-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `man --warnings -l` must render `page` and say nothing on stderr; `false` if no `man`.
@@ -138,7 +124,7 @@ fn man_page_is_roff_listing_the_subcommands() {
     assert!(!page.contains("completions"), "hidden subcommands stay out of the man page");
     assert!(!page.contains("weft\\-help"), "there is no weft-help(1) to refer to");
 
-    let dir = TempDir::new("stdout");
+    let dir = TempDir::new("cli-gen", "stdout");
     let file = dir.0.join("weft.1");
     std::fs::write(&file, &page).expect("write weft.1");
     if !man_renders_cleanly(&file) {
@@ -148,7 +134,7 @@ fn man_page_is_roff_listing_the_subcommands() {
 
 #[test]
 fn man_dir_writes_a_page_for_every_referenced_subcommand() {
-    let dir = TempDir::new("dir");
+    let dir = TempDir::new("cli-gen", "dir");
     weft(&["man", "--dir", dir.0.to_str().expect("utf-8 temp path")]);
     let mut files: Vec<String> = std::fs::read_dir(&dir.0)
         .expect("read man dir")
@@ -185,7 +171,7 @@ fn man_dir_writes_a_page_for_every_referenced_subcommand() {
 
 #[test]
 fn man_dir_that_does_not_exist_is_an_error() {
-    let dir = TempDir::new("missing");
+    let dir = TempDir::new("cli-gen", "missing");
     let missing = dir.0.join("nope");
     let out = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["man", "--dir"])

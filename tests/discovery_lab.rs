@@ -6,33 +6,13 @@
 
 mod common;
 
-use common::Lab;
+use common::{Bg, Lab};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A process inside a lab namespace, killed on drop (the lab's own teardown kills whatever is
-/// left in its namespaces, too).
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_in(lab: &Lab, node: &str, args: &[&str]) -> Bg {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.netns(node)])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {args:?} in {node}: {e}"));
-    Bg(child)
+    lab.spawn(node, args)
 }
 
 /// A minimal HTTP server answering 200 to anything on :8080.

@@ -5,29 +5,12 @@
 
 mod common;
 
-use common::Lab;
+use common::{Bg, Lab};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_in(lab: &Lab, node: &str, script: &str) -> Bg {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.netns(node), "bash", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {script:?} in {node}: {e}"));
-    Bg(child)
+    lab.spawn(node, &["bash", "-c", script])
 }
 
 const P1: &str = r#"

@@ -12,8 +12,12 @@
 //! Needs `systemd-analyze` (Debian: `systemd`; `scripts/install-deps.sh` installs it) and fails
 //! without it. Without `man` the man-page reference is not checked (noted on stderr).
 
+mod common;
+
+use common::TempDir;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const UNIT: &str = include_str!("../configs/weft.service");
@@ -44,24 +48,6 @@ fn one<'a>(unit: &'a BTreeMap<(String, String), Vec<String>>, section: &str, key
     }
 }
 
-/// A fresh empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("weft-systemd-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The unit with `/usr/bin/weft` replaced by `bin`, after checking that only `Exec*=` lines
 /// name it, so the copy differs from what ships in that path alone.
 fn unit_running(bin: &Path) -> String {
@@ -77,7 +63,7 @@ fn unit_running(bin: &Path) -> String {
 
 #[test]
 fn systemd_analyze_verify_is_silent() {
-    let dir = TempDir::new("verify");
+    let dir = TempDir::new("systemd", "verify");
     let unit_path = dir.0.join("weft.service");
     std::fs::write(&unit_path, unit_running(Path::new(env!("CARGO_BIN_EXE_weft")))).expect("write unit");
 

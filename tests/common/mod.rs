@@ -293,3 +293,48 @@ fn base36(mut n: u32, digits: usize) -> String {
     }
     String::from_utf8(out).expect("ASCII digits")
 }
+
+/// A fresh empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `<tmp>/weft-<prefix>-<pid>-<tag>`, emptied.
+    pub fn new(prefix: &str, tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("weft-{prefix}-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A process started inside a lab namespace, killed on drop (the lab's teardown kills
+/// whatever is left in its namespaces, too).
+pub struct Bg(pub std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Lab {
+    /// Starts `args` inside `node`'s namespace in the background, output discarded.
+    pub fn spawn(&self, node: &str, args: &[&str]) -> Bg {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns(node)])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?} in {node}: {e}"));
+        Bg(child)
+    }
+}
