@@ -31,6 +31,7 @@ wanted=(
 	systemd:systemd-analyze # tests/systemd_unit.rs
 	man-db:man              # tests/cli_gen.rs renders the man pages
 	dnsmasq-base:dnsmasq    # tests/discovery_lab.rs: the upstream resolver inside the lab
+	chromium:chromium       # tests/status_page.rs: renders the status page headless
 )
 
 installed() {

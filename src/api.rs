@@ -31,6 +31,7 @@ pub fn router(ctx: Arc<ControlCtx>) -> Router {
         .route("/v1/agent/service/{*id}", delete(agent_deregister))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
+        .merge(crate::ui::router())
 }
 
 fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {

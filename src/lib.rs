@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod netlink;
 pub mod pki;
 pub mod policy;
+pub mod ui;
