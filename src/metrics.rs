@@ -96,6 +96,13 @@ pub fn render(status: &Value) -> String {
         }
     }
     r.register("weft_peer_bytes", "Inner payload bytes exchanged with each peer", peer_bytes);
+    let rtt = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for p in e["peers"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(ms)) = (p["name"].as_str(), p["rtt_ms"].as_f64()) {
+            rtt.get_or_create(&vec![("peer".to_owned(), name.to_owned())]).set(ms / 1000.0);
+        }
+    }
+    r.register("weft_peer_rtt_seconds", "Round-trip time of each peer's tunnel, measured every 5 s", rtt);
     r.register("weft_peer_packets", "Datagrams exchanged with each peer", peer_packets);
     let members = Family::<Labels, Gauge>::default();
     for state in ["alive", "suspect", "down"] {
@@ -267,7 +274,7 @@ mod tests {
                 "counters": {"replay": 2, "drop_spoof": 1, "handshakes_completed": 4, "tap_rx": 10, "drop_policy": 3},
                 "policy": [{"network": "default", "enforced": true, "conntrack": {"entries": 5},
                             "hits": [{"name": "web-to-db", "direction": "in", "verdict": "allow", "hits": 9}]}],
-                "peers": [{"name": "h2", "state": "alive", "rx_bytes": 100, "tx_bytes": 50, "rx_packets": 1, "tx_packets": 1}],
+                "peers": [{"name": "h2", "state": "alive", "rtt_ms": 0.25, "rx_bytes": 100, "tx_bytes": 50, "rx_packets": 1, "tx_packets": 1}],
             }
         });
         let t = render(&v);
@@ -281,6 +288,7 @@ mod tests {
         assert!(t.contains("weft_build_info{version="), "{t}");
         assert!(t.contains("weft_dns_queries_total{result=\"answered\"} 7"), "{t}");
         assert!(t.contains("weft_drops_total{reason=\"policy\"} 3"), "{t}");
+        assert!(t.contains("weft_peer_rtt_seconds{peer=\"h2\"} 0.00025"), "{t}");
         assert!(t.contains("weft_conntrack_entries{network=\"default\"} 5"), "{t}");
         assert!(
             t.contains("weft_policy_decisions_total{network=\"default\",rule=\"web-to-db\",direction=\"in\",action=\"allow\"} 9"),

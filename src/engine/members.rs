@@ -91,6 +91,7 @@ impl Engine {
                         }
                         self.forget_conntrack(p);
                         self.members.certs.remove(&p);
+                        self.rtt.remove(&p);
                         self.members.down.remove(&p);
                         self.endpoint.remove_peer(p);
                         self.dirty = true;

@@ -122,6 +122,11 @@ pub struct Engine {
     next_conntrack_sweep: Instant,
     probes: BTreeMap<u64, probe::Pending>,
     probe_seq: u64,
+    /// Background RTT probes in flight: id → (peer, sent).
+    rtt_probes: BTreeMap<u64, (PeerId, Instant)>,
+    /// Last measured RTT per peer.
+    rtt: BTreeMap<PeerId, Duration>,
+    next_rtt_probe: Instant,
 }
 
 impl Engine {
@@ -156,6 +161,9 @@ impl Engine {
             next_conntrack_sweep: now,
             probes: BTreeMap::new(),
             probe_seq: 0,
+            rtt_probes: BTreeMap::new(),
+            rtt: BTreeMap::new(),
+            next_rtt_probe: now + probe::RTT_PERIOD,
         };
         // Workers must never see a snapshot without the networks.
         e.publish();
@@ -209,6 +217,7 @@ impl Engine {
             self.publish_directory();
             self.expire_conntrack(now);
             self.expire_probes(now);
+            self.probe_peers(now);
         }
     }
 

@@ -15,6 +15,10 @@ use super::Engine;
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most probes in flight.
 const MAX_PENDING: usize = 64;
+/// How often every connected peer's RTT is measured.
+pub(super) const RTT_PERIOD: Duration = Duration::from_secs(5);
+/// Most peers probed per period (the rest keep their last figure).
+const MAX_RTT_PEERS: usize = 256;
 
 /// A probe waiting for its reply.
 pub(super) struct Pending {
@@ -63,8 +67,40 @@ impl Engine {
         self.probes.insert(id, Pending { peer, name: name.to_owned(), sent: now, reply });
     }
 
+    /// Probes every connected peer every [`RTT_PERIOD`], so status (and the status page) can
+    /// show each link's round-trip time.
+    pub(super) fn probe_peers(&mut self, now: Instant) {
+        if now < self.next_rtt_probe {
+            return;
+        }
+        self.next_rtt_probe = now + RTT_PERIOD;
+        self.rtt_probes.retain(|_, (_, sent)| now.saturating_duration_since(*sent) < PROBE_TIMEOUT);
+        let connected: Vec<PeerId> = self
+            .endpoint
+            .peer_ids()
+            .filter(|&p| self.endpoint.peer_info(p).is_some_and(|i| i.connected))
+            .collect();
+        for peer in connected.into_iter().take(MAX_RTT_PEERS) {
+            self.probe_seq = self.probe_seq.wrapping_add(1);
+            let id = self.probe_seq;
+            let mut out = [0u8; TRANSPORT_HEADER_LEN + 12 + TAG_LEN];
+            let Ok(n) = Inner::Probe(id).emit(&mut out[TRANSPORT_HEADER_LEN..]) else { return };
+            if let Ok(Encapsulated::Ready { dst, len }) = self.endpoint.encapsulate(now, peer, &mut out, n) {
+                self.send(dst, &out[..len]);
+                self.rtt_probes.insert(id, (peer, now));
+            }
+        }
+    }
+
     /// A probe reply from `peer`.
     pub(super) fn probe_reply(&mut self, now: Instant, peer: PeerId, id: u64) {
+        if let Some((p, sent)) = self.rtt_probes.get(&id).copied() {
+            if p == peer {
+                self.rtt_probes.remove(&id);
+                self.rtt.insert(peer, now.saturating_duration_since(sent));
+            }
+            return;
+        }
         if self.probes.get(&id).is_some_and(|p| p.peer == peer) {
             if let Some(p) = self.probes.remove(&id) {
                 let rtt = now.saturating_duration_since(p.sent);

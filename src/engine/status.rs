@@ -38,6 +38,7 @@ impl Engine {
                 "containers": record.map(|r| r.containers.len()).unwrap_or(0),
                 "subnets": cert.as_ref().map(|c| c.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
                 "groups": cert.as_ref().map(|c| c.groups.clone()),
+                "rtt_ms": self.rtt.get(&id).map(|d| d.as_secs_f64() * 1000.0),
                 "rx_bytes": i.totals.rx_bytes,
                 "tx_bytes": i.totals.tx_bytes,
                 "rx_packets": i.totals.rx_packets,
