@@ -90,7 +90,7 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
 
 fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     let Ok(net) = network_status(conf)? else { return Ok(()) };
-    let Some(found) = find_container(&net, &inv.container_name(), inv.netns.as_deref()) else {
+    let Some(found) = find_container(&net, &inv.container_name(), inv.netns.as_deref(), true) else {
         return Ok(());
     };
     let name = found["name"].as_str().unwrap_or_default().to_owned();
@@ -112,7 +112,7 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     let want = result::address_of(prev, &inv.ifname, netns)?;
     let net = network_status(conf)?.map_err(|have| unknown_network(conf, have))?;
     let name = inv.container_name();
-    let found = find_container(&net, &name, Some(netns)).ok_or_else(|| {
+    let found = find_container(&net, &name, Some(netns), false).ok_or_else(|| {
         CniError::new(
             error::UNKNOWN_CONTAINER,
             format!("container {name:?} is not attached to weft network {:?}", conf.network),
@@ -143,15 +143,19 @@ fn network_status(conf: &NetConf) -> Result<Result<Value, Vec<String>>, CniError
     Ok(networks.into_iter().find(|n| n["name"].as_str() == Some(conf.network.as_str())).ok_or(names))
 }
 
-/// The attached container named `name` whose netns is `netns` (any, if not given), or else the
-/// one attached from `netns`.
-fn find_container(net: &Value, name: &str, netns: Option<&str>) -> Option<Value> {
+/// The attached container named `name` whose netns is `netns` (any, if not given), or else,
+/// with `or_by_netns`, the one attached from `netns` (a DEL whose `CNI_ARGS` changed).
+fn find_container(net: &Value, name: &str, netns: Option<&str>, or_by_netns: bool) -> Option<Value> {
     let containers = net["containers"].as_array()?;
     let ns_of = |c: &Value| c["netns"].as_str().map(str::to_owned);
     containers
         .iter()
         .find(|c| c["name"].as_str() == Some(name) && netns.is_none_or(|ns| ns_of(c).as_deref() == Some(ns)))
-        .or_else(|| netns.and_then(|ns| containers.iter().find(|c| ns_of(c).as_deref() == Some(ns))))
+        .or_else(|| {
+            netns
+                .filter(|_| or_by_netns)
+                .and_then(|ns| containers.iter().find(|c| ns_of(c).as_deref() == Some(ns)))
+        })
         .cloned()
 }
 
