@@ -63,6 +63,9 @@ pub fn run(stdin: &[u8], var: impl Fn(&str) -> Option<String>) -> Result<Option<
             "STATUS and GC are CNI 1.1; weft speaks up to 1.0.0",
         ));
     }
+    if cmd == Cmd::Check && conf.cni_version.starts_with("0.3.") {
+        return Err(CniError::new(error::INCOMPATIBLE_VERSION, "CHECK needs cniVersion 0.4.0 or later"));
+    }
     let inv = Invocation::from_env(cmd, var)?;
     match cmd {
         Cmd::Add => add(&conf, &inv).map(Some),
@@ -168,4 +171,35 @@ fn unknown_network(conf: &NetConf, have: Vec<String>) -> CniError {
         "set \"network\" in the CNI configuration {:?} to one of the node's networks",
         conf.name
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(version: &str) -> Vec<u8> {
+        format!(r#"{{"cniVersion":"{version}","name":"n","type":"weft","socket":"/nonexistent/weft.sock"}}"#)
+            .into_bytes()
+    }
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn commands_before_the_daemon() {
+        let full = [("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/run/netns/x")];
+        let version = run(b"", env(&[("CNI_COMMAND", "VERSION")])).unwrap().unwrap();
+        assert_eq!(version["supportedVersions"][3], "1.0.0");
+        let with = |cmd: &'static str| {
+            let mut e = full.to_vec();
+            e.push(("CNI_COMMAND", cmd));
+            e
+        };
+        assert_eq!(run(&conf("0.3.1"), env(&with("CHECK"))).unwrap_err().code, error::INCOMPATIBLE_VERSION);
+        assert_eq!(run(&conf("1.0.0"), env(&with("GC"))).unwrap_err().code, error::INCOMPATIBLE_VERSION);
+        assert_eq!(run(&conf("1.0.0"), env(&with("NOPE"))).unwrap_err().code, error::INVALID_ENV);
+        assert_eq!(run(&conf("1.0.0"), env(&with("ADD"))).unwrap_err().code, error::TRY_AGAIN_LATER);
+        assert_eq!(run(&conf("1.0.0"), env(&with("DEL"))).unwrap_err().code, error::TRY_AGAIN_LATER);
+    }
 }
