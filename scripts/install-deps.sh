@@ -32,6 +32,12 @@ wanted=(
 	man-db:man              # tests/cli_gen.rs renders the man pages
 	dnsmasq-base:dnsmasq    # tests/discovery_lab.rs: the upstream resolver inside the lab
 	chromium:chromium       # tests/status_page.rs: renders the status page headless
+	# tests/cni_podman.rs: podman (CNI backend) runs a busybox-static rootfs on weft; the two
+	# packages named twice have no command of that name, so dpkg decides.
+	podman:podman
+	runc:runc
+	containernetworking-plugins:containernetworking-plugins
+	busybox-static:busybox-static
 )
 
 installed() {

@@ -74,6 +74,10 @@ pub enum Command {
     /// Inspect the network policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Act as the CNI plugin (type "weft"): CNI_* environment and network config on stdin,
+    /// result on stdout. Runtimes exec /opt/cni/bin/weft (a symlink to this binary) with
+    /// CNI_COMMAND set, which needs no subcommand; see README "CNI plugin".
+    Cni,
     /// Print a shell completion script to stdout (for packagers; see README "Operating weft").
     #[command(hide = true)]
     Completions {

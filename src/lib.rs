@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod cli_gen;
 pub mod client;
+pub mod cni;
 pub mod commands;
 pub mod config;
 pub mod control;

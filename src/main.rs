@@ -5,8 +5,13 @@ use weft::cli::{Cli, Command};
 use weft::{client, commands, daemon};
 
 fn main() -> std::process::ExitCode {
+    // A container runtime execs the plugin with no arguments and CNI_COMMAND set.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return weft::cni::main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Cni => return weft::cni::main(),
         Command::Run { config } => run(&config),
         Command::CheckConfig { config } => commands::check_config(&config),
         Command::Keygen { out } => commands::keygen(&out),

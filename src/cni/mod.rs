@@ -1,0 +1,205 @@
+//! The CNI 1.0 plugin: `weft` run by a container runtime with `CNI_COMMAND` set (installed as
+//! `/opt/cni/bin/weft`, a symlink to the binary) or as `weft cni`. It keeps no state of its
+//! own: ADD, DEL and CHECK become `attach`, `detach` and `status` requests to the node's
+//! daemon over the control socket, whose lease file is the only record of what is held.
+//!
+//! Contract: exactly one JSON document on stdout (a result, or the spec's error object with a
+//! non-zero exit), nothing else there. DEL is idempotent: a container the daemon does not know
+//! (by name, or by netns path), or a network it does not have, is success with no output, and
+//! a vanished netns does not matter since the daemon detaches by name. A daemon that cannot be
+//! reached is error 11 ("try again later") for every command, DEL included: its leases live on
+//! disk across restarts, so an unreachable daemon may still hold the address and the runtime
+//! must retry rather than forget it.
+
+pub mod daemon_link;
+pub mod error;
+pub mod input;
+pub mod result;
+
+use crate::control::Request;
+use error::CniError;
+use input::{Cmd, Invocation, NetConf};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+/// Runs one plugin invocation from the process environment and stdin; prints the result or
+/// error to stdout.
+pub fn main() -> ExitCode {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().lock().take(input::MAX_STDIN as u64 + 1).read_to_end(&mut stdin);
+    let version = input::requested_version(&stdin).unwrap_or_else(|| "1.0.0".to_owned());
+    let outcome = match read {
+        Ok(_) => run(&stdin, |k| std::env::var(k).ok()),
+        Err(e) => Err(CniError::new(error::IO_FAILURE, format!("reading stdin: {e}"))),
+    };
+    let (doc, code) = match outcome {
+        Ok(Some(v)) => (Some(v), ExitCode::SUCCESS),
+        Ok(None) => (None, ExitCode::SUCCESS),
+        Err(e) => (Some(e.to_json(&version)), ExitCode::FAILURE),
+    };
+    if let Some(doc) = doc {
+        let mut out = std::io::stdout().lock();
+        let written =
+            serde_json::to_writer(&mut out, &doc).is_ok() && writeln!(out).is_ok() && out.flush().is_ok();
+        if !written {
+            return ExitCode::FAILURE;
+        }
+    }
+    code
+}
+
+/// One invocation: `stdin` is the network configuration, `var` reads the environment.
+/// `Ok(None)` is success with nothing to print.
+pub fn run(stdin: &[u8], var: impl Fn(&str) -> Option<String>) -> Result<Option<Value>, CniError> {
+    let cmd = Cmd::parse(&var("CNI_COMMAND").unwrap_or_default())?;
+    if cmd == Cmd::Version {
+        return Ok(Some(json!({"cniVersion": "1.0.0", "supportedVersions": input::SUPPORTED_VERSIONS})));
+    }
+    let conf = NetConf::parse(stdin)?;
+    if matches!(cmd, Cmd::Status | Cmd::Gc) {
+        return Err(CniError::new(
+            error::INCOMPATIBLE_VERSION,
+            "STATUS and GC are CNI 1.1; weft speaks up to 1.0.0",
+        ));
+    }
+    if cmd == Cmd::Check && conf.cni_version.starts_with("0.3.") {
+        return Err(CniError::new(error::INCOMPATIBLE_VERSION, "CHECK needs cniVersion 0.4.0 or later"));
+    }
+    let inv = Invocation::from_env(cmd, var)?;
+    match cmd {
+        Cmd::Add => add(&conf, &inv).map(Some),
+        Cmd::Del => del(&conf, &inv).map(|()| None),
+        Cmd::Check => check(&conf, &inv).map(|()| None),
+        Cmd::Version | Cmd::Status | Cmd::Gc => unreachable!("answered above"),
+    }
+}
+
+fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
+    let netns = inv.netns.clone().unwrap_or_default();
+    network_status(conf)?.map_err(|have| unknown_network(conf, have))?;
+    let req = Request::Attach {
+        netns: netns.clone(),
+        network: conf.network.clone(),
+        name: inv.container_name(),
+        ip: inv.args.ip,
+        ifname: inv.ifname.clone(),
+        labels: conf.labels_for(&inv.args),
+    };
+    let answer = daemon_link::call(&conf.socket, &req)?;
+    let attached = result::Attached::from_daemon(&answer)?;
+    Ok(result::build(&conf.cni_version, conf.prev_result.as_ref(), &attached, &netns))
+}
+
+fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
+    let Ok(net) = network_status(conf)? else { return Ok(()) };
+    let Some(found) = find_container(&net, &inv.container_name(), inv.netns.as_deref(), true) else {
+        return Ok(());
+    };
+    let name = found["name"].as_str().unwrap_or_default().to_owned();
+    let req = Request::Detach { network: conf.network.clone(), name: Some(name.clone()), netns: None };
+    match daemon_link::call(&conf.socket, &req) {
+        Ok(_) => Ok(()),
+        // Released meanwhile by someone else: what DEL wanted.
+        Err(daemon_link::LinkError::Refused(m)) if m.starts_with("no container named") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
+    let netns = inv.netns.as_deref().unwrap_or_default();
+    let prev = conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| CniError::new(error::INVALID_CONFIG, "CHECK needs \"prevResult\""))?;
+    let want = result::address_of(prev, &inv.ifname, netns)?;
+    let net = network_status(conf)?.map_err(|have| unknown_network(conf, have))?;
+    let name = inv.container_name();
+    let found = find_container(&net, &name, Some(netns), false).ok_or_else(|| {
+        CniError::new(
+            error::UNKNOWN_CONTAINER,
+            format!("container {name:?} is not attached to weft network {:?}", conf.network),
+        )
+    })?;
+    let have = found["ip"].as_str().unwrap_or_default();
+    if have != want.addr().to_string() {
+        return Err(CniError::new(
+            error::CHECK_MISMATCH,
+            format!("container {name:?} has address {have}, the previous result says {}", want.addr()),
+        ));
+    }
+    let prefix = net["subnet"].as_str().and_then(|s| s.parse::<ipnet::IpNet>().ok()).map(|n| n.prefix_len());
+    if prefix.is_some_and(|p| p != want.prefix_len()) {
+        return Err(CniError::new(
+            error::CHECK_MISMATCH,
+            format!("the previous result's prefix /{} is not the network's", want.prefix_len()),
+        ));
+    }
+    Ok(())
+}
+
+/// The daemon's status entry for the configured network, or the names of those it has.
+fn network_status(conf: &NetConf) -> Result<Result<Value, Vec<String>>, CniError> {
+    let status = daemon_link::call(&conf.socket, &Request::Status)?;
+    let networks = status["networks"].as_array().cloned().unwrap_or_default();
+    let names = networks.iter().filter_map(|n| n["name"].as_str().map(str::to_owned)).collect();
+    Ok(networks.into_iter().find(|n| n["name"].as_str() == Some(conf.network.as_str())).ok_or(names))
+}
+
+/// The attached container named `name` whose netns is `netns` (any, if not given), or else,
+/// with `or_by_netns`, the one attached from `netns` (a DEL whose `CNI_ARGS` changed).
+fn find_container(net: &Value, name: &str, netns: Option<&str>, or_by_netns: bool) -> Option<Value> {
+    let containers = net["containers"].as_array()?;
+    let ns_of = |c: &Value| c["netns"].as_str().map(str::to_owned);
+    containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some(name) && netns.is_none_or(|ns| ns_of(c).as_deref() == Some(ns)))
+        .or_else(|| {
+            netns
+                .filter(|_| or_by_netns)
+                .and_then(|ns| containers.iter().find(|c| ns_of(c).as_deref() == Some(ns)))
+        })
+        .cloned()
+}
+
+fn unknown_network(conf: &NetConf, have: Vec<String>) -> CniError {
+    CniError::new(
+        error::INVALID_CONFIG,
+        format!("the weft daemon has no network {:?} (it has: {})", conf.network, have.join(", ")),
+    )
+    .details(format!(
+        "set \"network\" in the CNI configuration {:?} to one of the node's networks",
+        conf.name
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(version: &str) -> Vec<u8> {
+        format!(r#"{{"cniVersion":"{version}","name":"n","type":"weft","socket":"/nonexistent/weft.sock"}}"#)
+            .into_bytes()
+    }
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn commands_before_the_daemon() {
+        let full = [("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/run/netns/x")];
+        let version = run(b"", env(&[("CNI_COMMAND", "VERSION")])).unwrap().unwrap();
+        assert_eq!(version["supportedVersions"][3], "1.0.0");
+        let with = |cmd: &'static str| {
+            let mut e = full.to_vec();
+            e.push(("CNI_COMMAND", cmd));
+            e
+        };
+        assert_eq!(run(&conf("0.3.1"), env(&with("CHECK"))).unwrap_err().code, error::INCOMPATIBLE_VERSION);
+        assert_eq!(run(&conf("1.0.0"), env(&with("GC"))).unwrap_err().code, error::INCOMPATIBLE_VERSION);
+        assert_eq!(run(&conf("1.0.0"), env(&with("NOPE"))).unwrap_err().code, error::INVALID_ENV);
+        assert_eq!(run(&conf("1.0.0"), env(&with("ADD"))).unwrap_err().code, error::TRY_AGAIN_LATER);
+        assert_eq!(run(&conf("1.0.0"), env(&with("DEL"))).unwrap_err().code, error::TRY_AGAIN_LATER);
+    }
+}

@@ -1,0 +1,172 @@
+//! The CNI success result: built from the daemon's attach answer, merged behind a chained
+//! `prevResult` (earlier interfaces keep their indices, ours follow), shaped for the requested
+//! version (`ips[].version` exists before 1.0.0 only). Pure functions over JSON values.
+
+use super::error::{self, CniError};
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+/// What the daemon reported for one attached container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    /// Container address.
+    pub ip: IpAddr,
+    /// Prefix length of the network.
+    pub prefix: u8,
+    /// Gateway (the host's address on the network).
+    pub gateway: IpAddr,
+    /// MAC of the container's interface.
+    pub mac: String,
+    /// Host end of the veth pair.
+    pub host_ifname: String,
+    /// Interface inside the container.
+    pub ifname: String,
+    /// Name servers and search domains, when the daemon serves DNS.
+    pub dns: Option<(Vec<String>, Vec<String>)>,
+}
+
+impl Attached {
+    /// Reads the daemon's `attach` answer.
+    pub fn from_daemon(v: &Value) -> Result<Attached, CniError> {
+        let bad =
+            |what: &str| CniError::new(error::DECODE, format!("the daemon's answer has no valid {what:?}"));
+        let text = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(|| bad(k));
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let dns = v
+            .get("dns")
+            .filter(|d| d.is_object())
+            .map(|d| (strings(d.get("nameservers")), strings(d.get("search"))));
+        Ok(Attached {
+            ip: text("ip")?.parse().map_err(|_| bad("ip"))?,
+            prefix: v
+                .get("prefix")
+                .and_then(Value::as_u64)
+                .and_then(|p| u8::try_from(p).ok())
+                .ok_or_else(|| bad("prefix"))?,
+            gateway: text("gateway")?.parse().map_err(|_| bad("gateway"))?,
+            mac: text("mac")?.to_owned(),
+            host_ifname: text("host_ifname")?.to_owned(),
+            ifname: text("ifname")?.to_owned(),
+            dns,
+        })
+    }
+}
+
+/// The ADD result for `version`: `prev`'s interfaces, addresses and routes, then ours.
+pub fn build(version: &str, prev: Option<&Value>, a: &Attached, sandbox: &str) -> Value {
+    let list = |k: &str| prev.and_then(|p| p.get(k)).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut interfaces = list("interfaces");
+    let mut ips = list("ips");
+    let mut routes = list("routes");
+    let host_index = interfaces.len();
+    interfaces.push(json!({"name": a.host_ifname}));
+    interfaces.push(json!({"name": a.ifname, "mac": a.mac, "sandbox": sandbox}));
+    ips.push(json!({
+        "address": format!("{}/{}", a.ip, a.prefix), "gateway": a.gateway.to_string(), "interface": host_index + 1,
+    }));
+    let default_dst = if a.ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+    if !routes.iter().any(|r| r.get("dst").and_then(Value::as_str) == Some(default_dst)) {
+        routes.push(json!({"dst": default_dst, "gw": a.gateway.to_string()}));
+    }
+    for ip in &mut ips {
+        shape_ip(version, ip);
+    }
+    let mut out = json!({"cniVersion": version, "interfaces": interfaces, "ips": ips, "routes": routes});
+    let prev_dns = prev
+        .and_then(|p| p.get("dns"))
+        .filter(|d| d.get("nameservers").is_some_and(|n| n.as_array().is_some_and(|n| !n.is_empty())));
+    match (prev_dns, &a.dns) {
+        (Some(d), _) => out["dns"] = d.clone(),
+        (None, Some((nameservers, search))) => {
+            out["dns"] = json!({"nameservers": nameservers, "search": search})
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+/// The address `prev` gives the interface `ifname` in `sandbox`, for CHECK.
+pub fn address_of(prev: &Value, ifname: &str, sandbox: &str) -> Result<IpNet, CniError> {
+    let decode = |m: &str| CniError::new(error::DECODE, format!("prevResult: {m}"));
+    let interfaces =
+        prev.get("interfaces").and_then(Value::as_array).ok_or_else(|| decode("no \"interfaces\""))?;
+    let ips = prev.get("ips").and_then(Value::as_array).ok_or_else(|| decode("no \"ips\""))?;
+    let index = interfaces
+        .iter()
+        .position(|i| {
+            i.get("name").and_then(Value::as_str) == Some(ifname)
+                && i.get("sandbox").and_then(Value::as_str) == Some(sandbox)
+        })
+        .ok_or_else(|| decode(&format!("no interface {ifname:?} in {sandbox}")))?;
+    let ip = ips
+        .iter()
+        .find(|ip| ip.get("interface").and_then(Value::as_u64) == Some(index as u64))
+        .ok_or_else(|| decode(&format!("no address for interface {ifname:?}")))?;
+    ip.get("address")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| decode("an address is not in CIDR form"))
+}
+
+/// `ips[].version` ("4" or "6") before 1.0.0; absent from 1.0.0 on.
+fn shape_ip(version: &str, ip: &mut Value) {
+    let Some(obj) = ip.as_object_mut() else { return };
+    if version == "1.0.0" {
+        obj.remove("version");
+        return;
+    }
+    let family =
+        obj.get("address").and_then(Value::as_str).and_then(|a| a.parse::<IpNet>().ok()).map(|n| match n {
+            IpNet::V4(_) => "4",
+            IpNet::V6(_) => "6",
+        });
+    if let Some(f) = family {
+        obj.insert("version".to_owned(), json!(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attached() -> Attached {
+        Attached::from_daemon(&json!({
+            "ip": "10.42.1.5", "prefix": 16, "gateway": "10.42.1.1", "mac": "02:00:00:00:00:05",
+            "host_ifname": "wv1234abcd", "ifname": "eth0", "mtu": 1400,
+            "dns": {"nameservers": ["10.42.1.1"], "search": ["default.weft"]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn alone() {
+        let r = build("1.0.0", None, &attached(), "/run/netns/c");
+        assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/c");
+        assert_eq!(r["ips"][0], json!({"address": "10.42.1.5/16", "gateway": "10.42.1.1", "interface": 1}));
+        assert_eq!(r["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.42.1.1"}));
+        assert_eq!(r["dns"]["search"][0], "default.weft");
+        assert_eq!(address_of(&r, "eth0", "/run/netns/c").unwrap().to_string(), "10.42.1.5/16");
+        assert!(address_of(&r, "eth1", "/run/netns/c").is_err());
+    }
+
+    #[test]
+    fn chained_and_old_versions() {
+        let prev = json!({
+            "cniVersion": "0.4.0",
+            "interfaces": [{"name": "lo0", "sandbox": "/run/netns/c"}],
+            "ips": [{"version": "4", "address": "192.0.2.2/24", "interface": 0}],
+        });
+        let r = build("0.4.0", Some(&prev), &attached(), "/run/netns/c");
+        assert_eq!(r["interfaces"][0]["name"], "lo0");
+        assert_eq!(r["interfaces"][2]["name"], "eth0");
+        assert_eq!(r["ips"][1]["interface"], 2);
+        assert_eq!(r["ips"][1]["version"], "4");
+        let r = build("1.0.0", Some(&prev), &attached(), "/run/netns/c");
+        assert!(r["ips"][0].get("version").is_none());
+    }
+}
