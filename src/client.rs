@@ -23,8 +23,15 @@ pub fn attach(a: AttachArgs) -> Result<()> {
         all.extend(a.services.iter().cloned());
         labels.insert(SERVICE_LABEL.to_owned(), all.join(","));
     }
-    let req =
-        Request::Attach { netns: a.netns, network: a.network, name, ip: a.ip, ifname: a.ifname, labels };
+    let req = Request::Attach {
+        netns: a.netns,
+        network: a.network,
+        name,
+        ip: a.ip,
+        ifname: a.ifname,
+        labels,
+        enter: None,
+    };
     let v = call(&a.client.socket, &req)?;
     if a.client.json {
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -1,9 +1,10 @@
-//! podman (CNI backend) runs a container on a weft network through the plugin: a private
-//! podman configuration (containers.conf, storage.conf, net.d, plugin dir) made here, a
-//! busybox-static rootfs, one lab host whose daemon serves the network. A container gets its
-//! address and pings its gateway, and its exit gives the lease back (podman runs CNI DEL when
-//! the container stops); a running one holds its lease until `podman rm`. Needs podman,
-//! runc, containernetworking-plugins and busybox-static; fails loudly without them.
+//! podman (CNI backend) runs containers on a weft network through the plugin, inside two lab
+//! hosts' network namespaces: a private podman configuration per host (containers.conf,
+//! storage.conf, net.d, plugin dir), a busybox-static rootfs. A container gets an address of its
+//! host's subnet; a container on h2 pings one on h1 across the overlay and resolves its name
+//! (`NAME.container.weft`) through h2's weft DNS; an exited container gives its lease back (CNI
+//! DEL), `podman rm` releases a running one's, the next container reuses the address, and no
+//! veth is left. Needs podman, runc, containernetworking-plugins and busybox-static.
 
 mod common;
 
@@ -17,6 +18,8 @@ const WEFT_BIN: &str = env!("CARGO_BIN_EXE_weft");
 /// The private podman setup, removed on drop (after its storage is unmounted).
 struct Podman {
     dir: PathBuf,
+    /// The lab host's network namespace podman runs in.
+    netns: String,
     /// Whether libcni's cache (/var/lib/cni) existed before; if not, it is removed when empty.
     cni_cache_existed: bool,
 }
@@ -25,9 +28,9 @@ struct Podman {
 const CNI_CACHE: &str = "/var/lib/cni";
 
 impl Podman {
-    fn new(lab: &Lab) -> Podman {
+    fn new(lab: &Lab, host: &str) -> Podman {
         let cni_cache_existed = Path::new(CNI_CACHE).exists();
-        let dir = PathBuf::from(format!("/tmp/weft-podman-{}", lab.tag));
+        let dir = PathBuf::from(format!("/tmp/weft-podman-{}-{host}", lab.tag));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in [
             "bin",
@@ -45,12 +48,12 @@ impl Podman {
         }
         std::os::unix::fs::symlink(WEFT_BIN, dir.join("bin/weft")).unwrap();
         std::fs::copy("/bin/busybox", dir.join("rootfs/bin/busybox")).expect("busybox-static is installed");
-        for tool in ["sh", "ip", "ping", "cat", "sleep"] {
+        for tool in ["sh", "ip", "ping", "cat", "sleep", "nslookup"] {
             std::os::unix::fs::symlink("busybox", dir.join("rootfs/bin").join(tool)).unwrap();
         }
         let conflist = json!({
             "cniVersion": "1.0.0", "name": "weftnet",
-            "plugins": [{"type": "weft", "socket": lab.socket("h1"), "network": "default"}],
+            "plugins": [{"type": "weft", "socket": lab.socket(host), "network": "default"}],
         });
         std::fs::write(dir.join("net.d/weftnet.conflist"), conflist.to_string()).unwrap();
         let d = dir.display();
@@ -70,11 +73,15 @@ impl Podman {
             format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{d}/run\"\n"),
         )
         .unwrap();
-        Podman { dir, cni_cache_existed }
+        Podman { dir, netns: lab.netns(host), cni_cache_existed }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("podman")
+        // nsenter --net, not `ip netns exec`: the latter remounts /sys, which hides the cgroup
+        // mounts runc needs; only the network namespace has to be the lab host's.
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("podman")
             .args(args)
             .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
@@ -109,22 +116,35 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn attached(lab: &Lab) -> Vec<Value> {
-    let o = lab.weft("h1", &["status", "--json"]);
+fn attached(lab: &Lab, host: &str) -> Vec<Value> {
+    let o = lab.weft(host, &["status", "--json"]);
     let v: Value = serde_json::from_slice(&o.stdout).expect("status JSON");
     v["networks"][0]["containers"].as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn podman_runs_a_container_on_weft() {
-    let lab = Lab::up(1, 0);
-    let podman = Podman::new(&lab);
-    let status = lab.weft("h1", &["status", "--json"]);
+fn gateway(lab: &Lab, host: &str) -> String {
+    let status = lab.weft(host, &["status", "--json"]);
     let v: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
-    let gw = v["networks"][0]["gateway"].as_str().expect("gateway").to_owned();
-    let script = format!("ip -o -4 addr show eth0 && ping -c 2 -W 2 {gw}");
-    let rootfs = podman.rootfs();
-    let run = podman.run(&[
+    v["networks"][0]["gateway"].as_str().expect("gateway").to_owned()
+}
+
+/// The container veths (`wv…`) on a host.
+fn veths(lab: &Lab, host: &str) -> usize {
+    let out = lab.exec(host, &["ip", "-o", "link", "show"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("wv")))
+        .count()
+}
+
+#[test]
+fn podman_runs_containers_on_weft_across_hosts() {
+    let lab = Lab::up(2, 0);
+    let (p1, p2) = (Podman::new(&lab, "h1"), Podman::new(&lab, "h2"));
+    let (gw1, gw2) = (gateway(&lab, "h1"), gateway(&lab, "h2"));
+    let script = format!("ip -o -4 addr show eth0 && ping -c 2 -W 2 {gw1}");
+    let rootfs1 = p1.rootfs();
+    let run = p1.run(&[
         "run",
         "--rm",
         "--network",
@@ -132,7 +152,7 @@ fn podman_runs_a_container_on_weft() {
         "--cap-add",
         "NET_RAW",
         "--rootfs",
-        &rootfs,
+        &rootfs1,
         "/bin/sh",
         "-c",
         &script,
@@ -140,10 +160,11 @@ fn podman_runs_a_container_on_weft() {
     assert!(run.status.success(), "podman run on weftnet failed: {}", text(&run));
     let out = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(out.contains("inet 10.42.1."), "no overlay address in the container: {out}");
-    assert!(attached(&lab).is_empty(), "the exited container's lease was not given back (CNI DEL)");
+    assert!(attached(&lab, "h1").is_empty(), "the exited container's lease was not given back (CNI DEL)");
 
-    // A running container holds its lease until podman removes it.
-    let run = podman.run(&[
+    // A running container on h1 holds its lease; a container on h2 pings it across the
+    // overlay and resolves its name through h2's weft DNS.
+    let run = p1.run(&[
         "run",
         "-d",
         "--name",
@@ -151,17 +172,64 @@ fn podman_runs_a_container_on_weft() {
         "--network",
         "weftnet",
         "--rootfs",
-        &rootfs,
+        &rootfs1,
         "/bin/sh",
         "-c",
-        "sleep 60",
+        "sleep 120",
     ]);
     assert!(run.status.success(), "podman run -d: {}", text(&run));
-    let held = attached(&lab);
+    let held = attached(&lab, "h1");
     assert_eq!(held.len(), 1, "podman's container is not attached: {held:?}");
     assert_eq!(held[0]["name"], "weftpod", "the container's name comes from K8S_POD_NAME");
     assert!(Path::new(held[0]["netns"].as_str().unwrap_or("")).is_absolute());
-    let rm = podman.run(&["rm", "--force", "--time", "0", "weftpod"]);
+    let ip1 = held[0]["ip"].as_str().expect("address").to_owned();
+    assert!(ip1.starts_with("10.42.1."), "h1's container outside h1's subnet: {ip1}");
+    let rootfs2 = p2.rootfs();
+    let script = format!(
+        "ip -o -4 addr show eth0; ping -c 2 -W 2 {ip1} || ping -c 3 -W 2 {ip1}; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do nslookup weftpod.container.weft {gw2} && exit 0; sleep 1; done; exit 1"
+    );
+    let run = p2.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "weftpod2",
+        "--network",
+        "weftnet",
+        "--cap-add",
+        "NET_RAW",
+        "--rootfs",
+        &rootfs2,
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "h2's container could not reach or resolve h1's: {}", text(&run));
+    assert!(out.contains("inet 10.42.2."), "h2's container outside h2's subnet: {out}");
+    assert!(out.contains(&ip1), "weftpod.container.weft did not resolve to {ip1}: {out}");
+
+    // podman rm releases the address (the next container gets it again) and leaves no veth.
+    let rm = p1.run(&["rm", "--force", "--time", "0", "weftpod"]);
     assert!(rm.status.success(), "podman rm: {}", text(&rm));
-    assert!(attached(&lab).is_empty(), "podman rm (CNI DEL) left a lease behind");
+    assert!(attached(&lab, "h1").is_empty(), "podman rm (CNI DEL) left a lease behind");
+    assert_eq!(veths(&lab, "h1"), 0, "a container veth is left on h1");
+    let run = p1.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "weftnet",
+        "--rootfs",
+        &rootfs1,
+        "/bin/sh",
+        "-c",
+        "ip -o -4 addr show eth0",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains(&format!("inet {ip1}/")),
+        "the released address was not reused: {}",
+        text(&run)
+    );
+    assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
 }

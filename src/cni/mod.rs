@@ -78,7 +78,14 @@ pub fn run(stdin: &[u8], var: impl Fn(&str) -> Option<String>) -> Result<Option<
 fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
     let netns = inv.netns.clone().unwrap_or_default();
     network_status(conf)?.map_err(|have| unknown_network(conf, have))?;
+    // The runtime's netns file may be a bind mount only its mount namespace sees (podman under
+    // `ip netns exec`, or a daemon in another mount namespace): hand the daemon our open file.
+    let file = std::fs::File::open(&netns).map_err(|e| {
+        CniError::new(error::INVALID_ENV, format!("cannot open CNI_NETNS {netns}")).details(e.to_string())
+    })?;
+    let enter = format!("/proc/{}/fd/{}", std::process::id(), std::os::fd::AsRawFd::as_raw_fd(&file));
     let req = Request::Attach {
+        enter: Some(enter),
         netns: netns.clone(),
         network: conf.network.clone(),
         name: inv.container_name(),
@@ -87,6 +94,7 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
         labels: conf.labels_for(&inv.args),
     };
     let answer = daemon_link::call(&conf.socket, &req)?;
+    drop(file);
     let attached = result::Attached::from_daemon(&answer)?;
     Ok(result::build(&conf.cni_version, conf.prev_result.as_ref(), &attached, &netns))
 }

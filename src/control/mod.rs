@@ -39,6 +39,12 @@ pub enum Request {
         /// Labels (policy selectors; `weft.service` declares services).
         #[serde(default)]
         labels: std::collections::BTreeMap<String, String>,
+        /// A path to enter the namespace by when `netns` is not visible in the daemon's
+        /// mount namespace: the CNI plugin opens `CNI_NETNS` and passes
+        /// `/proc/<its pid>/fd/<fd>`, valid while it waits for the answer. `netns` is what is
+        /// recorded.
+        #[serde(default)]
+        enter: Option<String>,
     },
     /// Register a service instance on this node.
     ServiceAdd {

@@ -106,8 +106,8 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
 async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
     match req {
         Request::Status => status(ctx).await,
-        Request::Attach { netns, network, name, ip, ifname, labels } => {
-            attach(ctx, &netns, &network, &name, ip, &ifname, labels).await
+        Request::Attach { netns, network, name, ip, ifname, labels, enter } => {
+            attach(ctx, &netns, enter.as_deref(), &network, &name, ip, &ifname, labels).await
         }
         Request::ServiceAdd { mut spec } => {
             if spec.network.is_empty() {
@@ -189,6 +189,12 @@ fn netns_path(netns: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+fn enter_path_ok(p: &str) -> bool {
+    let parts: Vec<&str> = p.split('/').collect();
+    matches!(parts.as_slice(), ["", "proc", pid, "fd", fd]
+        if !pid.is_empty() && !fd.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && fd.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
@@ -217,9 +223,11 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attach(
     ctx: &ControlCtx,
     netns: &str,
+    enter: Option<&str>,
     network: &str,
     name: &str,
     ip: Option<IpAddr>,
@@ -233,7 +241,12 @@ async fn attach(
         crate::discovery::registry::parse_service_label(v, network, name)?;
     }
     crate::device::validate_ifname(ifname).map_err(|e| anyhow!("interface name {ifname:?}: {e}"))?;
-    let path = netns_path(netns)?;
+    let path = match enter {
+        // Only a process's open file: /proc/PID/fd/N.
+        Some(e) if enter_path_ok(e) => netns_path(e)?,
+        Some(e) => bail!("enter {e:?}: expected /proc/PID/fd/N"),
+        None => netns_path(netns)?,
+    };
     let info = &ctx.nets[net];
     let mut leases = ctx.leases.lock().await;
     if leases.find(network, name).is_some() {
