@@ -4,7 +4,8 @@
 # Installs the lab tools, builds the release binary, builds a lab of 3 hosts with 2 containers
 # each (netns-lab/lab.sh up 3 2), pings every container from every other one across the
 # encrypted overlay, runs one TCP transfer between containers on different hosts, and prints a
-# summary. Exits non-zero if any ping or the transfer fails. The lab stays up for inspection;
+# summary with a text topology, and serves h1's status page at http://127.0.0.1:9571/
+# (lab.sh ui). Exits non-zero if any ping or the transfer fails. The lab stays up for inspection;
 # remove it with netns-lab/lab.sh down. Needs root. WEFT_BIN and WEFT_LAB_DIR are passed on to
 # lab.sh; WEFT_DEMO_TCP=socat forces the socat transfer even when iperf3 is there.
 set -euo pipefail
@@ -154,6 +155,20 @@ if ((tcp_ok)); then
 else
 	printf '%s -> %s: FAILED\n' "$client" "$server"
 fi
+
+step "topology (h1's view: every host with its containers, then h1's tunnels)"
+lab_dir=${WEFT_LAB_DIR:-/run/weft-lab}
+bin=${WEFT_BIN:-$repo/target/release/weft}
+for ((i = 1; i <= hosts; i++)); do
+	printf 'h%d (10.200.0.%d):' "$i" "$i"
+	for ((j = 1; j <= containers; j++)); do printf '  h%dc%d %s' "$i" "$j" "${addr[h${i}c$j]}"; done
+	printf '\n'
+done
+printf '\n'
+"$bin" peers --socket "$lab_dir/h1/weft.sock" || true
+
+step "status page"
+"$lab" ui h1 9571 || true
 
 printf '\n'
 ((failed == 0)) || printf '%d of %d pings FAILED\n' "$failed" $((${#names[@]} * (${#names[@]} - 1)))

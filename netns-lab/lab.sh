@@ -8,6 +8,9 @@
 #   lab.sh status                                 list namespaces, daemons and containers
 #   lab.sh stop-daemon h<i> [SIGNAL=TERM]         signal a daemon (waits if the signal ends it)
 #   lab.sh start-daemon h<i>                      start a stopped daemon again
+#   lab.sh ui [h<i>=h1] [PORT=9571]               serve h<i>'s status page (its loopback
+#                                                 listener) at http://127.0.0.1:PORT/ here,
+#                                                 through a unix socket in the lab directory
 #
 # Environment:
 #   WEFT_LAB_DIR      lab state (PKI, configs, logs, PIDs); default /run/weft-lab
@@ -382,6 +385,7 @@ cmd_down() {
 	if [[ ! -f $dir/$marker && -n $(ls -A "$dir") ]]; then
 		die "$dir is not a lab directory (no $marker); refusing to remove it"
 	fi
+	stop_ui
 	for d in "$dir"/h*/; do
 		h=$(basename "$d")
 		if [[ $h =~ ^h[0-9]+$ ]]; then terminate_daemon "$h"; fi
@@ -464,6 +468,35 @@ cmd_stop_daemon() {
 	esac
 }
 
+# cmd_ui: two socat relays, one in the host's namespace from a unix socket to its loopback
+# listener, one here from 127.0.0.1:PORT to that socket; their PIDs go to ui.pids (killed by
+# `down`). Traffic stays on loopback and in the lab's namespace (LAB.md rule 1).
+cmd_ui() {
+	(($# <= 2)) || usage
+	local h=${1:-h1} ui_port=${2:-9571} sock
+	load_tag
+	check_host "$h"
+	if ! [[ $ui_port =~ ^[0-9]+$ ]] || ((ui_port < 1 || ui_port > 65535)); then die "bad port $ui_port"; fi
+	command -v socat >/dev/null || die "socat is needed (scripts/install-deps.sh)"
+	stop_ui
+	sock=$dir/$h/ui.sock
+	rm -f -- "$sock"
+	ip netns exec "$(ns "$h")" socat "UNIX-LISTEN:$sock,fork,mode=600" TCP:127.0.0.1:9571 >/dev/null 2>&1 &
+	echo $! >>"$dir/ui.pids"
+	socat "TCP-LISTEN:$ui_port,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$sock" >/dev/null 2>&1 &
+	echo $! >>"$dir/ui.pids"
+	say "status page of $h: http://127.0.0.1:$ui_port/ (stops with lab.sh down)"
+}
+
+stop_ui() {
+	local pid
+	[[ -f $dir/ui.pids ]] || return 0
+	while read -r pid; do
+		if [[ $pid =~ ^[0-9]+$ ]]; then kill "$pid" 2>/dev/null || true; fi
+	done <"$dir/ui.pids"
+	rm -f -- "$dir/ui.pids"
+}
+
 cmd_start_daemon() {
 	(($# == 1)) || usage
 	local h=$1 pid
@@ -489,6 +522,7 @@ main() {
 	status) cmd_status ;;
 	stop-daemon) cmd_stop_daemon "$@" ;;
 	start-daemon) cmd_start_daemon "$@" ;;
+	ui) cmd_ui "$@" ;;
 	-h | --help | help) usage 0 ;;
 	*) usage ;;
 	esac

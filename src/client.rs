@@ -134,6 +134,7 @@ fn print_peers(peers: &Value) {
                 s(&p["endpoint"]),
                 if p["connected"] == Value::Bool(true) { "yes".into() } else { "no".into() },
                 p["last_handshake_secs_ago"].as_f64().map(|t| format!("{t:.0}s ago")).unwrap_or("-".into()),
+                p["rtt_ms"].as_f64().map(|r| format!("{r:.2} ms")).unwrap_or("-".into()),
                 s(&p["containers"]),
                 s(&p["rx_bytes"]),
                 s(&p["tx_bytes"]),
@@ -142,7 +143,7 @@ fn print_peers(peers: &Value) {
         .collect();
     table(
         "",
-        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "CONTAINERS", "RX BYTES", "TX BYTES"],
+        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX BYTES", "TX BYTES"],
         &rows,
     );
 }
