@@ -22,6 +22,32 @@ struct Podman {
     netns: String,
     /// Whether libcni's cache (/var/lib/cni) existed before; if not, it is removed when empty.
     cni_cache_existed: bool,
+    /// podman's `libpod_parent` cgroup directories that did not exist before (removed when
+    /// empty at the end).
+    new_cgroups: Vec<PathBuf>,
+}
+
+/// Every cgroup hierarchy's `libpod_parent` directory (podman with cgroupfs creates them).
+fn libpod_cgroups() -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("libpod_parent"))
+        .collect()
+}
+
+/// Removes the empty cgroup directories under and including `dir` (cgroupfs only removes
+/// empty ones, so a busy cgroup stays).
+fn remove_empty_cgroups(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_cgroups(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Where libcni caches results (podman's CNI backend does not let it be moved).
@@ -30,6 +56,7 @@ const CNI_CACHE: &str = "/var/lib/cni";
 impl Podman {
     fn new(lab: &Lab, host: &str) -> Podman {
         let cni_cache_existed = Path::new(CNI_CACHE).exists();
+        let new_cgroups = libpod_cgroups().into_iter().filter(|p| !p.exists()).collect();
         let dir = PathBuf::from(format!("/tmp/weft-podman-{}-{host}", lab.tag));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in [
@@ -73,7 +100,7 @@ impl Podman {
             format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{d}/run\"\n"),
         )
         .unwrap();
-        Podman { dir, netns: lab.netns(host), cni_cache_existed }
+        Podman { dir, netns: lab.netns(host), cni_cache_existed, new_cgroups }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -99,6 +126,9 @@ impl Drop for Podman {
         let _ = self.run(&["rm", "--all", "--force"]);
         let _ = self.run(&["system", "reset", "--force"]);
         let _ = std::fs::remove_dir_all(&self.dir);
+        for cg in &self.new_cgroups {
+            remove_empty_cgroups(cg);
+        }
         if !self.cni_cache_existed {
             // Only empty directories go: a cached result of any other network stays.
             let _ = std::fs::remove_dir(Path::new(CNI_CACHE).join("results"));
