@@ -227,6 +227,11 @@ write_config() {
 			k=$((i == 1 ? 2 : 1))
 			printf '\n[membership]\nseeds = ["10.200.0.%d:%d"]\n' "$k" "$port"
 		fi
+		# DNS forwards names outside its domain to the host's resolvers by default; in the lab
+		# nothing may leave the namespaces (LAB.md), so no upstreams unless extra config says.
+		if ! cat -- "$extra/all.toml" "$extra/h$i.toml" 2>/dev/null | grep -q '^\[dns\]'; then
+			printf '\n[dns]\nupstreams = []\n'
+		fi
 		# Extra configuration (services, DNS, policy) for every host, then for this host.
 		for k in all "h$i"; do
 			if [[ -n $extra && -f $extra/$k.toml ]]; then

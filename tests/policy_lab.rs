@@ -214,4 +214,24 @@ fn policy_with_conntrack_reload_and_explain() {
     std::fs::write(&path, &good).unwrap();
     let out = lab.weft("h2", &["reload"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // DNS that cannot start with new settings (an address h2 does not have) is reported; the
+    // reload after reverting the file brings it back.
+    let dig = || lab.exec("h2c1", &["dig", "+short", "+time=1", "+tries=1", "h2c1.container.weft"]);
+    assert_eq!(String::from_utf8_lossy(&dig().stdout).trim(), db);
+    assert!(good.contains("upstreams = []"), "lab.sh no longer writes [dns] upstreams = []");
+    std::fs::write(&path, good.replace("upstreams = []", "upstreams = []\nlisten = [\"10.200.0.99:53\"]"))
+        .unwrap();
+    let out = lab.weft("h2", &["reload"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DNS did not start"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = String::from_utf8_lossy(&dig().stdout).into_owned();
+    assert!(!answer.lines().any(|l| l.trim() == db), "DNS still answers: {answer}");
+    std::fs::write(&path, &good).unwrap();
+    let out = lab.weft("h2", &["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&dig().stdout).trim(), db, "DNS did not come back");
 }

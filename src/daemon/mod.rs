@@ -237,8 +237,15 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         node = %cfg.node.name, listen = %cfg.underlay.listen, workers = workers.len(),
         networks = cfg.networks.len(), "weft is up"
     );
-    let mut reloader =
-        reload::Reloader { cfg: cfg.clone(), ctx: Arc::clone(&ctx), dns, directory, gateways, set_log_level };
+    let mut reloader = reload::Reloader {
+        cfg: cfg.clone(),
+        ctx: Arc::clone(&ctx),
+        dns,
+        directory,
+        gateways,
+        set_log_level,
+        applied_new: false,
+    };
     wait_for_signal(&mut reloader, &mut reload_rx).await;
     let dns = reloader.dns.take();
     drop(reloader);

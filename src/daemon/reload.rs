@@ -27,6 +27,8 @@ pub(super) struct Reloader {
     pub directory: Arc<arc_swap::ArcSwap<Directory>>,
     pub gateways: Vec<std::net::IpAddr>,
     pub set_log_level: Option<LogLevelSetter>,
+    /// The last reload got as far as making its file the running configuration.
+    pub applied_new: bool,
 }
 
 /// The parts of a network only a restart can change.
@@ -70,12 +72,18 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
 }
 
 impl Reloader {
-    /// Reloads; on error nothing changed (but for a DNS restart that failed, which says so).
+    /// Reloads; on error nothing changed, except when only DNS failed to restart (the error
+    /// says so; the next reload tries DNS again).
     pub async fn reload(&mut self) -> Result<Value> {
         match self.try_reload().await {
             Ok(v) => {
                 info!(changes = %v["changed"], "configuration reloaded");
                 Ok(v)
+            }
+            // The file itself was applied; only DNS did not start.
+            Err(e) if self.dns.is_none() && self.cfg.dns.enable && self.applied_new => {
+                error!("reload applied, but DNS is off: {e:#}");
+                Err(e)
             }
             Err(e) => {
                 error!("reload refused, the running configuration stays: {e:#}");
@@ -85,6 +93,7 @@ impl Reloader {
     }
 
     async fn try_reload(&mut self) -> Result<Value> {
+        self.applied_new = false;
         let new = Config::load(&self.cfg.path)?;
         let restart = needs_restart(&self.cfg, &new);
         if !restart.is_empty() {
@@ -114,17 +123,22 @@ impl Reloader {
             self.ctx.registry.replace_config(&new.services)?;
             changed.push("services");
         }
-        if new.dns != old.dns {
+        // Also restarts DNS that a failed earlier reload left off.
+        let dns_changed = new.dns != old.dns || (new.dns.enable && self.dns.is_none());
+        // From here on the new file is the running configuration, DNS included or not.
+        self.cfg = new;
+        self.applied_new = true;
+        if dns_changed {
             if let Some(d) = self.dns.take() {
                 d.stop().await;
             }
             let stats = Arc::clone(&self.ctx.dns_stats);
-            self.dns = super::start_dns(&new, &self.gateways, &self.directory, &stats).await.context(
-                "DNS did not restart with the new [dns] settings; DNS is off until the next good reload",
+            self.dns = super::start_dns(&self.cfg, &self.gateways, &self.directory, &stats).await.context(
+                "the rest of the file is applied, but DNS did not start with these [dns] settings; \
+                 it stays off until a reload starts it",
             )?;
             changed.push("dns");
         }
-        self.cfg = new;
         Ok(json!({"changed": changed}))
     }
 
