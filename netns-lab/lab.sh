@@ -229,7 +229,7 @@ write_config() {
 		fi
 		# DNS forwards names outside its domain to the host's resolvers by default; in the lab
 		# nothing may leave the namespaces (LAB.md), so no upstreams unless extra config says.
-		if ! cat -- "$extra/all.toml" "$extra/h$i.toml" 2>/dev/null | grep -q '^\[dns\]'; then
+		if ! grep -qs '^\[dns\]' -- "$extra/all.toml" "$extra/h$i.toml"; then
 			printf '\n[dns]\nupstreams = []\n'
 		fi
 		# Extra configuration (services, DNS, policy) for every host, then for this host.
