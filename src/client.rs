@@ -83,19 +83,19 @@ pub fn status(c: ClientArgs) -> Result<()> {
     for n in v["networks"].as_array().into_iter().flatten() {
         println!(
             "network {}  vni {}  subnet {}  node subnet {}  gateway {}  mtu {}  encryption {}",
-            s(&n["name"]),
+            text(&n["name"]),
             n["vni"],
-            s(&n["subnet"]),
-            s(&n["node_subnet"]),
-            s(&n["gateway"]),
+            text(&n["subnet"]),
+            text(&n["node_subnet"]),
+            text(&n["gateway"]),
             n["mtu"],
-            s(&n["encryption"])
+            text(&n["encryption"])
         );
         let rows: Vec<Vec<String>> = n["containers"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| vec![s(&c["name"]), s(&c["ip"]), s(&c["mac"]), s(&c["host_ifname"])])
+            .map(|c| vec![text(&c["name"]), text(&c["ip"]), text(&c["mac"]), text(&c["host_ifname"])])
             .collect();
         table("  ", &["CONTAINER", "IP", "MAC", "LINK"], &rows);
     }
@@ -129,15 +129,15 @@ fn print_peers(peers: &Value) {
         .flatten()
         .map(|p| {
             vec![
-                s(&p["name"]),
-                s(&p["state"]),
-                s(&p["endpoint"]),
+                text(&p["name"]),
+                text(&p["state"]),
+                text(&p["endpoint"]),
                 if p["connected"] == Value::Bool(true) { "yes".into() } else { "no".into() },
                 p["last_handshake_secs_ago"].as_f64().map(|t| format!("{t:.0}s ago")).unwrap_or("-".into()),
                 p["rtt_ms"].as_f64().map(|r| format!("{r:.2} ms")).unwrap_or("-".into()),
-                s(&p["containers"]),
-                s(&p["rx_bytes"]),
-                s(&p["tx_bytes"]),
+                text(&p["containers"]),
+                text(&p["rx_bytes"]),
+                text(&p["tx_bytes"]),
             ]
         })
         .collect();
@@ -146,10 +146,6 @@ fn print_peers(peers: &Value) {
         &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX BYTES", "TX BYTES"],
         &rows,
     );
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })
 }
 
 fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
