@@ -14,6 +14,8 @@
 #   BENCH_TIME     seconds per iperf3 run (overrides the mode's default)
 #   BENCH_REPS     iperf3 runs per measurement, the median is reported (overrides the default)
 #   BENCH_PINGS    pings per RTT measurement (overrides the default)
+#   WEFT_OFFLOAD   true (default) or false: weft's TAP offloads (superframes), to measure
+#                  what they are worth
 #
 # Needs root. Installs what it compares against from Debian if missing (iperf3,
 # wireguard-tools + wireguard-go, nebula); a reference that cannot be installed shows "n/a".
@@ -431,6 +433,7 @@ case_weft() {
 				[underlay]
 				listen = "10.201.0.$i:51820"
 				workers = 1
+				offload = ${WEFT_OFFLOAD:-true}
 
 				[[network]]
 				name = "bench"

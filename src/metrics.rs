@@ -39,6 +39,7 @@ const DROPS: &[(&str, &str)] = &[
     ("drop_policy", "policy"),
     ("drop_policy_malformed", "policy_malformed"),
     ("drop_conntrack_full", "conntrack_full"),
+    ("drop_offload", "offload_malformed"),
 ];
 
 /// Handshake failures by reason.
@@ -137,6 +138,20 @@ pub fn render(status: &Value) -> String {
     frames.get_or_create(&vec![("direction".to_owned(), "from_tap".to_owned())]).inc_by(get("tap_rx"));
     frames.get_or_create(&vec![("direction".to_owned(), "to_tap".to_owned())]).inc_by(get("tap_tx"));
     r.register("weft_tap_frames", "Frames read from and written to the TAP devices", frames);
+    let offload = Family::<Labels, Counter>::default();
+    for (key, kind) in [
+        ("tso_superframes", "tso_superframes"),
+        ("tso_segments", "tso_segments"),
+        ("gro_superframes", "gro_superframes"),
+        ("gro_segments", "gro_segments"),
+    ] {
+        offload.get_or_create(&vec![("kind".to_owned(), kind.to_owned())]).inc_by(get(key));
+    }
+    r.register(
+        "weft_offload",
+        "TCP superframes read from the TAPs and split into segments (tso_*), and received segments coalesced into superframes written to them (gro_*)",
+        offload,
+    );
     let arp = Counter::<u64>::default();
     arp.inc_by(get("arp_suppressed"));
     r.register("weft_arp_suppressed", "ARP requests answered by the daemon itself", arp);

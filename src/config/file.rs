@@ -95,6 +95,7 @@ pub(super) struct UnderlayFile {
     pub advertise: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u32>>,
     pub workers: Option<Spanned<usize>>,
+    pub offload: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

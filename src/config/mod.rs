@@ -118,6 +118,9 @@ pub struct Underlay {
     pub mtu: u32,
     /// Data-plane worker threads (default: one per CPU, at most 8).
     pub workers: usize,
+    /// TAP checksum and TCP segmentation offload (default on): TCP superframes are read from
+    /// and written to the TAPs, and segmented/coalesced in userspace.
+    pub offload: bool,
 }
 
 /// `[[network]]`.
@@ -230,7 +233,7 @@ impl Config {
                 .map_err(|_| ctx.err(a, "underlay.advertise", "expected IP:PORT, e.g. 192.0.2.1:51820"))?,
             None => listen,
         };
-        let underlay = Underlay { listen, advertise, mtu, workers };
+        let underlay = Underlay { listen, advertise, mtu, workers, offload: u.offload.unwrap_or(true) };
         let mut networks = Vec::new();
         let (mut names, mut vnis) = (BTreeSet::new(), BTreeSet::new());
         for (i, net) in f.networks.iter().enumerate() {

@@ -42,6 +42,13 @@ pub async fn bring_up(nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<Up>
         nl.set_mtu(bridge, n.mtu).await?;
         nl.add_address(bridge, IpNet::new(gateway, n.subnet.prefix_len())?).await?;
         let queues = Tap::open_queues(&n.tap(), cfg.underlay.workers)?;
+        if cfg.underlay.offload {
+            // Superframes instead of 1500-byte frames (see dataplane::offload); a kernel that
+            // refuses leaves the TAP as it was, which only costs speed.
+            if let Err(e) = queues[0].set_offload(crate::dataplane::offload::TAP_OFFLOADS) {
+                tracing::warn!(network = %n.name, %e, "TAP offloads unavailable; frames stay MTU-sized");
+            }
+        }
         let tap = nl.link_index(&n.tap()).await?.context("TAP vanished after creation")?;
         // The TAP accepts any frame the bridge hands it, so that the daemon, not the bridge,
         // meets a too-big frame, and can answer it with ICMP instead of a silent drop.

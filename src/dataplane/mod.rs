@@ -7,6 +7,7 @@
 mod batch;
 pub mod filter;
 pub mod frame;
+pub mod offload;
 pub mod tables;
 mod worker;
 
@@ -125,6 +126,16 @@ pub struct DataplaneStats {
     pub drop_policy_malformed: AtomicU64,
     /// New flows refused because the connection table (or the peer's share) was full.
     pub drop_conntrack_full: AtomicU64,
+    /// Offloaded frames from a TAP whose virtio-net header or headers could not be honoured.
+    pub drop_offload: AtomicU64,
+    /// TCP superframes read from TAPs (TSO), and the segments they were split into.
+    pub tso_superframes: AtomicU64,
+    /// Segments made from TSO superframes.
+    pub tso_segments: AtomicU64,
+    /// Superframes written to TAPs after coalescing received segments (GRO).
+    pub gro_superframes: AtomicU64,
+    /// Received segments that went into those superframes.
+    pub gro_segments: AtomicU64,
 }
 
 impl DataplaneStats {
@@ -147,6 +158,11 @@ impl DataplaneStats {
             ("drop_policy", v(&self.drop_policy)),
             ("drop_policy_malformed", v(&self.drop_policy_malformed)),
             ("drop_conntrack_full", v(&self.drop_conntrack_full)),
+            ("drop_offload", v(&self.drop_offload)),
+            ("tso_superframes", v(&self.tso_superframes)),
+            ("tso_segments", v(&self.tso_segments)),
+            ("gro_superframes", v(&self.gro_superframes)),
+            ("gro_segments", v(&self.gro_segments)),
         ]
     }
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::batch::{Added, Batch, Run, ARENA_LEN};
+use super::offload::{self, Gro, Tso, VnetHdr};
 use super::tables::{Loc, Tables};
 use super::{filter, frame};
 use super::{inc, EngineMsg, Shared};
@@ -52,6 +53,9 @@ struct Worker {
     rx: Vec<Vec<u8>>,
     meta: [RecvMeta; RX_BATCH],
     scratch: Vec<u8>,
+    /// A whole frame as read from a TAP (a TSO superframe is up to 64 KiB).
+    sframe: Vec<u8>,
+    gro: Gro,
 }
 
 /// Runs worker `index` until `shared.stop` is set.
@@ -74,6 +78,8 @@ pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Opti
         rx: (0..RX_BATCH).map(|_| vec![0; 65_536]).collect(),
         meta: [RecvMeta::default(); RX_BATCH],
         scratch: vec![0; SLOT_LEN],
+        sframe: vec![0; VNET_HDR_LEN + 65_536],
+        gro: Gro::default(),
     };
     w.run();
 }
@@ -113,35 +119,86 @@ impl Worker {
 
     // ---- TAP → peers ----
 
+    /// Where the next datagram is built in the arena (flushing the batch when it is full).
+    fn slot(&mut self) -> usize {
+        match self.batch.tail(SLOT_LEN) {
+            Some(at) => at,
+            None => {
+                self.flush();
+                0
+            }
+        }
+    }
+
     fn drain_tap(&mut self, net: usize) {
         let shared = Arc::clone(&self.shared);
         let tap = Arc::clone(&shared.taps[net][self.index]);
         // One snapshot per batch: table changes are picked up at the next batch.
         let tables = shared.tables.load();
+        let mut sframe = std::mem::take(&mut self.sframe);
         for _ in 0..TAP_BATCH {
-            let at = match self.batch.tail(SLOT_LEN) {
-                Some(at) => at,
-                None => {
-                    self.flush();
-                    0
-                }
-            };
-            let read = &mut self.arena[at + FRAME_AT - VNET_HDR_LEN..at + SLOT_LEN - TAG_LEN];
-            let n = match tap.recv(read) {
+            let n = match tap.recv(&mut sframe) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    inc(&self.shared.stats.io_errors);
+                    inc(&shared.stats.io_errors);
                     break;
                 }
             };
             if n < VNET_HDR_LEN + 14 {
                 continue;
             }
-            inc(&self.shared.stats.tap_rx);
-            self.egress(&shared, &tables, net, at, n - VNET_HDR_LEN);
+            inc(&shared.stats.tap_rx);
+            let (head, frame) = sframe[..n].split_at_mut(VNET_HDR_LEN);
+            let h = VnetHdr::parse((&*head).try_into().expect("10 bytes"));
+            if h.gso_type == offload::GSO_NONE {
+                if h.flags & offload::F_NEEDS_CSUM != 0
+                    && offload::complete_csum(frame, h.csum_start, h.csum_offset).is_err()
+                {
+                    inc(&shared.stats.drop_offload);
+                    continue;
+                }
+                if frame.len() > shared.nets[net].mtu as usize + 14 {
+                    self.too_big(net, frame);
+                    continue;
+                }
+                let at = self.slot();
+                self.arena[at + FRAME_AT..at + FRAME_AT + frame.len()].copy_from_slice(frame);
+                self.egress(&shared, &tables, net, at, frame.len());
+                continue;
+            }
+            let Ok(plan) = Tso::plan(frame, &h) else {
+                inc(&shared.stats.drop_offload);
+                continue;
+            };
+            if plan.max_segment_len() > shared.nets[net].mtu as usize + 14 {
+                // The sender's MTU is larger than the network's: one answer per superframe.
+                self.too_big(net, frame);
+                continue;
+            }
+            inc(&shared.stats.tso_superframes);
+            for i in 0..plan.count() {
+                let at = self.slot();
+                let len = plan.segment(frame, i, &mut self.arena[at + FRAME_AT..at + SLOT_LEN - TAG_LEN]);
+                inc(&shared.stats.tso_segments);
+                self.egress(&shared, &tables, net, at, len);
+            }
         }
+        self.sframe = sframe;
         self.flush();
+    }
+
+    /// Drops a frame larger than the network's MTU, answering with ICMP "too big" when it can.
+    fn too_big(&self, net: usize, f: &[u8]) {
+        let info = &self.shared.nets[net];
+        inc(&self.shared.stats.drop_mtu);
+        let mut out = [0u8; 1600];
+        let mtu = u16::try_from(info.mtu).unwrap_or(u16::MAX);
+        if let Some(n) =
+            frame::too_big_reply(f, mtu, info.gateway_mac, info.gateway, &mut out[VNET_HDR_LEN..])
+        {
+            self.write_tap(net, &mut out[..VNET_HDR_LEN + n]);
+        }
     }
 
     /// A frame from our bridge at `arena[at + FRAME_AT..][..len]`.
@@ -149,15 +206,7 @@ impl Worker {
         let info = &shared.nets[net];
         let f = &self.arena[at + FRAME_AT..at + FRAME_AT + len];
         if len > info.mtu as usize + 14 {
-            inc(&shared.stats.drop_mtu);
-            let mut out = [0u8; 1600];
-            let mtu = u16::try_from(info.mtu).unwrap_or(u16::MAX);
-            if let Some(n) =
-                frame::too_big_reply(f, mtu, info.gateway_mac, info.gateway, &mut out[VNET_HDR_LEN..])
-            {
-                self.write_tap(net, &mut out[..VNET_HDR_LEN + n]);
-            }
-            return;
+            return self.too_big(net, f);
         }
         let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.get(net)) else { return };
         // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
@@ -275,6 +324,7 @@ impl Worker {
     fn drain_udp(&mut self) {
         let mut rx = std::mem::take(&mut self.rx);
         let shared = Arc::clone(&self.shared);
+        let mut sink = TapSink { shared: &shared, queue: self.index };
         for _ in 0..RX_ROUNDS {
             // One snapshot per received batch.
             let tables = shared.tables.load();
@@ -292,34 +342,47 @@ impl Worker {
                 }
             };
             let metas = self.meta;
-            for (buf, meta) in rx.iter_mut().zip(&metas).take(n) {
+            for (i, meta) in metas.iter().enumerate().take(n) {
                 let stride = meta.stride.max(1);
-                for d in buf[..meta.len].chunks_mut(stride) {
-                    self.ingress(&tables, meta.addr, d);
+                let mut at = 0;
+                while at < meta.len {
+                    let end = (at + stride).min(meta.len);
+                    if let Some((net, start, len)) = self.ingress(&tables, meta.addr, &mut rx[i][at..end]) {
+                        let loc = offload::Loc { buf: i, start: at + start, len };
+                        self.gro.push(&mut rx, net, loc, &mut sink);
+                    }
+                    at = end;
                 }
             }
+            // The buffers are reused by the next recvmmsg: write out what is pending.
+            self.gro.flush(&mut rx, &mut sink);
         }
         self.rx = rx;
     }
 
-    fn ingress(&self, tables: &Tables, from: SocketAddr, d: &mut [u8]) {
+    /// Opens one datagram in place; returns the network and the position of a frame to
+    /// deliver (`d[start..][..len]`, with room for the virtio-net header before it).
+    fn ingress(&self, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(usize, usize, usize)> {
         let shared = &self.shared;
         if MessageType::of(d) != Ok(MessageType::Transport) {
             shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
-            return;
+            return None;
         }
         let Ok(h) = TransportHeader::parse(d) else {
             inc(&shared.proto_stats.malformed);
-            return;
+            return None;
         };
         let Some((peer, session)) = tables.sessions.get(&h.receiver_index) else {
             // Perhaps a session the engine has just made and not yet published.
             shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
-            return;
+            return None;
         };
         let range = match session.open(Instant::now(), d) {
             Ok(r) => r,
-            Err(e) => return shared.proto_stats.count_open(&e),
+            Err(e) => {
+                shared.proto_stats.count_open(&e);
+                return None;
+            }
         };
         if tables.peers.get(peer).and_then(|e| e.endpoint) != Some(from) {
             shared.to_engine(EngineMsg::Roamed { peer: *peer, addr: from });
@@ -327,13 +390,27 @@ impl Worker {
         match Inner::parse(&d[range.clone()]) {
             Ok(Inner::Frame { vni, .. }) => match tables.net_of(vni) {
                 Some(net) => {
-                    deliver(shared, tables, *peer, net, self.index, &mut d[..range.end], range.start + 4)
+                    let start = range.start + INNER_HEADER_LEN;
+                    admit(shared, tables, *peer, net, &d[start..range.end]).then_some((
+                        net,
+                        start,
+                        range.end - start,
+                    ))
                 }
-                None => inc(&shared.stats.drop_no_network),
+                None => {
+                    inc(&shared.stats.drop_no_network);
+                    None
+                }
             },
-            Ok(Inner::Keepalive) => {}
-            Ok(_) => shared.to_engine(EngineMsg::Inner { peer: *peer, bytes: d[range].to_vec() }),
-            Err(_) => inc(&shared.proto_stats.malformed),
+            Ok(Inner::Keepalive) => None,
+            Ok(_) => {
+                shared.to_engine(EngineMsg::Inner { peer: *peer, bytes: d[range].to_vec() });
+                None
+            }
+            Err(_) => {
+                inc(&shared.proto_stats.malformed);
+                None
+            }
         }
     }
 
@@ -456,9 +533,8 @@ fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], 
     inc(&shared.stats.io_errors);
 }
 
-/// Delivers a decrypted frame from `peer` (at `buf[frame_at..]`) to network `net`'s TAP, after
-/// the anti-spoofing checks: the inner source IP must lie in the peer's certified subnets and
-/// the source MAC must not belong to anyone else. Needs `frame_at >= VNET_HDR_LEN`.
+/// Delivers a decrypted frame from `peer` (at `buf[frame_at..]`) to network `net`'s TAP if
+/// [`admit`] lets it in. Needs `frame_at >= VNET_HDR_LEN`.
 pub fn deliver(
     shared: &Shared,
     tables: &Tables,
@@ -468,21 +544,35 @@ pub fn deliver(
     buf: &mut [u8],
     frame_at: usize,
 ) {
-    let f = &buf[frame_at..];
+    if admit(shared, tables, peer, net, &buf[frame_at..]) {
+        let out = &mut buf[frame_at - VNET_HDR_LEN..];
+        out[..VNET_HDR_LEN].fill(0);
+        let taps = &shared.taps[net];
+        match taps[queue % taps.len()].send(out) {
+            Ok(_) => inc(&shared.stats.tap_tx),
+            Err(_) => inc(&shared.stats.io_errors),
+        }
+    }
+}
+
+/// Whether a decrypted frame from `peer` may reach network `net`'s bridge: the inner source
+/// IP must lie in the peer's certified subnets, the source MAC must not belong to anyone
+/// else, and the network's policy must allow it. Learns the MAC/IP as a side effect.
+pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: usize, f: &[u8]) -> bool {
     let (Some(src), Some(ip)) = (frame::src_mac(f), frame::source_ip(f)) else {
         inc(&shared.stats.drop_ethertype);
-        return;
+        return false;
     };
-    let Some(entry) = tables.peers.get(&peer) else { return };
+    let Some(entry) = tables.peers.get(&peer) else { return false };
     if frame::is_link_local(&ip) {
         inc(&shared.stats.drop_link_local);
-        return;
+        return false;
     }
     if !entry.subnets.iter().any(|s| s.contains(&ip)) {
         inc(&shared.stats.drop_spoof);
-        return;
+        return false;
     }
-    let Some(nt) = tables.nets.get(net) else { return };
+    let Some(nt) = tables.nets.get(net) else { return false };
     match nt.macs.get(&src) {
         Some(Loc::Peer(p)) if *p == peer => {
             if nt.ips.get(&ip) != Some(&src) {
@@ -491,20 +581,33 @@ pub fn deliver(
         }
         Some(_) => {
             inc(&shared.stats.drop_spoof);
-            return;
+            return false;
         }
         None => shared.to_engine(EngineMsg::Learn { net, mac: src, ip: Some(ip), loc: Loc::Peer(peer) }),
     }
-    if nt.policy.is_some()
-        && !filter::allows(shared, tables, net, Direction::In, f, Some(peer), filter::now_secs(shared))
-    {
-        return;
-    }
-    let out = &mut buf[frame_at - VNET_HDR_LEN..];
-    out[..VNET_HDR_LEN].fill(0);
-    let taps = &shared.taps[net];
-    match taps[queue % taps.len()].send(out) {
-        Ok(_) => inc(&shared.stats.tap_tx),
-        Err(_) => inc(&shared.stats.io_errors),
+    nt.policy.is_none()
+        || filter::allows(shared, tables, net, Direction::In, f, Some(peer), filter::now_secs(shared))
+}
+
+/// Writes (coalesced) frames to this worker's queue of a network's TAP.
+struct TapSink<'a> {
+    shared: &'a Shared,
+    queue: usize,
+}
+
+impl offload::Sink for TapSink<'_> {
+    fn write(&mut self, net: usize, iov: &[std::io::IoSlice<'_>], frames: usize) {
+        let stats = &self.shared.stats;
+        let taps = &self.shared.taps[net];
+        match taps[self.queue % taps.len()].send_vectored(iov) {
+            Ok(_) => {
+                stats.tap_tx.fetch_add(frames as u64, Relaxed);
+                if frames > 1 {
+                    inc(&stats.gro_superframes);
+                    stats.gro_segments.fetch_add(frames as u64, Relaxed);
+                }
+            }
+            Err(_) => inc(&stats.io_errors),
+        }
     }
 }

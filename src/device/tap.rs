@@ -84,6 +84,18 @@ impl Tap {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
+    /// Writes one frame gathered from `iov` (the first slice starts with the
+    /// [`VNET_HDR_LEN`]-byte header). Returns the bytes written.
+    pub fn send_vectored(&self, iov: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        let count =
+            libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `IoSlice` is guaranteed ABI-compatible with `struct iovec` on Unix; every
+        // slice it points to is valid and readable for the duration of the call, and the fd
+        // is open for the lifetime of `self`.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr().cast(), count) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
     /// Registers this queue with the current tokio runtime's reactor (read and write
     /// readiness). Must be called within a tokio runtime.
     pub fn into_async(self) -> Result<AsyncFd<Tap>, DeviceError> {
