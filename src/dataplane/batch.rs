@@ -10,9 +10,20 @@ pub const ARENA_LEN: usize = 4 * 65_536;
 /// Bytes one batch may hold (a GSO send is one UDP "datagram" of at most 64 KiB).
 const MAX_BATCH_BYTES: usize = 65_000;
 
+/// Which of a worker's sockets a run leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sock {
+    /// The tunnel socket (encrypted sessions).
+    Tunnel,
+    /// The plain VXLAN socket.
+    Vxlan,
+}
+
 /// A run of datagrams waiting to be sent together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Run {
+    /// Socket.
+    pub sock: Sock,
     /// Destination.
     pub dst: SocketAddr,
     /// Arena range of the datagrams.
@@ -50,10 +61,12 @@ impl Batch {
         (tail + slot_len <= ARENA_LEN).then_some(tail)
     }
 
-    /// Records a datagram of `len` bytes built at `at` (the value `tail` returned) for `dst`.
-    pub fn add(&mut self, at: usize, len: usize, dst: SocketAddr, max_segments: usize) -> Added {
+    /// Records a datagram of `len` bytes built at `at` (the value `tail` returned) for `dst`,
+    /// to leave from `sock`.
+    pub fn add(&mut self, at: usize, len: usize, sock: Sock, dst: SocketAddr, max_segments: usize) -> Added {
         if let Some(r) = self.run.as_mut() {
             let fits = r.dst == dst
+                && r.sock == sock
                 && !self.closed
                 && at == r.end
                 && len <= r.seg
@@ -67,7 +80,7 @@ impl Batch {
                 return Added::Joined;
             }
         }
-        let old = self.run.replace(Run { dst, start: at, end: at + len, seg: len, count: 1 });
+        let old = self.run.replace(Run { sock, dst, start: at, end: at + len, seg: len, count: 1 });
         self.closed = false;
         match old {
             Some(o) => Added::Flush(o),
@@ -85,38 +98,42 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const T: Sock = Sock::Tunnel;
 
     #[test]
     fn runs_join_by_destination_and_size() {
         let (a, b): (SocketAddr, SocketAddr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
         let mut batch = Batch::default();
         assert_eq!(batch.tail(100), Some(0));
-        assert_eq!(batch.add(0, 100, a, 64), Added::Started);
+        assert_eq!(batch.add(0, 100, T, a, 64), Added::Started);
         assert_eq!(batch.tail(100), Some(100));
-        assert_eq!(batch.add(100, 100, a, 64), Added::Joined);
-        assert_eq!(batch.add(200, 60, a, 64), Added::Joined, "a shorter last datagram joins");
-        let flushed = batch.add(260, 100, a, 64);
-        assert_eq!(flushed, Added::Flush(Run { dst: a, start: 0, end: 260, seg: 100, count: 3 }));
+        assert_eq!(batch.add(100, 100, T, a, 64), Added::Joined);
+        assert_eq!(batch.add(200, 60, T, a, 64), Added::Joined, "a shorter last datagram joins");
+        let flushed = batch.add(260, 100, T, a, 64);
+        assert_eq!(flushed, Added::Flush(Run { sock: T, dst: a, start: 0, end: 260, seg: 100, count: 3 }));
         assert_eq!(
-            batch.add(360, 100, b, 64),
-            Added::Flush(Run { dst: a, start: 260, end: 360, seg: 100, count: 1 })
+            batch.add(360, 100, T, b, 64),
+            Added::Flush(Run { sock: T, dst: a, start: 260, end: 360, seg: 100, count: 1 })
         );
-        assert_eq!(batch.take(), Some(Run { dst: b, start: 360, end: 460, seg: 100, count: 1 }));
+        assert_eq!(batch.take(), Some(Run { sock: T, dst: b, start: 360, end: 460, seg: 100, count: 1 }));
         assert_eq!(batch.tail(100), Some(0));
+        // Same destination, other socket: a new run.
+        batch.add(0, 100, T, a, 64);
+        assert!(matches!(batch.add(100, 100, Sock::Vxlan, a, 64), Added::Flush(r) if r.sock == T));
     }
 
     #[test]
     fn respects_segment_and_byte_limits() {
         let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let mut batch = Batch::default();
-        batch.add(0, 1000, a, 2);
-        assert_eq!(batch.add(1000, 1000, a, 2), Added::Joined);
-        assert!(matches!(batch.add(2000, 1000, a, 2), Added::Flush(r) if r.count == 2));
+        batch.add(0, 1000, T, a, 2);
+        assert_eq!(batch.add(1000, 1000, T, a, 2), Added::Joined);
+        assert!(matches!(batch.add(2000, 1000, T, a, 2), Added::Flush(r) if r.count == 2));
         let mut batch = Batch::default();
         let mut at = 0;
         let mut flushes = 0;
         for _ in 0..100 {
-            if let Added::Flush(r) = batch.add(at, 1500, a, 64) {
+            if let Added::Flush(r) = batch.add(at, 1500, T, a, 64) {
                 assert!(r.end - r.start <= MAX_BATCH_BYTES);
                 flushes += 1;
             }

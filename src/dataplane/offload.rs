@@ -271,8 +271,7 @@ const MAX_FLOWS: usize = 8;
 /// Most segments merged into one superframe.
 pub const MAX_SEGMENTS: usize = 64;
 
-/// Where a decrypted frame lies: `bufs[buf][start..start + len]`, with at least
-/// [`VNET_HDR_LEN`] writable bytes before `start`.
+/// Where a received frame lies: `bufs[buf][start..start + len]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
     /// Buffer index.
@@ -283,8 +282,8 @@ pub struct Loc {
     pub len: usize,
 }
 
-/// What a sink is given: one frame (with its virtio-net header in front) for network `net`,
-/// as an I/O vector, standing for `frames` frames received.
+/// What a sink is given: one frame for network `net` as an I/O vector whose first slice is
+/// the virtio-net header, standing for `frames` frames received.
 pub trait Sink {
     /// Writes one frame.
     fn write(&mut self, net: usize, iov: &[IoSlice<'_>], frames: usize);
@@ -498,16 +497,16 @@ impl Gro {
                 csum_start: l4 as u16,
                 csum_offset: 16,
             };
-            let head: &mut [u8; VNET_HDR_LEN] =
-                (&mut b[start - VNET_HDR_LEN..start]).try_into().expect("10 bytes");
-            h.emit(head);
-            let mut iov = [IoSlice::new(&[]); MAX_SEGMENTS];
-            iov[0] = IoSlice::new(&bufs[buf].as_ref()[start - VNET_HDR_LEN..start + s.frame_len]);
-            for (slot, &(b, at, len)) in iov[1..].iter_mut().zip(&f.rest) {
+            let mut head = [0u8; VNET_HDR_LEN];
+            h.emit(&mut head);
+            let mut iov = [IoSlice::new(&[]); MAX_SEGMENTS + 1];
+            iov[0] = IoSlice::new(&head);
+            iov[1] = IoSlice::new(&bufs[buf].as_ref()[start..start + s.frame_len]);
+            for (slot, &(b, at, len)) in iov[2..].iter_mut().zip(&f.rest) {
                 *slot = IoSlice::new(&bufs[b].as_ref()[at..at + len]);
             }
             let n = 1 + f.rest.len();
-            sink.write(f.net, &iov[..n], n);
+            sink.write(f.net, &iov[..n + 1], n);
         }
         // Keep the pending flows in arrival order: the later ones move down one place.
         self.flows[i..self.active].rotate_left(1);
@@ -517,9 +516,8 @@ impl Gro {
 
 /// Writes one frame unchanged, with an all-zero virtio-net header.
 fn write_one<B: AsRef<[u8]> + AsMut<[u8]>>(bufs: &mut [B], net: usize, at: Loc, sink: &mut impl Sink) {
-    let b = bufs[at.buf].as_mut();
-    b[at.start - VNET_HDR_LEN..at.start].fill(0);
-    sink.write(net, &[IoSlice::new(&b[at.start - VNET_HDR_LEN..at.start + at.len])], 1);
+    let frame = &bufs[at.buf].as_ref()[at.start..at.start + at.len];
+    sink.write(net, &[IoSlice::new(&[0; VNET_HDR_LEN]), IoSlice::new(frame)], 1);
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::batch::{Added, Batch, Run, ARENA_LEN};
+use super::batch::{Added, Batch, Run, Sock, ARENA_LEN};
 use super::offload::{self, Gro, Tso, VnetHdr};
 use super::tables::{Loc, Tables};
 use super::{filter, frame};
@@ -47,7 +47,7 @@ struct Worker {
     index: usize,
     udp: UdpSocket,
     state: UdpSocketState,
-    vxlan: Option<UdpSocket>,
+    vxlan: Option<(UdpSocket, UdpSocketState)>,
     arena: Vec<u8>,
     batch: Batch,
     rx: Vec<Vec<u8>>,
@@ -64,6 +64,13 @@ pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Opti
         Ok(s) => s,
         Err(e) => {
             tracing::error!(%e, "cannot set up the UDP socket for batching");
+            return;
+        }
+    };
+    let vxlan = match vxlan.map(|v| UdpSocketState::new(UdpSockRef::from(&v)).map(|s| (v, s))).transpose() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(%e, "cannot set up the VXLAN socket for batching");
             return;
         }
     };
@@ -89,7 +96,7 @@ impl Worker {
         let nets = self.shared.nets.len();
         let mut fds = vec![self.udp.as_raw_fd()];
         fds.extend((0..nets).map(|n| self.shared.taps[n][self.index].as_raw_fd()));
-        if let Some(v) = &self.vxlan {
+        if let Some((v, _)) = &self.vxlan {
             fds.push(v.as_raw_fd());
         }
         let mut ready = vec![0i16; fds.len()];
@@ -135,6 +142,7 @@ impl Worker {
         let tap = Arc::clone(&shared.taps[net][self.index]);
         // One snapshot per batch: table changes are picked up at the next batch.
         let tables = shared.tables.load();
+        let fo = frame_offset(&shared.nets[net]);
         let mut sframe = std::mem::take(&mut self.sframe);
         for _ in 0..TAP_BATCH {
             let n = match tap.recv(&mut sframe) {
@@ -163,7 +171,7 @@ impl Worker {
                     continue;
                 }
                 let at = self.slot();
-                self.arena[at + FRAME_AT..at + FRAME_AT + frame.len()].copy_from_slice(frame);
+                self.arena[at + fo..at + fo + frame.len()].copy_from_slice(frame);
                 self.egress(&shared, &tables, net, at, frame.len());
                 continue;
             }
@@ -179,7 +187,7 @@ impl Worker {
             inc(&shared.stats.tso_superframes);
             for i in 0..plan.count() {
                 let at = self.slot();
-                let len = plan.segment(frame, i, &mut self.arena[at + FRAME_AT..at + SLOT_LEN - TAG_LEN]);
+                let len = plan.segment(frame, i, &mut self.arena[at + fo..at + SLOT_LEN - TAG_LEN]);
                 inc(&shared.stats.tso_segments);
                 self.egress(&shared, &tables, net, at, len);
             }
@@ -201,10 +209,11 @@ impl Worker {
         }
     }
 
-    /// A frame from our bridge at `arena[at + FRAME_AT..][..len]`.
+    /// A frame from our bridge at `arena[at + frame_offset(net)..][..len]`.
     fn egress(&mut self, shared: &Shared, tables: &Tables, net: usize, at: usize, len: usize) {
         let info = &shared.nets[net];
-        let f = &self.arena[at + FRAME_AT..at + FRAME_AT + len];
+        let fo = frame_offset(info);
+        let f = &self.arena[at + fo..at + fo + len];
         if len > info.mtu as usize + 14 {
             return self.too_big(net, f);
         }
@@ -243,10 +252,7 @@ impl Worker {
         match (target, encrypted) {
             (Some(Loc::Local), _) => {}
             (Some(Loc::Peer(p)), true) => self.unicast(tables, net, p, at, len),
-            (Some(Loc::Vtep(addr)), false) => {
-                self.flush();
-                self.send_vxlan(net, addr, at, len);
-            }
+            (Some(Loc::Vtep(addr)), false) => self.vxlan_unicast(net, addr, at, len),
             (_, true) => {
                 self.flush();
                 self.flood_sealed(tables, net, at, len);
@@ -255,7 +261,7 @@ impl Worker {
                 self.flush();
                 for addr in info.remotes.iter().copied() {
                     inc(&shared.stats.flooded);
-                    self.send_vxlan(net, addr, at, len);
+                    self.send_vxlan_now(net, addr, at, len);
                 }
                 if info.remotes.is_empty() {
                     inc(&shared.stats.drop_no_route);
@@ -269,7 +275,7 @@ impl Worker {
         let slot = &mut self.arena[at..at + SLOT_LEN];
         if let Some((n, dst)) = seal_for(&self.shared, tables, net, peer, slot, len) {
             let max = self.state.max_gso_segments();
-            if let Added::Flush(run) = self.batch.add(at, n, dst, max) {
+            if let Added::Flush(run) = self.batch.add(at, n, Sock::Tunnel, dst, max) {
                 self.send_run(run);
             }
         }
@@ -284,7 +290,7 @@ impl Worker {
                 .copy_from_slice(&self.arena[at + FRAME_AT..at + FRAME_AT + len]);
             inc(&self.shared.stats.flooded);
             if let Some((n, dst)) = seal_for(&self.shared, tables, net, p, &mut self.scratch, len) {
-                let run = Run { dst, start: 0, end: n, seg: n, count: 1 };
+                let run = Run { sock: Sock::Tunnel, dst, start: 0, end: n, seg: n, count: 1 };
                 send(&self.shared, &self.state, &self.udp, &self.scratch, run);
             }
         }
@@ -297,18 +303,38 @@ impl Worker {
     }
 
     fn send_run(&self, run: Run) {
-        send(&self.shared, &self.state, &self.udp, &self.arena, run);
+        match (run.sock, &self.vxlan) {
+            (Sock::Tunnel, _) => send(&self.shared, &self.state, &self.udp, &self.arena, run),
+            (Sock::Vxlan, Some((sock, state))) => send(&self.shared, state, sock, &self.arena, run),
+            (Sock::Vxlan, None) => {}
+        }
     }
 
-    fn send_vxlan(&mut self, net: usize, dst: SocketAddr, at: usize, len: usize) {
-        let Some(sock) = &self.vxlan else { return };
-        let h = at + FRAME_AT - VXLAN_HEADER_LEN;
+    /// Puts the VXLAN header in front of the frame in its arena slot (plain networks keep
+    /// frames at `VXLAN_HEADER_LEN`, so the datagram starts at the slot); returns the
+    /// datagram's length.
+    fn vxlan_encap(&mut self, net: usize, at: usize, len: usize) -> usize {
         let head: &mut [u8; VXLAN_HEADER_LEN] =
-            (&mut self.arena[h..at + FRAME_AT]).try_into().expect("8 bytes");
+            (&mut self.arena[at..at + VXLAN_HEADER_LEN]).try_into().expect("8 bytes");
         VxlanHeader { vni: self.shared.nets[net].vni }.emit(head);
-        if sock.send_to(&self.arena[h..at + FRAME_AT + len], dst).is_err() {
-            inc(&self.shared.stats.io_errors);
+        VXLAN_HEADER_LEN + len
+    }
+
+    /// Adds a plain VXLAN datagram to the send batch (GSO runs, as for sealed ones).
+    fn vxlan_unicast(&mut self, net: usize, dst: SocketAddr, at: usize, len: usize) {
+        let Some((_, state)) = &self.vxlan else { return };
+        let max = state.max_gso_segments();
+        let n = self.vxlan_encap(net, at, len);
+        if let Added::Flush(run) = self.batch.add(at, n, Sock::Vxlan, dst, max) {
+            self.send_run(run);
         }
+    }
+
+    /// Sends one plain VXLAN copy at once (flooding: the slot is reused for every remote).
+    fn send_vxlan_now(&mut self, net: usize, dst: SocketAddr, at: usize, len: usize) {
+        let n = self.vxlan_encap(net, at, len);
+        let run = Run { sock: Sock::Vxlan, dst, start: at, end: at + n, seg: n, count: 1 };
+        self.send_run(run);
     }
 
     fn write_tap(&self, net: usize, with_vnet_hdr: &mut [u8]) {
@@ -415,61 +441,96 @@ impl Worker {
     }
 
     fn drain_vxlan(&mut self) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        if let Some(sock) = &self.vxlan {
-            for _ in 0..TAP_BATCH {
-                let at = FRAME_AT - VXLAN_HEADER_LEN;
-                let Ok((n, from)) = sock.recv_from(&mut buf[at..]) else { break };
-                self.vxlan_ingress(from, &mut buf[..at + n], at);
+        let Some((sock, state)) = self.vxlan.take() else { return };
+        let mut rx = std::mem::take(&mut self.rx);
+        let shared = Arc::clone(&self.shared);
+        let mut sink = TapSink { shared: &shared, queue: self.index };
+        for _ in 0..RX_ROUNDS {
+            let tables = shared.tables.load();
+            let n = {
+                let mut bufs = rx.iter_mut();
+                let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
+                    std::array::from_fn(|_| IoSliceMut::new(bufs.next().expect("RX_BATCH buffers")));
+                match state.recv(UdpSockRef::from(&sock), &mut iovs, &mut self.meta) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        inc(&shared.stats.io_errors);
+                        break;
+                    }
+                }
+            };
+            let metas = self.meta;
+            for (i, meta) in metas.iter().enumerate().take(n) {
+                let stride = meta.stride.max(1);
+                let mut at = 0;
+                while at < meta.len {
+                    let end = (at + stride).min(meta.len);
+                    if let Some(net) = vxlan_ingress(&shared, &tables, meta.addr, &rx[i][at..end]) {
+                        let start = at + VXLAN_HEADER_LEN;
+                        self.gro.push(
+                            &mut rx,
+                            net,
+                            offload::Loc { buf: i, start, len: end - start },
+                            &mut sink,
+                        );
+                    }
+                    at = end;
+                }
             }
+            self.gro.flush(&mut rx, &mut sink);
         }
-        self.scratch = buf;
+        self.rx = rx;
+        self.vxlan = Some((sock, state));
     }
+}
 
-    fn vxlan_ingress(&self, from: SocketAddr, buf: &mut [u8], start: usize) {
-        let shared = &self.shared;
-        let Ok(h) = VxlanHeader::parse(&buf[start..]) else {
-            inc(&shared.proto_stats.malformed);
-            return;
-        };
-        let tables = shared.tables.load();
-        let Some(net) = tables.net_of(h.vni).filter(|n| shared.nets[*n].encryption == Encryption::None)
-        else {
-            inc(&shared.stats.drop_no_network);
-            return;
-        };
-        // Plain VXLAN has no identity: accept only configured remotes' addresses.
-        let Some(remote) = shared.nets[net].remotes.iter().find(|r| r.ip() == from.ip()).copied() else {
-            inc(&shared.stats.drop_spoof);
-            return;
-        };
-        let f = &buf[start + VXLAN_HEADER_LEN..];
-        if f.len() < 14 {
-            inc(&shared.proto_stats.malformed);
-            return;
-        }
-        if let Some(src) = frame::src_mac(f) {
-            if tables.nets.get(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
-                shared.to_engine(EngineMsg::Learn {
-                    net,
-                    mac: src,
-                    ip: frame::source_ip(f),
-                    loc: Loc::Vtep(remote),
-                });
-            }
-        }
-        if tables.nets.get(net).is_some_and(|nt| nt.policy.is_some())
-            && !filter::allows(shared, &tables, net, Direction::In, f, None, filter::now_secs(shared))
-        {
-            return;
-        }
-        let out = &mut buf[start + VXLAN_HEADER_LEN - VNET_HDR_LEN..];
-        out[..VNET_HDR_LEN].fill(0);
-        match shared.taps[net][self.index].send(out) {
-            Ok(_) => inc(&shared.stats.tap_tx),
-            Err(_) => inc(&shared.stats.io_errors),
+/// Where a network's frames sit in an arena slot: after the tunnel and inner headers when
+/// encrypted, after the VXLAN header when plain.
+fn frame_offset(info: &super::NetInfo) -> usize {
+    match info.encryption {
+        Encryption::ChaCha20Poly1305 => FRAME_AT,
+        Encryption::None => VXLAN_HEADER_LEN,
+    }
+}
+
+/// Checks a plain VXLAN datagram; returns the network whose TAP its frame (after the VXLAN
+/// header) may be written to.
+fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -> Option<usize> {
+    let Ok(h) = VxlanHeader::parse(d) else {
+        inc(&shared.proto_stats.malformed);
+        return None;
+    };
+    let Some(net) = tables.net_of(h.vni).filter(|n| shared.nets[*n].encryption == Encryption::None) else {
+        inc(&shared.stats.drop_no_network);
+        return None;
+    };
+    // Plain VXLAN has no identity: accept only configured remotes' addresses.
+    let Some(remote) = shared.nets[net].remotes.iter().find(|r| r.ip() == from.ip()).copied() else {
+        inc(&shared.stats.drop_spoof);
+        return None;
+    };
+    let f = &d[VXLAN_HEADER_LEN..];
+    if f.len() < 14 {
+        inc(&shared.proto_stats.malformed);
+        return None;
+    }
+    if let Some(src) = frame::src_mac(f) {
+        if tables.nets.get(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
+            shared.to_engine(EngineMsg::Learn {
+                net,
+                mac: src,
+                ip: frame::source_ip(f),
+                loc: Loc::Vtep(remote),
+            });
         }
     }
+    if tables.nets.get(net).is_some_and(|nt| nt.policy.is_some())
+        && !filter::allows(shared, tables, net, Direction::In, f, None, filter::now_secs(shared))
+    {
+        return None;
+    }
+    Some(net)
 }
 
 /// Seals the frame at `slot[FRAME_AT..][..len]` for `peer`; returns the datagram length and
@@ -522,7 +583,14 @@ fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], 
             Err(e) if run.count > 1 && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
                 // quinn-udp has switched GSO off for this socket; send the run one by one.
                 for chunk in arena[run.start..run.end].chunks(run.seg) {
-                    let one = Run { dst: run.dst, start: 0, end: chunk.len(), seg: chunk.len(), count: 1 };
+                    let one = Run {
+                        sock: run.sock,
+                        dst: run.dst,
+                        start: 0,
+                        end: chunk.len(),
+                        seg: chunk.len(),
+                        count: 1,
+                    };
                     send(shared, state, udp, chunk, one);
                 }
                 return;
