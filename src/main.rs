@@ -10,6 +10,9 @@ fn main() -> std::process::ExitCode {
         return weft::cni::main();
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        weft::device::default_sigpipe();
+    }
     let result = match cli.command {
         Command::Cni => return weft::cni::main(),
         Command::Run { config } => run(&config),

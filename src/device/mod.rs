@@ -1,5 +1,6 @@
 //! Kernel network devices the daemon owns: multi-queue TAP devices opened through raw
-//! `ioctl`s, plus the one other syscall that needs `unsafe` (`setns`).
+//! `ioctl`s, plus the two other syscalls that need `unsafe` (`setns`, and `signal` to give
+//! the CLI the default `SIGPIPE`).
 //!
 //! This module is the only place in the crate with `unsafe`; every block carries a
 //! `// SAFETY:` comment. Interface names are checked with [`validate_ifname`] before they
@@ -136,6 +137,17 @@ pub fn poll(
         *r = pfd.revents;
     }
     Ok(rc as usize)
+}
+
+/// Restores the default action of `SIGPIPE` (the Rust runtime ignores it), so that a CLI
+/// command writing into a closed pipe (`weft peers | head`) ends quietly, as Unix tools do,
+/// instead of panicking on `EPIPE`. Not for the daemon, which must survive a closed socket.
+pub fn default_sigpipe() {
+    // SAFETY: `signal` with `SIG_DFL` installs no handler code; it is called before any
+    // thread is spawned by the CLI.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Moves the *calling thread* into the network namespace referred to by `netns` (an open
