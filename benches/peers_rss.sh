@@ -281,7 +281,6 @@ kb() { awk -v f="$1:" '$1 == f {print $2; exit}' "/proc/$2/status" 2>/dev/null |
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k * 1024 / 1e6}'; }
 
-
 # h1_check: fail (with the end of its log) if h1's daemon is not running any more.
 h1_check() {
 	our_daemon_pid 1 >/dev/null && return 0
@@ -320,7 +319,7 @@ while :; do
 	if ((SECONDS >= deadline)); then
 		say "h1 sees $alive of $peers peers alive after ${converge_s} s; missing: $(missing "$work/alive")"
 		h1_status 2>/dev/null | jq -c '.engine.peers[] | {name, state, connected}' 2>/dev/null | head -n 20 >&2 || true
-		die "membership did not converge within ${converge_s} s (PEERS_RSS_CONVERGE; logs in $lab/h*/weft.log are removed at exit)"
+		die "membership did not converge within ${converge_s} s (PEERS_RSS_CONVERGE; is there 'neighbor table overflow' in dmesg?)"
 	fi
 	if ((SECONDS >= next_report)); then
 		say "  h1 sees $alive/$peers peers alive ($((SECONDS - t0)) s)"
