@@ -7,7 +7,6 @@
 //! compiled rules: no allocation, no lock but the conntrack shard's.
 
 use overlay_proto::PeerId;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,9 +20,9 @@ pub struct PolicyTables {
     /// The rules.
     pub compiled: Arc<Compiled>,
     /// Masks of our own containers (and gateway) by address.
-    pub local: HashMap<IpAddr, Mask>,
+    pub local: super::tables::Map<IpAddr, Mask>,
     /// Masks of members' announced containers by address, with the member that owns them.
-    pub remote: HashMap<IpAddr, (PeerId, Mask)>,
+    pub remote: super::tables::Map<IpAddr, (PeerId, Mask)>,
     /// Our node name and certificate groups (for local addresses that are not containers).
     pub me: Arc<(String, Vec<String>)>,
 }

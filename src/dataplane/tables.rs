@@ -7,6 +7,11 @@ use ipnet::IpNet;
 use overlay_proto::wire::Vni;
 use overlay_proto::{PeerId, Session};
 use std::collections::HashMap;
+
+/// The hash map of the data path: foldhash, seeded per process (several times faster than
+/// SipHash for these small keys, which are looked up several times per packet; the keys an
+/// outsider can choose — MACs, IPs — only enter through bounded, authenticated learning).
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -42,9 +47,9 @@ pub struct PeerEntry {
 #[derive(Debug, Clone, Default)]
 pub struct NetTables {
     /// MAC → location.
-    pub macs: HashMap<Mac, Loc>,
+    pub macs: Map<Mac, Loc>,
     /// IP → MAC (ARP suppression).
-    pub ips: HashMap<IpAddr, Mac>,
+    pub ips: Map<IpAddr, Mac>,
     /// The firewall, when the network has a non-trivial policy.
     pub policy: Option<Arc<super::filter::PolicyTables>>,
 }
@@ -53,15 +58,15 @@ pub struct NetTables {
 #[derive(Debug, Clone, Default)]
 pub struct Tables {
     /// Receiving sessions by our index.
-    pub sessions: HashMap<u32, (PeerId, Arc<Session>)>,
+    pub sessions: Map<u32, (PeerId, Arc<Session>)>,
     /// Peers with a verified certificate.
-    pub peers: HashMap<PeerId, PeerEntry>,
+    pub peers: Map<PeerId, PeerEntry>,
     /// Peers in a stable order, for flooding.
     pub flood: Vec<PeerId>,
     /// Per network, in configuration order.
     pub nets: Vec<NetTables>,
     /// VNI → network index.
-    pub vnis: HashMap<Vni, usize>,
+    pub vnis: Map<Vni, usize>,
 }
 
 impl Tables {

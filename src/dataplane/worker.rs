@@ -56,6 +56,8 @@ struct Worker {
     /// A whole frame as read from a TAP (a TSO superframe is up to 64 KiB).
     sframe: Vec<u8>,
     gro: Gro,
+    /// The time, read once per batch (session timers count in seconds).
+    now: Instant,
 }
 
 /// Runs worker `index` until `shared.stop` is set.
@@ -87,6 +89,7 @@ pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Opti
         scratch: vec![0; SLOT_LEN],
         sframe: vec![0; VNET_HDR_LEN + 65_536],
         gro: Gro::default(),
+        now: Instant::now(),
     };
     w.run();
 }
@@ -142,6 +145,7 @@ impl Worker {
         let tap = Arc::clone(&shared.taps[net][self.index]);
         // One snapshot per batch: table changes are picked up at the next batch.
         let tables = shared.tables.load();
+        self.now = Instant::now();
         let fo = frame_offset(&shared.nets[net]);
         let mut sframe = std::mem::take(&mut self.sframe);
         for _ in 0..TAP_BATCH {
@@ -273,7 +277,7 @@ impl Worker {
     /// Seals the frame in its arena slot and adds it to the send batch.
     fn unicast(&mut self, tables: &Tables, net: usize, peer: PeerId, at: usize, len: usize) {
         let slot = &mut self.arena[at..at + SLOT_LEN];
-        if let Some((n, dst)) = seal_for(&self.shared, tables, net, peer, slot, len) {
+        if let Some((n, dst)) = seal_for(&self.shared, tables, net, peer, slot, len, self.now) {
             let max = self.state.max_gso_segments();
             if let Added::Flush(run) = self.batch.add(at, n, Sock::Tunnel, dst, max) {
                 self.send_run(run);
@@ -289,7 +293,7 @@ impl Worker {
             self.scratch[FRAME_AT..FRAME_AT + len]
                 .copy_from_slice(&self.arena[at + FRAME_AT..at + FRAME_AT + len]);
             inc(&self.shared.stats.flooded);
-            if let Some((n, dst)) = seal_for(&self.shared, tables, net, p, &mut self.scratch, len) {
+            if let Some((n, dst)) = seal_for(&self.shared, tables, net, p, &mut self.scratch, len, self.now) {
                 let run = Run { sock: Sock::Tunnel, dst, start: 0, end: n, seg: n, count: 1 };
                 send(&self.shared, &self.state, &self.udp, &self.scratch, run);
             }
@@ -352,8 +356,9 @@ impl Worker {
         let shared = Arc::clone(&self.shared);
         let mut sink = TapSink { shared: &shared, queue: self.index };
         for _ in 0..RX_ROUNDS {
-            // One snapshot per received batch.
+            // One snapshot (and one clock reading) per received batch.
             let tables = shared.tables.load();
+            self.now = Instant::now();
             let n = {
                 let mut bufs = rx.iter_mut();
                 let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
@@ -403,7 +408,7 @@ impl Worker {
             shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
             return None;
         };
-        let range = match session.open(Instant::now(), d) {
+        let range = match session.open(self.now, d) {
             Ok(r) => r,
             Err(e) => {
                 shared.proto_stats.count_open(&e);
@@ -542,6 +547,7 @@ fn seal_for(
     peer: PeerId,
     slot: &mut [u8],
     len: usize,
+    now: Instant,
 ) -> Option<(usize, SocketAddr)> {
     let head: &mut [u8; INNER_HEADER_LEN] =
         (&mut slot[TRANSPORT_HEADER_LEN..FRAME_AT]).try_into().expect("4 bytes");
@@ -549,7 +555,7 @@ fn seal_for(
     let payload_len = INNER_HEADER_LEN + len;
     let entry = tables.peers.get(&peer);
     let ready = entry.and_then(|e| Some((e.session.as_ref()?, e.endpoint?)));
-    match ready.map(|(s, dst)| (s.seal(Instant::now(), slot, payload_len), dst)) {
+    match ready.map(|(s, dst)| (s.seal(now, slot, payload_len), dst)) {
         Some((Ok(n), dst)) => Some((n, dst)),
         Some((Err(SealError::BufferTooSmall), _)) => {
             inc(&shared.stats.drop_mtu);

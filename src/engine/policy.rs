@@ -2,7 +2,6 @@
 //! every container it knows (ours from attach, members' from their verified records), put into
 //! the workers' snapshot so the data path only tests bits.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::info;
@@ -51,7 +50,7 @@ impl Engine {
         let info = self.shared.nets.get(net)?;
         let vni = info.vni.get();
         let me = &self.me;
-        let mut local = HashMap::new();
+        let mut local = crate::dataplane::tables::Map::default();
         local.insert(
             info.gateway,
             compiled.mask(&Identity {
@@ -68,7 +67,7 @@ impl Engine {
                 local.insert(c.ip, compiled.mask(&id));
             }
         }
-        let mut remote = HashMap::new();
+        let mut remote = crate::dataplane::tables::Map::default();
         for r in self.members.layer.records() {
             let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
             let Some(cert) = self.members.certs.get(&peer) else { continue };
