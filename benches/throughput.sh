@@ -2,11 +2,13 @@
 # benches/throughput.sh: weft's throughput next to the other ways of joining two hosts, measured
 # side by side in one run (issue 8).
 #
-#   benches/throughput.sh [--quick] [--only CASES]
+#   benches/throughput.sh [--quick] [--only CASES] [--profile]
 #
 #   --quick        1 × 3 s per iperf3 measurement and 50 pings (instead of median of 3 × 10 s
 #                  and 200 pings): for trying the script out, not for numbers.
-#   --only CASES   comma-separated subset of: veth,vxlan,weft,weft-plain,wg,nebula
+#   --only CASES   comma-separated subset of: veth,vxlan,weft,weft-nooffload,weft-plain,wg,nebula
+#   --profile      record a system-wide CPU profile (perf, cpu-clock) of weft encrypted's first
+#                  single-stream run and print where each host's core spends its time
 #
 # Environment:
 #   WEFT_BIN       the weft binary to measure; default: `cargo build --release` and use
@@ -49,7 +51,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 cmdline="$0${*:+ $*}"
 readonly here repo cmdline
-readonly all_cases="veth vxlan weft weft-plain wg nebula"
+readonly all_cases="veth vxlan weft weft-nooffload weft-plain wg nebula"
 
 say() { printf 'throughput.sh: %s\n' "$*" >&2; }
 die() {
@@ -63,11 +65,12 @@ usage() {
 
 # --- arguments ----------------------------------------------------------------------------
 
-quick=0
+quick=0 profile=0
 cases=$all_cases
 while (($#)); do
 	case $1 in
 	--quick) quick=1 ;;
+	--profile) profile=1 ;;
 	--only)
 		(($# >= 2)) || usage
 		cases=${2//,/ }
@@ -91,7 +94,7 @@ else
 fi
 [[ $dur =~ ^[1-9][0-9]{0,2}$ && $reps =~ ^[1-9]$ && $pings =~ ^[1-9][0-9]{0,3}$ ]] ||
 	die "BENCH_TIME must be 1..999, BENCH_REPS 1..9, BENCH_PINGS 1..9999"
-readonly quick cases dur reps pings
+readonly quick cases dur reps pings profile
 
 (($(id -u) == 0)) || die "must run as root (creates network namespaces)"
 for c in ip taskset timeout awk sort getconf; do
@@ -153,8 +156,11 @@ fi
 if wanted nebula && ! ensure nebula nebula nebula-cert; then
 	skip[nebula]="Debian package nebula could not be installed"
 fi
+if ((profile)) && ! ensure linux-perf perf; then
+	say "warning: perf (Debian linux-perf) could not be installed: no profile"
+fi
 
-if wanted weft || wanted weft-plain; then
+if wanted weft || wanted weft-nooffload || wanted weft-plain; then
 	if [[ -n ${WEFT_BIN:-} ]]; then
 		weft_src=$WEFT_BIN
 	else
@@ -353,9 +359,20 @@ measure() {
 	wait_listen "$sv" 5201 || die "iperf3 server did not start: $(cat "$work/iperf3-server.log")"
 
 	for p in "$@"; do t0=$((t0 + $(cpu_ticks "$p"))); done
+	local perf_pid=''
+	if ((profile)) && [[ ${res##*/} == weft ]] && command -v perf >/dev/null; then
+		# The whole machine (both host cores), sampled by the clock: this VM has no PMU.
+		perf record -q -a -g -e cpu-clock -F 999 -o "$work/perf.data" -- sleep "$dur" \
+			>"$work/perf.log" 2>&1 &
+		perf_pid=$!
+	fi
 	for ((i = 0; i < reps; i++)); do
 		iperf "$cl" "$ip" 1 >>"$res.tcp1"
 		say "  1 stream run $((i + 1))/$reps: $(tail -n 1 "$res.tcp1") Mbit/s"
+		if [[ -n $perf_pid ]]; then
+			wait "$perf_pid" || say "warning: perf record failed: $(tail -n 2 "$work/perf.log")"
+			perf_pid=''
+		fi
 	done
 	for p in "$@"; do t1=$((t1 + $(cpu_ticks "$p"))); done
 	if (($#)); then
@@ -376,6 +393,13 @@ measure() {
 	awk '{s += $1} END {printf "%.0f\n", s / NR}' "$res.rtts" >"$res.rtt_avg"
 	awk -v n="$r" 'NR == int(n * 0.99 + 0.999) {printf "%.0f\n", $1}' "$res.rtts" >"$res.rtt_p99"
 	say "  ping avg $(<"$res.rtt_avg") µs, p99 $(<"$res.rtt_p99") µs"
+	# The same at 0.2 ms intervals: the cores never go idle, so this is the path's own latency
+	# without the wake-ups of idle virtual CPUs that the 10 ms pings pay.
+	out=$(timeout -k 5 30 ip netns exec "$(ns_of "$cl")" taskset -c "$(core_of "$cl")" \
+		ping -n -i 0.0002 -W 1 -c 1000 -w 20 "$ip" 2>&1) || true
+	awk '/ time=/ {sub(/.*time=/, ""); s += $1 * 1000; n++} END {if (n) printf "%.0f\n", s / n}' \
+		<<<"$out" >"$res.rtt_fast"
+	say "  ping at 0.2 ms intervals: avg $(cat "$res.rtt_fast") µs"
 
 	for p in "$@"; do
 		r=$(rss_kb "$p") || die "daemon $p is gone"
@@ -405,9 +429,9 @@ case_vxlan() {
 	measure a b 10.44.0.2
 }
 
-# case_weft MODE: MODE is encrypted or plain.
+# case_weft MODE [OFFLOAD]: MODE is encrypted or plain; OFFLOAD is true (default) or false.
 case_weft() {
-	local mode=$1 d=$work/weft-$1 h i peer_ul pa pb out ipb
+	local mode=$1 offload=${2:-${WEFT_OFFLOAD:-true}} d=$work/weft-$1-${2:-x} h i peer_ul pa pb out ipb
 	lab_up
 	mkdir -p "$d"
 	"$weft" ca init --name bench --out-key "$d/ca.key" --out-cert "$d/ca.crt" >/dev/null
@@ -433,7 +457,7 @@ case_weft() {
 				[underlay]
 				listen = "10.201.0.$i:51820"
 				workers = 1
-				offload = ${WEFT_OFFLOAD:-true}
+				offload = $offload
 
 				[[network]]
 				name = "bench"
@@ -572,6 +596,7 @@ run_case() {
 	local name=$1 rc fn
 	case $name in
 	weft) fn="case_weft encrypted" ;;
+	weft-nooffload) fn="case_weft encrypted false" ;;
 	weft-plain) fn="case_weft plain" ;;
 	*) fn=case_$name ;;
 	esac
@@ -622,6 +647,7 @@ label() {
 	veth) echo "raw veth" ;;
 	vxlan) echo "kernel VXLAN" ;;
 	weft) echo "weft encrypted" ;;
+	weft-nooffload) echo "weft encrypted, offloads off" ;;
 	weft-plain) echo "weft plain (VXLAN)" ;;
 	wg) echo "wireguard-go" ;;
 	nebula) echo "nebula" ;;
@@ -634,6 +660,22 @@ gbit() { # CASE METRIC: median Gbit/s
 }
 ratio() { # A B -> A/B
 	[[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f×\n", a / b; else exit 1}'
+}
+
+# profile_summary: per host core, the share of each program and the hottest symbols, from the
+# perf record of weft encrypted's first single-stream run.
+profile_summary() {
+	local cpu host
+	printf '\n### Where the time goes: weft encrypted, first single-stream run (perf, cpu-clock)\n'
+	for cpu in 0 1; do
+		if ((cpu == 0)); then host="a (sender)"; else host="b (receiver)"; fi
+		printf '\nCore %s, host %s: share of samples by thread, then the hottest symbols\n\n```\n' "$cpu" "$host"
+		perf report -i "$work/perf.data" --cpu "$cpu" --no-children --sort comm --stdio -g none 2>/dev/null |
+			awk '/^ +[0-9.]+%/ && n < 4 {print; n++}'
+		perf report -i "$work/perf.data" --cpu "$cpu" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
+			awk '/^ +[0-9.]+%/ && n < 15 {sub(/ +$/, ""); print substr($0, 1, 110); n++}'
+		printf '```\n'
+	done
 }
 
 declare -A g1=()
@@ -651,35 +693,47 @@ weft_version=''
 	printf 'Machine: %s, %s cores, Linux %s; %s; iperf3 %s × %s s (median), %s pings at 10 ms\n\n' \
 		"${cpu_model:-unknown CPU}" "$(nproc)" "$kernel_version" "${weft_version:-weft not measured}" \
 		"$reps" "$dur" "$pings"
-	printf '| transport | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | ping avg µs | ping p99 µs | daemon CPU s | RSS MB | ratio to kernel VXLAN (1 stream) | ratio to wireguard-go (1 stream) |\n'
-	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+	printf '| transport | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | ping avg µs | ping p99 µs | ping avg µs, 0.2 ms interval | daemon CPU s | Gbit per daemon CPU s | RSS MB | ratio to kernel VXLAN (1 stream) | ratio to wireguard-go (1 stream) |\n'
+	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 	for c in $all_cases; do
 		wanted "$c" || continue
 		if [[ -n ${skip[$c]:-} ]]; then
-			printf '| %s | n/a: %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$(label "$c")" "${skip[$c]}"
+			printf '| %s | n/a: %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$(label "$c")" "${skip[$c]}"
 			continue
 		fi
-		case $c in veth | vxlan) cpu=kernel rss=kernel ;; *) cpu=$(get "$c" cpu || echo n/a) rss=$(get "$c" rss || echo n/a) ;; esac
-		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$c")" \
+		case $c in veth | vxlan) cpu=kernel rss=kernel eff=kernel ;; *)
+			cpu=$(get "$c" cpu || echo n/a) rss=$(get "$c" rss || echo n/a)
+			eff=$(awk -v g="${g1[$c]:-}" -v c="$cpu" -v t="$dur" \
+				'BEGIN {if (g != "" && c + 0 > 0) printf "%.1f\n", g * t / c; else print "n/a"}')
+			;;
+		esac
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$c")" \
 			"${g1[$c]:-n/a}" "$(gbit "$c" tcp4 || echo n/a)" \
-			"$(get "$c" rtt_avg || echo n/a)" "$(get "$c" rtt_p99 || echo n/a)" "$cpu" "$rss" \
+			"$(get "$c" rtt_avg || echo n/a)" "$(get "$c" rtt_p99 || echo n/a)" \
+			"$(get "$c" rtt_fast || echo n/a)" "$cpu" "$eff" "$rss" \
 			"$(ratio "${g1[$c]:-}" "${g1[vxlan]:-}" || echo n/a)" \
 			"$(ratio "${g1[$c]:-}" "${g1[wg]:-}" || echo n/a)"
 	done
 	printf '\n'
 	printf 'Throughput: iperf3 -C cubic receiver rate, a -> b, one core per host (taskset). Daemon CPU s:\n'
-	printf 'user+system CPU of both hosts'"'"' daemons per %s s single-stream run. RSS: the larger VmRSS of the two.\n' "$dur"
+	printf 'user+system CPU of both hosts'"'"' daemons per %s s single-stream run (kernel work done in their\n' "$dur"
+	printf 'context included); Gbit per daemon CPU s = 1-stream Gbit/s × %s s / that. RSS: the larger VmRSS of the two.\n' "$dur"
 	for c in weft weft-plain; do
 		a=$(get "$c" rtt_avg) || continue
 		v=$(get veth rtt_avg) || continue
 		pa=$(get "$c" rtt_p99) || continue
 		pv=$(get veth rtt_p99) || continue
-		printf 'Added ping RTT of %s over raw veth: avg %+d µs, p99 %+d µs.\n' "$(label "$c")" $((a - v)) $((pa - pv))
+		printf 'Added ping RTT of %s over raw veth: avg %+d µs, p99 %+d µs' "$(label "$c")" $((a - v)) $((pa - pv))
+		if fa=$(get "$c" rtt_fast) && fv=$(get veth rtt_fast); then
+			printf '; at 0.2 ms intervals avg %+d µs' $((fa - fv))
+		fi
+		printf '.\n'
 	done
 	for c in $all_cases; do
 		if [[ -s $work/res/$c.note ]]; then printf 'Note (%s): %s\n' "$(label "$c")" "$(tr '\n' ' ' <"$work/res/$c.note")"; fi
 	done
 	printf 'Run took %d s.\n' $((SECONDS - t_start))
+	if [[ -s $work/perf.data ]]; then profile_summary; fi
 }
 if ((${#failed[@]})); then
 	say "failed: ${failed[*]} (see the table)"
