@@ -16,8 +16,9 @@
 #   BENCH_TIME     seconds per iperf3 run (overrides the mode's default)
 #   BENCH_REPS     iperf3 runs per measurement, the median is reported (overrides the default)
 #   BENCH_PINGS    pings per RTT measurement (overrides the default)
-#   WEFT_OFFLOAD   true (default) or false: weft's TAP offloads (superframes), to measure
-#                  what they are worth
+#   WEFT_OFFLOAD   true (default) or false: weft's TAP offloads in the weft case (the
+#                  weft-nooffload case always has them off)
+#   WEFT_BUSY_POLL_US  weft's [underlay] busy_poll_us in every weft case (default 0)
 #
 # Needs root. Installs what it compares against from Debian if missing (iperf3,
 # wireguard-tools + wireguard-go, nebula); a reference that cannot be installed shows "n/a".
@@ -458,6 +459,7 @@ case_weft() {
 				listen = "10.201.0.$i:51820"
 				workers = 1
 				offload = $offload
+				busy_poll_us = ${WEFT_BUSY_POLL_US:-0}
 
 				[[network]]
 				name = "bench"

@@ -96,6 +96,7 @@ pub(super) struct UnderlayFile {
     pub mtu: Option<Spanned<u32>>,
     pub workers: Option<Spanned<usize>>,
     pub offload: Option<bool>,
+    pub busy_poll_us: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

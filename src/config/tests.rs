@@ -33,6 +33,18 @@ fn good_config_with_defaults() {
     assert_eq!(c.networks[0].bridge(), "weft-default");
     assert_eq!(c.peers, vec!["10.200.0.2:51820".parse().unwrap()]);
     assert_eq!(c.node.control_socket, PathBuf::from("/run/weft/weft.sock"));
+    assert!(c.underlay.offload);
+    assert!(c.underlay.busy_poll.is_zero());
+}
+
+#[test]
+fn offload_and_busy_poll() {
+    let c = parse(&GOOD.replace("[underlay]", "[underlay]\noffload = false\nbusy_poll_us = 100")).unwrap();
+    assert!(!c.underlay.offload);
+    assert_eq!(c.underlay.busy_poll, std::time::Duration::from_micros(100));
+    let e = parse(&GOOD.replace("[underlay]", "[underlay]\nbusy_poll_us = 20000")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("underlay.busy_poll_us", Some(9)));
+    assert!(e.message.contains("0..=10000"), "{e}");
 }
 
 #[test]

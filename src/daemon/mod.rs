@@ -144,6 +144,7 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
             .map(|n| crate::policy::Conntrack::new(n.policy.conntrack_max(), n.policy.conntrack_per_peer()))
             .collect(),
         epoch: Instant::now(),
+        busy_poll: cfg.underlay.busy_poll,
     });
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));

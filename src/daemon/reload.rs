@@ -58,10 +58,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         v.push("node.state_dir / node.control_socket".to_owned());
     }
     let (o, n) = (&old.underlay, &new.underlay);
-    if (o.listen, o.advertise, o.mtu, o.workers, o.offload)
-        != (n.listen, n.advertise, n.mtu, n.workers, n.offload)
+    if (o.listen, o.advertise, o.mtu, o.workers, o.offload, o.busy_poll)
+        != (n.listen, n.advertise, n.mtu, n.workers, n.offload, n.busy_poll)
     {
-        v.push("underlay (listen, advertise, mtu, workers, offload)".to_owned());
+        v.push("underlay (listen, advertise, mtu, workers, offload, busy_poll_us)".to_owned());
     }
     let shapes = |c: &Config| c.networks.iter().map(shape).collect::<Vec<_>>();
     if shapes(old) != shapes(new) {

@@ -187,6 +187,8 @@ pub struct Shared {
     pub conntrack: Vec<crate::policy::Conntrack>,
     /// Start of the conntrack clock.
     pub epoch: std::time::Instant,
+    /// How long a worker keeps polling after handling packets before it sleeps.
+    pub busy_poll: std::time::Duration,
 }
 
 impl Shared {

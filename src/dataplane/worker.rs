@@ -103,10 +103,28 @@ impl Worker {
             fds.push(v.as_raw_fd());
         }
         let mut ready = vec![0i16; fds.len()];
+        // Busy polling (`underlay.busy_poll_us`): after handling packets, poll without sleeping
+        // until the window closes, yielding the CPU to anything runnable in between.
+        let spin = self.shared.busy_poll;
+        let mut spin_until: Option<Instant> = None;
         while !self.shared.stop.load(Relaxed) {
-            match device::poll(&fds, libc::POLLIN, 200, &mut ready) {
-                Ok(0) => continue,
-                Ok(_) => {}
+            let timeout = if spin_until.is_some() { 0 } else { 200 };
+            match device::poll(&fds, libc::POLLIN, timeout, &mut ready) {
+                Ok(0) => {
+                    if let Some(t) = spin_until {
+                        if Instant::now() >= t {
+                            spin_until = None;
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {
+                    if !spin.is_zero() {
+                        spin_until = Some(Instant::now() + spin);
+                    }
+                }
                 Err(_) => {
                     inc(&self.shared.stats.io_errors);
                     std::thread::sleep(std::time::Duration::from_millis(10));
