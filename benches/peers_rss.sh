@@ -58,6 +58,8 @@ die() {
 	say "error: $*"
 	exit 1
 }
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
 usage() {
 	sed -n '4,8s/^#   //p' "${BASH_SOURCE[0]}" >&2
 	exit 2
@@ -117,35 +119,14 @@ done
 ensure jq jq
 ensure iputils-ping ping
 
-if [[ -n ${WEFT_BIN:-} ]]; then
-	weft_src=$WEFT_BIN
-else
-	say "building weft (cargo build --release)"
-	(cd "$repo" && cargo build --release) >&2 || die "cargo build --release failed"
-	weft_src=${CARGO_TARGET_DIR:-$repo/target}/release/weft
-fi
-[[ -x $weft_src ]] || die "weft binary '$weft_src' is missing or not executable"
+weft_src=$(weft_binary)
 
 # --- the run's names and its cleanup --------------------------------------------------------
 
-n=$(($$ % 1679616)) tag='' digits=0123456789abcdefghijklmnopqrstuvwxyz
-while :; do
-	tag=${digits:n%36:1}$tag
-	n=$((n / 36))
-	((n > 0)) || break
-done
-tag=pr$tag # at most 6 bytes; the longest name, <tag>h250, is at most 10
+tag=$(run_tag pr) # at most 6 bytes; the longest name, <tag>h250, is at most 10
 readonly tag
 work=''
 lab=''
-
-# pid_alive PID: whether PID runs (a zombie does not count).
-pid_alive() {
-	local stat
-	stat=$(cat 2>/dev/null "/proc/$1/stat") || return 1
-	stat=${stat##*) }
-	[[ ${stat:0:1} != Z ]]
-}
 
 # our_namespaces: this run's namespaces that exist (exact lab.sh names with our tag only).
 our_namespaces() {

@@ -59,6 +59,8 @@ die() {
 	say "error: $*"
 	exit 1
 }
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
 usage() {
 	sed -n '4,9s/^#   //p' "${BASH_SOURCE[0]}" >&2
 	exit 2
@@ -162,38 +164,17 @@ if ((profile)) && ! ensure linux-perf perf; then
 fi
 
 if wanted weft || wanted weft-nooffload || wanted weft-plain; then
-	if [[ -n ${WEFT_BIN:-} ]]; then
-		weft_src=$WEFT_BIN
-	else
-		say "building weft (cargo build --release)"
-		(cd "$repo" && cargo build --release) >&2 || die "cargo build --release failed"
-		weft_src=${CARGO_TARGET_DIR:-$repo/target}/release/weft
-	fi
-	[[ -x $weft_src ]] || die "weft binary '$weft_src' is missing or not executable"
+	weft_src=$(weft_binary)
 fi
 
 # --- the run's names and its cleanup --------------------------------------------------------
 
-n=$(($$ % 1679616)) tag='' digits=0123456789abcdefghijklmnopqrstuvwxyz
-while :; do
-	tag=${digits:n%36:1}$tag
-	n=$((n / 36))
-	((n > 0)) || break
-done
-tag=tp$tag # at most 6 bytes: names below are at most 9
+tag=$(run_tag tp) # at most 6 bytes: names below are at most 9
 readonly tag
 readonly nsa=${tag}a nsb=${tag}b nsac=${tag}ac nsbc=${tag}bc
 readonly ula=10.201.0.1 ulb=10.201.0.2
 work=''
 case_pid=''
-
-# pid_alive PID: whether PID runs (a zombie does not count).
-pid_alive() {
-	local stat
-	stat=$(cat 2>/dev/null "/proc/$1/stat") || return 1
-	stat=${stat##*) }
-	[[ ${stat:0:1} != Z ]]
-}
 
 # stop_pids PID...: SIGTERM, up to 5 s of grace, then SIGKILL. Only for PIDs this run started
 # (daemons, recorded at launch) or found inside this run's own namespaces.

@@ -377,30 +377,14 @@ impl Worker {
             // One snapshot (and one clock reading) per received batch.
             let tables = shared.tables.load();
             self.now = Instant::now();
-            let n = {
-                let mut bufs = rx.iter_mut();
-                let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
-                    std::array::from_fn(|_| IoSliceMut::new(bufs.next().expect("RX_BATCH buffers")));
-                match self.state.recv(UdpSockRef::from(&self.udp), &mut iovs, &mut self.meta) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        inc(&self.shared.stats.io_errors);
-                        break;
-                    }
-                }
-            };
+            let Some(n) = recv_batch(&shared, &self.state, &self.udp, &mut rx, &mut self.meta) else { break };
             let metas = self.meta;
             for (i, meta) in metas.iter().enumerate().take(n) {
-                let stride = meta.stride.max(1);
-                let mut at = 0;
-                while at < meta.len {
-                    let end = (at + stride).min(meta.len);
+                for (at, end) in datagrams(meta) {
                     if let Some((net, start, len)) = self.ingress(&tables, meta.addr, &mut rx[i][at..end]) {
                         let loc = offload::Loc { buf: i, start: at + start, len };
                         self.gro.push(&mut rx, net, loc, &mut sink);
                     }
-                    at = end;
                 }
             }
             // The buffers are reused by the next recvmmsg: write out what is pending.
@@ -470,25 +454,10 @@ impl Worker {
         let mut sink = TapSink { shared: &shared, queue: self.index };
         for _ in 0..RX_ROUNDS {
             let tables = shared.tables.load();
-            let n = {
-                let mut bufs = rx.iter_mut();
-                let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
-                    std::array::from_fn(|_| IoSliceMut::new(bufs.next().expect("RX_BATCH buffers")));
-                match state.recv(UdpSockRef::from(&sock), &mut iovs, &mut self.meta) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        inc(&shared.stats.io_errors);
-                        break;
-                    }
-                }
-            };
+            let Some(n) = recv_batch(&shared, &state, &sock, &mut rx, &mut self.meta) else { break };
             let metas = self.meta;
             for (i, meta) in metas.iter().enumerate().take(n) {
-                let stride = meta.stride.max(1);
-                let mut at = 0;
-                while at < meta.len {
-                    let end = (at + stride).min(meta.len);
+                for (at, end) in datagrams(meta) {
                     if let Some(net) = vxlan_ingress(&shared, &tables, meta.addr, &rx[i][at..end]) {
                         let start = at + VXLAN_HEADER_LEN;
                         self.gro.push(
@@ -498,7 +467,6 @@ impl Worker {
                             &mut sink,
                         );
                     }
-                    at = end;
                 }
             }
             self.gro.flush(&mut rx, &mut sink);
@@ -506,6 +474,35 @@ impl Worker {
         self.rx = rx;
         self.vxlan = Some((sock, state));
     }
+}
+
+/// One recvmmsg (with UDP GRO) into the receive buffers; `None` when nothing is waiting, or
+/// on an error (counted).
+fn recv_batch(
+    shared: &Shared,
+    state: &UdpSocketState,
+    sock: &UdpSocket,
+    rx: &mut [Vec<u8>],
+    meta: &mut [RecvMeta; RX_BATCH],
+) -> Option<usize> {
+    let mut bufs = rx.iter_mut();
+    let mut iovs: [IoSliceMut<'_>; RX_BATCH] =
+        std::array::from_fn(|_| IoSliceMut::new(bufs.next().expect("RX_BATCH buffers")));
+    match state.recv(UdpSockRef::from(sock), &mut iovs, meta) {
+        Ok(n) => Some(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(_) => {
+            inc(&shared.stats.io_errors);
+            None
+        }
+    }
+}
+
+/// The datagrams one receive buffer holds: GRO puts several of `stride` bytes back to back
+/// (the last may be shorter). Yields `(start, end)` offsets.
+fn datagrams(meta: &RecvMeta) -> impl Iterator<Item = (usize, usize)> {
+    let (len, stride) = (meta.len, meta.stride.max(1));
+    (0..len).step_by(stride).map(move |at| (at, (at + stride).min(len)))
 }
 
 /// Where a network's frames sit in an arena slot: after the tunnel and inner headers when
