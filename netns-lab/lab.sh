@@ -382,7 +382,7 @@ kill_ns_processes() {
 }
 
 cmd_down() {
-	local d h name rc=0
+	local d h name pid rc=0
 	if [[ ! -d $dir ]]; then
 		say "no lab in $dir: nothing to remove"
 		return 0
@@ -391,6 +391,12 @@ cmd_down() {
 		die "$dir is not a lab directory (no $marker); refusing to remove it"
 	fi
 	stop_ui
+	# Signal every daemon first, then wait for each: they shut down in parallel (a 101-host
+	# lab took 25 s one by one).
+	for d in "$dir"/h*/; do
+		h=$(basename "$d")
+		if [[ $h =~ ^h[0-9]+$ ]] && pid=$(daemon_pid "$h"); then kill -TERM "$pid" 2>/dev/null || true; fi
+	done
 	for d in "$dir"/h*/; do
 		h=$(basename "$d")
 		if [[ $h =~ ^h[0-9]+$ ]]; then terminate_daemon "$h"; fi

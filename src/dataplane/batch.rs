@@ -14,9 +14,9 @@ const MAX_BATCH_BYTES: usize = 65_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sock {
     /// The tunnel socket (encrypted sessions).
-    Tunnel,
+    Tunnel = 0,
     /// The plain VXLAN socket.
-    Vxlan,
+    Vxlan = 1,
 }
 
 /// A run of datagrams waiting to be sent together.

@@ -41,6 +41,9 @@ const RX_ROUNDS: usize = 8;
 pub const MAX_FLOOD: usize = 1024;
 /// How long a send waits for socket buffer space before dropping (milliseconds).
 const SEND_WAIT_MS: i32 = 20;
+/// How often GSO may be probed again after quinn-udp switched it off (see `restore_gso`).
+/// (quinn-udp logs each switch-off, so this also bounds that log to one line per 5 s.)
+const GSO_REPROBE: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Worker {
     shared: Arc<Shared>,
@@ -58,6 +61,11 @@ struct Worker {
     gro: Gro,
     /// The time, read once per batch (session timers count in seconds).
     now: Instant,
+    /// Per socket (`Sock as usize`): quinn-udp turned GSO off after an error that was not
+    /// GSO's; see [`Worker::restore_gso`].
+    gso_lost: [bool; 2],
+    /// When GSO was last probed again.
+    gso_probed: Option<Instant>,
 }
 
 /// Runs worker `index` until `shared.stop` is set.
@@ -90,6 +98,8 @@ pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Opti
         sframe: vec![0; VNET_HDR_LEN + 65_536],
         gro: Gro::default(),
         now: Instant::now(),
+        gso_lost: [false; 2],
+        gso_probed: None,
     };
     w.run();
 }
@@ -313,7 +323,7 @@ impl Worker {
             inc(&self.shared.stats.flooded);
             if let Some((n, dst)) = seal_for(&self.shared, tables, net, p, &mut self.scratch, len, self.now) {
                 let run = Run { sock: Sock::Tunnel, dst, start: 0, end: n, seg: n, count: 1 };
-                send(&self.shared, &self.state, &self.udp, &self.scratch, run);
+                self.transmit(run, true);
             }
         }
     }
@@ -324,11 +334,48 @@ impl Worker {
         }
     }
 
-    fn send_run(&self, run: Run) {
-        match (run.sock, &self.vxlan) {
-            (Sock::Tunnel, _) => send(&self.shared, &self.state, &self.udp, &self.arena, run),
-            (Sock::Vxlan, Some((sock, state))) => send(&self.shared, state, sock, &self.arena, run),
-            (Sock::Vxlan, None) => {}
+    fn send_run(&mut self, run: Run) {
+        self.transmit(run, false);
+    }
+
+    /// Sends a run from the arena (or, for a flood copy, from the scratch slot).
+    fn transmit(&mut self, run: Run, scratch: bool) {
+        let buf = if scratch { &self.scratch } else { &self.arena };
+        let (state, sock) = match (run.sock, &self.vxlan) {
+            (Sock::Tunnel, _) => (&self.state, &self.udp),
+            (Sock::Vxlan, Some((sock, state))) => (state, sock),
+            (Sock::Vxlan, None) => return,
+        };
+        let gso_before = state.max_gso_segments();
+        let sent = send(&self.shared, state, sock, buf, run);
+        let lost = &mut self.gso_lost[run.sock as usize];
+        if !sent && gso_before > 1 && state.max_gso_segments() == 1 {
+            *lost = true;
+        }
+        if *lost && self.gso_probed.is_none_or(|t| t.elapsed() >= GSO_REPROBE) {
+            self.restore_gso(run.sock);
+        }
+    }
+
+    /// quinn-udp switches GSO off for a socket for good at the first EINVAL or EIO from
+    /// `sendmsg`, whatever the cause. When even single datagrams failed too (a blackhole
+    /// route answers EINVAL; a partition ends), GSO was not at fault: probe it afresh by
+    /// building the socket's state again (at most once per `GSO_REPROBE`).
+    fn restore_gso(&mut self, sock: Sock) {
+        self.gso_probed = Some(Instant::now());
+        let (udp, state) = match (sock, &mut self.vxlan) {
+            (Sock::Tunnel, _) => (&self.udp, &mut self.state),
+            (Sock::Vxlan, Some((udp, state))) => (&*udp, state),
+            (Sock::Vxlan, None) => return,
+        };
+        if let Ok(fresh) = UdpSocketState::new(UdpSockRef::from(udp)) {
+            *state = fresh;
+            self.gso_lost[sock as usize] = false;
+            tracing::debug!(
+                ?sock,
+                segments = state.max_gso_segments(),
+                "UDP GSO probed again after a send error"
+            );
         }
     }
 
@@ -585,8 +632,9 @@ fn seal_for(
 }
 
 /// Sends a run (GSO when it holds several datagrams), waiting briefly for buffer space rather
-/// than dropping, and falling back to single datagrams where the kernel refuses GSO.
-fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], run: Run) {
+/// than dropping, and falling back to single datagrams where the kernel refuses GSO. Returns
+/// whether every datagram left.
+fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], run: Run) -> bool {
     let t = Transmit {
         destination: run.dst,
         ecn: None,
@@ -596,13 +644,14 @@ fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], 
     };
     for _ in 0..50 {
         match state.try_send(UdpSockRef::from(udp), &t) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let mut ready = [0i16];
                 let _ = device::poll(&[udp.as_raw_fd()], libc::POLLOUT, SEND_WAIT_MS, &mut ready);
             }
             Err(e) if run.count > 1 && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
                 // quinn-udp has switched GSO off for this socket; send the run one by one.
+                let mut all = true;
                 for chunk in arena[run.start..run.end].chunks(run.seg) {
                     let one = Run {
                         sock: run.sock,
@@ -612,14 +661,15 @@ fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], 
                         seg: chunk.len(),
                         count: 1,
                     };
-                    send(shared, state, udp, chunk, one);
+                    all &= send(shared, state, udp, chunk, one);
                 }
-                return;
+                return all;
             }
             Err(_) => break,
         }
     }
     inc(&shared.stats.io_errors);
+    false
 }
 
 /// Delivers a decrypted frame from `peer` (at `buf[frame_at..]`) to network `net`'s TAP if
