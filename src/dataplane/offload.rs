@@ -17,17 +17,9 @@ use std::io::IoSlice;
 
 pub use crate::device::VNET_HDR_LEN;
 
-/// `TUN_F_CSUM`: we accept frames whose L4 checksum is still to be completed.
-pub const TUN_F_CSUM: u32 = 0x01;
-/// `TUN_F_TSO4`.
-pub const TUN_F_TSO4: u32 = 0x02;
-/// `TUN_F_TSO6`.
-pub const TUN_F_TSO6: u32 = 0x04;
-/// `TUN_F_TSO_ECN`.
-pub const TUN_F_TSO_ECN: u32 = 0x08;
-/// What weft asks the kernel for: checksum and TCP segmentation offload (no UDP: the kernel
-/// segments UDP GSO before it reaches the TAP).
-pub const TAP_OFFLOADS: u32 = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+/// What weft asks the kernel for (`TUNSETOFFLOAD`): checksum and TCP segmentation offload
+/// (no UDP: the kernel segments UDP GSO before it reaches the TAP).
+pub const TAP_OFFLOADS: u32 = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
 pub const F_NEEDS_CSUM: u8 = 1;
@@ -40,7 +32,7 @@ pub const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN` (a flag on the TCP types).
 pub const GSO_ECN: u8 = 0x80;
 
-const ETH_LEN: usize = 14;
+const ETH_LEN: usize = overlay_proto::consts::ETHERNET_HEADER_LEN;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
