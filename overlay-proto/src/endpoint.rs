@@ -196,6 +196,10 @@ pub struct PeerInfo {
     pub last_handshake: Option<Instant>,
     /// Whether a session can send now.
     pub connected: bool,
+    /// Since when data sent on the current session has had no authenticated reply (`None`:
+    /// answered). A live peer answers within [`crate::consts::KEEPALIVE_TIMEOUT`] plus a
+    /// round trip; much longer means it lost the session (it restarted) or is gone.
+    pub unanswered_since: Option<Instant>,
     /// Traffic.
     pub totals: Totals,
 }
@@ -351,6 +355,7 @@ impl Endpoint {
             endpoint: p.endpoint,
             last_handshake: p.last_handshake,
             connected: p.current.is_some(),
+            unanswered_since: p.current.as_ref().and_then(|s| s.unanswered_since()),
             totals: p.totals(),
         })
     }

@@ -195,20 +195,16 @@ impl Peer {
         if !s.is_confirmed() && age >= REKEY_TIMEOUT {
             return Due::Handshake;
         }
-        let sent = s.last_sent();
-        // Sent data and heard nothing back for a while: the peer may have lost our session.
-        if let Some(sd) = s.last_sent_data() {
-            let heard_after = s.last_received().is_some_and(|r| r >= sd);
-            if !heard_after && now.saturating_duration_since(sd) >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT {
-                return Due::Handshake;
-            }
+        // Sent data and heard nothing back for a while: the peer may have lost our session
+        // (it restarted). Counted from the first unanswered send, so steady traffic into a
+        // black hole does not keep pushing the deadline out.
+        if s.unanswered_since().is_some_and(|u| now.saturating_duration_since(u) >= NO_REPLY_TIMEOUT) {
+            return Due::Handshake;
         }
-        // Received data and sent nothing since: tell the peer we are alive.
-        if let Some(rd) = s.last_received_data() {
-            let sent_after = sent.is_some_and(|t| t >= rd);
-            if !sent_after && now.saturating_duration_since(rd) >= KEEPALIVE_TIMEOUT {
-                return Due::Keepalive;
-            }
+        // Received data and sent nothing since: tell the peer we are alive, counted from the
+        // first such receive so that a steady one-way stream still gets its keepalives.
+        if s.reply_owed_since().is_some_and(|o| now.saturating_duration_since(o) >= KEEPALIVE_TIMEOUT) {
+            return Due::Keepalive;
         }
         Due::Nothing
     }
@@ -235,8 +231,8 @@ impl Peer {
         let thresholds = [
             Some(rekey_at),
             (!s.is_confirmed()).then(|| c + REKEY_TIMEOUT),
-            s.last_sent_data().map(|sd| sd + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT),
-            s.last_received_data().map(|rd| rd + KEEPALIVE_TIMEOUT),
+            s.unanswered_since().map(|u| u + NO_REPLY_TIMEOUT),
+            s.reply_owed_since().map(|o| o + KEEPALIVE_TIMEOUT),
         ];
         for t in thresholds.into_iter().flatten() {
             if ran.is_none_or(|r| t > r) {
@@ -251,6 +247,12 @@ impl Peer {
         next
     }
 }
+
+/// Data sent without any authenticated reply for this long starts a new handshake
+/// (WireGuard's KEEPALIVE_TIMEOUT + REKEY_TIMEOUT: a live peer answers data within the
+/// keepalive timeout even when it has nothing to say).
+pub(crate) const NO_REPLY_TIMEOUT: Duration =
+    Duration::from_secs(KEEPALIVE_TIMEOUT.as_secs() + REKEY_TIMEOUT.as_secs());
 
 /// How often the timers look at an old, idle session for new traffic that calls for a rekey
 /// (at most until it expires, [`REJECT_AFTER_TIME`] after creation).

@@ -80,8 +80,15 @@ pub struct SessionStats {
 struct Stamps {
     sent: AtomicU64,
     sent_data: AtomicU64,
+    /// The first data sent after the last authenticated receive (zero once answered):
+    /// WireGuard's "no reply to our data" timer starts here, not at the latest send, so a
+    /// steady stream into a peer that lost the session still triggers a new handshake.
+    unanswered: AtomicU64,
     recv: AtomicU64,
     recv_data: AtomicU64,
+    /// The first data received after our last send (zero once we sent anything): a keepalive
+    /// is owed [`crate::consts::KEEPALIVE_TIMEOUT`] after it, however steady the stream.
+    owed: AtomicU64,
 }
 
 impl Session {
@@ -181,8 +188,14 @@ impl Session {
         tail[..TAG_LEN].copy_from_slice(tag.as_ref());
         let t = self.stamp(now);
         self.stamps.sent.store(t, Relaxed);
+        if self.stamps.owed.load(Relaxed) != 0 {
+            self.stamps.owed.store(0, Relaxed);
+        }
         if data {
             self.stamps.sent_data.store(t, Relaxed);
+            if self.stamps.unanswered.load(Relaxed) == 0 {
+                self.stamps.unanswered.store(t, Relaxed);
+            }
         }
         self.stats.tx_packets.fetch_add(1, Relaxed);
         self.stats.tx_bytes.fetch_add(payload_len as u64, Relaxed);
@@ -212,8 +225,14 @@ impl Session {
         self.confirmed.store(true, Relaxed);
         let t = self.stamp(now);
         self.stamps.recv.store(t, Relaxed);
+        if self.stamps.unanswered.load(Relaxed) != 0 {
+            self.stamps.unanswered.store(0, Relaxed);
+        }
         if data {
             self.stamps.recv_data.store(t, Relaxed);
+            if self.stamps.owed.load(Relaxed) == 0 {
+                self.stamps.owed.store(t, Relaxed);
+            }
         }
         self.stats.rx_packets.fetch_add(1, Relaxed);
         self.stats.rx_bytes.fetch_add(len as u64, Relaxed);
@@ -228,6 +247,17 @@ impl Session {
     /// When we last sent a non-keepalive payload.
     pub fn last_sent_data(&self) -> Option<Instant> {
         self.instant(self.stamps.sent_data.load(Relaxed))
+    }
+
+    /// When we started waiting for a reply: the first data sent since the last authenticated
+    /// receive (`None`: nothing unanswered).
+    pub fn unanswered_since(&self) -> Option<Instant> {
+        self.instant(self.stamps.unanswered.load(Relaxed))
+    }
+
+    /// The first data received since we last sent anything (`None`: we answered).
+    pub fn reply_owed_since(&self) -> Option<Instant> {
+        self.instant(self.stamps.owed.load(Relaxed))
     }
 
     /// When we last received anything authenticated.
@@ -329,5 +359,35 @@ mod tests {
         assert_eq!(a.last_sent_data(), None);
         assert_eq!(b.last_received(), Some(now + Duration::from_secs(2)));
         assert_eq!(b.last_received_data(), None);
+        assert_eq!(a.unanswered_since(), None, "a keepalive asks for no reply");
+    }
+
+    #[test]
+    fn unanswered_counts_from_the_first_data_after_the_last_receive() {
+        let now = Instant::now();
+        let (a, b) = pair(now);
+        let s = |n| now + Duration::from_secs(n);
+        let mut buf = [0u8; 64];
+        buf[16] = InnerKind::Frame as u8;
+        for t in 1..=5 {
+            a.seal(s(t), &mut buf, 4).unwrap();
+        }
+        assert_eq!(a.unanswered_since(), Some(s(1)), "later sends do not restart the timer");
+        let n = b.seal(s(6), &mut buf, 4).unwrap();
+        a.open(s(6), &mut buf[..n]).unwrap();
+        assert_eq!(a.unanswered_since(), None, "any authenticated packet answers");
+        buf[16] = InnerKind::Frame as u8;
+        a.seal(s(7), &mut buf, 4).unwrap();
+        assert_eq!(a.unanswered_since(), Some(s(7)));
+        // The receiving side owes a reply from the first data it got since it last sent.
+        let n = a.seal(s(8), &mut buf, 4).unwrap();
+        b.open(s(8), &mut buf[..n]).unwrap();
+        buf[16] = InnerKind::Frame as u8;
+        let n = a.seal(s(9), &mut buf, 4).unwrap();
+        b.open(s(9), &mut buf[..n]).unwrap();
+        assert_eq!(b.reply_owed_since(), Some(s(8)));
+        buf[16] = InnerKind::Keepalive as u8;
+        b.seal(s(10), &mut buf, 4).unwrap();
+        assert_eq!(b.reply_owed_since(), None, "any send pays the debt");
     }
 }

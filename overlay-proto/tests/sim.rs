@@ -123,6 +123,53 @@ fn rekeys_for_an_hour_without_losing_a_payload() {
     }
 }
 
+/// A peer restarts and loses every session while data keeps flowing to it, and it never sends
+/// first (it does not know the sender yet). The sender must notice that its data gets no reply
+/// and handshake again after [`KEEPALIVE_TIMEOUT`] + [`REKEY_TIMEOUT`] counted from the first
+/// unanswered payload, however steady the stream (a steady stream once kept pushing the
+/// deadline out, and traffic stayed black-holed until the 120 s rekey).
+#[test]
+fn a_restarted_peer_gets_a_new_session_while_data_flows_to_it() {
+    for seed in 0..4 {
+        let mut sim = Sim::new(2, Link::PERFECT, seed);
+        sim.connect(0, 1);
+        let until = 100 * SEC;
+        sim.add_flow(0, 1, 50, Duration::ZERO, until);
+        sim.run_until(20 * SEC);
+        let before = sim.tally(0, 1, Duration::ZERO, 20 * SEC);
+        assert_eq!(before.0, before.1, "seed {seed}: all arrives before the restart");
+        sim.restart(1);
+        let restarted = sim.now;
+        let back = sim.run_until_cond(until, |s| {
+            s.nodes[1].rx.keys().any(|&(from, seq)| from == 0 && seq >= 20 * 50 + 10)
+        });
+        let back = back.unwrap_or_else(|| panic!("seed {seed}: nothing arrived after the restart"));
+        let gap = back - restarted;
+        println!("seed {seed}: traffic back {gap:?} after the restart");
+        assert!(gap <= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + 2 * SEC, "seed {seed}: black-holed for {gap:?}");
+        sim.run_until(until + 5 * SEC);
+        // From then on nothing is lost.
+        let after = sim.tally(0, 1, back + SEC, until);
+        assert_eq!(after.0, after.1, "seed {seed}: {after:?}");
+    }
+}
+
+/// A one-way stream: the receiver has nothing to say, yet it must send a keepalive within
+/// [`KEEPALIVE_TIMEOUT`] of the first payload it did not answer, or the sender would take the
+/// silence for a lost session and handshake every 15 s.
+#[test]
+fn a_one_way_stream_needs_no_extra_handshakes() {
+    let mut sim = Sim::new(2, Link::PERFECT, 3);
+    sim.connect(0, 1);
+    let until = 110 * SEC;
+    sim.add_flow(0, 1, 50, Duration::ZERO, until);
+    sim.run_until(until);
+    let done = |i: usize| sim.nodes[i].ep.stats().handshakes_completed.load(Relaxed);
+    assert_eq!((done(0), done(1)), (1, 1), "no rekey before {REKEY_AFTER_TIME:?}");
+    let (sent, got, _) = sim.tally(0, 1, Duration::ZERO, until - SEC);
+    assert_eq!(sent, got);
+}
+
 /// Twelve nodes, each sending to every other from the start, half the pairs meeting by key (IK)
 /// and half by address (XX): a lossy, duplicating, reordering phase, then the same without
 /// loss long enough for a round of rekeys. Duplicates never reach the application (the replay

@@ -202,6 +202,15 @@ impl Sim {
         i
     }
 
+    /// Node `i` restarts: a fresh endpoint with the same identity and address, which knows no
+    /// peers and no sessions (what a daemon restart or crash leaves).
+    pub fn restart(&mut self, i: usize) {
+        let ep = self.network.endpoint(i as u16, self.base, self.seed ^ (self.now.as_nanos() as u64));
+        let n = &mut self.nodes[i];
+        n.ep = ep;
+        n.timer = None;
+    }
+
     /// The current simulated instant.
     pub fn instant(&self) -> Instant {
         self.base + self.now
