@@ -21,6 +21,13 @@ pub enum Command {
         #[arg(long, short, default_value = "/etc/weft/node.toml")]
         config: PathBuf,
     },
+    /// Remove what a stopped daemon leaves for its next start: container links and their
+    /// leases and resolv.conf files, and the bridges. Refuses while the daemon runs.
+    Teardown {
+        /// Node configuration file.
+        #[arg(long, short, default_value = "/etc/weft/node.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file and the files it names, then exit.
     CheckConfig {
         /// Node configuration file.

@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Cni => return weft::cni::main(),
         Command::Run { config } => run(&config),
+        Command::Teardown { config } => teardown(&config),
         Command::CheckConfig { config } => commands::check_config(&config),
         Command::Keygen { out } => commands::keygen(&out),
         Command::Ca(c) => commands::ca(c),
@@ -74,4 +75,20 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(daemon::run(cfg, identity, set_log_level))
+}
+
+fn teardown(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = weft::config::Config::load(path)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let done = rt.block_on(daemon::teardown(&cfg))?;
+    for (name, network, ip) in &done.containers {
+        println!("detached {name} ({ip}) from {network}");
+    }
+    for b in &done.bridges {
+        println!("removed bridge {b}");
+    }
+    if done.containers.is_empty() && done.bridges.is_empty() {
+        println!("nothing to remove");
+    }
+    Ok(())
 }

@@ -55,9 +55,9 @@ const HANDSHAKE_FAILURES: &[(&str, &str)] = &[
 ];
 
 /// Serves `/metrics` on `addr` until the task is dropped.
-pub async fn serve(addr: SocketAddr, ctx: Arc<ControlCtx>) -> Result<()> {
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics listener {addr}"))?;
+pub async fn serve(listener: std::net::TcpListener, ctx: Arc<ControlCtx>) -> Result<()> {
+    let addr = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     info!(%addr, "metrics at http://{addr}/metrics");
     let api = crate::api::router(Arc::clone(&ctx));
     let app = axum::Router::new().route(
@@ -75,6 +75,16 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<ControlCtx>) -> Result<()> {
     );
     let app = app.merge(api);
     axum::serve(listener, app).await.context("metrics server")
+}
+
+/// Binds the metrics/API listener; done before the daemon changes anything, so a port in use
+/// stops the start (set `[metrics] listen = "off"` to run without it).
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr).with_context(|| {
+        format!("binding the metrics/API listener {addr} (metrics.listen; \"off\" disables it)")
+    })?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Renders a `weft status --json` value as Prometheus text.

@@ -3,8 +3,11 @@
 //! After a crash nothing blocks a restart: bridges are reused, TAPs vanish with the process,
 //! leases and container links are reconciled at start.
 
+mod lock;
 mod network;
 mod reload;
+
+pub use network::TornDown;
 
 pub use reload::{needs_restart, LogLevelSetter};
 
@@ -77,12 +80,19 @@ pub fn log_filter(level: &str) -> String {
     }
 }
 
-/// Runs the daemon until a termination signal.
+/// Runs the daemon until a termination signal. Stopping leaves bridges, container links and
+/// leases in place (live restore: the next start adopts them); `weft teardown` removes them.
 pub async fn run(cfg: Config, id: Identity, set_log_level: Option<LogLevelSetter>) -> Result<()> {
-    std::fs::create_dir_all(&cfg.node.state_dir)
-        .with_context(|| format!("creating state_dir {}", cfg.node.state_dir.display()))?;
-    // Bind the control socket first: a second daemon for the same node stops here, before it
-    // touches the first one's bridges.
+    // Locks first: a second daemon for the same state_dir, bridge, gateway or port stops here,
+    // before it touches anything of the first one's.
+    let gateways: Vec<_> = cfg
+        .networks
+        .iter()
+        .filter_map(|n| network::node_pool(n, &id.cert))
+        .map(|(_, gw)| lock::gateway(gw))
+        .collect();
+    let locks = lock::HostLocks::acquire(&cfg, "daemon", &gateways)?;
+    let metrics = cfg.metrics.map(crate::metrics::bind).transpose()?;
     let listener = control::server::bind(&cfg.node.control_socket)?;
     let nl = Netlink::new().await?;
     let mut leases = Leases::load(&cfg.node.state_dir)?;
@@ -97,13 +107,23 @@ pub async fn run(cfg: Config, id: Identity, set_log_level: Option<LogLevelSetter
         Ok(u) => u,
         Err(e) => {
             let _ = std::fs::remove_file(&cfg.node.control_socket);
-            network::tear_down(&nl, &cfg, &mut leases, false).await;
             return Err(e);
         }
     };
     let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
-    let started = Started { up, sockets, listener, recovered, set_log_level };
-    serve(&cfg, id, nl, leases, started).await
+    let started = Started { up, sockets, listener, metrics, recovered, set_log_level };
+    let r = serve(&cfg, id, nl, leases, started).await;
+    drop(locks);
+    r
+}
+
+/// `weft teardown`: removes what a stopped daemon left for the next start (container links,
+/// their resolv.conf files and leases, the bridges). Refuses while a daemon holds the node.
+pub async fn teardown(cfg: &Config) -> Result<network::TornDown> {
+    let _locks = lock::HostLocks::acquire(cfg, "teardown", &[])?;
+    let nl = Netlink::new().await?;
+    let mut leases = Leases::load(&cfg.node.state_dir)?;
+    Ok(network::tear_down(&nl, cfg, &mut leases).await)
 }
 
 /// What start-up made, handed to `serve`.
@@ -111,12 +131,13 @@ struct Started {
     up: network::Up,
     sockets: network::Sockets,
     listener: tokio::net::UnixListener,
+    metrics: Option<std::net::TcpListener>,
     recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr, crate::ipam::Lease)>,
     set_log_level: Option<LogLevelSetter>,
 }
 
 async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started: Started) -> Result<()> {
-    let Started { up, sockets, listener, recovered, set_log_level } = started;
+    let Started { up, sockets, listener, metrics, recovered, set_log_level } = started;
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let endpoint = Endpoint::new(
         EndpointConfig {
@@ -155,8 +176,7 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         Err(e) => {
             // Nothing runs yet: undo what start-up made, as for any other start-up failure.
             let _ = std::fs::remove_file(&cfg.node.control_socket);
-            let mut leases = leases;
-            network::tear_down(&nl, cfg, &mut leases, false).await;
+            network::remove_created(&nl, &up.created).await;
             return Err(e.context("starting DNS (set [dns] enable = false to run without it)"));
         }
     };
@@ -210,10 +230,10 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         }
     }
     let server = tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx)));
-    let metrics = cfg.metrics.map(|addr| {
+    let metrics = metrics.map(|listener| {
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, ctx).await {
+            if let Err(e) = crate::metrics::serve(listener, ctx).await {
                 warn!("{e:#}");
             }
         })
@@ -267,10 +287,10 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     }
     let _ = tokio::task::spawn_blocking(move || tx.send(EngineMsg::Control(ControlMsg::Stop))).await;
     let _ = engine_thread.join();
-    drop(shared);
-    let ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("control context still in use"))?;
-    let mut leases = ctx.leases.into_inner();
-    network::tear_down(&ctx.netlink, cfg, &mut leases, true).await;
+    // Bridges, container links, addresses and leases stay: containers keep their interfaces
+    // (and reach each other on this host) while the daemon is away, and the next start adopts
+    // them. Only the TAPs go, with the process.
+    info!("stopped; containers stay attached (weft teardown removes them)");
     Ok(())
 }
 

@@ -30,14 +30,35 @@ pub struct Up {
     pub pools: Vec<IpNet>,
     /// TAP queues, `[net][worker]`.
     pub taps: Vec<Vec<Arc<Tap>>>,
+    /// Bridges this run created (not adopted): the only links a failed start may remove.
+    pub created: Vec<String>,
 }
 
-/// Creates (or reuses) each network's bridge and TAP.
+/// The node's container subnet in network `n` and its gateway address (the subnet's first).
+pub fn node_pool(n: &Network, cert: &NodeCert) -> Option<(IpNet, IpAddr)> {
+    let pool = *cert.subnets.iter().find(|s| n.subnet.contains(*s))?;
+    Some((pool, pool.hosts().next()?))
+}
+
+/// Creates (or adopts) each network's bridge and TAP. On failure, removes the bridges it
+/// created itself and nothing else.
 pub async fn bring_up(nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<Up> {
-    let mut up = Up { nets: Vec::new(), pools: Vec::new(), taps: Vec::new() };
+    let mut up = Up { nets: Vec::new(), pools: Vec::new(), taps: Vec::new(), created: Vec::new() };
+    match bring_up_into(&mut up, nl, cfg, cert).await {
+        Ok(()) => Ok(up),
+        Err(e) => {
+            remove_created(nl, &up.created).await;
+            Err(e)
+        }
+    }
+}
+
+async fn bring_up_into(up: &mut Up, nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<()> {
     for n in &cfg.networks {
-        let pool = *cert.subnets.iter().find(|s| n.subnet.contains(*s)).context("checked at load")?;
-        let gateway = pool.hosts().next().context("node subnet too small for a gateway")?;
+        let (pool, gateway) = node_pool(n, cert).context("node subnet too small for a gateway")?;
+        if nl.link_index(&n.bridge()).await?.is_none() {
+            up.created.push(n.bridge());
+        }
         let bridge = nl.ensure_bridge(&n.bridge()).await?;
         nl.set_mtu(bridge, n.mtu).await?;
         nl.add_address(bridge, IpNet::new(gateway, n.subnet.prefix_len())?).await?;
@@ -71,7 +92,16 @@ pub async fn bring_up(nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<Up>
         up.pools.push(pool);
         up.taps.push(queues.into_iter().map(Arc::new).collect());
     }
-    Ok(up)
+    Ok(())
+}
+
+/// Removes bridges this run created (a failed start).
+pub async fn remove_created(nl: &Netlink, bridges: &[String]) {
+    for b in bridges {
+        if let Err(e) = nl.delete_link(b).await {
+            warn!(%e, bridge = %b, "cannot remove bridge");
+        }
+    }
 }
 
 /// Keeps leases whose host veth still exists (a crash left them running) and drops the rest.
@@ -99,26 +129,38 @@ pub async fn reconcile_leases(
     keep
 }
 
-/// Removes what the daemon created. With `containers`, also the containers' veths and their
-/// leases (a clean stop); without, only the bridges (a failed start).
-pub async fn tear_down(nl: &Netlink, cfg: &Config, leases: &mut Leases, containers: bool) {
-    if containers {
-        for (network, ip, lease) in leases.all() {
-            if let Err(e) = crate::netlink::detach(nl, &lease.host_ifname).await {
-                warn!(%e, container = %lease.name, "cannot remove container link");
-            }
-            crate::control::resolv_conf::remove(&lease.netns);
-            leases.remove(&network, &ip);
+/// What `weft teardown` removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TornDown {
+    /// Containers detached (name, network, address).
+    pub containers: Vec<(String, String, IpAddr)>,
+    /// Bridges deleted.
+    pub bridges: Vec<String>,
+}
+
+/// Removes everything a node leaves in place across restarts: container links, their
+/// resolv.conf files and leases, and the bridges. Only for `weft teardown`, under the locks.
+pub async fn tear_down(nl: &Netlink, cfg: &Config, leases: &mut Leases) -> TornDown {
+    let mut done = TornDown::default();
+    for (network, ip, lease) in leases.all() {
+        if let Err(e) = crate::netlink::detach(nl, &lease.host_ifname).await {
+            warn!(%e, container = %lease.name, "cannot remove container link");
         }
-        if let Err(e) = leases.save() {
-            warn!(%e, "cannot save leases");
-        }
+        crate::control::resolv_conf::remove(&lease.netns);
+        leases.remove(&network, &ip);
+        done.containers.push((lease.name.clone(), network, ip));
+    }
+    if let Err(e) = leases.save() {
+        warn!(%e, "cannot save leases");
     }
     for n in &cfg.networks {
-        if let Err(e) = nl.delete_link(&n.bridge()).await {
-            warn!(%e, bridge = %n.bridge(), "cannot remove bridge");
+        match nl.delete_link(&n.bridge()).await {
+            Ok(true) => done.bridges.push(n.bridge()),
+            Ok(false) => {}
+            Err(e) => warn!(%e, bridge = %n.bridge(), "cannot remove bridge"),
         }
     }
+    done
 }
 
 /// The data-plane sockets.

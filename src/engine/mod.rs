@@ -5,7 +5,7 @@
 
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
-use overlay_proto::{Encapsulated, Endpoint, Event, PeerId, Received};
+use overlay_proto::{DatagramError, Encapsulated, Endpoint, Event, PeerId, Received};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -127,7 +127,16 @@ pub struct Engine {
     /// Last measured RTT per peer.
     rtt: BTreeMap<PeerId, Duration>,
     next_rtt_probe: Instant,
+    /// Members by underlay endpoint (rebuilt with every snapshot), to recognise a member that
+    /// sends on a session we do not have.
+    by_endpoint: std::collections::HashMap<SocketAddr, PeerId>,
+    /// When each member may next be re-handshaken for sending on an unknown session.
+    resync_after: BTreeMap<PeerId, Instant>,
 }
+
+/// At most one handshake per member per this long in answer to datagrams on unknown sessions
+/// (a spoofed flood of them costs one handshake per member per period, never more).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// An engine that sends through `udp` (a clone of a worker socket).
@@ -164,6 +173,8 @@ impl Engine {
             rtt_probes: BTreeMap::new(),
             rtt: BTreeMap::new(),
             next_rtt_probe: now + probe::RTT_PERIOD,
+            by_endpoint: Default::default(),
+            resync_after: BTreeMap::new(),
         };
         // Workers must never see a snapshot without the networks.
         e.publish();
@@ -228,6 +239,7 @@ impl Engine {
                 match self.endpoint.handle_datagram(now, from, &mut bytes) {
                     Ok(Received::Payload { peer, payload }) => self.inner(now, peer, &mut bytes, payload),
                     Ok(Received::Consumed) => {}
+                    Err(DatagramError::UnknownIndex) => self.unknown_session(now, from),
                     Err(e) => trace!(%e, "datagram dropped"),
                 }
             }
@@ -397,6 +409,24 @@ impl Engine {
         self.publish_if_changed();
     }
 
+    /// A datagram for a session we do not hold came from `from`. When that is a member's
+    /// endpoint, the member still sends on a session from before our restart (or one we
+    /// dropped): start a handshake with it now instead of leaving it to its no-reply timer
+    /// (15 s), so a restarted node is reachable again within a round trip of learning the
+    /// member.
+    fn unknown_session(&mut self, now: Instant, from: SocketAddr) {
+        let Some(&peer) = self.by_endpoint.get(&from) else {
+            trace!(%from, "datagram for an unknown session from a stranger");
+            return;
+        };
+        if self.resync_after.get(&peer).is_some_and(|t| now < *t) {
+            return;
+        }
+        self.resync_after.insert(peer, now + RESYNC_INTERVAL);
+        debug!(%peer, "member sends on a session we do not hold; handshaking");
+        self.endpoint.connect(now, peer);
+    }
+
     fn static_done(&mut self, addr: SocketAddr, ok: bool, now: Instant) {
         if let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr) {
             s.dialing = false;
@@ -431,8 +461,13 @@ impl Engine {
         for (idx, peer, s) in self.endpoint.sessions() {
             t.sessions.insert(idx, (peer, Arc::clone(s)));
         }
+        self.by_endpoint.clear();
+        self.resync_after.retain(|_, t| *t > now);
         for id in self.endpoint.peer_ids().collect::<Vec<_>>() {
             let Some(info) = self.endpoint.peer_info(id) else { continue };
+            if let Some(e) = info.endpoint {
+                self.by_endpoint.insert(e, id);
+            }
             // The handshake's certificate, or (before any session) the member record's.
             let Some(cert) = info.cert.or_else(|| self.members.certs.get(&id).cloned()) else { continue };
             let session = self.endpoint.sending_session(now, id).map(|(s, _)| Arc::clone(s));

@@ -11,6 +11,10 @@ use crate::fdb::Fdb;
 use crate::membership::MemberState;
 use overlay_proto::PeerId;
 
+/// Data unanswered for longer than this marks a session as not live in `weft peers`: a live
+/// peer answers within the keepalive timeout (10 s) plus a round trip.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(11);
+
 impl Engine {
     pub(super) fn status(&self, now: Instant) -> Value {
         let states: BTreeMap<[u8; 32], MemberState> =
@@ -22,9 +26,13 @@ impl Engine {
             seen.insert(i.key);
             let record = self.members.layer.record(&crate::membership::NodeKey(i.key));
             let cert = i.cert.clone().or_else(|| self.members.certs.get(&id).cloned());
+            // A session whose data has gone unanswered past the keepalive timeout is not live,
+            // whatever keys we hold: the peer lost it (restarted) or is gone.
+            let no_reply = i.unanswered_since.map(|t| now.saturating_duration_since(t));
+            let live = i.connected && no_reply.is_none_or(|d| d <= STALE_AFTER);
             let state = match states.get(&i.key) {
                 Some(s) => format!("{s:?}").to_lowercase(),
-                None if i.connected => "connected".into(),
+                None if live => "connected".into(),
                 None => "unknown".into(),
             };
             peers.push(json!({
@@ -33,12 +41,13 @@ impl Engine {
                 "public_key": crate::pki::encode_key(&i.key),
                 "state": state,
                 "endpoint": i.endpoint.map(|e| e.to_string()),
-                "connected": i.connected,
+                "connected": live,
+                "no_reply_secs": no_reply.filter(|d| *d > STALE_AFTER).map(|d| d.as_secs_f64()),
                 "last_handshake_secs_ago": i.last_handshake.map(|t| now.saturating_duration_since(t).as_secs_f64()),
                 "containers": record.map(|r| r.containers.len()).unwrap_or(0),
                 "subnets": cert.as_ref().map(|c| c.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
                 "groups": cert.as_ref().map(|c| c.groups.clone()),
-                "rtt_ms": self.rtt.get(&id).map(|d| d.as_secs_f64() * 1000.0),
+                "rtt_ms": self.rtt.get(&id).filter(|_| live).map(|d| d.as_secs_f64() * 1000.0),
                 "rx_bytes": i.totals.rx_bytes,
                 "tx_bytes": i.totals.tx_bytes,
                 "rx_packets": i.totals.rx_packets,
