@@ -257,8 +257,8 @@ pub enum CertCommand {
 /// How the CLI finds the daemon.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Control socket of the daemon.
-    #[arg(long, default_value = "/run/weft/weft.sock")]
+    /// Control socket of the daemon (`node.control_socket`); --socket wins over WEFT_SOCKET.
+    #[arg(long, env = "WEFT_SOCKET", default_value = "/run/weft/weft.sock")]
     pub socket: PathBuf,
     /// Machine-readable output.
     #[arg(long)]
