@@ -58,7 +58,11 @@ pub fn detach(d: DetachArgs) -> Result<()> {
         anyhow::bail!("give --name or --netns");
     }
     let v = call(&d.client.socket, &Request::Detach { network: d.network, name: d.name, netns: d.netns })?;
-    println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
+    if d.client.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
+    }
     Ok(())
 }
 
@@ -170,13 +174,21 @@ fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
 pub fn service(c: ServiceCommand) -> Result<()> {
     match c {
         ServiceCommand::Add(a) => {
-            let socket = a.client.socket.clone();
+            let (socket, json) = (a.client.socket.clone(), a.client.json);
             let spec = service_spec(*a)?;
             let v = call(&socket, &Request::ServiceAdd { spec })?;
-            println!("registered {}", v["id"].as_str().unwrap_or("?"));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("registered {}", v["id"].as_str().unwrap_or("?"));
+            }
         }
         ServiceCommand::Rm { id, client } => {
             let v = call(&client.socket, &Request::ServiceRemove { id })?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             for id in v["removed"].as_array().into_iter().flatten() {
                 println!("removed {}", id.as_str().unwrap_or("?"));
             }
