@@ -227,6 +227,11 @@ fn service_spec(a: ServiceAddArgs) -> Result<ServiceSpec> {
         p => anyhow::bail!("--protocol {p:?}: must be tcp or udp"),
     };
     let template = match (a.check_tcp, a.check_http, a.check_command) {
+        // Caught here, before the daemon is asked, as the node TOML's check is.
+        (true, _, _) if protocol == Protocol::Udp => anyhow::bail!(
+            "--check-tcp on a --protocol udp service: a TCP connect says nothing about a UDP \
+             listener; use --check-command (e.g. a DNS query for a DNS server)"
+        ),
         (true, _, _) => Some(CheckTemplate::Tcp),
         (_, Some(path), _) => Some(CheckTemplate::Http { path }),
         (_, _, Some(cmd)) => {
