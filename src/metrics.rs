@@ -59,6 +59,12 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<ControlCtx>) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics listener {addr}"))?;
     info!(%addr, "metrics at http://{addr}/metrics");
+    axum::serve(listener, app(ctx)).await.context("metrics server")
+}
+
+/// Everything the listener serves: `/metrics`, the registry API and the status page, with
+/// errors in JSON on every route.
+pub fn app(ctx: Arc<ControlCtx>) -> axum::Router {
     let api = crate::api::router(Arc::clone(&ctx));
     let app = axum::Router::new().route(
         "/metrics",
@@ -73,8 +79,7 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<ControlCtx>) -> Result<()> {
             }
         }),
     );
-    let app = app.merge(api);
-    axum::serve(listener, app).await.context("metrics server")
+    crate::api::with_json_errors(app.merge(api))
 }
 
 /// Renders a `weft status --json` value as Prometheus text.
