@@ -1,26 +1,38 @@
 //! The registry HTTP API, served next to `/metrics` on the local listener (`[metrics] listen`,
 //! loopback by default): the cluster catalog (Consul/Eureka's role) and this node's own
-//! instances, as JSON. Request bodies are bounded; errors are `{"error": "…"}` with a 4xx code.
+//! instances, as JSON.
+//!
+//! Every error, from a handler or from routing itself, is `{"error": "…"}` with its status:
+//! 400 for a body or query that does not parse (the message names the field, never a Rust
+//! type), 403, 404 (also for unknown routes), 405 with `Allow`, 413 beyond [`MAX_BODY`], 503
+//! when the engine does not answer. Request bodies refuse unknown fields, so a misspelt key
+//! is an error rather than a silently ignored default.
 
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::control::server::{catalog, status};
 use crate::control::ControlCtx;
-use crate::discovery::catalog::{CheckTemplate, ServiceSpec};
+use crate::discovery::catalog::{Check, CheckTemplate, ServiceSpec, Target};
+use crate::discovery::directory::Protocol;
 use crate::discovery::registry::Source;
 
 /// Largest request body.
-const MAX_BODY: usize = 64 * 1024;
+pub const MAX_BODY: usize = 64 * 1024;
 
-/// The API routes.
+/// The API routes (and the status page's). Give the listener's whole router to
+/// [`with_json_errors`] last, so that its routes answer errors in JSON too.
 pub fn router(ctx: Arc<ControlCtx>) -> Router {
     Router::new()
         .route("/v1/status", get(get_status))
@@ -32,6 +44,20 @@ pub fn router(ctx: Arc<ControlCtx>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
         .merge(crate::ui::router())
+}
+
+/// Unknown routes answer 404 and known routes with a wrong method 405 (axum adds `Allow`),
+/// both as JSON. Applies to the routes `app` has now: call it after the last `route`/`merge`.
+pub fn with_json_errors(app: Router) -> Router {
+    app.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no route {}; the API is under /v1/ (see README)", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
 }
 
 fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
@@ -69,6 +95,7 @@ async fn services(State(ctx): State<Arc<ControlCtx>>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ServiceQuery {
     /// Only passing instances.
     passing: Option<String>,
@@ -79,9 +106,17 @@ struct ServiceQuery {
 /// Instances of one service with their health; `?passing` and `?tag=T` filter.
 async fn service(
     State(ctx): State<Arc<ControlCtx>>,
-    Path(name): Path<String>,
-    Query(q): Query<ServiceQuery>,
+    name: Result<Path<String>, PathRejection>,
+    q: Result<Query<ServiceQuery>, QueryRejection>,
 ) -> Response {
+    let name = match name {
+        Ok(Path(n)) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("query: {}", query_message(&e))),
+    };
     let c = match cat(&ctx).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -112,10 +147,22 @@ async fn agent_services(State(ctx): State<Arc<ControlCtx>>) -> Response {
     Json(ctx.registry.list()).into_response()
 }
 
-async fn agent_register(State(ctx): State<Arc<ControlCtx>>, body: axum::body::Bytes) -> Response {
-    let mut spec: ServiceSpec = match serde_json::from_slice(&body) {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad service definition: {e}")),
+async fn agent_register(State(ctx): State<Arc<ControlCtx>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {MAX_BODY} bytes"))
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    let mut spec = match Json::<ServiceBody>::from_bytes(&body) {
+        Ok(Json(b)) => match b.into_spec() {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad service definition: {e}")),
+        },
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("bad service definition: {}", json_message(&e)))
+        }
     };
     if spec.network.is_empty() {
         spec.network = ctx.nets.first().map(|n| n.name.clone()).unwrap_or_default();
@@ -142,4 +189,326 @@ async fn agent_deregister(State(ctx): State<Arc<ControlCtx>>, Path(id): Path<Str
         );
     }
     Json(json!({"removed": removed})).into_response()
+}
+
+/// What serde said about a body, with the path of the field (`check.interval: …`) and without
+/// axum's preamble.
+fn json_message(e: &JsonRejection) -> String {
+    match std::error::Error::source(e) {
+        Some(inner) => inner.to_string(),
+        None => e.body_text(),
+    }
+}
+
+fn query_message(e: &QueryRejection) -> String {
+    match std::error::Error::source(e) {
+        Some(inner) => inner.to_string(),
+        None => e.body_text(),
+    }
+}
+
+/// A `PUT /v1/agent/services` body: the JSON form of a `[[service]]`. Its own type (rather
+/// than [`ServiceSpec`]'s serde form) so that unknown fields are refused and every message
+/// names a field in the API's terms.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a service definition (a JSON object)")]
+struct ServiceBody {
+    name: String,
+    network: String,
+    target: TargetBody,
+    port: UInt<{ u16::MAX as u64 }>,
+    protocol: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    check: Option<CheckBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase", expecting = r#"{"container": NAME} or {"address": IP}"#)]
+enum TargetBody {
+    Container(String),
+    Address(IpAddr),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a check (a JSON object)")]
+struct CheckBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    argv: Option<Vec<String>>,
+    interval: UInt<{ u64::MAX }>,
+    timeout: UInt<{ u64::MAX }>,
+    rise: UInt<{ u32::MAX as u64 }>,
+    fall: UInt<{ u32::MAX as u64 }>,
+}
+
+impl ServiceBody {
+    fn into_spec(self) -> Result<ServiceSpec, String> {
+        let protocol = match self.protocol.as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            p => return Err(format!("protocol: {p:?} must be \"tcp\" or \"udp\"")),
+        };
+        let target = match self.target {
+            TargetBody::Container(c) => Target::Container(c),
+            TargetBody::Address(a) => Target::Address(a),
+        };
+        let check = self.check.map(CheckBody::into_check).transpose().map_err(|e| format!("check.{e}"))?;
+        // The bounds were checked by the types above.
+        let port = self.port.0 as u16;
+        let spec = ServiceSpec {
+            name: self.name,
+            network: self.network,
+            target,
+            port,
+            protocol,
+            tags: self.tags,
+            check,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl CheckBody {
+    fn into_check(self) -> Result<Check, String> {
+        let template = match (self.kind.as_str(), self.path, self.argv) {
+            ("tcp", None, None) => CheckTemplate::Tcp,
+            ("http", Some(path), None) => CheckTemplate::Http { path },
+            ("http", None, _) => return Err("path: an http check needs a path".into()),
+            ("command", None, Some(argv)) => CheckTemplate::Command { argv },
+            ("command", _, None) => return Err("argv: a command check needs argv".into()),
+            ("tcp" | "command", Some(_), _) => return Err("path: only an http check has a path".into()),
+            ("tcp" | "http", _, Some(_)) => return Err("argv: only a command check has argv".into()),
+            (t, _, _) => return Err(format!("type: {t:?} must be \"tcp\", \"http\" or \"command\"")),
+        };
+        Ok(Check {
+            template,
+            interval: Duration::from_millis(self.interval.0),
+            timeout: Duration::from_millis(self.timeout.0),
+            rise: self.rise.0 as u32,
+            fall: self.fall.0 as u32,
+        })
+    }
+}
+
+/// A non-negative integer at most `MAX`, whose errors say so (serde's would say `u16`).
+#[derive(Debug, Clone, Copy)]
+struct UInt<const MAX: u64>(u64);
+
+impl<'de, const MAX: u64> Deserialize<'de> for UInt<MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<const MAX: u64>;
+        impl<const MAX: u64> serde::de::Visitor<'_> for Visitor<MAX> {
+            type Value = UInt<MAX>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                if MAX == u64::MAX {
+                    write!(f, "a whole number")
+                } else {
+                    write!(f, "a whole number 0..={MAX}")
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if v > MAX {
+                    return Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self));
+                }
+                Ok(UInt(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+        }
+        d.deserialize_u64(Visitor::<MAX>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::NetInfo;
+    use crate::discovery::registry::{OwnAddresses, Registry};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A control context with one network and no engine (status and catalog answer 503).
+    async fn ctx() -> Arc<ControlCtx> {
+        let own = OwnAddresses {
+            subnets: vec!["10.42.1.0/24".parse().unwrap()],
+            underlay: "192.0.2.1".parse().unwrap(),
+        };
+        let (engine, _) = std::sync::mpsc::sync_channel(1);
+        let (reload, _) = tokio::sync::mpsc::channel(1);
+        Arc::new(ControlCtx {
+            node: "h1".into(),
+            nets: vec![NetInfo {
+                name: "default".into(),
+                vni: overlay_proto::wire::Vni::new(42).unwrap(),
+                mtu: 1420,
+                subnet: "10.42.0.0/16".parse().unwrap(),
+                gateway: "10.42.1.1".parse().unwrap(),
+                gateway_mac: [2, 0, 0, 0, 0, 1],
+                encryption: crate::config::Encryption::ChaCha20Poly1305,
+                remotes: vec![],
+            }],
+            pools: vec!["10.42.1.0/24".parse().unwrap()],
+            leases: tokio::sync::Mutex::new(crate::ipam::Leases::default()),
+            netlink: crate::netlink::Netlink::new().await.expect("rtnetlink socket"),
+            engine,
+            registry: Registry::new([("default".to_owned(), 42)], own),
+            dns_domain: None,
+            dns_stats: Arc::default(),
+            reload,
+        })
+    }
+
+    struct Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Value,
+    }
+
+    impl Answer {
+        fn error(&self) -> &str {
+            self.body["error"].as_str().unwrap_or_else(|| panic!("not a JSON error: {}", self.body))
+        }
+
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// One HTTP/1.1 exchange with the whole listener app (as `weft run` serves it).
+    async fn ask(method: &str, path: &str, body: &str) -> Answer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+            listener,
+            crate::metrics::app(ctx().await),
+        )));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // A refused oversized body may be answered before it is all sent.
+        let _ = s.write_all(body.as_bytes()).await;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        server.abort();
+        let raw = String::from_utf8(raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end: {raw:?}"));
+        let mut lines = head.lines();
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers =
+            lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
+        Answer { status, headers, body }
+    }
+
+    fn service(fields: &str) -> String {
+        format!(
+            r#"{{"name":"cache","network":"","target":{{"address":"10.42.1.1"}},"port":6379,"protocol":"tcp"{fields}}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_wrong_methods_answer_json() {
+        let a = ask("GET", "/v1/nope", "").await;
+        assert_eq!(a.status, 404);
+        assert!(a.error().contains("/v1/nope"), "{}", a.error());
+        let a = ask("POST", "/v1/catalog/services", "").await;
+        assert_eq!(a.status, 405);
+        assert!(a.error().contains("POST"), "{}", a.error());
+        assert_eq!(a.header("allow"), Some("GET,HEAD"));
+        let a = ask("DELETE", "/v1/agent/services", "").await;
+        assert_eq!((a.status, a.header("allow")), (405, Some("GET,HEAD,PUT")));
+        let a = ask("POST", "/metrics", "").await;
+        assert_eq!(a.status, 405, "the metrics route is under the same rules");
+        a.error();
+    }
+
+    #[tokio::test]
+    async fn rogue_bodies_are_refused_naming_the_field() {
+        let a = ask("PUT", "/v1/agent/services", &service(r#","colour":"blue""#)).await;
+        assert_eq!(a.status, 400);
+        assert!(a.error().contains("unknown field `colour`"), "{}", a.error());
+        let a = ask(
+            "PUT",
+            "/v1/agent/services",
+            &service(
+                r#","check":{"type":"tcp","interval":5000,"timeout":2000,"rise":1,"fall":2,"retries":3}"#,
+            ),
+        )
+        .await;
+        assert!(a.error().contains("check.retries: unknown field `retries`"), "{}", a.error());
+        let a = ask(
+            "PUT",
+            "/v1/agent/services",
+            &service(r#","check":{"type":"tcp","interval":"5s","timeout":2000,"rise":1,"fall":2}"#),
+        )
+        .await;
+        assert!(
+            a.error().contains("check.interval: invalid type: string \"5s\", expected a whole number"),
+            "{}",
+            a.error()
+        );
+        let a = ask("PUT", "/v1/agent/services", &service("").replace("6379", "70000")).await;
+        assert!(
+            a.error().contains("port: invalid value: integer `70000`, expected a whole number 0..=65535"),
+            "{}",
+            a.error()
+        );
+        for (body, want) in [("[]", "a service definition"), ("{", "EOF"), ("", "EOF")] {
+            let a = ask("PUT", "/v1/agent/services", body).await;
+            assert_eq!(a.status, 400, "{body:?}");
+            assert!(a.error().contains(want), "{body:?}: {}", a.error());
+        }
+        for body in [service(r#","colour":1"#), "[]".into(), service("").replace("6379", "\"x\"")] {
+            let e = ask("PUT", "/v1/agent/services", &body).await.error().to_owned();
+            for rust in ["struct", "ServiceSpec", "ServiceBody", "u16", "u64"] {
+                assert!(!e.contains(rust), "{body}: {e}");
+            }
+        }
+        let a = ask("GET", "/v1/catalog/service/web?pasing", "").await;
+        assert_eq!(a.status, 400);
+        assert!(a.error().contains("unknown field `pasing`"), "{}", a.error());
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_answer_413_json() {
+        let big = service(&format!(r#","tags":["{}"]"#, "x".repeat(MAX_BODY)));
+        let a = ask("PUT", "/v1/agent/services", &big).await;
+        assert_eq!(a.status, 413);
+        assert!(a.error().contains("larger than"), "{}", a.error());
+    }
+
+    #[tokio::test]
+    async fn instances_other_nodes_would_drop_are_refused() {
+        let a = ask("PUT", "/v1/agent/services", &service("").replace("10.42.1.1", "8.8.8.8")).await;
+        assert_eq!(a.status, 400);
+        assert!(a.error().contains("8.8.8.8") && a.error().contains("10.42.1.0/24"), "{}", a.error());
+        let udp = service(r#","check":{"type":"tcp","interval":5000,"timeout":2000,"rise":1,"fall":2}"#)
+            .replace(r#""tcp""#, r#""udp""#)
+            .replacen(r#""type":"udp""#, r#""type":"tcp""#, 1);
+        let a = ask("PUT", "/v1/agent/services", &udp).await;
+        assert_eq!(a.status, 400, "{udp}");
+        assert!(a.error().contains("TCP check on a UDP service"), "{}", a.error());
+    }
+
+    #[tokio::test]
+    async fn a_good_definition_is_registered() {
+        let a = ask("PUT", "/v1/agent/services", &service(r#","tags":["v1"]"#)).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        assert_eq!(a.body, json!({"id": "cache/10.42.1.1:6379/tcp"}));
+        let a = ask("GET", "/v1/status", "").await;
+        assert_eq!(a.status, 503, "no engine here");
+        a.error();
+    }
 }

@@ -101,6 +101,36 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether machine-readable output was asked for, so that an error is printed as JSON too.
+    /// No wildcard arm: a new command must decide.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Cert(CertCommand::Show { json, .. }) => *json,
+            Command::Attach(AttachArgs { client, .. })
+            | Command::Detach(DetachArgs { client, .. })
+            | Command::Ping { client, .. }
+            | Command::Policy(PolicyCommand::Explain { client, .. })
+            | Command::Service(ServiceCommand::Rm { client, .. }) => client.json,
+            Command::Service(ServiceCommand::Add(a)) => a.client.json,
+            Command::Status(c)
+            | Command::Peers(c)
+            | Command::Services(c)
+            | Command::Reload(c)
+            | Command::Networks(c)
+            | Command::Policy(PolicyCommand::Show(c))
+            | Command::Service(ServiceCommand::List(c)) => c.json,
+            Command::Run { .. }
+            | Command::CheckConfig { .. }
+            | Command::Keygen { .. }
+            | Command::Ca(_)
+            | Command::Cni
+            | Command::Completions { .. }
+            | Command::Man { .. } => false,
+        }
+    }
+}
+
 /// `weft policy` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -264,8 +294,8 @@ pub enum CertCommand {
 /// How the CLI finds the daemon.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Control socket of the daemon.
-    #[arg(long, default_value = "/run/weft/weft.sock")]
+    /// Control socket of the daemon (`node.control_socket`); --socket wins over WEFT_SOCKET.
+    #[arg(long, env = "WEFT_SOCKET", default_value = "/run/weft/weft.sock")]
     pub socket: PathBuf,
     /// Machine-readable output.
     #[arg(long)]

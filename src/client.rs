@@ -58,7 +58,11 @@ pub fn detach(d: DetachArgs) -> Result<()> {
         anyhow::bail!("give --name or --netns");
     }
     let v = call(&d.client.socket, &Request::Detach { network: d.network, name: d.name, netns: d.netns })?;
-    println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
+    if d.client.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
+    }
     Ok(())
 }
 
@@ -105,7 +109,7 @@ pub fn status(c: ClientArgs) -> Result<()> {
         .into_iter()
         .flatten()
         .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-        .map(|(k, n)| format!("{k}={n}"))
+        .map(|(k, n)| if k.ends_with("_bytes") { format!("{k}={}", bytes(n)) } else { format!("{k}={n}") })
         .collect();
     println!("counters: {}", if drops.is_empty() { "-".into() } else { drops.join(" ") });
     Ok(())
@@ -123,7 +127,16 @@ pub fn peers(c: ClientArgs) -> Result<()> {
 }
 
 fn print_peers(peers: &Value) {
-    let rows: Vec<Vec<String>> = peers
+    table(
+        "",
+        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX", "TX"],
+        &peer_rows(peers),
+    );
+}
+
+/// The `weft peers` table's rows: byte counts for humans (the JSON keeps the numbers).
+fn peer_rows(peers: &Value) -> Vec<Vec<String>> {
+    peers
         .as_array()
         .into_iter()
         .flatten()
@@ -136,16 +149,32 @@ fn print_peers(peers: &Value) {
                 p["last_handshake_secs_ago"].as_f64().map(|t| format!("{t:.0}s ago")).unwrap_or("-".into()),
                 p["rtt_ms"].as_f64().map(|r| format!("{r:.2} ms")).unwrap_or("-".into()),
                 text(&p["containers"]),
-                text(&p["rx_bytes"]),
-                text(&p["tx_bytes"]),
+                bytes(&p["rx_bytes"]),
+                bytes(&p["tx_bytes"]),
             ]
         })
-        .collect();
-    table(
-        "",
-        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX BYTES", "TX BYTES"],
-        &rows,
-    );
+        .collect()
+}
+
+/// A byte count in IEC units with one decimal (`1023 B`, `1.2 MiB`), for tables.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    // Round first, so that 1023.96 KiB is shown as 1.0 MiB rather than 1024.0 KiB.
+    while (v * 10.0).round() / 10.0 >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A JSON byte count for a table; `-` when absent.
+fn bytes(v: &Value) -> String {
+    v.as_u64().map(human_bytes).unwrap_or_else(|| text(v))
 }
 
 fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
@@ -170,13 +199,21 @@ fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
 pub fn service(c: ServiceCommand) -> Result<()> {
     match c {
         ServiceCommand::Add(a) => {
-            let socket = a.client.socket.clone();
+            let (socket, json) = (a.client.socket.clone(), a.client.json);
             let spec = service_spec(*a)?;
             let v = call(&socket, &Request::ServiceAdd { spec })?;
-            println!("registered {}", v["id"].as_str().unwrap_or("?"));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("registered {}", v["id"].as_str().unwrap_or("?"));
+            }
         }
         ServiceCommand::Rm { id, client } => {
             let v = call(&client.socket, &Request::ServiceRemove { id })?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             for id in v["removed"].as_array().into_iter().flatten() {
                 println!("removed {}", id.as_str().unwrap_or("?"));
             }
@@ -215,6 +252,11 @@ fn service_spec(a: ServiceAddArgs) -> Result<ServiceSpec> {
         p => anyhow::bail!("--protocol {p:?}: must be tcp or udp"),
     };
     let template = match (a.check_tcp, a.check_http, a.check_command) {
+        // Caught here, before the daemon is asked, as the node TOML's check is.
+        (true, _, _) if protocol == Protocol::Udp => anyhow::bail!(
+            "--check-tcp on a --protocol udp service: a TCP connect says nothing about a UDP \
+             listener; use --check-command (e.g. a DNS query for a DNS server)"
+        ),
         (true, _, _) => Some(CheckTemplate::Tcp),
         (_, Some(path), _) => Some(CheckTemplate::Http { path }),
         (_, _, Some(cmd)) => {
@@ -461,4 +503,52 @@ pub fn ping(peer: &str, count: u32, interval: f64, c: ClientArgs) -> Result<()> 
         anyhow::bail!("no answer from {peer}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn human_bytes_uses_iec_units_with_one_decimal() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1_258_291), "1.2 MiB");
+        assert_eq!(human_bytes(1024 * 1024 - 1), "1.0 MiB", "rounds up into the next unit");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn peer_table_shows_bytes_for_humans() {
+        let peers = serde_json::json!([
+            {"name": "h2", "state": "alive", "connected": true, "rx_bytes": 1_258_291, "tx_bytes": 512},
+            {"name": "h3", "state": "suspect", "connected": false},
+        ]);
+        let rows = peer_rows(&peers);
+        assert_eq!(rows[0][7..], ["1.2 MiB".to_owned(), "512 B".to_owned()]);
+        assert_eq!(rows[1][7..], ["-".to_owned(), "-".to_owned()], "a member never met has no counters");
+    }
+
+    fn add_args(args: &[&str]) -> ServiceAddArgs {
+        let mut argv = vec!["weft", "service", "add"];
+        argv.extend_from_slice(args);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Service(ServiceCommand::Add(a)) => *a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tcp_check_on_udp_service_is_refused_before_the_daemon_is_asked() {
+        let a =
+            add_args(&["dns", "--address", "10.42.1.1", "--port", "53", "--protocol", "udp", "--check-tcp"]);
+        let e = service_spec(a).unwrap_err().to_string();
+        assert!(e.contains("--check-tcp") && e.contains("udp"), "{e}");
+        let a = add_args(&["db", "--address", "10.42.1.1", "--port", "5432", "--check-tcp"]);
+        assert_eq!(service_spec(a).unwrap().check.unwrap().template, CheckTemplate::Tcp);
+    }
 }

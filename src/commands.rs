@@ -2,7 +2,8 @@
 //! configuration checks. Each returns `anyhow::Result` with an error that says what to fix.
 
 use anyhow::{bail, Context, Result};
-use overlay_proto::cert::{NodeCert, NodeCertRequest};
+use ipnet::IpNet;
+use overlay_proto::cert::{CaCert, CertError, NodeCert, NodeCertRequest};
 use overlay_proto::handshake::public_key;
 use std::path::Path;
 
@@ -26,13 +27,14 @@ pub fn keygen(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Longest validity `--days` accepts: 100 years (more is a typo, and would overflow).
+const MAX_DAYS: u64 = 36_500;
+
 /// `weft ca …`.
 pub fn ca(cmd: CaCommand) -> Result<()> {
     match cmd {
         CaCommand::Init { name, out_key, out_cert, days } => {
-            if days == 0 {
-                bail!("--days must be at least 1");
-            }
+            check_days(days)?;
             let cert = pki::ca_init(&name, &out_key, &out_cert, days)?;
             println!(
                 "created CA {:?} (key {}, fingerprint {}), valid until {}",
@@ -54,19 +56,17 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
             days,
             out,
         } => {
+            check_days(days)?;
+            let subnets = subnets.iter().map(|s| parse_cert_subnet(s)).collect::<Result<Vec<_>>>()?;
             let key_text = match (public_key, public_key_file) {
                 (Some(k), _) => k,
                 (None, Some(f)) => pki::read_text(&f)?,
                 (None, None) => bail!("give --public-key or --public-key-file"),
             };
             let public_key = pki::decode_key(&key_text, "public key")?;
-            let subnets = subnets
-                .iter()
-                .map(|s| s.parse().with_context(|| format!("--subnet {s:?} is not a CIDR like 10.42.1.0/24")))
-                .collect::<Result<Vec<_>>>()?;
             let ca = pki::load_ca_cert(&ca_cert)?;
             let now = pki::unix_now();
-            let not_after = (now + days.max(1) * 86_400).min(ca.not_after);
+            let not_after = (now + days * 86_400).min(ca.not_after);
             let req = NodeCertRequest {
                 name,
                 public_key,
@@ -87,37 +87,176 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
     }
 }
 
-/// `weft cert show`.
+/// A certificate valid for zero days is expired when written.
+fn check_days(days: u64) -> Result<()> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        bail!("--days {days}: a certificate must be valid for 1..={MAX_DAYS} days");
+    }
+    Ok(())
+}
+
+/// A `--subnet` as a certificate may carry it: a network address with its prefix, and not
+/// everything (the node could then source any address, other nodes' containers' included).
+fn parse_cert_subnet(s: &str) -> Result<IpNet> {
+    let net: IpNet = s.parse().with_context(|| format!("--subnet {s:?} is not a CIDR like 10.42.1.0/24"))?;
+    if net.prefix_len() == 0 {
+        bail!(
+            "--subnet {s}: a certificate for every address would let the node impersonate every \
+             other node's containers; give the node's own container subnet, e.g. 10.42.1.0/24"
+        );
+    }
+    if net.trunc() != net {
+        bail!("--subnet {s} has host bits set; the subnet is {}", net.trunc());
+    }
+    Ok(net)
+}
+
+/// The command has printed its verdict already (as JSON): exit non-zero, print nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reported(pub String);
+
+/// Whether a certificate can be used now, as `weft cert show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Verifies (node: against `--ca`; CA: its own window, and the same key as `--ca`).
+    Valid,
+    /// Its window is right but nothing vouches for it: a node certificate without `--ca`.
+    Unchecked,
+    /// Past `not_after`.
+    Expired(u64),
+    /// Before `not_before`.
+    NotYetValid(u64),
+    /// The CA given with `--ca` is itself past its `not_after`.
+    CaExpired(u64),
+    /// The CA given with `--ca` is itself before its `not_before`.
+    CaNotYetValid(u64),
+    /// Issued by another CA than the one given with `--ca` (its issuer's fingerprint).
+    ForeignCa(String),
+    /// Anything else `verify` refuses (a bad signature).
+    Invalid(String),
+}
+
+impl Verdict {
+    /// Whether the certificate may be used.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Verdict::Valid | Verdict::Unchecked)
+    }
+
+    /// A stable word for `--json`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Unchecked => "unchecked",
+            Verdict::Expired(_) => "expired",
+            Verdict::NotYetValid(_) => "not_yet_valid",
+            Verdict::CaExpired(_) => "ca_expired",
+            Verdict::CaNotYetValid(_) => "ca_not_yet_valid",
+            Verdict::ForeignCa(_) => "foreign_ca",
+            Verdict::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Valid => write!(f, "valid"),
+            Verdict::Unchecked => write!(f, "within its validity; signature not checked (give --ca)"),
+            Verdict::Expired(t) => write!(f, "EXPIRED on {}", fmt_time(*t)),
+            Verdict::NotYetValid(t) => write!(f, "NOT YET VALID: valid from {}", fmt_time(*t)),
+            Verdict::CaExpired(t) => write!(f, "CA EXPIRED on {}", fmt_time(*t)),
+            Verdict::CaNotYetValid(t) => write!(f, "CA NOT YET VALID: valid from {}", fmt_time(*t)),
+            Verdict::ForeignCa(issuer) => {
+                write!(f, "WRONG CA: issued by CA {issuer}, not by the one given with --ca")
+            }
+            Verdict::Invalid(why) => write!(f, "INVALID: {why}"),
+        }
+    }
+}
+
+/// Judges a node certificate at `now`, against `ca` when given; the CA's own window is
+/// reported as the CA's, so an expired CA is not mistaken for an expired node certificate.
+pub fn node_verdict(n: &NodeCert, ca: Option<&CaCert>, now: u64) -> Verdict {
+    let Some(ca) = ca else {
+        return window_verdict(n.not_before, n.not_after, now).unwrap_or(Verdict::Unchecked);
+    };
+    if n.issuer != ca.public_key {
+        return Verdict::ForeignCa(pki::fingerprint(&n.issuer));
+    }
+    if let Some(v) = window_verdict(ca.not_before, ca.not_after, now) {
+        return match v {
+            Verdict::Expired(t) => Verdict::CaExpired(t),
+            Verdict::NotYetValid(t) => Verdict::CaNotYetValid(t),
+            other => other,
+        };
+    }
+    match n.verify(ca, now) {
+        Ok(()) => Verdict::Valid,
+        Err(CertError::Expired { not_after, .. }) => Verdict::Expired(not_after),
+        Err(CertError::NotYetValid { not_before, .. }) => Verdict::NotYetValid(not_before),
+        Err(CertError::ForeignCa) => Verdict::ForeignCa(pki::fingerprint(&n.issuer)),
+        Err(e) => Verdict::Invalid(e.to_string()),
+    }
+}
+
+/// Judges a CA certificate at `now`; with `expected` (`--ca`), it must be that CA.
+pub fn ca_verdict(c: &CaCert, expected: Option<&CaCert>, now: u64) -> Verdict {
+    if let Some(e) = expected.filter(|e| e.public_key != c.public_key) {
+        return Verdict::Invalid(format!(
+            "this is CA {} ({}), not the CA given with --ca ({} {})",
+            c.name,
+            pki::fingerprint(&c.public_key),
+            e.name,
+            pki::fingerprint(&e.public_key)
+        ));
+    }
+    match c.verify(now) {
+        Ok(()) => Verdict::Valid,
+        Err(_) => window_verdict(c.not_before, c.not_after, now)
+            .unwrap_or_else(|| Verdict::Invalid("outside its validity".into())),
+    }
+}
+
+fn window_verdict(not_before: u64, not_after: u64, now: u64) -> Option<Verdict> {
+    if now < not_before {
+        Some(Verdict::NotYetValid(not_before))
+    } else if now >= not_after {
+        Some(Verdict::Expired(not_after))
+    } else {
+        None
+    }
+}
+
+/// `weft cert show`: prints the certificate and its verdict; fails unless it is usable now.
 pub fn cert(cmd: CertCommand) -> Result<()> {
     let CertCommand::Show { path, json, ca } = cmd;
     let cert = pki::load_any_cert(&path)?;
-    let verdict = match (&cert, ca) {
-        (AnyCert::Node(n), Some(ca_path)) => {
-            let ca = pki::load_ca_cert(&ca_path)?;
-            Some(match n.verify(&ca, pki::unix_now()) {
-                Ok(()) => "valid".to_owned(),
-                Err(e) => format!("INVALID: {e}"),
-            })
-        }
-        (AnyCert::Ca(c), _) => Some(match c.verify(pki::unix_now()) {
-            Ok(()) => "valid".to_owned(),
-            Err(e) => format!("INVALID: {e}"),
-        }),
-        _ => None,
+    let ca = ca.map(|p| pki::load_ca_cert(&p)).transpose()?;
+    let now = pki::unix_now();
+    let verdict = match &cert {
+        AnyCert::Node(n) => node_verdict(n, ca.as_ref(), now),
+        AnyCert::Ca(c) => ca_verdict(c, ca.as_ref(), now),
     };
-    let value = match &cert {
-        AnyCert::Ca(c) => serde_json::json!({
-            "kind": "ca",
-            "name": c.name,
-            "public_key": pki::encode_key(&c.public_key),
-            "not_before": c.not_before,
-            "not_after": c.not_after,
-            "status": verdict,
-        }),
-        AnyCert::Node(n) => node_json(n, verdict.as_deref()),
-    };
+    let failed = || format!("{}: {verdict}", path.display());
     if json {
+        let mut value = match &cert {
+            AnyCert::Ca(c) => serde_json::json!({
+                "kind": "ca",
+                "name": c.name,
+                "public_key": pki::encode_key(&c.public_key),
+                "not_before": c.not_before,
+                "not_after": c.not_after,
+            }),
+            AnyCert::Node(n) => node_json(n),
+        };
+        value["status"] = verdict.code().into();
+        value["valid"] = verdict.is_ok().into();
+        value["reason"] = verdict.to_string().into();
         println!("{}", serde_json::to_string_pretty(&value)?);
+        if !verdict.is_ok() {
+            return Err(Reported(failed()).into());
+        }
         return Ok(());
     }
     match &cert {
@@ -138,13 +277,14 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             println!("  issuer:      {}", pki::encode_key(&n.issuer));
         }
     }
-    if let Some(v) = verdict {
-        println!("  status:      {v}");
+    println!("  status:      {verdict}");
+    if !verdict.is_ok() {
+        bail!("{}", failed());
     }
     Ok(())
 }
 
-fn node_json(n: &NodeCert, status: Option<&str>) -> serde_json::Value {
+fn node_json(n: &NodeCert) -> serde_json::Value {
     serde_json::json!({
         "kind": "node",
         "name": n.name,
@@ -154,7 +294,6 @@ fn node_json(n: &NodeCert, status: Option<&str>) -> serde_json::Value {
         "not_before": n.not_before,
         "not_after": n.not_after,
         "issuer": pki::encode_key(&n.issuer),
-        "status": status,
     })
 }
 
@@ -201,12 +340,12 @@ pub fn check_identity(
     Ok(())
 }
 
-/// UTC time for humans.
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2027-01-15T08:00:00Z`).
 pub fn fmt_time(unix: u64) -> String {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -225,9 +364,93 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use overlay_proto::cert::CaKey;
+
     #[test]
-    fn formats_dates() {
-        assert_eq!(super::fmt_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::fmt_time(1_800_000_000), "2027-01-15 08:00:00 UTC");
+    fn formats_dates_as_rfc3339_utc() {
+        assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(fmt_time(1_767_323_045), "2026-01-02T03:04:05Z");
+    }
+
+    const DAY: u64 = 86_400;
+    const T0: u64 = 1_800_000_000;
+
+    fn ca(seed: u8, from: u64, to: u64) -> (CaKey, CaCert) {
+        let key = CaKey::from_seed(&[seed; 32]);
+        let cert = key.self_sign("test", from, to).unwrap();
+        (key, cert)
+    }
+
+    fn node(key: &CaKey, ca: &CaCert, from: u64, to: u64) -> NodeCert {
+        let req = NodeCertRequest {
+            name: "h1".into(),
+            public_key: [7; 32],
+            subnets: vec!["10.42.1.0/24".parse().unwrap()],
+            groups: vec![],
+            not_before: from,
+            not_after: to,
+        };
+        key.sign(ca, req).unwrap()
+    }
+
+    #[test]
+    fn node_verdicts_name_what_is_wrong_and_when() {
+        let (key, c) = ca(1, T0, T0 + 100 * DAY);
+        let n = node(&key, &c, T0, T0 + 10 * DAY);
+        assert_eq!(node_verdict(&n, Some(&c), T0 + DAY), Verdict::Valid);
+        let expired = node_verdict(&n, Some(&c), T0 + 20 * DAY);
+        assert_eq!(expired, Verdict::Expired(T0 + 10 * DAY));
+        assert_eq!(expired.to_string(), "EXPIRED on 2027-01-25T08:00:00Z");
+        assert!(!expired.is_ok());
+        let early = node_verdict(&n, Some(&c), T0 - DAY);
+        assert_eq!(early, Verdict::CaNotYetValid(T0), "the CA's window is checked first");
+        assert_eq!(early.to_string(), "CA NOT YET VALID: valid from 2027-01-15T08:00:00Z");
+        let late = node(&key, &c, T0 + 5 * DAY, T0 + 10 * DAY);
+        assert_eq!(node_verdict(&late, Some(&c), T0 + DAY), Verdict::NotYetValid(T0 + 5 * DAY));
+        assert_eq!(node_verdict(&n, Some(&c), T0 + 200 * DAY), Verdict::CaExpired(T0 + 100 * DAY));
+    }
+
+    #[test]
+    fn rogue_node_cert_of_another_ca_is_refused() {
+        let (key, c) = ca(1, T0, T0 + 100 * DAY);
+        let (_, other) = ca(2, T0, T0 + 100 * DAY);
+        let n = node(&key, &c, T0, T0 + 10 * DAY);
+        let v = node_verdict(&n, Some(&other), T0 + DAY);
+        assert_eq!(v, Verdict::ForeignCa(pki::fingerprint(&c.public_key)));
+        assert!(v.to_string().starts_with("WRONG CA"), "{v}");
+        assert_eq!(v.code(), "foreign_ca");
+        let mut forged = n.clone();
+        forged.not_after += DAY;
+        assert!(matches!(node_verdict(&forged, Some(&c), T0 + DAY), Verdict::Invalid(_)));
+    }
+
+    #[test]
+    fn without_a_ca_only_the_window_is_judged() {
+        let (key, c) = ca(1, T0, T0 + 100 * DAY);
+        let n = node(&key, &c, T0, T0 + 10 * DAY);
+        assert_eq!(node_verdict(&n, None, T0 + DAY), Verdict::Unchecked);
+        assert!(Verdict::Unchecked.is_ok());
+        assert_eq!(node_verdict(&n, None, T0 + 11 * DAY), Verdict::Expired(T0 + 10 * DAY));
+        assert_eq!(ca_verdict(&c, None, T0 + 101 * DAY), Verdict::Expired(T0 + 100 * DAY));
+        let (_, other) = ca(2, T0, T0 + 100 * DAY);
+        assert!(matches!(ca_verdict(&c, Some(&other), T0 + DAY), Verdict::Invalid(_)));
+        assert_eq!(ca_verdict(&c, Some(&c), T0 + DAY), Verdict::Valid);
+    }
+
+    #[test]
+    fn cert_subnets_and_days_are_checked_with_a_reason() {
+        assert_eq!(parse_cert_subnet("10.42.1.0/24").unwrap().to_string(), "10.42.1.0/24");
+        let e = parse_cert_subnet("10.42.1.7/24").unwrap_err().to_string();
+        assert!(e.contains("host bits") && e.contains("10.42.1.0/24"), "{e}");
+        for everything in ["0.0.0.0/0", "::/0"] {
+            let e = parse_cert_subnet(everything).unwrap_err().to_string();
+            assert!(e.contains("every address"), "{e}");
+        }
+        assert!(parse_cert_subnet("10.42.1.0").is_err());
+        assert!(check_days(0).unwrap_err().to_string().contains("1..="));
+        assert!(check_days(MAX_DAYS + 1).is_err());
+        check_days(1).unwrap();
     }
 }

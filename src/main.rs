@@ -9,7 +9,11 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
         return weft::cni::main();
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let json = cli.command.json();
     if !matches!(cli.command, Command::Run { .. }) {
         weft::device::default_sigpipe();
     }
@@ -36,11 +40,38 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The command printed its own (JSON) verdict; a second document would break parsers.
+        Err(e) if e.is::<commands::Reported>() => std::process::ExitCode::FAILURE,
+        // Whoever asked for --json parses stdout, also when the command failed.
+        Err(e) if json => {
+            println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("weft: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A command line clap refused. With `--json` among the arguments the refusal is JSON on
+/// stdout too (exit 2, as clap's own); help and version requests print as usual.
+fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let asked_json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let shows_text = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if shows_text || !asked_json {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let text = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
+    println!("{}", serde_json::json!({ "error": text }));
+    std::process::ExitCode::from(2)
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {

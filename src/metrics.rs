@@ -59,6 +59,12 @@ pub async fn serve(listener: std::net::TcpListener, ctx: Arc<ControlCtx>) -> Res
     let addr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     info!(%addr, "metrics at http://{addr}/metrics");
+    axum::serve(listener, app(ctx)).await.context("metrics server")
+}
+
+/// Everything the listener serves: `/metrics`, the registry API and the status page, with
+/// errors in JSON on every route.
+pub fn app(ctx: Arc<ControlCtx>) -> axum::Router {
     let api = crate::api::router(Arc::clone(&ctx));
     let app = axum::Router::new().route(
         "/metrics",
@@ -73,8 +79,7 @@ pub async fn serve(listener: std::net::TcpListener, ctx: Arc<ControlCtx>) -> Res
             }
         }),
     );
-    let app = app.merge(api);
-    axum::serve(listener, app).await.context("metrics server")
+    crate::api::with_json_errors(app.merge(api))
 }
 
 /// Binds the metrics/API listener; done before the daemon changes anything, so a port in use

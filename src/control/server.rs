@@ -266,7 +266,8 @@ async fn attach(
         info.gateway,
         info.mtu,
     )
-    .await?;
+    .await
+    .map_err(|e| attach_error(e, &leases, netns, ifname))?;
     // The host end takes any size, so a container with too big an MTU is answered with ICMP
     // by the daemon rather than dropped silently by the veth.
     if let Ok(Some(idx)) = ctx.netlink.link_index(&host_ifname).await {
@@ -310,18 +311,77 @@ async fn attach(
     }))
 }
 
+/// An attach that netlink refused, in the words of the one who asked: a taken interface name
+/// says which namespace and what to do (nothing was created; the check precedes the veth).
+fn attach_error(e: netlink::NetlinkError, leases: &Leases, netns: &str, ifname: &str) -> anyhow::Error {
+    let taken = match &e {
+        netlink::NetlinkError::Attach { error, .. } => {
+            matches!(**error, netlink::NetlinkError::InterfaceExists { .. })
+        }
+        other => matches!(other, netlink::NetlinkError::InterfaceExists { .. }),
+    };
+    if !taken {
+        return e.into();
+    }
+    let holder = leases
+        .all()
+        .into_iter()
+        .find(|(_, _, l)| same_netns(&l.netns, netns) && l.ifname == ifname)
+        .map(|(network, _, l)| format!(" (weft's container {:?} on network {network})", l.name))
+        .unwrap_or_default();
+    anyhow!("namespace {netns} already has an interface {ifname}{holder}: detach it first or pass --ifname")
+}
+
+/// Finds the lease `weft detach` means: by name (and then `netns`, if also given, must be the
+/// namespace it was attached with), or by namespace.
+fn find_lease(
+    leases: &Leases,
+    network: &str,
+    name: Option<&str>,
+    netns: Option<&str>,
+) -> Result<(IpAddr, Lease)> {
+    match (name, netns) {
+        (Some(n), ns) => {
+            let (ip, lease) = leases
+                .find(network, n)
+                .ok_or_else(|| anyhow!("no container named {n:?} on network {network}"))?;
+            if let Some(ns) = ns.filter(|ns| !same_netns(&lease.netns, ns)) {
+                bail!(
+                    "container {n:?} on network {network} was attached with netns {}, not {ns}; \
+                     give only --name, or the --netns it was attached with",
+                    lease.netns
+                );
+            }
+            Ok((ip, lease.clone()))
+        }
+        (None, Some(ns)) => leases
+            .of(network)
+            .find(|(_, l)| same_netns(&l.netns, ns))
+            .map(|(ip, l)| (*ip, l.clone()))
+            .ok_or_else(|| anyhow!("no container in netns {ns:?} on network {network}")),
+        (None, None) => bail!("give the container's name or its netns"),
+    }
+}
+
+/// Whether two netns as given at attach/detach are one: `web1` is `/var/run/netns/web1`
+/// (and `/run/netns/web1`, where /var/run points).
+fn same_netns(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> PathBuf {
+        if !s.starts_with('/') {
+            return Path::new("/var/run/netns").join(s);
+        }
+        match s.strip_prefix("/run/netns/") {
+            Some(rest) => Path::new("/var/run/netns").join(rest),
+            None => PathBuf::from(s),
+        }
+    };
+    a == b || norm(a) == norm(b)
+}
+
 async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Option<&str>) -> Result<Value> {
     let net = net_index(ctx, network)?;
     let mut leases = ctx.leases.lock().await;
-    let found = match (name, netns) {
-        (Some(n), _) => leases.find(network, n).map(|(ip, l)| (ip, l.clone())),
-        (None, Some(ns)) => leases.of(network).find(|(_, l)| l.netns == ns).map(|(ip, l)| (*ip, l.clone())),
-        (None, None) => bail!("give the container's name or its netns"),
-    };
-    let (ip, lease) = found.ok_or_else(|| match (name, netns) {
-        (Some(n), _) => anyhow!("no container named {n:?} on network {network}"),
-        (_, ns) => anyhow!("no container in netns {:?} on network {network}", ns.unwrap_or_default()),
-    })?;
+    let (ip, lease) = find_lease(&leases, network, name, netns)?;
     let name = lease.name.as_str();
     netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
     leases.remove(network, &ip);
@@ -383,4 +443,68 @@ pub async fn status(ctx: &ControlCtx) -> Result<Value> {
         "node": ctx.node, "networks": networks, "engine": engine, "dns": dns,
         "services": {"passing": passing, "critical": critical, "pending": pending},
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(name: &str, netns: &str) -> Lease {
+        Lease {
+            name: name.into(),
+            netns: netns.into(),
+            host_ifname: format!("wv-{name}"),
+            ifname: "eth0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn leases() -> Leases {
+        let mut l = Leases::load(Path::new("/nonexistent-weft-test-dir")).unwrap();
+        l.insert("default", "10.42.1.2".parse().unwrap(), lease("web1", "web1"));
+        l.insert("default", "10.42.1.3".parse().unwrap(), lease("web2", "/var/run/netns/web2"));
+        l
+    }
+
+    #[test]
+    fn detach_by_name_and_another_netns_is_refused() {
+        let l = leases();
+        let e = find_lease(&l, "default", Some("web1"), Some("web2")).unwrap_err().to_string();
+        assert!(e.contains("attached with netns web1, not web2"), "{e}");
+        let (ip, found) = find_lease(&l, "default", Some("web1"), Some("web1")).unwrap();
+        assert_eq!((ip.to_string().as_str(), found.name.as_str()), ("10.42.1.2", "web1"));
+        let (_, found) = find_lease(&l, "default", Some("web1"), Some("/run/netns/web1")).unwrap();
+        assert_eq!(found.name, "web1", "a name and its path are one namespace");
+    }
+
+    #[test]
+    fn detach_by_name_or_by_netns_alone_still_works() {
+        let l = leases();
+        assert_eq!(find_lease(&l, "default", Some("web2"), None).unwrap().1.name, "web2");
+        assert_eq!(find_lease(&l, "default", None, Some("web2")).unwrap().1.name, "web2");
+        let e = find_lease(&l, "default", None, Some("web3")).unwrap_err().to_string();
+        assert!(e.contains("no container in netns"), "{e}");
+        assert!(find_lease(&l, "other", Some("web1"), None).is_err());
+    }
+
+    #[test]
+    fn a_taken_interface_name_is_reported_with_the_namespace_and_the_way_out() {
+        let l = leases();
+        let taken = netlink::NetlinkError::Attach {
+            host_ifname: "wv00000001".into(),
+            error: Box::new(netlink::NetlinkError::InterfaceExists {
+                netns: "/var/run/netns/web1".into(),
+                name: "eth0".into(),
+            }),
+        };
+        let e = attach_error(taken, &l, "web1", "eth0").to_string();
+        assert_eq!(
+            e,
+            "namespace web1 already has an interface eth0 (weft's container \"web1\" on network default): \
+             detach it first or pass --ifname"
+        );
+        let other = netlink::NetlinkError::NotFound { what: "bridge", name: "weft-default".into() };
+        assert_eq!(attach_error(other, &l, "web1", "eth0").to_string(), "bridge weft-default not found");
+    }
 }

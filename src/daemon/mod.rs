@@ -188,7 +188,11 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         &id.cert.name,
         &id.cert.groups,
     );
-    let registry = Registry::new(cfg.networks.iter().map(|n| (n.name.clone(), n.vni.get())));
+    let own = crate::discovery::registry::OwnAddresses {
+        subnets: id.cert.subnets.clone(),
+        underlay: cfg.underlay.advertise.ip(),
+    };
+    let registry = Registry::new(cfg.networks.iter().map(|n| (n.name.clone(), n.vni.get())), own);
     for (net, mac, ip, lease) in &recovered {
         engine.add_local(*net, *mac, *ip, &lease.name, lease.labels.clone());
     }

@@ -2,8 +2,14 @@
 //! HTTP API, or a container's `weft.service` label at attach), their health checks, and the
 //! push of what our record announces to the engine. Instances of a container are announced
 //! only while it is attached; their checks start when its address is known.
+//!
+//! Every instance is checked as it is added, whatever its source, against what other nodes
+//! will accept: an `address` instance must be at an address inside our certificate subnets or
+//! at our underlay address (what `engine::discovery` believes of a member), and a TCP check
+//! cannot probe a UDP service. Otherwise it would pass here and be missing everywhere else.
 
 use anyhow::{bail, Result};
+use ipnet::IpNet;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -48,20 +54,60 @@ struct Inner {
     containers: BTreeMap<(String, String), IpAddr>,
 }
 
+/// The addresses other nodes believe our instances at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnAddresses {
+    /// Our certificate's subnets.
+    pub subnets: Vec<IpNet>,
+    /// Our advertised underlay address (`underlay.advertise`'s IP).
+    pub underlay: IpAddr,
+}
+
+impl OwnAddresses {
+    /// Refuses an `address` instance that other nodes would drop, saying which addresses work.
+    pub fn check(&self, spec: &ServiceSpec) -> Result<()> {
+        let Target::Address(ip) = spec.target else { return Ok(()) };
+        if ip == self.underlay || self.subnets.iter().any(|n| n.contains(&ip)) {
+            return Ok(());
+        }
+        let subnets: Vec<String> = self.subnets.iter().map(IpNet::to_string).collect();
+        bail!(
+            "address {ip}: other nodes accept this node's instances only inside its certificate \
+             subnets ({}) or at its underlay address {}; at {ip} the instance would be listed on \
+             this node only",
+            subnets.join(", "),
+            self.underlay
+        )
+    }
+}
+
+/// A TCP connect says nothing about a UDP listener (the node TOML refuses it the same way).
+fn check_protocol(spec: &ServiceSpec) -> Result<()> {
+    if spec.protocol == Protocol::Udp
+        && matches!(spec.check.as_ref().map(|c| &c.template), Some(CheckTemplate::Tcp))
+    {
+        bail!("check: a TCP check on a UDP service cannot pass or fail meaningfully; use an http or command check");
+    }
+    Ok(())
+}
+
 /// Our service instances and their checks.
 pub struct Registry {
     inner: Mutex<Inner>,
     vnis: BTreeMap<String, u32>,
+    own: OwnAddresses,
     changed: Notify,
     me: Weak<Registry>,
 }
 
 impl Registry {
-    /// An empty registry for networks `(name, vni)`.
-    pub fn new(networks: impl IntoIterator<Item = (String, u32)>) -> Arc<Self> {
+    /// An empty registry for networks `(name, vni)` of a node whose instances others believe
+    /// at `own`.
+    pub fn new(networks: impl IntoIterator<Item = (String, u32)>, own: OwnAddresses) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             inner: Mutex::default(),
             vnis: networks.into_iter().collect(),
+            own,
             changed: Notify::new(),
             me: me.clone(),
         })
@@ -81,13 +127,10 @@ impl Registry {
         self.lock().catalog.announced(|n| self.vnis.get(n).copied())
     }
 
-    /// Adds an instance; refuses duplicates, unknown networks and more than
+    /// Adds an instance; refuses what [`Registry::check`] refuses, duplicates and more than
     /// [`catalog::MAX_SERVICES`].
     pub fn add(&self, spec: ServiceSpec, source: Source) -> Result<String> {
-        spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        if !self.vnis.contains_key(&spec.network) {
-            bail!("no network named {:?}", spec.network);
-        }
+        self.check(&spec)?;
         let id = spec.id();
         let mut g = self.lock();
         if g.catalog.instances.contains_key(&id) {
@@ -108,6 +151,18 @@ impl Registry {
         info!(service = %id, source = source.name(), "service registered");
         self.changed.notify_one();
         Ok(id)
+    }
+
+    /// Refuses a definition that is out of bounds, on an unknown network, at an address other
+    /// nodes would not believe, or with a TCP check on a UDP service.
+    pub fn check(&self, spec: &ServiceSpec) -> Result<()> {
+        spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !self.vnis.contains_key(&spec.network) {
+            let names: Vec<&str> = self.vnis.keys().map(String::as_str).collect();
+            bail!("network: no network named {:?} on this node (have: {})", spec.network, names.join(", "));
+        }
+        check_protocol(spec)?;
+        self.own.check(spec)
     }
 
     /// Removes instances by id, or every instance of a service name; returns the ids removed.
@@ -132,7 +187,11 @@ impl Registry {
     }
 
     /// Replaces every config-sourced instance with `specs`; unchanged ones keep their state.
+    /// A definition [`Registry::check`] refuses fails the whole call before anything changes.
     pub fn replace_config(&self, specs: &[ServiceSpec]) -> Result<()> {
+        for spec in specs {
+            self.check(spec).map_err(|e| anyhow::anyhow!("service {}: {e:#}", spec.id()))?;
+        }
         let keep: BTreeMap<String, &ServiceSpec> = specs.iter().map(|s| (s.id(), s)).collect();
         let stale: Vec<String> = {
             let g = self.lock();
@@ -330,4 +389,80 @@ pub fn parse_service_label(v: &str, network: &str, name: &str) -> Result<Vec<Ser
         bail!("{SERVICE_LABEL}: at most 16 services per container");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::catalog::Check;
+    use std::time::Duration;
+
+    fn registry() -> Arc<Registry> {
+        let own = OwnAddresses {
+            subnets: vec!["10.42.1.0/24".parse().unwrap(), "fd42:1::/64".parse().unwrap()],
+            underlay: "192.0.2.1".parse().unwrap(),
+        };
+        Registry::new([("default".to_owned(), 42)], own)
+    }
+
+    fn at(address: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            network: "default".into(),
+            target: Target::Address(address.parse().unwrap()),
+            port: 80,
+            protocol: Protocol::Tcp,
+            tags: vec![],
+            check: None,
+        }
+    }
+
+    #[test]
+    fn instances_at_addresses_other_nodes_drop_are_refused_at_once() {
+        let r = registry();
+        let e = r.add(at("8.8.8.8"), Source::Api).unwrap_err().to_string();
+        assert!(e.contains("8.8.8.8") && e.contains("10.42.1.0/24") && e.contains("192.0.2.1"), "{e}");
+        assert_eq!(r.list(), json!([]), "nothing was registered");
+        for ok in ["10.42.1.1", "fd42:1::5", "192.0.2.1"] {
+            r.add(at(ok), Source::Api).unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
+        let mut c = at("10.42.1.1");
+        c.target = Target::Container("web1".into());
+        r.add(c, Source::Api).expect("a container's address comes from our own subnet");
+    }
+
+    #[test]
+    fn tcp_check_on_udp_service_is_refused() {
+        let mut spec = at("10.42.1.1");
+        spec.protocol = Protocol::Udp;
+        spec.check = Some(Check {
+            template: CheckTemplate::Tcp,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 1,
+            fall: 2,
+        });
+        let e = registry().add(spec, Source::Api).unwrap_err().to_string();
+        assert!(e.contains("TCP check on a UDP service"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_definition_leaves_the_config_set_as_it_was() {
+        let r = registry();
+        r.replace_config(&[at("10.42.1.1")]).unwrap();
+        let mut other = at("10.42.1.2");
+        other.name = "api".into();
+        let e = r.replace_config(&[other, at("8.8.8.8")]).unwrap_err().to_string();
+        assert!(e.contains("web/8.8.8.8:80/tcp"), "{e}");
+        let ids: Vec<Value> = r.list().as_array().unwrap().iter().map(|i| i["id"].clone()).collect();
+        assert_eq!(ids, vec![json!("web/10.42.1.1:80/tcp")]);
+    }
+
+    #[test]
+    fn unknown_network_names_the_ones_there_are() {
+        let mut spec = at("10.42.1.1");
+        spec.network = "prod".into();
+        let e = registry().add(spec, Source::Api).unwrap_err().to_string();
+        assert!(e.contains("\"prod\"") && e.contains("have: default"), "{e}");
+    }
 }

@@ -115,7 +115,65 @@ impl Engine {
             "policy": self.policy_status(),
             "fdb_entries": fdb,
             "fdb": tables,
-            "membership": format!("{:?}", self.members.layer.stats()),
+            "membership": membership_json(&self.members.layer.stats()),
         })
+    }
+}
+
+/// The membership counters as a JSON object; destructured so that a new counter cannot be
+/// forgotten here.
+fn membership_json(s: &crate::membership::MembershipStats) -> Value {
+    let crate::membership::MembershipStats {
+        messages_in,
+        bytes_in,
+        messages_out,
+        bytes_out,
+        malformed,
+        spoofed,
+        swim_errors,
+        records_accepted,
+        chunks_stale,
+        reassemblies_dropped,
+        pulls_unserved,
+        transmit_dropped,
+        own_record_too_large,
+        turn_undead_challenged,
+    } = *s;
+    json!({
+        "messages_in": messages_in,
+        "bytes_in": bytes_in,
+        "messages_out": messages_out,
+        "bytes_out": bytes_out,
+        "malformed": malformed,
+        "spoofed": spoofed,
+        "swim_errors": swim_errors,
+        "records_accepted": records_accepted,
+        "chunks_stale": chunks_stale,
+        "reassemblies_dropped": reassemblies_dropped,
+        "pulls_unserved": pulls_unserved,
+        "transmit_dropped": transmit_dropped,
+        "own_record_too_large": own_record_too_large,
+        "turn_undead_challenged": turn_undead_challenged,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::membership::MembershipStats;
+
+    #[test]
+    fn membership_counters_are_plain_json_numbers() {
+        let s = MembershipStats {
+            messages_in: 7,
+            bytes_out: 1500,
+            turn_undead_challenged: 1,
+            ..Default::default()
+        };
+        let v = super::membership_json(&s);
+        assert_eq!(v["messages_in"], 7);
+        assert_eq!(v["bytes_out"], 1500);
+        assert_eq!(v["turn_undead_challenged"], 1);
+        assert_eq!(v.as_object().map(|o| o.len()), Some(14));
+        assert!(v.as_object().unwrap().values().all(|n| n.is_u64()), "{v}");
     }
 }

@@ -32,6 +32,9 @@ pub struct ContainerLink {
 /// and `mtu`, brought up together with `lo`, and a default route via `gateway` is added
 /// there. Returns the container-side MAC.
 ///
+/// A namespace that already has a link named `ifname` is refused with
+/// [`NetlinkError::InterfaceExists`] before anything is created.
+///
 /// On any failure everything created so far is removed before the error is returned. Not
 /// cancel-safe: if the future is dropped midway, `detach(nl, host_ifname)` cleans up.
 #[allow(clippy::too_many_arguments)] // mirrors the documented daemon API
@@ -58,6 +61,12 @@ pub async fn attach(
         .map_err(wrap)?
         .ok_or_else(|| wrap(NetlinkError::NotFound { what: "bridge", name: bridge.to_owned() }))?;
     let container_nl = Netlink::in_netns(netns_path).await.map_err(wrap)?;
+    // The kernel would refuse the veth with a bare EEXIST that names neither the namespace nor
+    // the interface; a race past this check still ends there, with nothing created.
+    if container_nl.link_index(ifname).await.map_err(wrap)?.is_some() {
+        let taken = NetlinkError::InterfaceExists { netns: netns_path.to_owned(), name: ifname.to_owned() };
+        return Err(wrap(taken));
+    }
 
     create_veth(nl, host_ifname, ifname, &netns, netns_path, mtu).await.map_err(wrap)?;
     debug!(host_ifname, ifname, netns = %netns_path.display(), "veth pair created");

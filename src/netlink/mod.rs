@@ -68,6 +68,14 @@ pub enum NetlinkError {
         /// Its name.
         name: String,
     },
+    /// The container's namespace already has a link with the name its veth end would take.
+    #[error("netns {} already has an interface {name}", netns.display())]
+    InterfaceExists {
+        /// The namespace path.
+        netns: PathBuf,
+        /// The interface name.
+        name: String,
+    },
     /// A link with the bridge's name exists but is another kind of device.
     #[error("link {name} exists but is not a bridge (kind: {kind})")]
     NotABridge {
@@ -101,6 +109,7 @@ impl NetlinkError {
             }
             Self::Attach { error, .. } => error.os_error(),
             Self::InvalidName { .. }
+            | Self::InterfaceExists { .. }
             | Self::NotFound { .. }
             | Self::NotABridge { .. }
             | Self::NoMac { .. } => None,
