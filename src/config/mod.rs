@@ -537,7 +537,11 @@ impl Ctx<'_> {
             Some(m) => *m.get_ref(),
             None => derived,
         };
-        let vxlan_port = n.vxlan_port.as_ref().map(|p| *p.get_ref()).unwrap_or(VXLAN_PORT);
+        let vxlan_port = match &n.vxlan_port {
+            Some(p) if *p.get_ref() == 0 => return Err(self.err(p, &key("vxlan_port"), "must be 1..=65535")),
+            Some(p) => *p.get_ref(),
+            None => VXLAN_PORT,
+        };
         let mut remotes = Vec::new();
         for (j, r) in n.remotes.iter().enumerate() {
             if encryption != Encryption::None {

@@ -258,6 +258,16 @@ fn plain_vxlan_without_remotes_is_refused() {
 }
 
 #[test]
+fn vxlan_port_zero_is_refused() {
+    let t = GOOD.replace(
+        "subnet = \"10.42.0.0/16\"",
+        "subnet = \"10.42.0.0/16\"\nencryption = \"none\"\nremotes = [\"10.200.0.9\"]\nvxlan_port = 0",
+    );
+    let e = parse(&t).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].vxlan_port", Some(17)), "{e}");
+}
+
+#[test]
 fn services_and_dns() {
     let t = format!(
         "{GOOD}\n[dns]\ndomain = \"Mesh.Internal.\"\nupstreams = [\"192.0.2.53\", \"[2001:db8::1]:5353\"]\n\n\
