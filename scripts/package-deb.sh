@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/package-deb.sh: build weft's Debian package with cargo-deb.
 #
-# Builds the release binary, has it write its man pages and shell completions into
-# <target>/release/deb-extra/ (where [package.metadata.deb] in Cargo.toml looks for them), then
-# runs `cargo deb --no-build --strip`. Installs cargo-deb first if it is missing. Extra arguments
-# go to `cargo deb` (e.g. --deb-revision 2, --dbgsym). Prints the path of the .deb last.
+# Builds the release binary, has it write its man pages (weft(8), weft-<command>(8) and
+# weft.toml(5)) and shell completions into <target>/release/deb-extra/ (where
+# [package.metadata.deb] in Cargo.toml looks for them), then runs `cargo deb --no-build --strip`.
+# Installs cargo-deb first if it is missing. Extra arguments go to `cargo deb` (e.g.
+# --deb-revision 2, --dbgsym). Prints the path of the .deb last.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,8 +28,9 @@ extra=$target_dir/release/deb-extra
 rm -rf "$extra"
 mkdir -p "$extra/man"
 "$weft" man --dir "$extra/man"
-# cargo-deb compresses man pages only when it did not find them under the target dir.
-gzip -9n "$extra"/man/*.1
+# weft.8, weft-<command>.8 and weft.toml.5. cargo-deb compresses man pages only when it did
+# not find them under the target dir.
+gzip -9n "$extra"/man/*.8 "$extra"/man/*.5
 "$weft" completions bash >"$extra/weft.bash"
 "$weft" completions zsh >"$extra/_weft"
 "$weft" completions fish >"$extra/weft.fish"

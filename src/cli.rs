@@ -91,8 +91,8 @@ pub enum Command {
         /// Shell to generate for.
         shell: CompletionShell,
     },
-    /// Print the weft(1) man page (roff) to stdout, or with --dir write weft.1 and one
-    /// weft-<subcommand>.1 per subcommand into DIR.
+    /// Print the weft(8) man page (roff) to stdout, or with --dir write weft.8, weft.toml.5
+    /// and one weft-<subcommand>.8 per subcommand into DIR.
     #[command(hide = true)]
     Man {
         /// Directory to write every man page into instead of printing weft(1).
@@ -122,6 +122,7 @@ impl Command {
             | Command::Service(ServiceCommand::List(c)) => c.json,
             Command::Run { .. }
             | Command::CheckConfig { .. }
+            | Command::Teardown { .. }
             | Command::Keygen { .. }
             | Command::Ca(_)
             | Command::Cni

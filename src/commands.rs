@@ -297,11 +297,31 @@ fn node_json(n: &NodeCert) -> serde_json::Value {
     })
 }
 
-/// Loads the configuration and every file it names, checking they agree.
+/// Loads the configuration and every file it names, checking they agree with each other and
+/// with the host (`weft check-config` and `weft run` both start here). Every error names the
+/// config file, the line and the key to fix.
 pub fn load_checked(path: &Path) -> Result<(Config, crate::daemon::Identity)> {
     let cfg = Config::load(path)?;
+    check_state_dir(&cfg)?;
     let identity = crate::daemon::Identity::load(&cfg)?;
     Ok((cfg, identity))
+}
+
+/// `node.state_dir` must be a directory, or not exist yet (the daemon creates it).
+fn check_state_dir(cfg: &Config) -> Result<(), crate::config::ConfigError> {
+    let dir = &cfg.node.state_dir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(cfg.error(
+            "node.state_dir",
+            &format!(
+                "{} exists and is not a directory; name a directory (it is created if missing)",
+                dir.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(cfg.error("node.state_dir", &format!("cannot use {}: {e}", dir.display()))),
+    }
 }
 
 /// `weft check-config`.
@@ -314,30 +334,100 @@ pub fn check_config(path: &Path) -> Result<()> {
         pki::fingerprint(&id.cert.public_key),
         cfg.underlay.listen
     );
+    println!("  advertising {} (from {})", cfg.underlay.advertise, cfg.underlay.advertise_from);
     for n in &cfg.networks {
         println!(
             "  network {} vni {} subnet {} mtu {} encryption {:?}",
             n.name, n.vni, n.subnet, n.mtu, n.encryption
         );
     }
+    println!("  certificate valid until {}", fmt_time(id.cert.not_after));
     Ok(())
 }
 
-/// Verifies the node certificate against the CA, the private key and the node name.
+/// Verifies the identity files against each other and the config: the CA and node
+/// certificates are inside their validity windows (the error gives the dates), the certificate
+/// is the CA's and is for `node.key` and `node.name`, and every network's subnet contains one
+/// of the certificate's subnets. Each error names the config key to look at.
 pub fn check_identity(
-    name: &str,
+    cfg: &Config,
     secret: &[u8; 32],
     cert: &NodeCert,
     ca: &overlay_proto::cert::CaCert,
 ) -> Result<()> {
-    cert.verify(ca, pki::unix_now()).context("node certificate does not verify against the CA")?;
-    if cert.public_key != public_key(secret) {
-        bail!("the node certificate was issued for another key than node.key");
+    let now = pki::unix_now();
+    let (cert_path, ca_path) = (cfg.node.cert.display(), cfg.node.ca.display());
+    if let Some(why) = outside_window(ca.not_before, ca.not_after, now) {
+        return Err(cfg.error("node.ca", &format!("CA certificate {ca_path} ({:?}) {why}", ca.name)).into());
     }
-    if cert.name != name {
-        bail!("node.name is {name:?} but the certificate is for {:?}", cert.name);
+    if cert.issuer != ca.public_key {
+        return Err(cfg
+            .error("node.cert", &format!("{cert_path} was issued by another CA than {ca_path} (node.ca)"))
+            .into());
+    }
+    if let Some(why) = outside_window(cert.not_before, cert.not_after, now) {
+        return Err(cfg
+            .error("node.cert", &format!("certificate {cert_path} ({:?}) {why}", cert.name))
+            .into());
+    }
+    if let Err(e) = cert.verify(ca, now) {
+        return Err(cfg
+            .error("node.cert", &format!("{cert_path} does not verify against {ca_path}: {e}"))
+            .into());
+    }
+    if cert.public_key != public_key(secret) {
+        return Err(cfg
+            .error(
+                "node.key",
+                &format!(
+                    "{} is not the key {cert_path} was issued for (the certificate's public key \
+                     starts {}, this key's {})",
+                    cfg.node.key.display(),
+                    pki::fingerprint(&cert.public_key),
+                    pki::fingerprint(&public_key(secret))
+                ),
+            )
+            .into());
+    }
+    if cert.name != cfg.node.name {
+        return Err(cfg
+            .error(
+                "node.name",
+                &format!(
+                    "is {:?} but the certificate {cert_path} is for {:?}; the name must match",
+                    cfg.node.name, cert.name
+                ),
+            )
+            .into());
+    }
+    let subnets = cert.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    for (i, n) in cfg.networks.iter().enumerate() {
+        if !cert.subnets.iter().any(|s| n.subnet.contains(s)) {
+            return Err(cfg
+                .error(
+                    &format!("network[{i}].subnet"),
+                    &format!(
+                        "{} (network {:?}) contains none of the certificate's subnets ({subnets}): \
+                         the node would have no addresses to give its containers",
+                        n.subnet, n.name
+                    ),
+                )
+                .into());
+        }
     }
     Ok(())
+}
+
+/// Why `now` is outside `not_before..not_after`, with the dates; `None` inside it.
+fn outside_window(not_before: u64, not_after: u64, now: u64) -> Option<String> {
+    let window = format!("valid from {} until {}", fmt_time(not_before), fmt_time(not_after));
+    if now < not_before {
+        Some(format!("is not valid yet: {window}; now is {}", fmt_time(now)))
+    } else if now >= not_after {
+        Some(format!("expired at {} ({window}); now is {}", fmt_time(not_after), fmt_time(now)))
+    } else {
+        None
+    }
 }
 
 /// Seconds since the Unix epoch as RFC 3339 UTC (`2027-01-15T08:00:00Z`).

@@ -3,7 +3,8 @@
 //!
 //! Formats: X25519 private and public keys are one line of base64 (as WireGuard's); the CA key
 //! and all certificates are PEM-style armoured base64 of the binary encoding in
-//! `overlay_proto::cert`. Private keys are created with mode 0600 and never overwritten.
+//! `overlay_proto::cert`. Private keys are created with mode 0600 and never overwritten, and
+//! a private key that its group or other users may access is refused when loaded.
 
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,7 +14,7 @@ use overlay_proto::handshake::public_key;
 use rand_core::{OsRng, RngCore};
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -81,9 +82,29 @@ pub fn generate_x25519() -> ([u8; 32], [u8; 32]) {
     (secret, public_key(&secret))
 }
 
-/// Loads an X25519 private key file, warning-free but strict about its shape.
+/// Reads a private key file, refusing one whose mode lets its group or other users access it
+/// (a key others could read is no longer this node's alone).
+pub fn read_secret(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+            (true, true) => "its group and every user",
+            (true, false) => "its group",
+            _ => "every user",
+        };
+        bail!(
+            "private key {} has mode {mode:04o}, which lets {who} access it; make it private with: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    read_text(path)
+}
+
+/// Loads an X25519 private key file (mode 0600 or stricter), strict about its shape.
 pub fn load_private_key(path: &Path) -> Result<[u8; 32]> {
-    decode_key(&read_text(path)?, &format!("private key {}", path.display()))
+    decode_key(&read_secret(path)?, &format!("private key {}", path.display()))
 }
 
 /// PEM-style armour.
@@ -136,9 +157,9 @@ pub fn load_node_cert(path: &Path) -> Result<NodeCert> {
     NodeCert::decode(&bytes).with_context(|| format!("{}: invalid node certificate", path.display()))
 }
 
-/// Loads a CA private key.
+/// Loads a CA private key (mode 0600 or stricter).
 pub fn load_ca_key(path: &Path) -> Result<CaKey> {
-    let (label, bytes) = dearmor(&read_text(path)?, path)?;
+    let (label, bytes) = dearmor(&read_secret(path)?, path)?;
     if label != CA_KEY_LABEL {
         bail!("{}: expected a {CA_KEY_LABEL}, found {label}", path.display());
     }
@@ -153,8 +174,18 @@ pub fn ca_init(name: &str, key_out: &Path, cert_out: &Path, days: u64) -> Result
     let now = unix_now();
     let cert = key.self_sign(name, now.saturating_sub(60), now + days * 86_400)?;
     write_secret(key_out, &armor(CA_KEY_LABEL, &key.seed()))?;
-    write_public(cert_out, &armor(CA_LABEL, &cert.encode()))?;
+    write_ca_cert(cert_out, &cert)?;
     Ok(cert)
+}
+
+/// Writes a CA certificate file (0644); refuses to replace one.
+pub fn write_ca_cert(path: &Path, cert: &CaCert) -> Result<()> {
+    write_public(path, &armor(CA_LABEL, &cert.encode()))
+}
+
+/// Writes a node certificate file (0644); refuses to replace one.
+pub fn write_node_cert(path: &Path, cert: &NodeCert) -> Result<()> {
+    write_public(path, &armor(NODE_LABEL, &cert.encode()))
 }
 
 /// Signs a node certificate and writes it.
@@ -162,7 +193,7 @@ pub fn ca_sign(ca_key: &Path, ca_cert: &Path, req: NodeCertRequest, out: &Path) 
     let key = load_ca_key(ca_key)?;
     let ca = load_ca_cert(ca_cert)?;
     let cert = key.sign(&ca, req)?;
-    write_public(out, &armor(NODE_LABEL, &cert.encode()))?;
+    write_node_cert(out, &cert)?;
     Ok(cert)
 }
 
@@ -201,5 +232,32 @@ mod tests {
         assert!(dearmor("-----BEGIN X-----\nAAAA\n", Path::new("f")).is_err());
         assert!(decode_key("AAAA", "k").is_err());
         assert!(decode_key("not base64!", "k").is_err());
+    }
+
+    #[test]
+    fn private_keys_are_written_0600_and_refused_when_others_can_read_them() {
+        let dir = std::env::temp_dir().join(format!("weft-pki-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("h1.key");
+        let (secret, _) = generate_x25519();
+        write_secret(&key, &format!("{}\n", encode_key(&secret))).unwrap();
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_private_key(&key).unwrap(), secret);
+        for (mode, who) in [(0o644, "its group and every user"), (0o640, "its group"), (0o604, "every user")]
+        {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = format!("{:#}", load_private_key(&key).unwrap_err());
+            assert!(e.contains(&format!("has mode {mode:04o}, which lets {who} access it")), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(load_private_key(&key).is_ok(), "stricter than 0600 is fine");
+        // The CA key follows the same rule.
+        ca_init("t", &dir.join("ca.key"), &dir.join("ca.crt"), 1).unwrap();
+        assert!(load_ca_key(&dir.join("ca.key")).is_ok());
+        std::fs::set_permissions(dir.join("ca.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(format!("{:#}", load_ca_key(&dir.join("ca.key")).err().unwrap()).contains("chmod 600"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,8 +19,9 @@ fn links(lab: &Lab, node: &str) -> String {
     String::from_utf8_lossy(&lab.exec(node, &["ip", "-o", "link", "show"]).stdout).into_owned()
 }
 
+/// IPv4 addresses with their interfaces (IPv6 link-local addresses appear late, after DAD).
 fn addrs(lab: &Lab, node: &str) -> String {
-    String::from_utf8_lossy(&lab.exec(node, &["ip", "-o", "addr", "show"]).stdout).into_owned()
+    String::from_utf8_lossy(&lab.exec(node, &["ip", "-o", "-4", "addr", "show"]).stdout).into_owned()
 }
 
 /// `weft ARGS` run inside `host`'s namespace (commands that need no control socket).

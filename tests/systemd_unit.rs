@@ -2,8 +2,9 @@
 //!
 //! * `systemd-analyze verify` must accept it without a word. The unit runs `/usr/bin/weft`,
 //!   which verify insists exists, so the test verifies a copy in a temp dir whose only change
-//!   is that path, pointed at the cargo-built binary; `Documentation=man:weft(1)` resolves
-//!   against the pages `weft man --dir` writes there (through `MANPATH`).
+//!   is that path, pointed at the cargo-built binary; `Documentation=man:weft(8)
+//!   man:weft.toml(5)` resolves against the pages `weft man --dir` writes there (through
+//!   `MANPATH`).
 //! * verify ignores what it cannot parse with at most a warning and says nothing about an
 //!   unknown capability name, so the settings the daemon relies on are also asserted here by
 //!   value: `Type=notify` with a watchdog, SIGHUP on reload, the exact capability set, and
@@ -68,21 +69,23 @@ fn systemd_analyze_verify_is_silent() {
     std::fs::write(&unit_path, unit_running(Path::new(env!("CARGO_BIN_EXE_weft")))).expect("write unit");
 
     let man_dir = dir.0.join("man");
-    let man1 = man_dir.join("man1");
-    std::fs::create_dir_all(&man1).expect("create man1");
+    let (man5, man8) = (man_dir.join("man5"), man_dir.join("man8"));
+    std::fs::create_dir_all(&man5).expect("create man5");
+    std::fs::create_dir_all(&man8).expect("create man8");
     let status = Command::new(env!("CARGO_BIN_EXE_weft"))
         .arg("man")
         .arg("--dir")
-        .arg(&man1)
+        .arg(&man8)
         .status()
         .expect("spawn weft man");
     assert!(status.success(), "weft man --dir: {status}");
+    std::fs::rename(man8.join("weft.toml.5"), man5.join("weft.toml.5")).expect("move weft.toml.5 to man5");
 
     let have_man = Command::new("man").arg("--version").output().is_ok();
     let mut verify = Command::new("systemd-analyze");
     verify.arg("verify").env("MANPATH", &man_dir).env("SYSTEMD_LOG_COLOR", "0");
     if !have_man {
-        eprintln!("not checking Documentation=man:weft(1): `man` is not installed (apt-get install man-db)");
+        eprintln!("not checking Documentation=man:…: `man` is not installed (apt-get install man-db)");
         verify.arg("--man=no");
     }
     let out = verify.arg(&unit_path).output().unwrap_or_else(|e| {
@@ -139,7 +142,10 @@ fn unit_keeps_what_the_daemon_relies_on() {
     for family in ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"] {
         assert!(families.split_whitespace().any(|f| f == family), "RestrictAddressFamilies lacks {family}");
     }
-    assert!(one(&unit, "Unit", "Documentation").split_whitespace().any(|d| d == "man:weft(1)"));
+    let docs: Vec<&str> = one(&unit, "Unit", "Documentation").split_whitespace().collect();
+    for page in ["man:weft(8)", "man:weft.toml(5)"] {
+        assert!(docs.contains(&page), "Documentation= lacks {page}: {docs:?}");
+    }
     assert_eq!(one(&unit, "Install", "WantedBy"), "multi-user.target");
 }
 

@@ -1,19 +1,29 @@
 //! Node configuration: the TOML file types (`file.rs`) parsed into a validated [`Config`].
 //! Parse, don't validate: after [`Config::load`] every value is typed and checked, and every
-//! error names the file, the line and the key.
+//! error names the file, the line and the key — also errors found later, against the files
+//! and the host the config names ([`Config::error`] remembers where each such key was).
+//!
+//! [`Config::parse`] reads nothing but the text; [`Config::load`] also resolves the default
+//! of `underlay.advertise`, which depends on the host's routes and addresses (`advertise.rs`).
 
+mod advertise;
+mod discovery;
 mod file;
+mod locate;
+pub mod log_level;
+mod underlay;
 
 use ipnet::IpNet;
 use overlay_proto::consts::{overlay_mtu, vxlan_overlay_mtu, VXLAN_PORT};
 use overlay_proto::wire::Vni;
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
-use crate::discovery::catalog::{self, Check, CheckTemplate, ServiceSpec, Target};
-use crate::discovery::directory::Protocol;
+use crate::discovery::catalog::{self, ServiceSpec};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+
+pub use advertise::{AdvertiseFrom, HostAddrs, System};
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +71,9 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// `[dns]`.
     pub dns: Dns,
+    /// Line of each key that checks after parsing may complain about (`node.key`,
+    /// `network[0].subnet`, …).
+    lines: BTreeMap<String, usize>,
 }
 
 /// `[dns]`.
@@ -103,7 +116,8 @@ pub struct Node {
     pub state_dir: PathBuf,
     /// Control socket (default `/run/weft/weft.sock`).
     pub control_socket: PathBuf,
-    /// Log filter (default `info`; `RUST_LOG` wins).
+    /// Log filter (default `info`; `RUST_LOG` wins): levels or `target=level` directives,
+    /// checked by [`log_level::check`].
     pub log_level: String,
 }
 
@@ -112,8 +126,11 @@ pub struct Node {
 pub struct Underlay {
     /// UDP listen address (default `0.0.0.0:51820`).
     pub listen: SocketAddr,
-    /// Address other nodes reach us at (default: `listen`); told to members in our record.
+    /// Address other nodes reach us at, told to members in our record: never an unspecified
+    /// IP or port 0 once [`Config::load`] returned (see [`AdvertiseFrom`] for the default).
     pub advertise: SocketAddr,
+    /// Where `advertise` came from.
+    pub advertise_from: AdvertiseFrom,
     /// Underlay MTU the overlay MTU is derived from (default 1500).
     pub mtu: u32,
     /// Data-plane worker threads (default: one per CPU, at most 8).
@@ -164,7 +181,8 @@ impl Network {
 pub const MAX_NETWORK_NAME: usize = 8;
 
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file, and resolves the default of
+    /// `underlay.advertise` on this host ([`Config::resolve_advertise`] with [`System`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.display().to_string(),
@@ -172,22 +190,61 @@ impl Config {
             key: "(file)".into(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(path, &text)
+        let mut cfg = Self::parse(path, &text)?;
+        cfg.resolve_advertise(&System)?;
+        Ok(cfg)
+    }
+
+    /// An error about `key`, at the line the file set it on (none for a defaulted key): for
+    /// what only the named files or the host reveal, e.g. `node.key` that cannot be read.
+    pub fn error(&self, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            path: self.path.display().to_string(),
+            line: self.lines.get(key).copied(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    /// Gives `underlay.advertise` its concrete default if parsing left it
+    /// [`AdvertiseFrom::Unresolved`] (listen's IP unspecified): the source address of the
+    /// route to the first seed (or `[[peer]]`), else the host's only global address; else an
+    /// error naming `underlay.advertise` that says to set it.
+    pub fn resolve_advertise(&mut self, host: &dyn HostAddrs) -> Result<(), ConfigError> {
+        if self.underlay.advertise_from != AdvertiseFrom::Unresolved {
+            return Ok(());
+        }
+        let seeds: Vec<SocketAddr> = self.seeds.iter().chain(&self.peers).copied().collect();
+        let overlay: Vec<IpNet> = self.networks.iter().map(|n| n.subnet).collect();
+        let (addr, from) = advertise::resolve(self.underlay.listen, &seeds, &overlay, host).map_err(|m| {
+            let mut e = self.error("underlay.advertise", &m);
+            e.line = self.lines.get("underlay.listen").copied();
+            e
+        })?;
+        self.underlay.advertise = addr;
+        self.underlay.advertise_from = from;
+        Ok(())
     }
 
     /// Validates configuration text as if read from `path` (relative file names resolve
-    /// against the file's directory).
+    /// against the file's directory). Reads nothing else: an unspecified listen address leaves
+    /// `underlay.advertise` to [`Config::resolve_advertise`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let ctx = Ctx { path, text };
         let f: file::File = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| ctx.line_of(s.start));
+            let key = e.span().and_then(|s| locate::key_of_error(text, s, e.message()));
             ConfigError {
                 path: path.display().to_string(),
                 line,
-                key: "(syntax)".into(),
+                key: key.unwrap_or_else(|| "(syntax)".into()),
                 message: e.message().to_owned(),
             }
         })?;
+        let mut lines = BTreeMap::new();
+        let mut at = |key: &str, span: std::ops::Range<usize>| {
+            lines.insert(key.to_owned(), ctx.line_of(span.start));
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Spanned<PathBuf>| dir.join(p.get_ref());
         let n = &f.node;
@@ -195,6 +252,22 @@ impl Config {
         if name.is_empty() || name.len() > 63 {
             return Err(ctx.err(&n.name, "node.name", "must be 1..=63 characters"));
         }
+        at("node.name", n.name.span());
+        at("node.key", n.key.span());
+        at("node.cert", n.cert.span());
+        at("node.ca", n.ca.span());
+        for (key, value) in [("node.state_dir", &n.state_dir), ("node.control_socket", &n.control_socket)] {
+            if let Some(v) = value {
+                at(key, v.span());
+            }
+        }
+        let log_level = match &n.log_level {
+            Some(l) => {
+                log_level::check(l.get_ref()).map_err(|m| ctx.err(l, "node.log_level", &m))?;
+                l.get_ref().trim().to_owned()
+            }
+            None => "info".into(),
+        };
         let node = Node {
             name,
             key: resolve(&n.key),
@@ -206,52 +279,9 @@ impl Config {
                 .as_ref()
                 .map(resolve)
                 .unwrap_or_else(|| "/run/weft/weft.sock".into()),
-            log_level: n.log_level.clone().unwrap_or_else(|| "info".into()),
+            log_level,
         };
-        let u = &f.underlay;
-        let listen = match &u.listen {
-            Some(l) => l
-                .get_ref()
-                .parse()
-                .map_err(|_| ctx.err(l, "underlay.listen", "expected IP:PORT, e.g. 0.0.0.0:51820"))?,
-            None => "0.0.0.0:51820".parse().expect("literal"),
-        };
-        let mtu = match &u.mtu {
-            Some(m) if !(1280..=65_535).contains(m.get_ref()) => {
-                return Err(ctx.err(m, "underlay.mtu", "must be 1280..=65535"))
-            }
-            Some(m) => *m.get_ref(),
-            None => 1500,
-        };
-        let workers = match &u.workers {
-            Some(w) if !(1..=64).contains(w.get_ref()) => {
-                return Err(ctx.err(w, "underlay.workers", "must be 1..=64"))
-            }
-            Some(w) => *w.get_ref(),
-            None => std::thread::available_parallelism().map(|n| n.get().min(8)).unwrap_or(1),
-        };
-        let advertise = match &u.advertise {
-            Some(a) => a
-                .get_ref()
-                .parse()
-                .map_err(|_| ctx.err(a, "underlay.advertise", "expected IP:PORT, e.g. 192.0.2.1:51820"))?,
-            None => listen,
-        };
-        let busy_poll_us = match &u.busy_poll_us {
-            Some(b) if *b.get_ref() > 10_000 => {
-                return Err(ctx.err(b, "underlay.busy_poll_us", "must be 0..=10000 (microseconds)"))
-            }
-            Some(b) => *b.get_ref(),
-            None => 0,
-        };
-        let underlay = Underlay {
-            listen,
-            advertise,
-            mtu,
-            workers,
-            offload: u.offload.unwrap_or(true),
-            busy_poll: std::time::Duration::from_micros(busy_poll_us.into()),
-        };
+        let underlay = ctx.underlay(&f.underlay, &mut at)?;
         let mut networks = Vec::new();
         let (mut names, mut vnis) = (BTreeSet::new(), BTreeSet::new());
         for (i, net) in f.networks.iter().enumerate() {
@@ -271,6 +301,7 @@ impl Config {
                     &format!("overlaps network {:?}", o.name),
                 ));
             }
+            at(&format!("network[{i}].subnet"), net.subnet.span());
             networks.push(network);
         }
         if networks.is_empty() {
@@ -284,17 +315,12 @@ impl Config {
         let mut peers = Vec::new();
         for (i, p) in f.peers.iter().enumerate() {
             let e = &p.get_ref().endpoint;
-            let addr: SocketAddr = e.get_ref().parse().map_err(|_| {
-                ctx.err(e, &format!("peer[{i}].endpoint"), "expected IP:PORT, e.g. 10.200.0.2:51820")
-            })?;
-            peers.push(addr);
+            let key = format!("peer[{i}].endpoint");
+            peers.push(ctx.endpoint(e, &key, "10.200.0.2:51820")?);
         }
         let mut seeds = Vec::new();
         for (i, e) in f.membership.seeds.iter().enumerate() {
-            let addr: SocketAddr = e.get_ref().parse().map_err(|_| {
-                ctx.err(e, &format!("membership.seeds[{i}]"), "expected IP:PORT, e.g. 10.200.0.1:51820")
-            })?;
-            seeds.push(addr);
+            seeds.push(ctx.endpoint(e, &format!("membership.seeds[{i}]"), "10.200.0.1:51820")?);
         }
         let metrics = match &f.metrics.listen {
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9571))),
@@ -324,7 +350,18 @@ impl Config {
             ));
         }
         let dns = ctx.dns(&f.dns)?;
-        Ok(Self { path: path.to_owned(), node, underlay, networks, peers, seeds, metrics, services, dns })
+        Ok(Self {
+            path: path.to_owned(),
+            node,
+            underlay,
+            networks,
+            peers,
+            seeds,
+            metrics,
+            services,
+            dns,
+            lines,
+        })
     }
 }
 
@@ -334,167 +371,6 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn dns(&self, d: &file::DnsFile) -> Result<Dns, ConfigError> {
-        let domain = match &d.domain {
-            None => "weft".to_owned(),
-            Some(s) => {
-                let v = s.get_ref().trim_end_matches('.').to_ascii_lowercase();
-                let ok = !v.is_empty()
-                    && v.len() <= 200
-                    && v.split('.').all(|l| catalog::check_dns_label(l).is_ok());
-                if !ok {
-                    return Err(self.err(
-                        s,
-                        "dns.domain",
-                        "must be dot-separated labels of a-z 0-9 -, e.g. \"weft\" or \"mesh.internal\"",
-                    ));
-                }
-                v
-            }
-        };
-        let mut listen = Vec::new();
-        for (i, l) in d.listen.iter().enumerate() {
-            listen.push(l.get_ref().parse().map_err(|_| {
-                self.err(l, &format!("dns.listen[{i}]"), "expected IP:PORT, e.g. 127.0.0.1:53")
-            })?);
-        }
-        let ttl = match &d.ttl {
-            Some(t) if *t.get_ref() > 86_400 => {
-                return Err(self.err(t, "dns.ttl", "must be 0..=86400 seconds"))
-            }
-            Some(t) => *t.get_ref(),
-            None => 5,
-        };
-        let upstreams = match &d.upstreams {
-            None => None,
-            Some(list) => {
-                let mut v = Vec::new();
-                for (i, u) in list.iter().enumerate() {
-                    let s = u.get_ref();
-                    let a = s
-                        .parse::<SocketAddr>()
-                        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                        .map_err(|_| {
-                            self.err(
-                                u,
-                                &format!("dns.upstreams[{i}]"),
-                                "expected IP or IP:PORT, e.g. 192.0.2.53",
-                            )
-                        })?;
-                    v.push(a);
-                }
-                Some(v)
-            }
-        };
-        Ok(Dns { enable: d.enable.unwrap_or(true), domain, listen, ttl, upstreams })
-    }
-
-    fn service(&self, i: usize, s: &file::ServiceFile, nets: &[Network]) -> Result<ServiceSpec, ConfigError> {
-        let key = |k: &str| format!("service[{i}].{k}");
-        let name = s.name.get_ref().clone();
-        catalog::check_dns_label(&name).map_err(|m| self.err(&s.name, &key("name"), &m))?;
-        let network = match &s.network {
-            Some(n) if !nets.iter().any(|x| &x.name == n.get_ref()) => {
-                return Err(self.err(n, &key("network"), "no [[network]] of that name"))
-            }
-            Some(n) => n.get_ref().clone(),
-            None => nets.first().map(|n| n.name.clone()).unwrap_or_default(),
-        };
-        let target = match (&s.container, &s.address) {
-            (Some(c), None) => Target::Container(c.get_ref().clone()),
-            (None, Some(a)) => Target::Address(
-                a.get_ref().parse().map_err(|_| self.err(a, &key("address"), "expected an IP address"))?,
-            ),
-            _ => {
-                return Err(self.err(
-                    &s.name,
-                    &format!("service[{i}]"),
-                    "give exactly one of `container` or `address`",
-                ))
-            }
-        };
-        let protocol = match s.protocol.as_ref().map(|p| p.get_ref().as_str()) {
-            None | Some("tcp") => Protocol::Tcp,
-            Some("udp") => Protocol::Udp,
-            Some(_) => {
-                let p = s.protocol.as_ref().expect("matched Some");
-                return Err(self.err(p, &key("protocol"), "must be \"tcp\" or \"udp\""));
-            }
-        };
-        let check = match &s.check {
-            None => None,
-            Some(c) => Some(self.check(&key("check"), c, protocol)?),
-        };
-        let spec = ServiceSpec {
-            name,
-            network,
-            target,
-            port: *s.port.get_ref(),
-            protocol,
-            tags: s.tags.iter().map(|t| t.get_ref().clone()).collect(),
-            check,
-        };
-        spec.validate().map_err(|m| {
-            let (field, msg) = m.split_once(": ").unwrap_or(("", &m));
-            let at = match field {
-                "port" => s.port.span(),
-                "check" => s.check.as_ref().map(|c| c.span()).unwrap_or(s.name.span()),
-                "tags" => s.tags.first().map(|t| t.span()).unwrap_or(s.name.span()),
-                _ => s.name.span(),
-            };
-            ConfigError {
-                path: self.path.display().to_string(),
-                line: Some(self.line_of(at.start)),
-                key: key(field),
-                message: msg.to_owned(),
-            }
-        })?;
-        Ok(spec)
-    }
-
-    fn check(
-        &self,
-        key: &str,
-        c: &Spanned<file::CheckFile>,
-        protocol: Protocol,
-    ) -> Result<Check, ConfigError> {
-        let f = c.get_ref();
-        let k = |s: &str| format!("{key}.{s}");
-        let template = match f.kind.get_ref().as_str() {
-            "tcp" if protocol == Protocol::Udp => {
-                return Err(self.err(&f.kind, &k("type"), "a TCP check on a UDP service; use \"command\""))
-            }
-            "tcp" => CheckTemplate::Tcp,
-            "http" => CheckTemplate::Http {
-                path: f.path.as_ref().map(|p| p.get_ref().clone()).unwrap_or_else(|| "/".into()),
-            },
-            "command" => CheckTemplate::Command {
-                argv: f.command.as_ref().map(|a| a.get_ref().clone()).ok_or_else(|| {
-                    self.err(
-                        &f.kind,
-                        &k("command"),
-                        "a command check needs `command = [\"prog\", \"arg\", …]`",
-                    )
-                })?,
-            },
-            _ => return Err(self.err(&f.kind, &k("type"), "must be \"tcp\", \"http\" or \"command\"")),
-        };
-        let dur = |v: &Option<Spanned<String>>, name: &str, default| match v {
-            None => Ok(default),
-            Some(s) => catalog::parse_duration(s.get_ref()).map_err(|m| self.err(s, &k(name), &m)),
-        };
-        let interval = dur(&f.interval, "interval", catalog::DEFAULT_INTERVAL)?;
-        let check = Check {
-            template,
-            interval,
-            timeout: dur(&f.timeout, "timeout", catalog::DEFAULT_TIMEOUT.min(interval))?,
-            rise: f.rise.as_ref().map(|r| *r.get_ref()).unwrap_or(1),
-            fall: f.fall.as_ref().map(|r| *r.get_ref()).unwrap_or(2),
-        };
-        check.validate().map_err(|m| self.err(c, key, &m))?;
-        Ok(check)
-    }
-
     fn line_of(&self, offset: usize) -> usize {
         self.text.as_bytes()[..offset.min(self.text.len())].iter().filter(|&&b| b == b'\n').count() + 1
     }
@@ -556,11 +432,20 @@ impl Ctx<'_> {
             Some(m) => *m.get_ref(),
             None => derived,
         };
-        let vxlan_port = n.vxlan_port.as_ref().map(|p| *p.get_ref()).unwrap_or(VXLAN_PORT);
+        let vxlan_port = match &n.vxlan_port {
+            Some(p) if *p.get_ref() == 0 => return Err(self.err(p, &key("vxlan_port"), "must be 1..=65535")),
+            Some(p) => *p.get_ref(),
+            None => VXLAN_PORT,
+        };
         let mut remotes = Vec::new();
         for (j, r) in n.remotes.iter().enumerate() {
             if encryption != Encryption::None {
-                return Err(self.err(r, &key("remotes"), "only plain VXLAN networks (encryption = \"none\") take remotes; encrypted networks use [[peer]]"));
+                return Err(self.err(
+                    r,
+                    &key("remotes"),
+                    "only plain VXLAN networks (encryption = \"none\") take remotes; encrypted \
+                     networks find their peers through [membership] seeds",
+                ));
             }
             let s = r.get_ref();
             let addr = s
@@ -568,6 +453,17 @@ impl Ctx<'_> {
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, vxlan_port)))
                 .map_err(|_| self.err(r, &format!("{}[{j}]", key("remotes")), "expected IP or IP:PORT"))?;
             remotes.push(addr);
+        }
+        // Plain VXLAN has no membership: its remotes are the only VTEPs it sends to and accepts
+        // frames from, so without them every frame would be dropped.
+        if encryption == Encryption::None && remotes.is_empty() {
+            let e = n.encryption.as_ref().expect("encryption none was written");
+            return Err(self.err(
+                e,
+                &key("remotes"),
+                "encryption = \"none\" needs remotes: plain VXLAN learns no peers from membership; \
+                 list the other VTEPs, e.g. remotes = [\"192.0.2.2\", \"192.0.2.3:4789\"]",
+            ));
         }
         let policy = match &n.policy {
             None => crate::policy::Policy::default(),

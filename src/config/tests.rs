@@ -57,12 +57,6 @@ fn errors_name_key_and_line() {
     assert_eq!(e.key, "network[0].name");
     let e = parse(&GOOD.replace("10.200.0.2:51820", "somewhere")).unwrap_err();
     assert_eq!((e.key.as_str(), e.line), ("peer[0].endpoint", Some(17)));
-    let e = parse(&format!("{GOOD}\nbogus = 1\n")).unwrap_err();
-    assert_eq!(e.key, "(syntax)");
-    assert!(e.message.contains("bogus"), "{e}");
-    let e = parse(&GOOD.replace("[underlay]", "[underlay]\ncolour = \"red\"")).unwrap_err();
-    assert!(e.to_string().contains("colour"), "{e}");
-    assert!(e.line.is_some());
     let e = parse(&GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nmtu = 1480"))
         .unwrap_err();
     assert!(e.message.contains("576..=1422"), "{e}");
@@ -70,6 +64,152 @@ fn errors_name_key_and_line() {
         parse(&GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nencryption = \"aes\""))
             .unwrap_err();
     assert_eq!(e.key, "network[0].encryption");
+}
+
+#[test]
+fn unknown_missing_and_mistyped_keys_are_named_with_their_line() {
+    // GOOD's last line is the peer's endpoint (17); `bogus` lands on 19, in that [[peer]].
+    let e = parse(&format!("{GOOD}\nbogus = 1\n")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("peer[0].bogus", Some(19)), "{e}");
+    let e = parse(&format!("bogus = 1\n{GOOD}")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("bogus", Some(1)), "{e}");
+    assert!(e.message.contains("unknown field `bogus`"), "{e}");
+    let e = parse(&GOOD.replace("[underlay]", "[underlay]\ncolour = \"red\"")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("underlay.colour", Some(9)), "{e}");
+    assert!(
+        e.to_string().starts_with("/etc/weft/node.toml:9: underlay.colour: unknown field `colour`"),
+        "{e}"
+    );
+    let e = parse(&GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nmtu = \"big\""))
+        .unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].mtu", Some(15)), "{e}");
+    let e = parse(&GOOD.replace("key = \"h1.key\"\n", "")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("node.key", Some(2)), "{e}");
+    let e = parse(
+        &GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\n[network.policy]\nfrom = 1"),
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "network[0].policy.from", "{e}");
+    // Text that is not TOML at all keeps the parser's own message.
+    let e = parse("[node\n").unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("(syntax)", Some(1)), "{e}");
+}
+
+#[test]
+fn log_level_is_a_level_or_directives() {
+    let with = |l: &str| GOOD.replace("ca = \"ca.crt\"", &format!("ca = \"ca.crt\"\nlog_level = \"{l}\""));
+    for ok in ["debug", "info,weft::membership=trace", "off"] {
+        assert_eq!(parse(&with(ok)).unwrap().node.log_level, ok);
+    }
+    assert_eq!(parse(GOOD).unwrap().node.log_level, "info");
+    for bad in ["warning", "verbose", "info,weft=loud"] {
+        let e = parse(&with(bad)).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("node.log_level", Some(7)), "{bad}: {e}");
+        assert!(e.message.contains("is not a log level"), "{e}");
+    }
+}
+
+#[test]
+fn listen_port_zero_is_refused() {
+    let e = parse(&GOOD.replace("10.200.0.1:51820", "0.0.0.0:0")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("underlay.listen", Some(9)), "{e}");
+    assert!(e.message.contains("port 0"), "{e}");
+}
+
+#[test]
+fn seeds_and_peers_must_be_dialable() {
+    let e = parse(&format!("{GOOD}\n[membership]\nseeds = [\"0.0.0.0:51820\"]\n")).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("membership.seeds[0]", Some(20)), "{e}");
+    let e = parse(&GOOD.replace("10.200.0.2:51820", "10.200.0.2:0")).unwrap_err();
+    assert_eq!(e.key, "peer[0].endpoint", "{e}");
+}
+
+#[test]
+fn advertise_default_is_listen_ip_when_specified() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.underlay.advertise, "10.200.0.1:51820".parse().unwrap());
+    assert_eq!(c.underlay.advertise_from, AdvertiseFrom::Listen);
+    // Nothing to resolve: the host is not asked.
+    let mut c = c;
+    c.resolve_advertise(&NoHost).unwrap();
+    assert_eq!(c.underlay.advertise_from, AdvertiseFrom::Listen);
+}
+
+#[test]
+fn advertise_set_explicitly_must_be_dialable() {
+    let with = |a: &str| {
+        GOOD.replace(
+            "listen = \"10.200.0.1:51820\"",
+            &format!("listen = \"0.0.0.0:51820\"\nadvertise = \"{a}\""),
+        )
+    };
+    let c = parse(&with("192.0.2.1:4000")).unwrap();
+    assert_eq!(c.underlay.advertise, "192.0.2.1:4000".parse().unwrap());
+    assert_eq!(c.underlay.advertise_from, AdvertiseFrom::Configured);
+    for (bad, says) in [
+        ("0.0.0.0:51820", "0.0.0.0 is not an address"),
+        ("[::]:51820", ":: is not an address"),
+        ("192.0.2.1:0", "port 0"),
+    ] {
+        let e = parse(&with(bad)).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("underlay.advertise", Some(10)), "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+}
+
+/// A host with no routes and no addresses.
+struct NoHost;
+
+impl HostAddrs for NoHost {
+    fn route_source(&self, _to: SocketAddr) -> Option<std::net::IpAddr> {
+        None
+    }
+    fn addresses(&self) -> Vec<(String, std::net::IpAddr)> {
+        Vec::new()
+    }
+}
+
+#[test]
+fn advertise_default_on_unspecified_listen_follows_the_route_to_the_first_seed() {
+    let t = GOOD.replace("10.200.0.1:51820", "0.0.0.0:51820").replace("10.200.0.2:51820", "127.0.0.1:51820");
+    let mut c = parse(&format!("{t}\n[membership]\nseeds = [\"127.0.0.1:4000\"]\n")).unwrap();
+    assert_eq!(c.underlay.advertise_from, AdvertiseFrom::Unresolved, "parsing reads no host state");
+    c.resolve_advertise(&System).unwrap();
+    assert_eq!(c.underlay.advertise, "127.0.0.1:51820".parse().unwrap());
+    assert_eq!(c.underlay.advertise_from, AdvertiseFrom::RouteTo("127.0.0.1:4000".parse().unwrap()));
+    // Without seeds, a [[peer]] is the first endpoint to route to.
+    let mut c = parse(&t).unwrap();
+    c.resolve_advertise(&System).unwrap();
+    assert_eq!(c.underlay.advertise_from, AdvertiseFrom::RouteTo("127.0.0.1:51820".parse().unwrap()));
+}
+
+#[test]
+fn advertise_default_without_route_or_single_address_says_to_set_it() {
+    let t = GOOD.replace("10.200.0.1:51820", "0.0.0.0:51820");
+    let mut c = parse(&t).unwrap();
+    let e = c.resolve_advertise(&NoHost).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("underlay.advertise", Some(9)), "{e}");
+    assert!(e.message.contains("set advertise = "), "{e}");
+    assert!(e.message.contains("no route to seed 10.200.0.2:51820"), "{e}");
+    // Without a listen line the error has no line to point at, but still names the key.
+    let t = GOOD
+        .replace("listen = \"10.200.0.1:51820\"", "")
+        .replace("[[peer]]\nendpoint = \"10.200.0.2:51820\"", "");
+    let mut c = parse(&t).unwrap();
+    let e = c.resolve_advertise(&NoHost).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("underlay.advertise", None), "{e}");
+    assert!(e.message.contains("no seed to route to"), "{e}");
+}
+
+#[test]
+fn later_errors_point_at_the_key_that_set_the_value() {
+    let c = parse(&GOOD.replace("ca = \"ca.crt\"", "ca = \"ca.crt\"\nstate_dir = \"/tmp/x\"")).unwrap();
+    let e = c.error("node.key", "cannot read");
+    assert_eq!(e.to_string(), "/etc/weft/node.toml:4: node.key: cannot read");
+    assert_eq!(c.error("node.name", "x").line, Some(3));
+    assert_eq!(c.error("node.state_dir", "x").line, Some(7));
+    assert_eq!(c.error("network[0].subnet", "x").line, Some(15));
+    assert_eq!(c.error("node.control_socket", "x").line, None, "defaulted keys have no line");
 }
 
 #[test]
@@ -106,6 +246,25 @@ fn plain_vxlan() {
     let bad =
         GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nremotes = [\"10.0.0.1\"]");
     assert_eq!(parse(&bad).unwrap_err().key, "network[0].remotes");
+}
+
+#[test]
+fn plain_vxlan_without_remotes_is_refused() {
+    // Remotes are static: membership never fills them, so such a network would drop every frame.
+    let t = GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nencryption = \"none\"");
+    let e = parse(&t).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].remotes", Some(15)), "{e}");
+    assert!(e.message.contains("needs remotes"), "{e}");
+}
+
+#[test]
+fn vxlan_port_zero_is_refused() {
+    let t = GOOD.replace(
+        "subnet = \"10.42.0.0/16\"",
+        "subnet = \"10.42.0.0/16\"\nencryption = \"none\"\nremotes = [\"10.200.0.9\"]\nvxlan_port = 0",
+    );
+    let e = parse(&t).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].vxlan_port", Some(17)), "{e}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ pub use reload::{needs_restart, LogLevelSetter};
 
 pub use network::PORT_MTU;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use overlay_proto::cert::{CaCert, NodeCert};
 use overlay_proto::{Endpoint, EndpointConfig};
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,23 +50,15 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Loads key, certificate and CA named by the config and checks they agree.
+    /// Loads key, certificate and CA named by the config and checks they agree
+    /// ([`crate::commands::check_identity`]); errors name the config key and its line.
     pub fn load(cfg: &Config) -> Result<Self> {
-        let secret = pki::load_private_key(&cfg.node.key)?;
-        let cert = pki::load_node_cert(&cfg.node.cert)?;
-        let ca = pki::load_ca_cert(&cfg.node.ca)?;
-        crate::commands::check_identity(&cfg.node.name, &secret, &cert, &ca)
-            .with_context(|| format!("{}", cfg.node.cert.display()))?;
-        for n in &cfg.networks {
-            if !cert.subnets.iter().any(|s| n.subnet.contains(s)) {
-                anyhow::bail!(
-                    "network {:?} ({}) contains none of the certificate's subnets ({}): the node would have no addresses to give",
-                    n.name,
-                    n.subnet,
-                    cert.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
+        let secret =
+            pki::load_private_key(&cfg.node.key).map_err(|e| cfg.error("node.key", &format!("{e:#}")))?;
+        let cert =
+            pki::load_node_cert(&cfg.node.cert).map_err(|e| cfg.error("node.cert", &format!("{e:#}")))?;
+        let ca = pki::load_ca_cert(&cfg.node.ca).map_err(|e| cfg.error("node.ca", &format!("{e:#}")))?;
+        crate::commands::check_identity(cfg, &secret, &cert, &ca)?;
         Ok(Self { secret, cert, ca })
     }
 }

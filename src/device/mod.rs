@@ -1,16 +1,18 @@
 //! Kernel network devices the daemon owns: multi-queue TAP devices opened through raw
-//! `ioctl`s, plus the two other syscalls that need `unsafe` (`setns`, and `signal` to give
-//! the CLI the default `SIGPIPE`).
+//! `ioctl`s, plus the other syscalls that need `unsafe` (`setns`, `signal` to give the CLI
+//! the default `SIGPIPE`, and `getifaddrs` for the host's addresses).
 //!
 //! This module is the only place in the crate with `unsafe`; every block carries a
 //! `// SAFETY:` comment. Interface names are checked with [`validate_ifname`] before they
 //! reach the kernel, so a bad name is a typed error rather than an `EINVAL`.
 
+mod addresses;
 mod tap;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
+pub use addresses::{interface_addresses, InterfaceAddress};
 pub use tap::{Tap, VNET_HDR_LEN};
 
 /// Longest interface name the kernel accepts, in bytes (`IFNAMSIZ - 1`).

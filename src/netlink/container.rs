@@ -68,7 +68,8 @@ pub async fn attach(
         return Err(wrap(taken));
     }
 
-    create_veth(nl, host_ifname, ifname, &netns, netns_path, mtu).await.map_err(wrap)?;
+    let mac = stable_mac(addr.addr());
+    create_veth(nl, host_ifname, ifname, &netns, netns_path, mtu, mac).await.map_err(wrap)?;
     debug!(host_ifname, ifname, netns = %netns_path.display(), "veth pair created");
 
     let configured = configure(nl, &container_nl, bridge_index, host_ifname, ifname, addr, gateway).await;
@@ -80,6 +81,22 @@ pub async fn attach(
             }
             Err(wrap(error))
         }
+    }
+}
+
+/// The MAC an IPv4 container gets: `02:77` (locally administered, "w") and its address, as
+/// Docker does. A container detached and attached again with the same address keeps its MAC,
+/// so the ARP caches of its peers stay right: weft answers ARP itself (suppression), so
+/// nothing else would tell them that a random new MAC replaced the old one. IPv4 addresses are
+/// unique in a network, so these are too. IPv6 containers keep a kernel-chosen random MAC
+/// (32 bits cannot carry an IPv6 address without collisions between node subnets).
+pub fn stable_mac(ip: IpAddr) -> Option<[u8; 6]> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some([0x02, 0x77, o[0], o[1], o[2], o[3]])
+        }
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -100,10 +117,15 @@ async fn create_veth(
     netns: &File,
     netns_path: &Path,
     mtu: u32,
+    mac: Option<[u8; 6]>,
 ) -> Result<(), NetlinkError> {
     // The kernel resolves the fd in our fd table while handling the request; `netns` is
     // borrowed until the request completes.
-    let peer = LinkUnspec::new_with_name(ifname).mtu(mtu).setns_by_fd(netns.as_raw_fd()).build();
+    let mut peer = LinkUnspec::new_with_name(ifname).mtu(mtu).setns_by_fd(netns.as_raw_fd());
+    if let Some(mac) = mac {
+        peer = peer.address(mac.to_vec());
+    }
+    let peer = peer.build();
     let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(host_ifname)
         .mtu(mtu)
@@ -144,4 +166,18 @@ async fn configure(
     container_nl.set_up(lo).await?;
     container_nl.add_default_route(gateway).await?;
     container_nl.mac(peer).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_containers_get_a_locally_administered_mac_from_their_address() {
+        let mac = stable_mac("10.42.1.7".parse().unwrap()).unwrap();
+        assert_eq!(mac, [0x02, 0x77, 10, 42, 1, 7]);
+        assert_eq!(mac[0] & 0x01, 0, "unicast");
+        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+        assert_eq!(stable_mac("fd00::7".parse().unwrap()), None);
+    }
 }
