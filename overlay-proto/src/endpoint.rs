@@ -25,7 +25,7 @@ use crate::cert::{CaCert, CertError, NodeCert};
 use crate::consts::*;
 use crate::cookie::{mac, CookieJar, MacKeys};
 use crate::handshake::{self, HandshakeError, Payload};
-use crate::peer::{Due, Peer, PeerId, Totals};
+use crate::peer::{Due, FinishResend, Peer, PeerId, Totals, FINISH_RESEND};
 use crate::session::{OpenError, SealError, Session};
 use crate::stats::EndpointStats;
 use crate::wire::{
@@ -436,7 +436,10 @@ impl Endpoint {
             EndpointStats::inc(&self.stats.queue_dropped);
         }
         p.queue.push_back(buf[TRANSPORT_HEADER_LEN..end].to_vec());
-        self.connect(now, peer);
+        // Behind an unconfirmed XX finish the session is there, only not yet proven.
+        if p.finish.is_none() {
+            self.connect(now, peer);
+        }
         Ok(Encapsulated::Queued)
     }
 
@@ -533,12 +536,35 @@ impl Endpoint {
                 dropped.extend(p.promote_next());
                 self.generation += 1;
             }
+            let mut confirmed_finish = false;
+            if let Some(f) = p.finish.as_mut() {
+                let current = p.current.as_ref().filter(|s| s.local_index() == f.index);
+                match current {
+                    Some(s) if !s.is_confirmed() => {
+                        if now >= f.next && s.age(now) < REKEY_TIMEOUT {
+                            if let Some(dst) = p.endpoint {
+                                self.transmits.push_back(Transmit { dst, payload: f.datagram.clone() });
+                            }
+                            f.next = now + FINISH_RESEND;
+                        }
+                    }
+                    // Confirmed, or replaced by another handshake: payloads may go.
+                    _ => confirmed_finish = true,
+                }
+            }
+            if confirmed_finish {
+                p.finish = None;
+                self.generation += 1;
+            }
             let due = p.due(now);
             if !dropped.is_empty() {
                 self.generation += 1;
                 for idx in dropped {
                     self.indices.remove(&idx);
                 }
+            }
+            if confirmed_finish {
+                self.flush_queue(now, id);
             }
             match due {
                 Due::Nothing => {}
@@ -841,6 +867,7 @@ impl Endpoint {
             }
         };
         self.clear_initiation(&init.owner, idx);
+        let mut finish = None;
         let confirmed = match init.pattern {
             Pattern::Ik => true,
             Pattern::Xx => {
@@ -856,13 +883,18 @@ impl Endpoint {
                     noise: &noise[..m],
                 };
                 let (d, _) = self.seal_handshake(&repr, None);
-                self.transmits.push_back(Transmit { dst: from, payload: d });
+                self.transmits.push_back(Transmit { dst: from, payload: d.clone() });
+                finish = Some(d);
                 false
             }
         };
         let (i_to_r, r_to_i) = init.hs.dangerously_get_raw_split();
         let s = Arc::new(Session::new(now, idx, packet.sender_index(), true, confirmed, &i_to_r, &r_to_i));
         let id = self.peer_for_key(cert.public_key);
+        if let (Some(datagram), Some(p)) = (finish, self.peers.get_mut(&id)) {
+            // Payloads wait until the responder shows it has the session (see Peer::finish).
+            p.finish = Some(FinishResend { index: idx, datagram, next: now + FINISH_RESEND });
+        }
         if let Owner::Dial(addr) = init.owner {
             self.events.push_back(Event::Dialed { addr, peer: id });
         }
@@ -877,6 +909,9 @@ impl Endpoint {
         packet: &HandshakePacket<&[u8]>,
     ) -> Result<Received, DatagramError> {
         let idx = packet.receiver_index();
+        if let Some(Slot::Session(id)) = self.indices.get(&idx) {
+            return self.repeated_finish(now, *id, idx, packet.sender_index());
+        }
         // Check both indices before taking the entry: a finish that names the wrong
         // initiator must not cancel the half-open handshake (snow's state cannot be restored
         // after a failed read, so only an on-path observer, who could drop packets anyway,
@@ -894,6 +929,32 @@ impl Endpoint {
         let s = Arc::new(Session::new(now, idx, p.remote_index, false, true, &r_to_i, &i_to_r));
         let id = self.peer_for_key(cert.public_key);
         self.established(now, id, from, cert, s, true);
+        Ok(Received::Consumed)
+    }
+
+    /// A finish for a session we already completed: the initiator repeats it because our
+    /// confirming keepalive was lost. Answer with another keepalive on that session (to the
+    /// peer's known endpoint, never to the datagram's source, so a replay reflects nothing).
+    fn repeated_finish(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        idx: u32,
+        sender_index: u32,
+    ) -> Result<Received, DatagramError> {
+        let p = self.peers.get(&id).ok_or(DatagramError::UnknownIndex)?;
+        let s = p
+            .sessions()
+            .find(|s| s.local_index() == idx && s.remote_index() == sender_index && !s.is_initiator())
+            .filter(|s| s.age(now) < REKEY_TIMEOUT)
+            .cloned()
+            .ok_or(DatagramError::UnknownIndex)?;
+        let dst = p.endpoint.ok_or(DatagramError::UnknownIndex)?;
+        let mut buf = [0u8; TRANSPORT_HEADER_LEN + INNER_HEADER_LEN + TAG_LEN];
+        let n = Inner::Keepalive.emit(&mut buf[TRANSPORT_HEADER_LEN..]).expect("room for a keepalive");
+        if let Ok(len) = s.seal(now, &mut buf, n) {
+            self.transmits.push_back(Transmit { dst, payload: buf[..len].to_vec() });
+        }
         Ok(Received::Consumed)
     }
 
@@ -927,10 +988,20 @@ impl Endpoint {
 
     fn flush_or_keepalive(&mut self, now: Instant, id: PeerId) {
         let Some(p) = self.peers.get_mut(&id) else { return };
+        if p.finish.is_some() {
+            // Nothing goes out before the responder confirms; the finish itself is enough.
+            return;
+        }
         if p.queue.is_empty() {
             self.send_keepalive(now, id);
             return;
         }
+        self.flush_queue(now, id);
+    }
+
+    /// Sends what waited for a session.
+    fn flush_queue(&mut self, now: Instant, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
         let queued: Vec<Vec<u8>> = p.queue.drain(..).collect();
         for payload in queued {
             let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + payload.len() + TAG_LEN];
@@ -982,6 +1053,11 @@ impl Endpoint {
             .cloned()
             .ok_or(DatagramError::UnknownIndex)?;
         let range = s.open(now, buf)?;
+        let finish_confirmed = peer.finish.as_ref().is_some_and(|f| f.index == s.local_index());
+        if finish_confirmed {
+            peer.finish = None;
+            self.generation += 1;
+        }
         if peer.next.as_ref().is_some_and(|n| Arc::ptr_eq(n, &s)) {
             for d in peer.promote_next() {
                 self.indices.remove(&d);
@@ -992,6 +1068,9 @@ impl Endpoint {
             peer.endpoint = Some(from);
             self.generation += 1;
             self.events.push_back(Event::EndpointChanged { peer: id, addr: from });
+        }
+        if finish_confirmed {
+            self.flush_queue(now, id);
         }
         if buf.get(range.start) == Some(&(crate::wire::InnerKind::Keepalive as u8)) {
             return Ok(Received::Consumed);

@@ -49,7 +49,25 @@ pub(crate) struct Peer {
     pub draining: Vec<Arc<Session>>,
     /// Traffic of sessions already dropped.
     pub retired: Totals,
+    /// Our XX finish, repeated until the responder proves it completed the handshake: while
+    /// it is set, payloads wait in `queue` instead of going out on a session the responder
+    /// may never have (a lost finish once cost up to five seconds of data).
+    pub finish: Option<FinishResend>,
 }
+
+/// An XX finish awaiting confirmation.
+pub(crate) struct FinishResend {
+    /// Local index of the session it completes.
+    pub index: u32,
+    /// The datagram, sent again as it was.
+    pub datagram: Vec<u8>,
+    /// When to send it again.
+    pub next: Instant,
+}
+
+/// How often an unconfirmed XX finish is repeated (at most until [`REKEY_TIMEOUT`], after
+/// which the timers start an IK handshake instead).
+pub(crate) const FINISH_RESEND: Duration = Duration::from_millis(250);
 
 /// How long a displaced session stays receivable after its last use: a peer still sending on
 /// it switches within a round trip of our first packet on the new session.
@@ -94,6 +112,7 @@ impl Peer {
             sent_init_timestamp: 0,
             draining: Vec::new(),
             retired: Totals::default(),
+            finish: None,
         }
     }
 
@@ -101,9 +120,10 @@ impl Peer {
         self.current.iter().chain(self.previous.iter()).chain(self.next.iter()).chain(self.draining.iter())
     }
 
-    /// The session to seal with, if one is usable at `now`.
+    /// The session to seal with, if one is usable at `now`: never an XX initiator's session
+    /// before the responder confirmed it (see [`Peer::finish`]).
     pub fn sending(&self, now: Instant) -> Option<&Arc<Session>> {
-        self.current.as_ref().filter(|s| s.is_usable(now))
+        self.current.as_ref().filter(|s| s.is_usable(now) && s.is_confirmed())
     }
 
     /// Installs a session we can send on at once; the old current stays for receiving.
@@ -238,6 +258,9 @@ impl Peer {
             if ran.is_none_or(|r| t > r) {
                 next = earliest(next, t);
             }
+        }
+        if let Some(f) = &self.finish {
+            next = earliest(next, f.next);
         }
         // An old session that was idle when its threshold passed rekeys once it carries data
         // again; data sealed by workers through `Arc<Session>` is only seen by looking.

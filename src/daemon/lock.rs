@@ -28,7 +28,26 @@ pub const LOCK_FILE: &str = "weft.lock";
 /// The locks one daemon holds; dropping it releases them.
 pub struct HostLocks {
     _state: File,
-    _resources: Vec<UnixListener>,
+    _resources: Vec<ResourceLock>,
+}
+
+/// One held abstract-socket lock and the thread that answers "who holds this".
+#[derive(Debug)]
+struct ResourceLock {
+    listener: UnixListener,
+    answerer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ResourceLock {
+    fn drop(&mut self) {
+        // Wakes the answerer's accept with an error; once it has exited and dropped its
+        // handle, closing ours frees the name.
+        // SAFETY: shutdown(2) on a socket we own; no memory is passed.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(t) = self.answerer.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What a lock is for, as the error message names it.
@@ -114,19 +133,24 @@ fn lock_state_dir(dir: &Path, who: &str) -> Result<File> {
     Ok(f)
 }
 
-fn lock_resource(r: &Resource, who: &str) -> Result<UnixListener> {
+fn lock_resource(r: &Resource, who: &str) -> Result<ResourceLock> {
     let addr = UnixAddr::from_abstract_name(r.key.as_bytes())?;
     match UnixListener::bind_addr(&addr) {
-        Ok(l) => {
-            let answer = l.try_clone()?;
+        Ok(listener) => {
+            let answer = listener.try_clone()?;
             let line = format!("{who}\n");
-            // Answers "who holds this" for as long as the process lives.
-            std::thread::Builder::new().name("weft-lock".into()).spawn(move || {
-                for mut s in answer.incoming().flatten() {
-                    let _ = s.write_all(line.as_bytes());
+            // Answers "who holds this" until the lock is dropped.
+            let answerer = std::thread::Builder::new().name("weft-lock".into()).spawn(move || {
+                for s in answer.incoming() {
+                    match s {
+                        Ok(mut s) => {
+                            let _ = s.write_all(line.as_bytes());
+                        }
+                        Err(_) => return,
+                    }
                 }
             })?;
-            Ok(l)
+            Ok(ResourceLock { listener, answerer: Some(answerer) })
         }
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             bail!(

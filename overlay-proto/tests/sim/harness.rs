@@ -142,6 +142,8 @@ pub struct Sim {
     pub tap: Option<Vec<Flight>>,
     /// The network's identity (to build more nodes).
     pub network: Network,
+    /// When set, datagrams for which it returns true are lost (besides the link's own loss).
+    pub drop_if: Option<Box<dyn FnMut(&[u8]) -> bool>>,
     rng: ChaCha8Rng,
     seed: u64,
     flights: BinaryHeap<Reverse<Flight>>,
@@ -168,6 +170,7 @@ impl Sim {
             sent: Vec::new(),
             tap: None,
             network: Network::new(7),
+            drop_if: None,
             rng: ChaCha8Rng::seed_from_u64(seed),
             seed,
             flights: BinaryHeap::new(),
@@ -449,7 +452,8 @@ impl Sim {
         if let Some(tap) = &mut self.tap {
             tap.push(Flight { at: self.now, id: self.next_id, src, dst, data: data.clone() });
         }
-        if self.chance(self.link.loss) {
+        let dropped = self.drop_if.as_mut().is_some_and(|f| f(&data));
+        if dropped || self.chance(self.link.loss) {
             self.net.lost += 1;
             return;
         }
