@@ -103,6 +103,16 @@ pub fn status(c: ClientArgs) -> Result<()> {
             .collect();
         table("  ", &["CONTAINER", "IP", "MAC", "LINK"], &rows);
     }
+    for seed in v["engine"]["seeds"].as_array().into_iter().flatten() {
+        if seed["state"] != "connected" {
+            println!(
+                "seed {}: {} (no answer for {} s)",
+                text(&seed["address"]),
+                text(&seed["state"]),
+                seed["unanswered_secs"]
+            );
+        }
+    }
     print_peers(&v["engine"]["peers"]);
     let drops: Vec<String> = v["engine"]["counters"]
         .as_object()

@@ -289,6 +289,13 @@ fn prometheus_text(openmetrics: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_listener_port_in_use_is_an_error_naming_the_key() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = format!("{:#}", bind(taken.local_addr().unwrap()).unwrap_err());
+        assert!(err.contains("metrics.listen") && err.contains("\"off\""), "{err}");
+    }
     use super::*;
     use serde_json::json;
 

@@ -170,19 +170,19 @@ fn expired_and_not_yet_valid_certificates_give_the_dates() {
         4,
         "node.cert",
         &[
-            "expired at 2001-09-10 01:46:40 UTC",
-            "valid from 2001-09-09 01:46:40 UTC until 2001-09-10 01:46:40 UTC",
+            "expired at 2001-09-10T01:46:40Z",
+            "valid from 2001-09-09T01:46:40Z until 2001-09-10T01:46:40Z",
             "now is 20",
         ],
     );
     let future = 4_000_000_000; // 2096-10-02 07:06:40 UTC
     reissue(&dir.0, (now - day, future + day), (future, future + day));
     let e = check(&dir.0, CONFIG).unwrap_err();
-    assert_names(&dir.0, &e, 4, "node.cert", &["is not valid yet: valid from 2096-10-02 07:06:40 UTC"]);
+    assert_names(&dir.0, &e, 4, "node.cert", &["is not valid yet: valid from 2096-10-02T07:06:40Z"]);
     // An expired CA is named as node.ca.
     reissue(&dir.0, (1_000_000_000, 1_000_000_000 + day), (1_000_000_000, 1_000_000_000 + day));
     let e = check(&dir.0, CONFIG).unwrap_err();
-    assert_names(&dir.0, &e, 5, "node.ca", &["CA certificate", "expired at 2001-09-10 01:46:40 UTC"]);
+    assert_names(&dir.0, &e, 5, "node.ca", &["CA certificate", "expired at 2001-09-10T01:46:40Z"]);
 }
 
 #[test]

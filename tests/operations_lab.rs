@@ -199,3 +199,34 @@ fn a_restarted_member_that_is_no_seed_is_reachable_from_everyone_within_10s() {
     let h3 = peer(&peers_json(&lab, "h2"), "h3").clone();
     assert_eq!(h3["connected"], true, "h2 does not show the new session: {h3}");
 }
+
+/// A seed that never answers is reported where an operator looks: a warning in the log and
+/// `unreachable` in `weft status`, while the seed that works shows `connected`.
+#[test]
+fn an_unreachable_seed_is_reported_in_status_and_log() {
+    let lab = Lab::up(2, 0);
+    let cfg = lab.dir().join("h1/node.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).expect("h1 config");
+    let good = "\"10.200.0.2:51820\"";
+    assert!(text_cfg.contains(good), "h1 seeds on h2: {text_cfg}");
+    // Nobody listens at .99 on the lab's underlay: handshakes go unanswered.
+    std::fs::write(&cfg, text_cfg.replace(good, &format!("{good}, \"10.200.0.99:51820\""))).unwrap();
+    let out = lab.weft("h1", &["reload"]);
+    assert!(out.status.success(), "reload: {}", text(&out));
+    let t0 = Instant::now();
+    loop {
+        let out = lab.weft("h1", &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        let seeds = v["engine"]["seeds"].as_array().cloned().unwrap_or_default();
+        let state = |a: &str| seeds.iter().find(|s| s["address"] == a).map(|s| s["state"].clone());
+        if state("10.200.0.99:51820") == Some("unreachable".into()) {
+            assert_eq!(state("10.200.0.2:51820"), Some("connected".into()), "{seeds:?}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the dead seed is not reported: {seeds:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let shown = text(&lab.weft("h1", &["status"]));
+    assert!(shown.contains("seed 10.200.0.99:51820: unreachable"), "{shown}");
+    assert!(lab.log("h1").contains("seed does not answer"), "no warning in the log");
+}

@@ -100,7 +100,36 @@ struct StaticPeer {
     next_dial: Instant,
     backoff: Duration,
     dialing: bool,
+    /// Since when we dial it without an answer (`None`: reached, or not dialled yet).
+    unanswered_since: Option<Instant>,
+    /// Whether the operator was told that it does not answer (once per outage).
+    warned: bool,
 }
+
+impl StaticPeer {
+    fn new(addr: SocketAddr, now: Instant) -> Self {
+        Self {
+            addr,
+            next_dial: now,
+            backoff: DIAL_MIN,
+            dialing: false,
+            unanswered_since: None,
+            warned: false,
+        }
+    }
+
+    fn reached(&mut self) {
+        if self.warned {
+            info!(seed = %self.addr, "seed answers again");
+        }
+        self.unanswered_since = None;
+        self.warned = false;
+    }
+}
+
+/// A seed (or `[[peer]]` endpoint) dialled this long without an answer is reported: a warning
+/// in the log and `unreachable` in `weft status`.
+const SEED_UNANSWERED: Duration = Duration::from_secs(10);
 
 /// The engine's state.
 pub struct Engine {
@@ -149,10 +178,7 @@ impl Engine {
     ) -> Self {
         let now = Instant::now();
         let fdbs = shared.nets.iter().map(|_| Fdb::default()).collect();
-        let statics = static_peers
-            .iter()
-            .map(|&addr| StaticPeer { addr, next_dial: now, backoff: DIAL_MIN, dialing: false })
-            .collect();
+        let statics = static_peers.iter().map(|&addr| StaticPeer::new(addr, now)).collect();
         let mut e = Self {
             endpoint,
             shared,
@@ -347,7 +373,7 @@ impl Engine {
         self.statics.retain(|s| targets.contains(&s.addr));
         for &addr in targets {
             if !self.statics.iter().any(|s| s.addr == addr) {
-                self.statics.push(StaticPeer { addr, next_dial: now, backoff: DIAL_MIN, dialing: false });
+                self.statics.push(StaticPeer::new(addr, now));
             }
         }
     }
@@ -363,7 +389,18 @@ impl Engine {
         for s in &mut self.statics {
             if connected.contains(&s.addr) {
                 s.backoff = DIAL_MIN;
+                s.reached();
                 continue;
+            }
+            let since = *s.unanswered_since.get_or_insert(now);
+            if !s.warned && now.saturating_duration_since(since) >= SEED_UNANSWERED {
+                s.warned = true;
+                tracing::warn!(
+                    seed = %s.addr,
+                    "seed does not answer after {} s of handshake attempts; check membership.seeds \
+                     (another node's underlay IP:PORT) and that UDP reaches it",
+                    SEED_UNANSWERED.as_secs()
+                );
             }
             if !s.dialing && now >= s.next_dial {
                 debug!(addr = %s.addr, "dialing static peer");
@@ -431,6 +468,7 @@ impl Engine {
         if let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr) {
             s.dialing = false;
             if ok {
+                s.reached();
                 s.backoff = DIAL_MIN;
                 s.next_dial = now + DIAL_MIN;
             } else {

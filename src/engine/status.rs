@@ -116,7 +116,31 @@ impl Engine {
             "fdb_entries": fdb,
             "fdb": tables,
             "membership": membership_json(&self.members.layer.stats()),
+            "seeds": self.seeds_status(now),
         })
+    }
+}
+
+impl Engine {
+    /// Seeds and `[[peer]]` endpoints: `connected`, `dialing`, or `unreachable` after
+    /// [`super::SEED_UNANSWERED`] without an answer.
+    fn seeds_status(&self, now: Instant) -> Vec<Value> {
+        self.statics
+            .iter()
+            .map(|s| {
+                let waited = s.unanswered_since.map(|t| now.saturating_duration_since(t));
+                let state = match waited {
+                    None => "connected",
+                    Some(w) if w >= super::SEED_UNANSWERED => "unreachable",
+                    Some(_) => "dialing",
+                };
+                json!({
+                    "address": s.addr.to_string(),
+                    "state": state,
+                    "unanswered_secs": waited.map(|w| w.as_secs()),
+                })
+            })
+            .collect()
     }
 }
 

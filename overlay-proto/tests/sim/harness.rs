@@ -124,6 +124,9 @@ pub struct Sent {
     pub ready: bool,
 }
 
+/// Decides which datagrams the link loses on purpose (true: lost).
+pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool>;
+
 /// The simulation.
 pub struct Sim {
     /// The instant simulated time counts from.
@@ -143,7 +146,7 @@ pub struct Sim {
     /// The network's identity (to build more nodes).
     pub network: Network,
     /// When set, datagrams for which it returns true are lost (besides the link's own loss).
-    pub drop_if: Option<Box<dyn FnMut(&[u8]) -> bool>>,
+    pub drop_if: Option<DropFilter>,
     rng: ChaCha8Rng,
     seed: u64,
     flights: BinaryHeap<Reverse<Flight>>,
