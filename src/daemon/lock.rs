@@ -163,21 +163,42 @@ fn lock_resource(r: &Resource, who: &str) -> Result<ResourceLock> {
     }
 }
 
-/// Who holds an abstract lock, as its holder describes itself.
+/// Who holds an abstract lock, as its holder describes itself. Abstract names carry no
+/// permissions, so any local process could squat one (as it could squat the UDP port): the
+/// kernel's word on the holder's pid and uid is added when it is not root.
 fn holder(addr: &UnixAddr) -> String {
-    let read = || -> std::io::Result<String> {
-        let mut s = UnixStream::connect_addr(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(1)))?;
-        let mut line = String::new();
-        let mut buf = [0u8; 512];
-        let n = s.read(&mut buf)?;
-        line.push_str(String::from_utf8_lossy(&buf[..n]).trim());
-        Ok(line)
+    let Ok(mut s) = UnixStream::connect_addr(addr) else {
+        return "a process that did not say who it is".to_owned();
     };
-    match read() {
-        Ok(l) if !l.is_empty() => l,
-        _ => "a process that did not say who it is".to_owned(),
+    let cred = peer_cred(&s);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 512];
+    let said =
+        s.read(&mut buf).map(|n| String::from_utf8_lossy(&buf[..n]).trim().to_owned()).unwrap_or_default();
+    match cred {
+        Some((pid, 0)) if said.is_empty() => format!("pid {pid}, which did not say who it is"),
+        Some((_, 0)) => said,
+        Some((pid, uid)) => format!("pid {pid} of uid {uid}, not root: not a weft daemon"),
+        None if said.is_empty() => "a process that did not say who it is".to_owned(),
+        None => said,
     }
+}
+
+/// The pid and uid of the process at the other end of a unix stream (SO_PEERCRED).
+fn peer_cred(s: &UnixStream) -> Option<(i32, u32)> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred we own.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some((cred.pid, cred.uid))
 }
 
 #[cfg(test)]

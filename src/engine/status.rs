@@ -162,6 +162,7 @@ fn membership_json(s: &crate::membership::MembershipStats) -> Value {
         transmit_dropped,
         own_record_too_large,
         turn_undead_challenged,
+        suspicions_expired,
     } = *s;
     json!({
         "messages_in": messages_in,
@@ -178,6 +179,7 @@ fn membership_json(s: &crate::membership::MembershipStats) -> Value {
         "transmit_dropped": transmit_dropped,
         "own_record_too_large": own_record_too_large,
         "turn_undead_challenged": turn_undead_challenged,
+        "suspicions_expired": suspicions_expired,
     })
 }
 
@@ -197,7 +199,7 @@ mod tests {
         assert_eq!(v["messages_in"], 7);
         assert_eq!(v["bytes_out"], 1500);
         assert_eq!(v["turn_undead_challenged"], 1);
-        assert_eq!(v.as_object().map(|o| o.len()), Some(14));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(15));
         assert!(v.as_object().unwrap().values().all(|n| n.is_u64()), "{v}");
     }
 }

@@ -119,6 +119,8 @@ pub struct MembershipStats {
     pub own_record_too_large: u64,
     /// "You are down" messages we asked their sender to confirm.
     pub turn_undead_challenged: u64,
+    /// Suspicions learned by gossip that nobody resolved in time, declared down here.
+    pub suspicions_expired: u64,
 }
 
 #[derive(Debug)]
@@ -157,6 +159,9 @@ pub struct Membership {
     pulls: BTreeMap<NodeKey, PendingPull>,
     seeds: BTreeMap<NodeKey, Seed>,
     undead_challenges: BTreeMap<NodeKey, Instant>,
+    /// Suspicions we hold, with the identity and incarnation suspected and since when (see
+    /// `expire_suspicions`).
+    suspicions: BTreeMap<NodeKey, (SwimId, foca::Incarnation, Instant)>,
     transmits: VecDeque<(NodeKey, Vec<u8>)>,
     events: VecDeque<MemberEvent>,
     rng: SmallRng,
@@ -197,6 +202,7 @@ impl Membership {
             pulls: BTreeMap::new(),
             seeds: BTreeMap::new(),
             undead_challenges: BTreeMap::new(),
+            suspicions: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rng,
@@ -405,7 +411,47 @@ impl Membership {
         self.tombstones.retain(|_, (_, until)| *until > now);
         self.undead_challenges.retain(|_, deadline| *deadline > now);
         self.retune_swim();
+        self.expire_suspicions(now);
         self.drain_swim(now);
+    }
+
+    /// SWIM as the paper has it (§4.2): every member that learns a suspicion starts its own
+    /// timer and declares the member down when it expires unrefuted. foca starts a timer only
+    /// at the member whose probe failed, so a suspicion learned by gossip lasts forever when
+    /// that timer is lost (its owner renewed its identity after a partition, or restarted) and
+    /// the suspect never hears of it: seen as a member stuck "suspect" for minutes after a
+    /// partition healed. Declaring it down with a broadcast ends that either way: a dead member
+    /// is gone, a live one learns it was declared down and rejoins under a renewed identity.
+    ///
+    /// The local timer runs twice foca's: the prober's verdict or the suspect's refutation
+    /// normally arrives well before, so under loss this adds no false downs of its own.
+    fn expire_suspicions(&mut self, now: Instant) {
+        let timeout = self.swim_tuned.1 * 2;
+        let suspected: BTreeMap<NodeKey, (SwimId, foca::Incarnation)> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Suspect)
+            .map(|m| (m.id().key, (m.id().clone(), m.incarnation())))
+            .collect();
+        // A refutation (new incarnation), a renewed identity or a verdict ends a suspicion.
+        self.suspicions.retain(|k, (id, inc, _)| suspected.get(k) == Some(&(id.clone(), *inc)));
+        let mut expired = Vec::new();
+        for (key, (id, inc)) in suspected {
+            let (_, _, since) = self.suspicions.entry(key).or_insert((id.clone(), inc, now));
+            if now.saturating_duration_since(*since) >= timeout {
+                expired.push(foca::Member::new(id, inc, foca::State::Down));
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        for m in &expired {
+            self.suspicions.remove(&m.id().key);
+        }
+        self.stats.suspicions_expired += expired.len() as u64;
+        if let Err(e) = self.foca.apply_many(expired.into_iter(), true, &mut self.swim_out) {
+            tracing::trace!(error = %e, "SWIM apply");
+        }
     }
 
     fn remove_if_dead(&mut self, now: Instant, key: NodeKey) {

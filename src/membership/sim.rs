@@ -286,6 +286,7 @@ impl Sim {
             t.transmit_dropped += s.transmit_dropped;
             t.own_record_too_large += s.own_record_too_large;
             t.turn_undead_challenged += s.turn_undead_challenged;
+            t.suspicions_expired += s.suspicions_expired;
         }
         t
     }
