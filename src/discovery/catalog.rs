@@ -190,6 +190,13 @@ pub struct Announced {
     pub container: Option<String>,
 }
 
+/// Whether other nodes believe a member's instance at `ip`: inside the subnets its
+/// certificate lets it source, or at its own underlay address. The one rule for the engine
+/// (what it accepts from members) and the registry (what it refuses to register).
+pub fn believable(subnets: &[ipnet::IpNet], underlay: IpAddr, ip: IpAddr) -> bool {
+    ip == underlay || subnets.iter().any(|n| n.contains(&ip))
+}
+
 /// Encodes our announced instances for the record's `services` bytes.
 pub fn encode(list: &[Announced]) -> Vec<u8> {
     postcard::to_allocvec(list).unwrap_or_default()

@@ -140,7 +140,7 @@ fn decode_lenient(r: &Record, cert: Option<&Arc<NodeCert>>) -> Vec<Announced> {
     match catalog::decode(&r.services) {
         Ok(list) => list
             .into_iter()
-            .filter(|s| cert.is_none_or(|c| c.may_source(s.ip) || s.ip == r.endpoint.ip()))
+            .filter(|s| cert.is_none_or(|c| catalog::believable(&c.subnets, r.endpoint.ip(), s.ip)))
             .collect(),
         Err(e) => {
             debug!(node = %r.name, %e, "services of a member refused");
