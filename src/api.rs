@@ -332,8 +332,8 @@ impl<'de, const MAX: u64> Deserialize<'de> for UInt<MAX> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::NetInfo;
     use crate::discovery::registry::{OwnAddresses, Registry};
+    use crate::plane::NetInfo;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A control context with one network and no engine (status and catalog answer 503).

@@ -16,11 +16,11 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::{resolv_conf, Request, MAX_REQUEST};
-use crate::dataplane::{EngineMsg, NetInfo};
 use crate::discovery::registry::{Registry, Source};
-use crate::engine::ControlMsg;
 use crate::ipam::{mac_string, parse_mac, Lease, Leases};
 use crate::netlink::{self, Netlink};
+use crate::plane::ControlMsg;
+use crate::plane::{EngineMsg, NetInfo};
 use std::collections::BTreeMap;
 
 /// What the control server works with.

@@ -24,15 +24,17 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::control::{self, ControlCtx};
-use crate::dataplane::{self, EngineMsg, Shared};
+use crate::dataplane;
 use crate::discovery::directory::Directory;
 use crate::discovery::registry::{Registry, Source};
 use crate::dns::{DnsServer, DnsSettings};
-use crate::engine::{ControlMsg, Engine, Members};
+use crate::engine::driver::Driver;
+use crate::engine::{Engine, Members};
 use crate::ipam::Leases;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
 use crate::netlink::Netlink;
 use crate::pki;
+use crate::plane::{ControlMsg, EngineMsg, Shared};
 
 /// Handshakes per second above which initiators must present a cookie.
 const HANDSHAKE_RATE_LIMIT: u32 = 500;
@@ -173,9 +175,10 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         }
     };
     let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone(), Arc::clone(&directory));
-    let mut engine =
-        Engine::new(endpoint, Arc::clone(&shared), sockets.udp[0].try_clone()?, &cfg.dial_targets(), members);
-    engine.set_policies(
+    let engine =
+        Engine::new(Instant::now(), wall, endpoint, Arc::clone(&shared), &cfg.dial_targets(), members);
+    let mut driver = Driver::new(engine, Arc::clone(&shared), sockets.udp[0].try_clone()?);
+    driver.engine().set_policies(
         cfg.networks.iter().map(|n| Arc::new(crate::policy::Compiled::new(n.policy.clone()))).collect(),
         &id.cert.name,
         &id.cert.groups,
@@ -186,10 +189,10 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     };
     let registry = Registry::new(cfg.networks.iter().map(|n| (n.name.clone(), n.vni.get())), own);
     for (net, mac, ip, lease) in &recovered {
-        engine.add_local(*net, *mac, *ip, &lease.name, lease.labels.clone());
+        driver.engine().add_local(Instant::now(), *net, *mac, *ip, &lease.name, lease.labels.clone());
     }
     let engine_thread =
-        std::thread::Builder::new().name("weft-engine".into()).spawn(move || engine.run(rx))?;
+        std::thread::Builder::new().name("weft-engine".into()).spawn(move || driver.run(rx))?;
     let mut workers = Vec::new();
     for (i, udp) in sockets.udp.into_iter().enumerate() {
         let shared = Arc::clone(&shared);

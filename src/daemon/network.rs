@@ -12,11 +12,11 @@ use tracing::{info, warn};
 
 use crate::config::{Config, Encryption, Network};
 use crate::dataplane::frame::Mac;
-use crate::dataplane::NetInfo;
 use crate::device::Tap;
 use crate::ipam::Lease;
 use crate::ipam::{parse_mac, Leases};
 use crate::netlink::Netlink;
+use crate::plane::NetInfo;
 
 /// MTU of the bridge ports the daemon owns (TAP, host ends of container veths): the largest a
 /// TAP takes. The bridge itself and the containers' interfaces carry the overlay MTU.

@@ -13,7 +13,7 @@ use crate::config::{Config, Network};
 use crate::control::ControlCtx;
 use crate::discovery::directory::Directory;
 use crate::dns::DnsServer;
-use crate::engine::ControlMsg;
+use crate::plane::ControlMsg;
 use crate::policy::Compiled;
 
 /// Sets the log filter (from the `[node] log_level` of a reloaded file); errors if invalid.

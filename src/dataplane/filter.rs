@@ -7,29 +7,14 @@
 //! compiled rules: no allocation, no lock but the conntrack shard's.
 
 use overlay_proto::PeerId;
-use std::net::IpAddr;
-use std::sync::Arc;
 
-use super::tables::Tables;
+use super::tables::{ct_owner, Tables};
 use super::{inc, Shared};
-use crate::policy::{flow, Compiled, Direction, Identity, Mask, Parsed, Verdict};
-
-/// One network's policy, as workers need it.
-#[derive(Debug, Clone)]
-pub struct PolicyTables {
-    /// The rules.
-    pub compiled: Arc<Compiled>,
-    /// Masks of our own containers (and gateway) by address.
-    pub local: super::tables::Map<IpAddr, Mask>,
-    /// Masks of members' announced containers by address, with the member that owns them.
-    pub remote: super::tables::Map<IpAddr, (PeerId, Mask)>,
-    /// Our node name and certificate groups (for local addresses that are not containers).
-    pub me: Arc<(String, Vec<String>)>,
-}
+use crate::policy::{flow, Direction, Identity, Parsed, Verdict};
 
 /// Seconds since the daemon started: the conntrack clock.
 pub fn now_secs(shared: &Shared) -> u32 {
-    u32::try_from(shared.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    shared.conntrack_secs(std::time::Instant::now())
 }
 
 /// Whether `frame` may pass. `dir` is relative to this host; `peer` is the authenticated
@@ -93,9 +78,4 @@ pub fn allows(
             false
         }
     }
-}
-
-/// The conntrack owner id of a peer (0 stands for "no peer").
-pub fn ct_owner(p: PeerId) -> u64 {
-    u64::from(p.0) + 1
 }

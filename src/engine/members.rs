@@ -5,9 +5,8 @@
 //! are believed, so a member cannot claim another node's addresses.
 
 use overlay_proto::cert::{CaCert, NodeCert};
-use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
-use overlay_proto::{Encapsulated, PeerId};
+use overlay_proto::PeerId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -116,12 +115,8 @@ impl Engine {
     fn send_gossip(&mut self, now: Instant, to: NodeKey, hint: Option<SocketAddr>, bytes: &[u8]) {
         let hint = hint.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
         let peer = self.endpoint.add_peer(to.0, hint);
-        let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + 4 + bytes.len() + TAG_LEN];
-        let Ok(n) = Inner::Gossip(bytes).emit(&mut buf[TRANSPORT_HEADER_LEN..]) else { return };
-        match self.endpoint.encapsulate(now, peer, &mut buf, n) {
-            Ok(Encapsulated::Ready { dst, len }) => self.send(dst, &buf[..len]),
-            Ok(Encapsulated::Queued) => {}
-            Err(e) => trace!(%peer, %e, "gossip not sent"),
+        if let Err(e) = self.send_inner(now, peer, &Inner::Gossip(bytes)) {
+            trace!(%peer, %e, "gossip not sent");
         }
     }
 
@@ -136,7 +131,7 @@ impl Engine {
                 return;
             }
         };
-        let unix = crate::pki::unix_now();
+        let unix = self.unix_secs(now);
         if cert.verify(&self.members.ca, unix).is_err()
             || cert.public_key != key.0
             || cert.name != record.name

@@ -1,99 +1,89 @@
-//! The engine: one thread that owns the protocol [`Endpoint`] and the forwarding databases.
-//! It takes what workers cannot do alone (handshakes, frames for peers without a session,
-//! learning, roaming) and the control API's requests, runs the timers, sends what the endpoint
-//! emits, and republishes the workers' snapshot whenever anything they read changed.
+//! The engine: a state machine that owns the protocol [`Endpoint`], the membership layer and
+//! the forwarding databases. It takes what workers cannot do alone (handshakes, frames for
+//! peers without a session, learning, roaming) and the control API's requests, runs the
+//! timers, and republishes the workers' snapshot whenever anything they read changed.
+//!
+//! It does no I/O and never reads the clock, like overlay-proto's `Endpoint`: inputs are
+//! [`Engine::handle`] and [`Engine::handle_timeout`] (plus one method per control request),
+//! each with `now`; outputs are pulled with [`Engine::poll_transmit`] (datagrams to send),
+//! [`Engine::poll_event`] (frames to deliver, answered probes) and [`Engine::poll_timeout`].
+//! After every input, drain transmits and events before the next one. The thread, socket, TAP
+//! writes and channels live in [`driver`]; the simulation in `sim` drives several engines on a
+//! fake network with a fake clock.
 
+use overlay_proto::consts::INNER_HEADER_LEN;
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
-use overlay_proto::{DatagramError, Encapsulated, Endpoint, Event, PeerId, Received};
-use serde_json::Value;
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use overlay_proto::{
+    DatagramError, EncapError, Encapsulated, Endpoint, Event as ProtoEvent, PeerId, Received, Transmit,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, trace};
 
 use crate::dataplane::frame::Mac;
-use crate::dataplane::tables::{Loc, PeerEntry, Tables};
-use crate::dataplane::{deliver, EngineMsg, Shared};
-use crate::fdb::{Fdb, Learned};
 use crate::membership::{ContainerEntry, NodeKey};
+use crate::plane::tables::{Loc, PeerEntry, Tables};
+use crate::plane::{Shared, WorkerMsg};
+use fdb::{Fdb, Learned};
 
 mod discovery;
+pub mod driver;
+pub mod fdb;
 mod members;
 mod policy;
 mod probe;
+#[cfg(test)]
+mod sim;
 mod status;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use members::Members;
 
-/// Requests from the control API.
+/// What the engine asks its driver to do besides sending datagrams.
 #[derive(Debug)]
-pub enum ControlMsg {
-    /// A container was attached: its MAC and IP are local.
-    AddLocal {
+pub enum Event {
+    /// A frame from `peer` for network `net`: `buf[at..]` is the Ethernet frame, with room for
+    /// the TAP's virtio-net header before it. The driver applies the data path's checks
+    /// (source, policy) and writes it to the network's TAP.
+    Deliver {
+        /// The authenticated sender.
+        peer: PeerId,
         /// Network index.
         net: usize,
-        /// Container MAC.
-        mac: Mac,
-        /// Container IP.
-        ip: IpAddr,
-        /// Container name.
-        name: String,
-        /// Its labels (policy selectors, announced with it).
-        labels: BTreeMap<String, String>,
+        /// Frame with headroom.
+        buf: Vec<u8>,
+        /// Where the frame starts.
+        at: usize,
     },
-    /// A container was detached.
-    RemoveLocal {
-        /// Network index.
-        net: usize,
-        /// Container MAC.
-        mac: Mac,
+    /// A probe started with [`Engine::ping`] was answered, or timed out.
+    Pinged {
+        /// The id `ping` returned.
+        id: u64,
+        /// What came of it.
+        result: Result<Pinged, String>,
     },
-    /// Report peers and counters.
-    Status(tokio::sync::oneshot::Sender<Value>),
-    /// Replace the service instances our record announces.
-    SetServices(Vec<crate::discovery::catalog::Announced>),
-    /// Report the cluster-wide catalog (nodes, services with health).
-    Catalog(tokio::sync::oneshot::Sender<Value>),
-    /// Which rule decides a flow, on this node's side(s).
-    PolicyExplain {
-        /// Network index.
-        net: usize,
-        /// Source: container name or address.
-        from: String,
-        /// Destination: container name or address.
-        to: String,
-        /// IP protocol number.
-        proto: u8,
-        /// Destination port (TCP/UDP).
-        port: Option<u16>,
-        /// The answer.
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
-    },
-    /// Every network's policy with counters.
-    PolicyStatus(tokio::sync::oneshot::Sender<Value>),
-    /// New compiled policies, one per network (reload).
-    SetPolicies(Vec<Arc<crate::policy::Compiled>>),
-    /// New dial targets (seeds and static peers) after a reload.
-    SetDialTargets(Vec<SocketAddr>),
-    /// An overlay probe to a member (by name, public key or endpoint); answered with the RTT.
-    Ping {
-        /// The member.
-        peer: String,
-        /// The answer.
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
-    },
-    /// Stop the engine.
-    Stop,
 }
 
-/// Longest the engine sleeps between timer checks.
-const TICK: Duration = Duration::from_millis(100);
+/// An answered probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pinged {
+    /// The member, as it was asked for.
+    pub peer: String,
+    /// Its underlay endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Round-trip time through the tunnel.
+    pub rtt: Duration,
+}
+
 /// Re-dial backoff bounds for static peers.
 const DIAL_MIN: Duration = Duration::from_secs(1);
 const DIAL_MAX: Duration = Duration::from_secs(30);
+/// Longest the engine waits between timer passes (FDB ageing, publishing, seeds' state).
+pub const TICK: Duration = Duration::from_millis(100);
 
 struct StaticPeer {
     addr: SocketAddr,
@@ -131,11 +121,18 @@ impl StaticPeer {
 /// in the log and `unreachable` in `weft status`.
 const SEED_UNANSWERED: Duration = Duration::from_secs(10);
 
+/// At most one handshake per member per this long in answer to datagrams on unknown sessions
+/// (a spoofed flood of them costs one handshake per member per period, never more).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The engine's state.
 pub struct Engine {
     endpoint: Endpoint,
     shared: Arc<Shared>,
-    udp: UdpSocket,
+    /// `now` and the wall clock at the same moment (certificates are checked in wall time).
+    wall: (Instant, Duration),
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
     fdbs: Vec<Fdb>,
     statics: Vec<StaticPeer>,
     published: Option<u64>,
@@ -158,31 +155,31 @@ pub struct Engine {
     next_rtt_probe: Instant,
     /// Members by underlay endpoint (rebuilt with every snapshot), to recognise a member that
     /// sends on a session we do not have.
-    by_endpoint: std::collections::HashMap<SocketAddr, PeerId>,
+    by_endpoint: BTreeMap<SocketAddr, PeerId>,
     /// When each member may next be re-handshaken for sending on an unknown session.
     resync_after: BTreeMap<PeerId, Instant>,
+    /// Learned MACs refused (bound to another owner, or the table was full).
+    learn_refused: u64,
 }
 
-/// At most one handshake per member per this long in answer to datagrams on unknown sessions
-/// (a spoofed flood of them costs one handshake per member per period, never more).
-const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
-
 impl Engine {
-    /// An engine that sends through `udp` (a clone of a worker socket).
+    /// An engine that publishes into `shared.tables`; `wall` is the wall-clock time at `now`.
     pub(crate) fn new(
+        now: Instant,
+        wall: Duration,
         endpoint: Endpoint,
         shared: Arc<Shared>,
-        udp: UdpSocket,
         static_peers: &[SocketAddr],
         members: Members,
     ) -> Self {
-        let now = Instant::now();
         let fdbs = shared.nets.iter().map(|_| Fdb::default()).collect();
         let statics = static_peers.iter().map(|&addr| StaticPeer::new(addr, now)).collect();
         let mut e = Self {
             endpoint,
             shared,
-            udp,
+            wall: (now, wall),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
             fdbs,
             statics,
             published: None,
@@ -199,127 +196,182 @@ impl Engine {
             rtt_probes: BTreeMap::new(),
             rtt: BTreeMap::new(),
             next_rtt_probe: now + probe::RTT_PERIOD,
-            by_endpoint: Default::default(),
+            by_endpoint: BTreeMap::new(),
             resync_after: BTreeMap::new(),
+            learn_refused: 0,
         };
         // Workers must never see a snapshot without the networks.
-        e.publish();
+        e.publish(now);
         e
     }
 
-    /// Local entries known before the workers start (leases recovered after a restart).
+    /// A container attached on this host (or recovered from its lease at start): its MAC and
+    /// IP are local, and our record announces it.
     pub fn add_local(
         &mut self,
+        now: Instant,
         net: usize,
         mac: Mac,
         ip: IpAddr,
         name: &str,
         labels: BTreeMap<String, String>,
     ) {
-        let now = Instant::now();
+        let Some(info) = self.shared.nets.get(net) else { return };
+        let vni = info.vni.get();
         self.fdbs[net].add_local(mac, Some(ip), now);
-        let vni = self.shared.nets[net].vni.get();
         self.local_containers.insert((net, mac), members::entry(vni, mac, ip, name, labels));
         self.announce_containers(now);
         self.dirty = true;
     }
 
-    /// Runs until a `Stop` arrives or every sender is gone.
-    pub fn run(mut self, rx: Receiver<EngineMsg>) {
-        self.publish();
-        loop {
-            let now = Instant::now();
-            let next =
-                [self.endpoint.poll_timeout(), self.members.layer.poll_timeout()].into_iter().flatten().min();
-            let wait = next.map(|t| t.saturating_duration_since(now)).unwrap_or(TICK).min(TICK);
-            match rx.recv_timeout(wait) {
-                Ok(EngineMsg::Control(ControlMsg::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            // Drain what queued up meanwhile before the (comparatively) slow timer pass.
-            for _ in 0..256 {
-                match rx.try_recv() {
-                    Ok(EngineMsg::Control(ControlMsg::Stop)) => return,
-                    Ok(msg) => self.handle(msg),
-                    Err(_) => break,
-                }
-            }
-            let now = Instant::now();
-            self.endpoint.handle_timeout(now);
-            self.members.layer.handle_timeout(now);
-            self.dial_statics(now);
-            self.flush_members(now);
-            self.flush(now);
-            self.publish_directory();
-            self.expire_conntrack(now);
-            self.expire_probes(now);
-            self.probe_peers(now);
+    /// A container was detached.
+    pub fn remove_local(&mut self, now: Instant, net: usize, mac: &Mac) {
+        if let Some(f) = self.fdbs.get_mut(net) {
+            f.remove_local(mac);
+            self.local_containers.remove(&(net, *mac));
+            self.announce_containers(now);
+            self.dirty = true;
         }
     }
 
-    fn handle(&mut self, msg: EngineMsg) {
-        let now = Instant::now();
+    /// Replaces the static dial targets (reload): new ones are dialled now, removed ones are
+    /// no longer redialled; sessions already up are untouched.
+    pub fn set_dial_targets(&mut self, now: Instant, targets: &[SocketAddr]) {
+        self.statics.retain(|s| targets.contains(&s.addr));
+        for &addr in targets {
+            if !self.statics.iter().any(|s| s.addr == addr) {
+                self.statics.push(StaticPeer::new(addr, now));
+            }
+        }
+    }
+
+    /// One message from a worker.
+    pub fn handle(&mut self, now: Instant, msg: WorkerMsg) {
         match msg {
-            EngineMsg::Datagram { from, mut bytes } => {
+            WorkerMsg::Datagram { from, mut bytes } => {
                 match self.endpoint.handle_datagram(now, from, &mut bytes) {
-                    Ok(Received::Payload { peer, payload }) => self.inner(now, peer, &mut bytes, payload),
+                    Ok(Received::Payload { peer, payload }) => self.inner(now, peer, bytes, payload),
                     Ok(Received::Consumed) => {}
                     Err(DatagramError::UnknownIndex) => self.unknown_session(now, from),
                     Err(e) => trace!(%e, "datagram dropped"),
                 }
             }
-            EngineMsg::Unroutable { peer, payload } => {
+            WorkerMsg::Unroutable { peer, payload } => {
                 let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + payload.len() + TAG_LEN];
                 buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + payload.len()].copy_from_slice(&payload);
-                match self.endpoint.encapsulate(now, peer, &mut buf, payload.len()) {
-                    Ok(Encapsulated::Ready { dst, len }) => self.send(dst, &buf[..len]),
-                    Ok(Encapsulated::Queued) => {}
-                    Err(e) => trace!(%peer, %e, "unroutable frame dropped"),
+                if let Err(e) = self.seal(now, peer, buf, payload.len()) {
+                    trace!(%peer, %e, "unroutable frame dropped");
                 }
             }
-            EngineMsg::Inner { peer, bytes } => {
-                let mut b = bytes;
-                let len = b.len();
-                self.inner(now, peer, &mut b, 0..len);
+            WorkerMsg::Inner { peer, bytes } => {
+                let len = bytes.len();
+                self.inner(now, peer, bytes, 0..len);
             }
-            EngineMsg::Learn { net, mac, ip, loc } => {
+            WorkerMsg::Learn { net, mac, ip, loc } => {
                 if let Some(f) = self.fdbs.get_mut(net) {
                     match f.learn(mac, ip, loc, now) {
                         Learned::Ok => self.dirty = true,
                         Learned::Conflict | Learned::Full => {
-                            crate::dataplane::inc(&self.shared.stats.drop_spoof);
+                            self.learn_refused += 1;
+                            crate::plane::inc(&self.shared.stats.drop_spoof);
                         }
                     }
                 }
             }
-            EngineMsg::Roamed { peer, addr } => self.endpoint.note_roamed(peer, addr),
-            EngineMsg::Control(c) => self.control(now, c),
+            WorkerMsg::Roamed { peer, addr } => self.endpoint.note_roamed(peer, addr),
+        }
+        self.drain(now);
+    }
+
+    /// The timer pass: protocol and membership timers, seeds, probes, ageing, and publishing
+    /// the snapshot and the DNS directory when they changed. The driver runs it after every
+    /// batch of inputs too, so what a batch changed reaches the workers at once.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.members.layer.handle_timeout(now);
+        self.dial_statics(now);
+        self.drain(now);
+        for f in &mut self.fdbs {
+            if f.expire(now) {
+                self.dirty = true;
+            }
+        }
+        self.publish_if_changed(now);
+        self.publish_directory();
+        self.expire_conntrack(now);
+        self.expire_probes(now);
+        self.probe_peers(now);
+        self.drain(now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] is next due: the earliest protocol or membership timer,
+    /// and at most [`TICK`] after `now` for the engine's own periodic work.
+    pub fn poll_timeout(&self, now: Instant) -> Instant {
+        [self.endpoint.poll_timeout(), self.members.layer.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .fold(now + TICK, Instant::min)
+    }
+
+    /// Wall-clock seconds at `now`.
+    fn unix_secs(&self, now: Instant) -> u64 {
+        let (at, wall) = self.wall;
+        match now.checked_duration_since(at) {
+            Some(d) => (wall + d).as_secs(),
+            None => wall.saturating_sub(at.saturating_duration_since(now)).as_secs(),
         }
     }
 
-    /// An inner payload the engine decrypted (or a worker handed over).
-    fn inner(&mut self, now: Instant, peer: PeerId, buf: &mut [u8], range: std::ops::Range<usize>) {
+    /// Seals the inner payload at `buf[TRANSPORT_HEADER_LEN..][..len]` for `peer` and queues
+    /// the datagram (or the endpoint queues the payload behind a handshake).
+    fn seal(&mut self, now: Instant, peer: PeerId, mut buf: Vec<u8>, len: usize) -> Result<(), EncapError> {
+        match self.endpoint.encapsulate(now, peer, &mut buf, len)? {
+            Encapsulated::Ready { dst, len } => {
+                buf.truncate(len);
+                self.transmits.push_back(Transmit { dst, payload: buf });
+            }
+            Encapsulated::Queued => {}
+        }
+        Ok(())
+    }
+
+    /// Emits `inner` into a fresh datagram buffer and seals it for `peer`.
+    fn send_inner(&mut self, now: Instant, peer: PeerId, inner: &Inner<'_>) -> Result<(), EncapError> {
+        let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + inner.buffer_len() + TAG_LEN];
+        let Ok(len) = inner.emit(&mut buf[TRANSPORT_HEADER_LEN..]) else {
+            // Every inner payload the engine makes fits the buffer sized for it.
+            return Ok(());
+        };
+        self.seal(now, peer, buf, len)
+    }
+
+    /// An inner payload the engine decrypted (or a worker handed over): `buf[range]`.
+    fn inner(&mut self, now: Instant, peer: PeerId, buf: Vec<u8>, range: std::ops::Range<usize>) {
         match Inner::parse(&buf[range.clone()]) {
             Ok(Inner::Frame { vni, .. }) => {
                 // A frame on a session the workers did not know yet: publish, then deliver.
-                self.publish_if_changed();
-                let tables = self.shared.tables.load();
-                if let Some(net) = tables.net_of(vni) {
-                    if range.start + 4 >= crate::device::VNET_HDR_LEN {
-                        deliver(&self.shared, &tables, peer, net, 0, &mut buf[..range.end], range.start + 4);
+                self.publish_if_changed(now);
+                let at = range.start + INNER_HEADER_LEN;
+                if let Some(net) = self.shared.nets.iter().position(|n| n.vni == vni) {
+                    if at >= crate::device::VNET_HDR_LEN {
+                        let mut buf = buf;
+                        buf.truncate(range.end);
+                        self.events.push_back(Event::Deliver { peer, net, buf, at });
                     }
                 }
             }
             Ok(Inner::Probe(id)) => {
-                let mut out = [0u8; TRANSPORT_HEADER_LEN + 12 + TAG_LEN];
-                let n =
-                    Inner::ProbeReply(id).emit(&mut out[TRANSPORT_HEADER_LEN..]).expect("room for a probe");
-                if let Ok(Encapsulated::Ready { dst, len }) =
-                    self.endpoint.encapsulate(now, peer, &mut out, n)
-                {
-                    self.send(dst, &out[..len]);
-                }
+                let _ = self.send_inner(now, peer, &Inner::ProbeReply(id));
             }
             Ok(Inner::ProbeReply(id)) => self.probe_reply(now, peer, id),
             Ok(Inner::Gossip(bytes)) => {
@@ -328,53 +380,6 @@ impl Engine {
             }
             Ok(other) => trace!(%peer, kind = ?other.kind(), "inner payload ignored"),
             Err(e) => trace!(%peer, %e, "bad inner payload"),
-        }
-    }
-
-    fn control(&mut self, now: Instant, c: ControlMsg) {
-        match c {
-            ControlMsg::AddLocal { net, mac, ip, name, labels } => {
-                if net < self.fdbs.len() {
-                    self.add_local(net, mac, ip, &name, labels);
-                }
-            }
-            ControlMsg::RemoveLocal { net, mac } => {
-                if let Some(f) = self.fdbs.get_mut(net) {
-                    f.remove_local(&mac);
-                    self.local_containers.remove(&(net, mac));
-                    self.announce_containers(now);
-                    self.dirty = true;
-                }
-            }
-            ControlMsg::Status(reply) => {
-                let _ = reply.send(self.status(now));
-            }
-            ControlMsg::SetServices(list) => self.set_services(now, list),
-            ControlMsg::Catalog(reply) => {
-                self.publish_directory();
-                let _ = reply.send(self.catalog());
-            }
-            ControlMsg::PolicyExplain { net, from, to, proto, port, reply } => {
-                let _ = reply.send(self.explain(net, &from, &to, proto, port));
-            }
-            ControlMsg::PolicyStatus(reply) => {
-                let _ = reply.send(self.policy_status());
-            }
-            ControlMsg::SetPolicies(p) => self.replace_policies(p),
-            ControlMsg::SetDialTargets(targets) => self.set_dial_targets(now, &targets),
-            ControlMsg::Ping { peer, reply } => self.ping(now, &peer, reply),
-            ControlMsg::Stop => {}
-        }
-    }
-
-    /// Replaces the static dial targets (reload): new ones are dialled now, removed ones are
-    /// no longer redialled; sessions already up are untouched.
-    fn set_dial_targets(&mut self, now: Instant, targets: &[SocketAddr]) {
-        self.statics.retain(|s| targets.contains(&s.addr));
-        for &addr in targets {
-            if !self.statics.iter().any(|s| s.addr == addr) {
-                self.statics.push(StaticPeer::new(addr, now));
-            }
         }
     }
 
@@ -410,40 +415,42 @@ impl Engine {
         }
     }
 
-    fn flush(&mut self, now: Instant) {
+    /// Collects what the endpoint and the membership layer want sent, and acts on what they
+    /// report.
+    fn drain(&mut self, now: Instant) {
+        self.flush_members(now);
         while let Some(t) = self.endpoint.poll_transmit() {
-            self.send(t.dst, &t.payload);
+            self.transmits.push_back(t);
         }
         while let Some(e) = self.endpoint.poll_event() {
             match e {
-                Event::Dialed { addr, peer } => {
+                ProtoEvent::Dialed { addr, peer } => {
                     self.static_done(addr, true, now);
                     debug!(%addr, %peer, "dial reached a member");
                     if let Some(info) = self.endpoint.peer_info(peer) {
                         self.members.layer.add_seed(now, NodeKey(info.key), addr);
                     }
                 }
-                Event::DialFailed { addr } => {
+                ProtoEvent::DialFailed { addr } => {
                     self.static_done(addr, false, now);
                     debug!(%addr, "dial failed; backing off");
                 }
-                Event::HandshakeCompleted { peer } => {
+                ProtoEvent::HandshakeCompleted { peer } => {
                     if let Some(c) = self.endpoint.peer_info(peer).and_then(|i| i.cert) {
                         if self.names.insert(peer, c.name.clone()).is_none() {
                             info!(peer = %c.name, "peer up");
                         }
                     }
                 }
-                Event::HandshakeFailed { peer } => debug!(%peer, "handshake gave up"),
-                Event::EndpointChanged { peer, addr } => debug!(%peer, %addr, "peer roamed"),
+                ProtoEvent::HandshakeFailed { peer } => debug!(%peer, "handshake gave up"),
+                ProtoEvent::EndpointChanged { peer, addr } => debug!(%peer, %addr, "peer roamed"),
             }
         }
-        for f in &mut self.fdbs {
-            if f.expire(now) {
-                self.dirty = true;
-            }
+        // A seed reached above hands membership a first member to talk to.
+        self.flush_members(now);
+        while let Some(t) = self.endpoint.poll_transmit() {
+            self.transmits.push_back(t);
         }
-        self.publish_if_changed();
     }
 
     /// A datagram for a session we do not hold came from `from`. When that is a member's
@@ -478,20 +485,13 @@ impl Engine {
         }
     }
 
-    fn send(&self, dst: SocketAddr, bytes: &[u8]) {
-        if self.udp.send_to(bytes, dst).is_err() {
-            crate::dataplane::inc(&self.shared.stats.io_errors);
-        }
-    }
-
-    fn publish_if_changed(&mut self) {
+    fn publish_if_changed(&mut self, now: Instant) {
         if self.dirty || self.published != Some(self.endpoint.generation()) {
-            self.publish();
+            self.publish(now);
         }
     }
 
-    fn publish(&mut self) {
-        let now = Instant::now();
+    fn publish(&mut self, now: Instant) {
         let mut t = Tables::default();
         for (i, n) in self.shared.nets.iter().enumerate() {
             t.vnis.insert(n.vni, i);

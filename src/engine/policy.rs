@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::info;
 
 use super::Engine;
-use crate::dataplane::filter::{ct_owner, PolicyTables};
+use crate::plane::tables::{ct_owner, Map, PolicyTables};
 use crate::policy::{Compiled, Identity};
 
 impl Engine {
@@ -31,7 +31,7 @@ impl Engine {
             return;
         }
         self.next_conntrack_sweep = now + std::time::Duration::from_secs(1);
-        let secs = crate::dataplane::filter::now_secs(&self.shared);
+        let secs = self.shared.conntrack_secs(now);
         for ct in &self.shared.conntrack {
             ct.expire(secs);
         }
@@ -50,7 +50,7 @@ impl Engine {
         let info = self.shared.nets.get(net)?;
         let vni = info.vni.get();
         let me = &self.me;
-        let mut local = crate::dataplane::tables::Map::default();
+        let mut local = Map::default();
         local.insert(
             info.gateway,
             compiled.mask(&Identity {
@@ -67,7 +67,7 @@ impl Engine {
                 local.insert(c.ip, compiled.mask(&id));
             }
         }
-        let mut remote = crate::dataplane::tables::Map::default();
+        let mut remote = Map::default();
         for r in self.members.layer.records() {
             let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
             let Some(cert) = self.members.certs.get(&peer) else { continue };

@@ -3,13 +3,11 @@
 //! tunnel's, crypto and both daemons included. The engine keeps the pending probes and answers
 //! the control request when the reply arrives or the probe times out.
 
-use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
-use overlay_proto::{Encapsulated, PeerId};
-use serde_json::{json, Value};
+use overlay_proto::PeerId;
 use std::time::{Duration, Instant};
 
-use super::Engine;
+use super::{Engine, Event, Pinged};
 
 /// How long a probe waits for its reply.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,17 +23,12 @@ pub(super) struct Pending {
     peer: PeerId,
     name: String,
     sent: Instant,
-    reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
 }
 
 impl Engine {
-    /// Sends a probe to the member named `name` (or with that public key or endpoint).
-    pub(super) fn ping(
-        &mut self,
-        now: Instant,
-        name: &str,
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
-    ) {
+    /// Sends a probe to the member named `name` (or with that public key or endpoint); its
+    /// answer comes as [`Event::Pinged`] with the returned id.
+    pub fn ping(&mut self, now: Instant, name: &str) -> Result<u64, String> {
         let found = self.endpoint.peer_ids().find(|&id| {
             let Some(i) = self.endpoint.peer_info(id) else { return false };
             let cert = i.cert.clone().or_else(|| self.members.certs.get(&id).cloned());
@@ -44,27 +37,19 @@ impl Engine {
                 || i.endpoint.is_some_and(|e| e.to_string() == name)
         });
         let Some(peer) = found else {
-            let _ = reply.send(Err(format!("no member named {name:?}")));
-            return;
+            return Err(format!("no member named {name:?}"));
         };
         if self.probes.len() >= MAX_PENDING {
-            let _ = reply.send(Err("too many probes in flight".into()));
-            return;
+            return Err("too many probes in flight".into());
         }
         self.probe_seq = self.probe_seq.wrapping_add(1);
         let id = self.probe_seq;
-        let mut out = [0u8; TRANSPORT_HEADER_LEN + 12 + TAG_LEN];
-        let Ok(n) = Inner::Probe(id).emit(&mut out[TRANSPORT_HEADER_LEN..]) else { return };
-        match self.endpoint.encapsulate(now, peer, &mut out, n) {
-            Ok(Encapsulated::Ready { dst, len }) => self.send(dst, &out[..len]),
-            // Queued behind a handshake: sent when the session is up (the wait counts).
-            Ok(Encapsulated::Queued) => {}
-            Err(e) => {
-                let _ = reply.send(Err(format!("cannot reach {name}: {e}")));
-                return;
-            }
-        }
-        self.probes.insert(id, Pending { peer, name: name.to_owned(), sent: now, reply });
+        // Queued behind a handshake when there is no session: sent when it is up (the wait
+        // counts).
+        self.send_inner(now, peer, &Inner::Probe(id)).map_err(|e| format!("cannot reach {name}: {e}"))?;
+        self.drain(now);
+        self.probes.insert(id, Pending { peer, name: name.to_owned(), sent: now });
+        Ok(id)
     }
 
     /// Probes every connected peer every [`RTT_PERIOD`], so status (and the status page) can
@@ -83,10 +68,7 @@ impl Engine {
         for peer in connected.into_iter().take(MAX_RTT_PEERS) {
             self.probe_seq = self.probe_seq.wrapping_add(1);
             let id = self.probe_seq;
-            let mut out = [0u8; TRANSPORT_HEADER_LEN + 12 + TAG_LEN];
-            let Ok(n) = Inner::Probe(id).emit(&mut out[TRANSPORT_HEADER_LEN..]) else { return };
-            if let Ok(Encapsulated::Ready { dst, len }) = self.endpoint.encapsulate(now, peer, &mut out, n) {
-                self.send(dst, &out[..len]);
+            if self.send_inner(now, peer, &Inner::Probe(id)).is_ok() {
                 self.rtt_probes.insert(id, (peer, now));
             }
         }
@@ -104,10 +86,9 @@ impl Engine {
         if self.probes.get(&id).is_some_and(|p| p.peer == peer) {
             if let Some(p) = self.probes.remove(&id) {
                 let rtt = now.saturating_duration_since(p.sent);
-                let endpoint = self.endpoint.peer_info(peer).and_then(|i| i.endpoint).map(|e| e.to_string());
-                let _ = p.reply.send(Ok(json!({
-                    "peer": p.name, "endpoint": endpoint, "rtt_ms": rtt.as_secs_f64() * 1000.0,
-                })));
+                let endpoint = self.endpoint.peer_info(peer).and_then(|i| i.endpoint);
+                self.events
+                    .push_back(Event::Pinged { id, result: Ok(Pinged { peer: p.name, endpoint, rtt }) });
             }
         }
     }
@@ -122,7 +103,8 @@ impl Engine {
             .collect();
         for id in late {
             if let Some(p) = self.probes.remove(&id) {
-                let _ = p.reply.send(Err(format!("no reply from {} within {PROBE_TIMEOUT:?}", p.name)));
+                let result = Err(format!("no reply from {} within {PROBE_TIMEOUT:?}", p.name));
+                self.events.push_back(Event::Pinged { id, result });
             }
         }
     }

@@ -5,10 +5,10 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use super::fdb::Fdb;
 use super::Engine;
-use crate::dataplane::tables::Loc;
-use crate::fdb::Fdb;
 use crate::membership::MemberState;
+use crate::plane::tables::Loc;
 use overlay_proto::PeerId;
 
 /// Data unanswered for longer than this marks a session as not live in `weft peers`: a live

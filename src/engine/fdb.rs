@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::dataplane::frame::Mac;
-use crate::dataplane::tables::{Loc, NetTables};
+use crate::plane::tables::{Loc, NetTables};
 use overlay_proto::PeerId;
 
 /// Learned entries unused for this long are forgotten.

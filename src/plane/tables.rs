@@ -15,7 +15,8 @@ pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use super::frame::Mac;
+use crate::dataplane::frame::Mac;
+use crate::policy::{Compiled, Mask};
 
 /// Where a MAC lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct NetTables {
     /// IP → MAC (ARP suppression).
     pub ips: Map<IpAddr, Mac>,
     /// The firewall, when the network has a non-trivial policy.
-    pub policy: Option<Arc<super::filter::PolicyTables>>,
+    pub policy: Option<Arc<PolicyTables>>,
 }
 
 /// The whole snapshot.
@@ -74,4 +75,22 @@ impl Tables {
     pub fn net_of(&self, vni: Vni) -> Option<usize> {
         self.vnis.get(&vni).copied()
     }
+}
+
+/// One network's policy, as workers need it.
+#[derive(Debug, Clone)]
+pub struct PolicyTables {
+    /// The rules.
+    pub compiled: Arc<Compiled>,
+    /// Masks of our own containers (and gateway) by address.
+    pub local: Map<IpAddr, Mask>,
+    /// Masks of members' announced containers by address, with the member that owns them.
+    pub remote: Map<IpAddr, (PeerId, Mask)>,
+    /// Our node name and certificate groups (for local addresses that are not containers).
+    pub me: Arc<(String, Vec<String>)>,
+}
+
+/// The conntrack owner id of a peer (0 stands for "no peer").
+pub fn ct_owner(p: PeerId) -> u64 {
+    u64::from(p.0) + 1
 }

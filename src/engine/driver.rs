@@ -1,0 +1,135 @@
+//! The engine's driver: the thread that feeds the [`Engine`] state machine from its channel
+//! and the clock, sends the datagrams it emits on a UDP socket, writes the frames it delivers
+//! to the TAPs through the data plane, and answers control requests. Everything here is I/O;
+//! every decision is the engine's.
+
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Engine, Event, Pinged};
+use crate::plane::{ControlMsg, EngineMsg, Shared};
+
+/// How many queued messages are handled before the timer pass runs.
+const BATCH: usize = 256;
+
+/// A ping's pending answer.
+type PingReply = tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>;
+
+/// Owns the engine and its I/O.
+pub struct Driver {
+    engine: Engine,
+    shared: Arc<Shared>,
+    udp: UdpSocket,
+    pings: BTreeMap<u64, PingReply>,
+}
+
+impl Driver {
+    /// A driver that sends through `udp` (a clone of a worker socket).
+    pub fn new(engine: Engine, shared: Arc<Shared>, udp: UdpSocket) -> Self {
+        Self { engine, shared, udp, pings: BTreeMap::new() }
+    }
+
+    /// The engine, for set-up before [`Driver::run`].
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Runs until a `Stop` arrives or every sender is gone.
+    pub fn run(mut self, rx: Receiver<EngineMsg>) {
+        loop {
+            let now = Instant::now();
+            let wait = self.engine.poll_timeout(now).saturating_duration_since(now);
+            match rx.recv_timeout(wait) {
+                Ok(EngineMsg::Control(ControlMsg::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Drain what queued up meanwhile before the (comparatively) slow timer pass.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(EngineMsg::Control(ControlMsg::Stop)) => return,
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
+            }
+            self.engine.handle_timeout(Instant::now());
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, msg: EngineMsg) {
+        let now = Instant::now();
+        match msg {
+            EngineMsg::Worker(m) => self.engine.handle(now, m),
+            EngineMsg::Control(c) => self.control(now, c),
+        }
+        self.flush();
+    }
+
+    fn control(&mut self, now: Instant, c: ControlMsg) {
+        let e = &mut self.engine;
+        match c {
+            ControlMsg::AddLocal { net, mac, ip, name, labels } => {
+                e.add_local(now, net, mac, ip, &name, labels)
+            }
+            ControlMsg::RemoveLocal { net, mac } => e.remove_local(now, net, &mac),
+            ControlMsg::Status(reply) => {
+                let _ = reply.send(e.status(now));
+            }
+            ControlMsg::SetServices(list) => e.set_services(now, list),
+            ControlMsg::Catalog(reply) => {
+                e.publish_directory();
+                let _ = reply.send(e.catalog());
+            }
+            ControlMsg::PolicyExplain { net, from, to, proto, port, reply } => {
+                let _ = reply.send(e.explain(net, &from, &to, proto, port));
+            }
+            ControlMsg::PolicyStatus(reply) => {
+                let _ = reply.send(e.policy_status());
+            }
+            ControlMsg::SetPolicies(p) => e.replace_policies(p),
+            ControlMsg::SetDialTargets(targets) => e.set_dial_targets(now, &targets),
+            ControlMsg::Ping { peer, reply } => match e.ping(now, &peer) {
+                Ok(id) => {
+                    self.pings.insert(id, reply);
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            ControlMsg::Stop => {}
+        }
+    }
+
+    /// Carries out what the engine emitted.
+    fn flush(&mut self) {
+        while let Some(t) = self.engine.poll_transmit() {
+            if self.udp.send_to(&t.payload, t.dst).is_err() {
+                crate::plane::inc(&self.shared.stats.io_errors);
+            }
+        }
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                Event::Deliver { peer, net, mut buf, at } => {
+                    let tables = self.shared.tables.load();
+                    crate::dataplane::deliver(&self.shared, &tables, peer, net, 0, &mut buf, at);
+                }
+                Event::Pinged { id, result } => {
+                    if let Some(reply) = self.pings.remove(&id) {
+                        let _ = reply.send(result.map(|p: Pinged| {
+                            json!({
+                                "peer": p.peer,
+                                "endpoint": p.endpoint.map(|e| e.to_string()),
+                                "rtt_ms": p.rtt.as_secs_f64() * 1000.0,
+                            })
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}

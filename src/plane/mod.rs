@@ -1,0 +1,274 @@
+//! The contract between the engine thread and everything that talks to it: the messages
+//! workers and the control API send it ([`EngineMsg`]), the read-mostly [`tables::Tables`]
+//! snapshot it publishes for the workers, the counters both sides bump, and the static facts
+//! of each network. Engine and data plane both depend on this module, never on each other.
+
+pub mod tables;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use overlay_proto::wire::Vni;
+use overlay_proto::{EndpointStats, PeerId};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use crate::config::Encryption;
+use crate::dataplane::frame::Mac;
+use crate::device::Tap;
+
+/// What workers hand the engine: everything that is not a steady-state frame.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// A datagram the workers do not handle (handshake, cookie, unknown session).
+    Datagram {
+        /// Source.
+        from: SocketAddr,
+        /// Bytes.
+        bytes: Vec<u8>,
+    },
+    /// An inner payload (header included) for a peer without a usable session.
+    Unroutable {
+        /// Destination peer.
+        peer: PeerId,
+        /// Inner payload.
+        payload: Vec<u8>,
+    },
+    /// A MAC (and IP) seen behind a peer or VTEP.
+    Learn {
+        /// Network index.
+        net: usize,
+        /// Source MAC.
+        mac: Mac,
+        /// Source IP.
+        ip: Option<IpAddr>,
+        /// Where it lives.
+        loc: tables::Loc,
+    },
+    /// A decrypted inner payload that is not a frame (gossip, probe).
+    Inner {
+        /// The sender.
+        peer: PeerId,
+        /// The inner payload.
+        bytes: Vec<u8>,
+    },
+    /// An authenticated packet from a new address.
+    Roamed {
+        /// The peer.
+        peer: PeerId,
+        /// Its new address.
+        addr: SocketAddr,
+    },
+}
+
+/// Messages to the engine thread.
+#[derive(Debug)]
+pub enum EngineMsg {
+    /// From a worker (sent without blocking: dropped and counted when the queue is full).
+    Worker(WorkerMsg),
+    /// A request from the control API (sent blocking: never dropped).
+    Control(ControlMsg),
+}
+
+/// Requests from the control API to the engine.
+#[derive(Debug)]
+pub enum ControlMsg {
+    /// A container was attached: its MAC and IP are local.
+    AddLocal {
+        /// Network index.
+        net: usize,
+        /// Container MAC.
+        mac: Mac,
+        /// Container IP.
+        ip: IpAddr,
+        /// Container name.
+        name: String,
+        /// Its labels (policy selectors, announced with it).
+        labels: BTreeMap<String, String>,
+    },
+    /// A container was detached.
+    RemoveLocal {
+        /// Network index.
+        net: usize,
+        /// Container MAC.
+        mac: Mac,
+    },
+    /// Report peers and counters.
+    Status(tokio::sync::oneshot::Sender<Value>),
+    /// Replace the service instances our record announces.
+    SetServices(Vec<crate::discovery::catalog::Announced>),
+    /// Report the cluster-wide catalog (nodes, services with health).
+    Catalog(tokio::sync::oneshot::Sender<Value>),
+    /// Which rule decides a flow, on this node's side(s).
+    PolicyExplain {
+        /// Network index.
+        net: usize,
+        /// Source: container name or address.
+        from: String,
+        /// Destination: container name or address.
+        to: String,
+        /// IP protocol number.
+        proto: u8,
+        /// Destination port (TCP/UDP).
+        port: Option<u16>,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    },
+    /// Every network's policy with counters.
+    PolicyStatus(tokio::sync::oneshot::Sender<Value>),
+    /// New compiled policies, one per network (reload).
+    SetPolicies(Vec<Arc<crate::policy::Compiled>>),
+    /// New dial targets (seeds and static peers) after a reload.
+    SetDialTargets(Vec<SocketAddr>),
+    /// An overlay probe to a member (by name, public key or endpoint); answered with the RTT.
+    Ping {
+        /// The member.
+        peer: String,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    },
+    /// Stop the engine.
+    Stop,
+}
+
+/// Static facts about one network the workers need.
+#[derive(Debug, Clone)]
+pub struct NetInfo {
+    /// Name.
+    pub name: String,
+    /// VNI.
+    pub vni: Vni,
+    /// Overlay MTU.
+    pub mtu: u32,
+    /// The flat subnet.
+    pub subnet: IpNet,
+    /// Our gateway address on the bridge.
+    pub gateway: IpAddr,
+    /// The bridge's MAC (source of ICMP errors we generate).
+    pub gateway_mac: Mac,
+    /// Encrypted or plain VXLAN.
+    pub encryption: Encryption,
+    /// Plain VXLAN remotes (flood targets).
+    pub remotes: Vec<SocketAddr>,
+}
+
+/// Data-plane counters (drops by reason, frames each way).
+#[derive(Debug, Default)]
+pub struct DataplaneStats {
+    /// Frames read from TAPs.
+    pub tap_rx: AtomicU64,
+    /// Frames written to TAPs.
+    pub tap_tx: AtomicU64,
+    /// ARP requests answered locally.
+    pub arp_suppressed: AtomicU64,
+    /// Frames replicated to peers (per copy).
+    pub flooded: AtomicU64,
+    /// Frames whose inner source is outside the sender's certified subnets, or whose MAC is
+    /// bound to another owner.
+    pub drop_spoof: AtomicU64,
+    /// Frames whose source is link-local or unspecified (IPv6 ND, ARP probes): not carried.
+    pub drop_link_local: AtomicU64,
+    /// Frames for a VNI this node does not serve.
+    pub drop_no_network: AtomicU64,
+    /// Frames of an ethertype we do not carry.
+    pub drop_ethertype: AtomicU64,
+    /// Frames larger than the overlay MTU (answered with ICMP when possible).
+    pub drop_mtu: AtomicU64,
+    /// Work the engine channel had no room for.
+    pub drop_queue_full: AtomicU64,
+    /// Frames with no destination (no peers).
+    pub drop_no_route: AtomicU64,
+    /// Socket or TAP errors.
+    pub io_errors: AtomicU64,
+    /// Frames a policy rule or default denied.
+    pub drop_policy: AtomicU64,
+    /// IP frames too malformed to judge, on a network with a policy.
+    pub drop_policy_malformed: AtomicU64,
+    /// New flows refused because the connection table (or the peer's share) was full.
+    pub drop_conntrack_full: AtomicU64,
+    /// Offloaded frames from a TAP whose virtio-net header or headers could not be honoured.
+    pub drop_offload: AtomicU64,
+    /// TCP superframes read from TAPs (TSO), and the segments they were split into.
+    pub tso_superframes: AtomicU64,
+    /// Segments made from TSO superframes.
+    pub tso_segments: AtomicU64,
+    /// Superframes written to TAPs after coalescing received segments (GRO).
+    pub gro_superframes: AtomicU64,
+    /// Received segments that went into those superframes.
+    pub gro_segments: AtomicU64,
+}
+
+impl DataplaneStats {
+    /// Every counter with its name.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let v = |c: &AtomicU64| c.load(Relaxed);
+        vec![
+            ("tap_rx", v(&self.tap_rx)),
+            ("tap_tx", v(&self.tap_tx)),
+            ("arp_suppressed", v(&self.arp_suppressed)),
+            ("flooded", v(&self.flooded)),
+            ("drop_spoof", v(&self.drop_spoof)),
+            ("drop_link_local", v(&self.drop_link_local)),
+            ("drop_no_network", v(&self.drop_no_network)),
+            ("drop_ethertype", v(&self.drop_ethertype)),
+            ("drop_mtu", v(&self.drop_mtu)),
+            ("drop_queue_full", v(&self.drop_queue_full)),
+            ("drop_no_route", v(&self.drop_no_route)),
+            ("io_errors", v(&self.io_errors)),
+            ("drop_policy", v(&self.drop_policy)),
+            ("drop_policy_malformed", v(&self.drop_policy_malformed)),
+            ("drop_conntrack_full", v(&self.drop_conntrack_full)),
+            ("drop_offload", v(&self.drop_offload)),
+            ("tso_superframes", v(&self.tso_superframes)),
+            ("tso_segments", v(&self.tso_segments)),
+            ("gro_superframes", v(&self.gro_superframes)),
+            ("gro_segments", v(&self.gro_segments)),
+        ]
+    }
+}
+
+/// State shared by workers and the engine.
+pub struct Shared {
+    /// The current snapshot.
+    pub tables: ArcSwap<tables::Tables>,
+    /// Protocol counters.
+    pub proto_stats: Arc<EndpointStats>,
+    /// Data-plane counters.
+    pub stats: DataplaneStats,
+    /// Networks, in configuration order.
+    pub nets: Vec<NetInfo>,
+    /// TAP queues: `taps[net][worker]`.
+    pub taps: Vec<Vec<Arc<Tap>>>,
+    /// To the engine.
+    pub engine: SyncSender<EngineMsg>,
+    /// Set to stop the workers.
+    pub stop: AtomicBool,
+    /// Connection tracking per network (survives policy reloads).
+    pub conntrack: Vec<crate::policy::Conntrack>,
+    /// Start of the conntrack clock.
+    pub epoch: std::time::Instant,
+    /// How long a worker keeps polling after handling packets before it sleeps.
+    pub busy_poll: std::time::Duration,
+}
+
+impl Shared {
+    /// The conntrack clock at `now`: whole seconds since the daemon started.
+    pub fn conntrack_secs(&self, now: std::time::Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// Sends to the engine without blocking; counts a drop when the channel is full.
+    pub fn to_engine(&self, msg: WorkerMsg) {
+        if self.engine.try_send(EngineMsg::Worker(msg)).is_err() {
+            self.stats.drop_queue_full.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
