@@ -21,4 +21,6 @@ pub mod netlink;
 pub mod pki;
 pub mod plane;
 pub mod policy;
+#[cfg(test)]
+mod testing;
 pub mod ui;

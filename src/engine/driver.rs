@@ -133,3 +133,31 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sim::{Sim, SimConfig};
+    use std::sync::mpsc::sync_channel;
+
+    /// The driver answers control requests from its channel and stops on `Stop`; its socket
+    /// is on loopback and nothing is sent (a one-node network has nobody to talk to).
+    #[test]
+    fn engine_driver_answers_requests_and_stops() {
+        let mut sim = Sim::new(1, SimConfig::default());
+        let node = sim.nodes.remove(0);
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
+        let driver = Driver::new(node.engine, node.shared, udp);
+        let (tx, rx) = sync_channel(8);
+        let thread = std::thread::spawn(move || driver.run(rx));
+        let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+        tx.send(EngineMsg::Control(ControlMsg::Status(status_tx))).unwrap();
+        let (ping_tx, ping_rx) = tokio::sync::oneshot::channel();
+        tx.send(EngineMsg::Control(ControlMsg::Ping { peer: "nobody".into(), reply: ping_tx })).unwrap();
+        let status = status_rx.blocking_recv().expect("status answered");
+        assert_eq!(status["members"], 0);
+        assert!(ping_rx.blocking_recv().expect("ping answered").is_err());
+        tx.send(EngineMsg::Control(ControlMsg::Stop)).unwrap();
+        thread.join().expect("the engine thread ends on Stop");
+    }
+}
