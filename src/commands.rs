@@ -4,12 +4,11 @@
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use overlay_proto::cert::{CaCert, CertError, NodeCert, NodeCertRequest};
-use overlay_proto::handshake::public_key;
 use std::path::Path;
 
 use crate::cli::{CaCommand, CertCommand};
 use crate::config::Config;
-use crate::pki::{self, AnyCert};
+use crate::pki::{self, fmt_time, AnyCert};
 
 /// `weft keygen`.
 pub fn keygen(out: &Path) -> Result<()> {
@@ -300,10 +299,10 @@ fn node_json(n: &NodeCert) -> serde_json::Value {
 /// Loads the configuration and every file it names, checking they agree with each other and
 /// with the host (`weft check-config` and `weft run` both start here). Every error names the
 /// config file, the line and the key to fix.
-pub fn load_checked(path: &Path) -> Result<(Config, crate::daemon::Identity)> {
+pub fn load_checked(path: &Path) -> Result<(Config, crate::pki::Identity)> {
     let cfg = Config::load(path)?;
     check_state_dir(&cfg)?;
-    let identity = crate::daemon::Identity::load(&cfg)?;
+    let identity = crate::pki::Identity::load(&cfg)?;
     Ok((cfg, identity))
 }
 
@@ -343,113 +342,6 @@ pub fn check_config(path: &Path) -> Result<()> {
     }
     println!("  certificate valid until {}", fmt_time(id.cert.not_after));
     Ok(())
-}
-
-/// Verifies the identity files against each other and the config: the CA and node
-/// certificates are inside their validity windows (the error gives the dates), the certificate
-/// is the CA's and is for `node.key` and `node.name`, and every network's subnet contains one
-/// of the certificate's subnets. Each error names the config key to look at.
-pub fn check_identity(
-    cfg: &Config,
-    secret: &[u8; 32],
-    cert: &NodeCert,
-    ca: &overlay_proto::cert::CaCert,
-) -> Result<()> {
-    let now = pki::unix_now();
-    let (cert_path, ca_path) = (cfg.node.cert.display(), cfg.node.ca.display());
-    if let Some(why) = outside_window(ca.not_before, ca.not_after, now) {
-        return Err(cfg.error("node.ca", &format!("CA certificate {ca_path} ({:?}) {why}", ca.name)).into());
-    }
-    if cert.issuer != ca.public_key {
-        return Err(cfg
-            .error("node.cert", &format!("{cert_path} was issued by another CA than {ca_path} (node.ca)"))
-            .into());
-    }
-    if let Some(why) = outside_window(cert.not_before, cert.not_after, now) {
-        return Err(cfg
-            .error("node.cert", &format!("certificate {cert_path} ({:?}) {why}", cert.name))
-            .into());
-    }
-    if let Err(e) = cert.verify(ca, now) {
-        return Err(cfg
-            .error("node.cert", &format!("{cert_path} does not verify against {ca_path}: {e}"))
-            .into());
-    }
-    if cert.public_key != public_key(secret) {
-        return Err(cfg
-            .error(
-                "node.key",
-                &format!(
-                    "{} is not the key {cert_path} was issued for (the certificate's public key \
-                     starts {}, this key's {})",
-                    cfg.node.key.display(),
-                    pki::fingerprint(&cert.public_key),
-                    pki::fingerprint(&public_key(secret))
-                ),
-            )
-            .into());
-    }
-    if cert.name != cfg.node.name {
-        return Err(cfg
-            .error(
-                "node.name",
-                &format!(
-                    "is {:?} but the certificate {cert_path} is for {:?}; the name must match",
-                    cfg.node.name, cert.name
-                ),
-            )
-            .into());
-    }
-    let subnets = cert.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-    for (i, n) in cfg.networks.iter().enumerate() {
-        if !cert.subnets.iter().any(|s| n.subnet.contains(s)) {
-            return Err(cfg
-                .error(
-                    &format!("network[{i}].subnet"),
-                    &format!(
-                        "{} (network {:?}) contains none of the certificate's subnets ({subnets}): \
-                         the node would have no addresses to give its containers",
-                        n.subnet, n.name
-                    ),
-                )
-                .into());
-        }
-    }
-    Ok(())
-}
-
-/// Why `now` is outside `not_before..not_after`, with the dates; `None` inside it.
-fn outside_window(not_before: u64, not_after: u64, now: u64) -> Option<String> {
-    let window = format!("valid from {} until {}", fmt_time(not_before), fmt_time(not_after));
-    if now < not_before {
-        Some(format!("is not valid yet: {window}; now is {}", fmt_time(now)))
-    } else if now >= not_after {
-        Some(format!("expired at {} ({window}); now is {}", fmt_time(not_after), fmt_time(now)))
-    } else {
-        None
-    }
-}
-
-/// Seconds since the Unix epoch as RFC 3339 UTC (`2027-01-15T08:00:00Z`).
-pub fn fmt_time(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use overlay_proto::cert::{CaCert, CaKey, NodeCertRequest};
 use serde_json::Value;
-use weft::commands::fmt_time;
+use weft::pki::fmt_time;
 
 const DAY: u64 = 86_400;
 

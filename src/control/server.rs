@@ -271,7 +271,7 @@ async fn attach(
     // The host end takes any size, so a container with too big an MTU is answered with ICMP
     // by the daemon rather than dropped silently by the veth.
     if let Ok(Some(idx)) = ctx.netlink.link_index(&host_ifname).await {
-        let _ = ctx.netlink.set_mtu(idx, crate::daemon::PORT_MTU).await;
+        let _ = ctx.netlink.set_mtu(idx, crate::device::PORT_MTU).await;
     }
     let lease = Lease {
         name: name.to_owned(),

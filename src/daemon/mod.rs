@@ -11,10 +11,8 @@ pub use network::TornDown;
 
 pub use reload::{needs_restart, LogLevelSetter};
 
-pub use network::PORT_MTU;
-
 use anyhow::Result;
-use overlay_proto::cert::{CaCert, NodeCert};
+use overlay_proto::cert::NodeCert;
 use overlay_proto::{Endpoint, EndpointConfig};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::sync_channel;
@@ -33,37 +31,13 @@ use crate::engine::{Engine, Members};
 use crate::ipam::Leases;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
 use crate::netlink::Netlink;
-use crate::pki;
+use crate::pki::{self, Identity};
 use crate::plane::{ControlMsg, EngineMsg, Shared};
 
 /// Handshakes per second above which initiators must present a cookie.
 const HANDSHAKE_RATE_LIMIT: u32 = 500;
 /// Capacity of the workers → engine channel.
 const ENGINE_QUEUE: usize = 4096;
-
-/// The node's identity files, loaded and cross-checked.
-pub struct Identity {
-    /// X25519 private key.
-    pub secret: [u8; 32],
-    /// Our certificate.
-    pub cert: NodeCert,
-    /// The network CA.
-    pub ca: CaCert,
-}
-
-impl Identity {
-    /// Loads key, certificate and CA named by the config and checks they agree
-    /// ([`crate::commands::check_identity`]); errors name the config key and its line.
-    pub fn load(cfg: &Config) -> Result<Self> {
-        let secret =
-            pki::load_private_key(&cfg.node.key).map_err(|e| cfg.error("node.key", &format!("{e:#}")))?;
-        let cert =
-            pki::load_node_cert(&cfg.node.cert).map_err(|e| cfg.error("node.cert", &format!("{e:#}")))?;
-        let ca = pki::load_ca_cert(&cfg.node.ca).map_err(|e| cfg.error("node.ca", &format!("{e:#}")))?;
-        crate::commands::check_identity(cfg, &secret, &cert, &ca)?;
-        Ok(Self { secret, cert, ca })
-    }
-}
 
 /// The tracing filter for a configured level: hickory's own per-query chatter is capped at warn.
 pub fn log_filter(level: &str) -> String {

@@ -18,10 +18,6 @@ use crate::ipam::{parse_mac, Leases};
 use crate::netlink::Netlink;
 use crate::plane::NetInfo;
 
-/// MTU of the bridge ports the daemon owns (TAP, host ends of container veths): the largest a
-/// TAP takes. The bridge itself and the containers' interfaces carry the overlay MTU.
-pub const PORT_MTU: u32 = 65_521;
-
 /// What `bring_up` made.
 pub struct Up {
     /// Per network facts.
@@ -73,7 +69,7 @@ async fn bring_up_into(up: &mut Up, nl: &Netlink, cfg: &Config, cert: &NodeCert)
         let tap = nl.link_index(&n.tap()).await?.context("TAP vanished after creation")?;
         // The TAP accepts any frame the bridge hands it, so that the daemon, not the bridge,
         // meets a too-big frame, and can answer it with ICMP instead of a silent drop.
-        nl.set_mtu(tap, PORT_MTU).await?;
+        nl.set_mtu(tap, crate::device::PORT_MTU).await?;
         nl.set_master(tap, bridge).await?;
         nl.set_up(tap).await?;
         nl.set_up(bridge).await?;

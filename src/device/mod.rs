@@ -15,6 +15,10 @@ use std::os::fd::{AsFd, AsRawFd};
 pub use addresses::{interface_addresses, InterfaceAddress};
 pub use tap::{Tap, VNET_HDR_LEN};
 
+/// MTU of the bridge ports the daemon owns (TAP, host ends of container veths): the largest a
+/// TAP takes. The bridge itself and the containers' interfaces carry the overlay MTU.
+pub const PORT_MTU: u32 = 65_521;
+
 /// Longest interface name the kernel accepts, in bytes (`IFNAMSIZ - 1`).
 pub const IFNAME_MAX_LEN: usize = libc::IFNAMSIZ - 1;
 

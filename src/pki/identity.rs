@@ -1,0 +1,119 @@
+//! The node's identity: its private key, certificate and the network CA, loaded from the
+//! files the config names and checked against each other, the config and the clock before
+//! anything starts. Every error names the config key (and its line) to fix.
+
+use anyhow::Result;
+use overlay_proto::cert::{CaCert, NodeCert};
+use overlay_proto::handshake::public_key;
+
+use crate::config::Config;
+use crate::pki;
+
+/// The node's identity files, loaded and cross-checked.
+pub struct Identity {
+    /// X25519 private key.
+    pub secret: [u8; 32],
+    /// Our certificate.
+    pub cert: NodeCert,
+    /// The network CA.
+    pub ca: CaCert,
+}
+
+impl Identity {
+    /// Loads key, certificate and CA named by the config and checks they agree
+    /// ([`check_identity`]); errors name the config key and its line.
+    pub fn load(cfg: &Config) -> Result<Self> {
+        let secret =
+            pki::load_private_key(&cfg.node.key).map_err(|e| cfg.error("node.key", &format!("{e:#}")))?;
+        let cert =
+            pki::load_node_cert(&cfg.node.cert).map_err(|e| cfg.error("node.cert", &format!("{e:#}")))?;
+        let ca = pki::load_ca_cert(&cfg.node.ca).map_err(|e| cfg.error("node.ca", &format!("{e:#}")))?;
+        check_identity(cfg, &secret, &cert, &ca)?;
+        Ok(Self { secret, cert, ca })
+    }
+}
+
+/// Verifies the identity files against each other and the config: the CA and node
+/// certificates are inside their validity windows (the error gives the dates), the certificate
+/// is the CA's and is for `node.key` and `node.name`, and every network's subnet contains one
+/// of the certificate's subnets. Each error names the config key to look at.
+pub fn check_identity(
+    cfg: &Config,
+    secret: &[u8; 32],
+    cert: &NodeCert,
+    ca: &overlay_proto::cert::CaCert,
+) -> Result<()> {
+    let now = pki::unix_now();
+    let (cert_path, ca_path) = (cfg.node.cert.display(), cfg.node.ca.display());
+    if let Some(why) = outside_window(ca.not_before, ca.not_after, now) {
+        return Err(cfg.error("node.ca", &format!("CA certificate {ca_path} ({:?}) {why}", ca.name)).into());
+    }
+    if cert.issuer != ca.public_key {
+        return Err(cfg
+            .error("node.cert", &format!("{cert_path} was issued by another CA than {ca_path} (node.ca)"))
+            .into());
+    }
+    if let Some(why) = outside_window(cert.not_before, cert.not_after, now) {
+        return Err(cfg
+            .error("node.cert", &format!("certificate {cert_path} ({:?}) {why}", cert.name))
+            .into());
+    }
+    if let Err(e) = cert.verify(ca, now) {
+        return Err(cfg
+            .error("node.cert", &format!("{cert_path} does not verify against {ca_path}: {e}"))
+            .into());
+    }
+    if cert.public_key != public_key(secret) {
+        return Err(cfg
+            .error(
+                "node.key",
+                &format!(
+                    "{} is not the key {cert_path} was issued for (the certificate's public key \
+                     starts {}, this key's {})",
+                    cfg.node.key.display(),
+                    pki::fingerprint(&cert.public_key),
+                    pki::fingerprint(&public_key(secret))
+                ),
+            )
+            .into());
+    }
+    if cert.name != cfg.node.name {
+        return Err(cfg
+            .error(
+                "node.name",
+                &format!(
+                    "is {:?} but the certificate {cert_path} is for {:?}; the name must match",
+                    cfg.node.name, cert.name
+                ),
+            )
+            .into());
+    }
+    let subnets = cert.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    for (i, n) in cfg.networks.iter().enumerate() {
+        if !cert.subnets.iter().any(|s| n.subnet.contains(s)) {
+            return Err(cfg
+                .error(
+                    &format!("network[{i}].subnet"),
+                    &format!(
+                        "{} (network {:?}) contains none of the certificate's subnets ({subnets}): \
+                         the node would have no addresses to give its containers",
+                        n.subnet, n.name
+                    ),
+                )
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// Why `now` is outside `not_before..not_after`, with the dates; `None` inside it.
+fn outside_window(not_before: u64, not_after: u64, now: u64) -> Option<String> {
+    let window = format!("valid from {} until {}", pki::fmt_time(not_before), pki::fmt_time(not_after));
+    if now < not_before {
+        Some(format!("is not valid yet: {window}; now is {}", pki::fmt_time(now)))
+    } else if now >= not_after {
+        Some(format!("expired at {} ({window}); now is {}", pki::fmt_time(not_after), pki::fmt_time(now)))
+    } else {
+        None
+    }
+}
