@@ -3,6 +3,7 @@
 //! After a crash nothing blocks a restart: bridges are reused, TAPs vanish with the process,
 //! leases and container links are reconciled at start.
 
+mod guards;
 mod lock;
 mod network;
 mod reload;
@@ -14,7 +15,6 @@ pub use reload::{needs_restart, LogLevelSetter};
 use anyhow::Result;
 use overlay_proto::cert::NodeCert;
 use overlay_proto::{Endpoint, EndpointConfig};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -51,38 +51,10 @@ pub fn log_filter(level: &str) -> String {
 /// Runs the daemon until a termination signal. Stopping leaves bridges, container links and
 /// leases in place (live restore: the next start adopts them); `weft teardown` removes them.
 pub async fn run(cfg: Config, id: Identity, set_log_level: Option<LogLevelSetter>) -> Result<()> {
-    // Locks first: a second daemon for the same state_dir, bridge, gateway or port stops here,
-    // before it touches anything of the first one's.
-    let gateways: Vec<_> = cfg
-        .networks
-        .iter()
-        .filter_map(|n| network::node_pool(n, &id.cert))
-        .map(|(_, gw)| lock::gateway(gw))
-        .collect();
-    let locks = lock::HostLocks::acquire(&cfg, "daemon", &gateways)?;
-    let metrics = cfg.metrics.map(crate::metrics::bind).transpose()?;
-    let listener = control::server::bind(&cfg.node.control_socket)?;
-    let nl = Netlink::new().await?;
-    let mut leases = Leases::load(&cfg.node.state_dir)?;
-    let sockets = match network::udp_sockets(&cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&cfg.node.control_socket);
-            return Err(e);
-        }
-    };
-    let up = match network::bring_up(&nl, &cfg, &id.cert).await {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = std::fs::remove_file(&cfg.node.control_socket);
-            return Err(e);
-        }
-    };
-    let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
-    let started = Started { up, sockets, listener, metrics, recovered, set_log_level };
-    let r = serve(&cfg, id, nl, leases, started).await;
-    drop(locks);
-    r
+    let mut node = start(&cfg, id, set_log_level).await?;
+    wait_for_signal(&mut node.reloader, &mut node.reload_rx).await;
+    node.stop().await;
+    Ok(())
 }
 
 /// `weft teardown`: removes what a stopped daemon left for the next start (container links,
@@ -94,18 +66,59 @@ pub async fn teardown(cfg: &Config) -> Result<network::TornDown> {
     Ok(network::tear_down(&nl, cfg, &mut leases).await)
 }
 
-/// What start-up made, handed to `serve`.
-struct Started {
-    up: network::Up,
-    sockets: network::Sockets,
-    listener: tokio::net::UnixListener,
-    metrics: Option<std::net::TcpListener>,
-    recovered: Vec<(usize, crate::dataplane::frame::Mac, std::net::IpAddr, crate::ipam::Lease)>,
-    set_log_level: Option<LogLevelSetter>,
+/// A running node: what [`start`] made, each part in a guard that undoes it when dropped.
+/// Fields drop in declaration order, which is the stop order: no new requests (tasks), then
+/// DNS (stopped explicitly, it needs an await), the control socket file, the workers and the
+/// engine, and last the host locks.
+struct Node {
+    tasks: guards::Tasks,
+    reloader: reload::Reloader,
+    reload_rx: control::server::ReloadRequests,
+    _socket: guards::SocketFile,
+    _threads: guards::Threads,
+    _locks: lock::HostLocks,
 }
 
-async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started: Started) -> Result<()> {
-    let Started { up, sockets, listener, metrics, recovered, set_log_level } = started;
+impl Node {
+    /// Stops everything but what containers need on this host (see [`run`]).
+    async fn stop(mut self) {
+        info!("shutting down");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        drop(std::mem::take(&mut self.tasks));
+        if let Some(d) = self.reloader.dns.take() {
+            d.stop().await;
+        }
+        drop(self);
+        // Bridges, container links, addresses and leases stay: containers keep their
+        // interfaces (and reach each other on this host) while the daemon is away, and the next
+        // start adopts them. Only the TAPs go, with the process.
+        info!("stopped; containers stay attached (weft teardown removes them)");
+    }
+}
+
+/// Brings the node up. On an error everything made so far is undone by the guards' drops
+/// (bridges this start created, the socket file, threads, tasks), in reverse order, and what
+/// it adopted from an earlier run is left alone.
+async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>) -> Result<Node> {
+    // Locks first: a second daemon for the same state_dir, bridge, gateway or port stops here,
+    // before it touches anything of the first one's.
+    let gateways: Vec<_> = cfg
+        .networks
+        .iter()
+        .filter_map(|n| network::node_pool(n, &id.cert))
+        .map(|(_, gw)| lock::gateway(gw))
+        .collect();
+    let locks = lock::HostLocks::acquire(cfg, "daemon", &gateways)?;
+    let metrics = cfg.metrics.map(crate::metrics::bind).transpose()?;
+    let listener = control::server::bind(&cfg.node.control_socket)?;
+    let socket = guards::SocketFile(cfg.node.control_socket.clone());
+    let nl = Netlink::new().await?;
+    let mut leases = Leases::load(&cfg.node.state_dir)?;
+    let sockets = network::udp_sockets(cfg)?;
+    let up = network::bring_up(&nl, cfg, &id.cert).await?;
+    let bridges = guards::NewBridges::new(up.created.clone());
+    let recovered = network::reconcile_leases(&nl, &cfg.networks, &mut leases).await;
+
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let endpoint = Endpoint::new(
         EndpointConfig {
@@ -135,19 +148,13 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         epoch: Instant::now(),
         busy_poll: cfg.underlay.busy_poll,
     });
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));
     let dns_stats = Arc::new(crate::dns::DnsStats::default());
     let gateways: Vec<_> = up.nets.iter().map(|n| n.gateway).collect();
-    let dns = match start_dns(cfg, &gateways, &directory, &dns_stats).await {
-        Ok(d) => d,
-        Err(e) => {
-            // Nothing runs yet: undo what start-up made, as for any other start-up failure.
-            let _ = std::fs::remove_file(&cfg.node.control_socket);
-            network::remove_created(&nl, &up.created).await;
-            return Err(e.context("starting DNS (set [dns] enable = false to run without it)"));
-        }
-    };
+    let dns = start_dns(cfg, &gateways, &directory, &dns_stats)
+        .await
+        .map_err(|e| e.context("starting DNS (set [dns] enable = false to run without it)"))?;
     let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone(), Arc::clone(&directory));
     let engine =
         Engine::new(Instant::now(), wall, endpoint, Arc::clone(&shared), &cfg.dial_targets(), members);
@@ -165,13 +172,18 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
     for (net, mac, ip, lease) in &recovered {
         driver.engine().add_local(Instant::now(), *net, *mac, *ip, &lease.name, lease.labels.clone());
     }
-    let engine_thread =
-        std::thread::Builder::new().name("weft-engine".into()).spawn(move || driver.run(rx))?;
-    let mut workers = Vec::new();
+    let mut threads = guards::Threads {
+        shared: Arc::clone(&shared),
+        engine_tx: tx.clone(),
+        engine: None,
+        workers: Vec::new(),
+    };
+    threads.engine =
+        Some(std::thread::Builder::new().name("weft-engine".into()).spawn(move || driver.run(rx))?);
     for (i, udp) in sockets.udp.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let vxlan = sockets.vxlan.get(i).map(|s| s.try_clone()).transpose()?;
-        workers.push(
+        threads.workers.push(
             std::thread::Builder::new()
                 .name(format!("weft-dp{i}"))
                 .spawn(move || dataplane::run_worker(shared, i, udp, vxlan))?,
@@ -189,8 +201,8 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
         dns_stats,
         reload: reload_tx,
     });
-    let announcer = tokio::spawn(announce_services(Arc::clone(&registry), tx.clone()));
-
+    let mut tasks = guards::Tasks::default();
+    tasks.add(tokio::spawn(announce_services(Arc::clone(&registry), tx.clone())));
     for (net, _, ip, lease) in &recovered {
         if let Err(e) = registry.container_attached(&cfg.networks[*net].name, &lease.name, *ip, &lease.labels)
         {
@@ -202,21 +214,21 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
             warn!("service {}: {e:#}", spec.id());
         }
     }
-    let server = tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx)));
-    let metrics = metrics.map(|listener| {
+    tasks.add(tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx))));
+    if let Some(listener) = metrics {
         let ctx = Arc::clone(&ctx);
-        tokio::spawn(async move {
+        tasks.add(tokio::spawn(async move {
             if let Err(e) = crate::metrics::serve(listener, ctx).await {
                 warn!("{e:#}");
             }
-        })
-    });
+        }));
+    }
     // Devices, sockets, engine, workers and the control socket are up: tell systemd.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // The watchdog is fed only while the engine answers, so a wedged engine gets restarted.
-    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+    if let Some(period) = sd_notify::watchdog_enabled() {
         let ctx = Arc::clone(&ctx);
-        tokio::spawn(async move {
+        tasks.add(tokio::spawn(async move {
             let mut tick = tokio::time::interval(period / 3);
             loop {
                 tick.tick().await;
@@ -225,46 +237,23 @@ async fn serve(cfg: &Config, id: Identity, nl: Netlink, leases: Leases, started:
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
             }
-        })
-    });
+        }));
+    }
     info!(
-        node = %cfg.node.name, listen = %cfg.underlay.listen, workers = workers.len(),
+        node = %cfg.node.name, listen = %cfg.underlay.listen, workers = threads.workers.len(),
         networks = cfg.networks.len(), "weft is up"
     );
-    let mut reloader = reload::Reloader {
+    let reloader = reload::Reloader {
         cfg: cfg.clone(),
-        ctx: Arc::clone(&ctx),
+        ctx,
         dns,
         directory,
         gateways,
         set_log_level,
         applied_new: false,
     };
-    wait_for_signal(&mut reloader, &mut reload_rx).await;
-    let dns = reloader.dns.take();
-    drop(reloader);
-    info!("shutting down");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    server.abort();
-    announcer.abort();
-    if let Some(d) = dns {
-        d.stop().await;
-    }
-    for t in [metrics, watchdog].into_iter().flatten() {
-        t.abort();
-    }
-    let _ = std::fs::remove_file(&cfg.node.control_socket);
-    shared.stop.store(true, Relaxed);
-    for w in workers {
-        let _ = w.join();
-    }
-    let _ = tokio::task::spawn_blocking(move || tx.send(EngineMsg::Control(ControlMsg::Stop))).await;
-    let _ = engine_thread.join();
-    // Bridges, container links, addresses and leases stay: containers keep their interfaces
-    // (and reach each other on this host) while the daemon is away, and the next start adopts
-    // them. Only the TAPs go, with the process.
-    info!("stopped; containers stay attached (weft teardown removes them)");
-    Ok(())
+    bridges.keep();
+    Ok(Node { tasks, reloader, reload_rx, _socket: socket, _threads: threads, _locks: locks })
 }
 
 /// Starts DNS on every network's gateway address (port 53) and the configured addresses.
