@@ -36,7 +36,7 @@ use crate::wire::{
 #[derive(Clone)]
 pub struct EndpointConfig {
     /// Our X25519 static secret.
-    pub static_secret: [u8; 32],
+    pub static_secret: crate::keys::SecretKey,
     /// Our certificate (its key must match `static_secret`).
     pub cert: NodeCert,
     /// The network CA.
@@ -262,7 +262,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// A new endpoint; checks that our own certificate matches our key and the CA.
     pub fn new(cfg: EndpointConfig, rng: Box<dyn RngCore + Send>) -> Result<Self, ConfigError> {
-        if handshake::public_key(&cfg.static_secret) != cfg.cert.public_key {
+        if cfg.static_secret.public_key() != cfg.cert.public_key {
             return Err(ConfigError::KeyMismatch);
         }
         let unix = cfg.wall_clock.1.as_secs();
@@ -661,9 +661,14 @@ impl Endpoint {
         started: Instant,
     ) {
         let entropy = self.entropy();
-        let Ok(mut hs) =
-            handshake::build(pattern, true, &self.cfg.static_secret, key.as_ref(), &self.prologue, entropy)
-        else {
+        let Ok(mut hs) = handshake::build(
+            pattern,
+            true,
+            self.cfg.static_secret.as_bytes(),
+            key.as_ref(),
+            &self.prologue,
+            entropy,
+        ) else {
             return;
         };
         let idx = self.new_index();
@@ -783,8 +788,14 @@ impl Endpoint {
             return Err(DatagramError::PendingFull);
         }
         let entropy = self.entropy();
-        let mut hs =
-            handshake::build(pattern, false, &self.cfg.static_secret, None, &self.prologue, entropy)?;
+        let mut hs = handshake::build(
+            pattern,
+            false,
+            self.cfg.static_secret.as_bytes(),
+            None,
+            &self.prologue,
+            entropy,
+        )?;
         let mut plain = [0u8; NOISE_BUF];
         let n = hs.read_message(packet.noise(), &mut plain).map_err(HandshakeError::from)?;
         let idx = self.new_index();

@@ -31,6 +31,7 @@ pub mod consts;
 mod cookie;
 pub mod endpoint;
 pub mod handshake;
+pub mod keys;
 mod peer;
 pub mod replay_window;
 pub mod session;

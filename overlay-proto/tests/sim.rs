@@ -459,7 +459,7 @@ fn refuses_handshakes_from_foreign_forged_expired_and_revoked_nodes() {
 
     // An expired node whose own clock is behind runs a genuine handshake and is refused.
     let mut cfg = sim.network.config(61, base);
-    cfg.cert = sim.network.cert(61, &cfg.static_secret, 1_000, identity::WALL_CLOCK - 100);
+    cfg.cert = sim.network.cert(61, cfg.static_secret.as_bytes(), 1_000, identity::WALL_CLOCK - 100);
     cfg.wall_clock.1 -= Duration::from_secs(1_000);
     let late = sim.add_node(identity::endpoint(cfg, 61), harness::addr(61));
     let before = counters(&sim, 1);

@@ -23,7 +23,7 @@ fn node(ca: &CaKey, ca_cert: &overlay_proto::cert::CaCert, i: u8, now: Instant) 
         )
         .unwrap();
     let cfg = EndpointConfig {
-        static_secret: secret,
+        static_secret: overlay_proto::keys::SecretKey::from_bytes(secret),
         cert,
         ca: ca_cert.clone(),
         wall_clock: (now, Duration::from_secs(1_800_000_000)),

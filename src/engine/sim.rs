@@ -165,7 +165,7 @@ impl Sim {
         let rng_seed = self.rng.random::<u64>();
         let endpoint = Endpoint::new(
             EndpointConfig {
-                static_secret: secret,
+                static_secret: overlay_proto::keys::SecretKey::from_bytes(secret),
                 cert: cert.clone(),
                 ca: ca.clone(),
                 wall_clock: (now, wall),

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use overlay_proto::cert::{CaCert, NodeCert};
-use overlay_proto::handshake::public_key;
+use overlay_proto::keys::SecretKey;
 
 use crate::config::Config;
 use crate::pki;
@@ -12,7 +12,7 @@ use crate::pki;
 /// The node's identity files, loaded and cross-checked.
 pub struct Identity {
     /// X25519 private key.
-    pub secret: [u8; 32],
+    pub secret: SecretKey,
     /// Our certificate.
     pub cert: NodeCert,
     /// The network CA.
@@ -39,7 +39,7 @@ impl Identity {
 /// of the certificate's subnets. Each error names the config key to look at.
 pub fn check_identity(
     cfg: &Config,
-    secret: &[u8; 32],
+    secret: &SecretKey,
     cert: &NodeCert,
     ca: &overlay_proto::cert::CaCert,
 ) -> Result<()> {
@@ -63,7 +63,7 @@ pub fn check_identity(
             .error("node.cert", &format!("{cert_path} does not verify against {ca_path}: {e}"))
             .into());
     }
-    if cert.public_key != public_key(secret) {
+    if cert.public_key != secret.public_key() {
         return Err(cfg
             .error(
                 "node.key",
@@ -72,7 +72,7 @@ pub fn check_identity(
                      starts {}, this key's {})",
                     cfg.node.key.display(),
                     pki::fingerprint(&cert.public_key),
-                    pki::fingerprint(&public_key(secret))
+                    pki::fingerprint(&secret.public_key())
                 ),
             )
             .into());

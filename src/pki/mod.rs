@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest};
 use overlay_proto::handshake::public_key;
+use overlay_proto::keys::SecretKey;
 use rand_core::{OsRng, RngCore};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -106,8 +107,8 @@ pub fn read_secret(path: &Path) -> Result<String> {
 }
 
 /// Loads an X25519 private key file (mode 0600 or stricter), strict about its shape.
-pub fn load_private_key(path: &Path) -> Result<[u8; 32]> {
-    decode_key(&read_secret(path)?, &format!("private key {}", path.display()))
+pub fn load_private_key(path: &Path) -> Result<SecretKey> {
+    decode_key(&read_secret(path)?, &format!("private key {}", path.display())).map(SecretKey::from_bytes)
 }
 
 /// PEM-style armour.
@@ -268,7 +269,7 @@ mod tests {
         let (secret, _) = generate_x25519();
         write_secret(&key, &format!("{}\n", encode_key(&secret))).unwrap();
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(load_private_key(&key).unwrap(), secret);
+        assert_eq!(load_private_key(&key).unwrap().as_bytes(), &secret);
         for (mode, who) in [(0o644, "its group and every user"), (0o640, "its group"), (0o604, "every user")]
         {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 fn member(base: Instant) -> Endpoint {
     let f = fixture();
     let cfg = EndpointConfig {
-        static_secret: f.peer_secret,
+        static_secret: overlay_proto::keys::SecretKey::from_bytes(f.peer_secret),
         cert: f.peer_cert.clone(),
         ca: f.ca.clone(),
         wall_clock: (base, Duration::from_secs(WALL_CLOCK)),

@@ -64,7 +64,7 @@ pub fn addr(i: u8) -> SocketAddr {
 pub fn endpoint(base: Instant) -> Endpoint {
     let f = fixture();
     let cfg = EndpointConfig {
-        static_secret: f.secret,
+        static_secret: overlay_proto::keys::SecretKey::from_bytes(f.secret),
         cert: f.cert.clone(),
         ca: f.ca.clone(),
         wall_clock: (base, Duration::from_secs(WALL_CLOCK)),

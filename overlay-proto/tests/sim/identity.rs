@@ -48,7 +48,7 @@ impl Network {
     pub fn config(&self, i: u16, base: Instant) -> EndpointConfig {
         let secret = secret(i);
         EndpointConfig {
-            static_secret: secret,
+            static_secret: overlay_proto::keys::SecretKey::from_bytes(secret),
             cert: self.cert(i, &secret, 1_000, 2_000_000_000),
             ca: self.ca.clone(),
             wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
