@@ -20,8 +20,9 @@ pub struct Lease {
     pub host_ifname: String,
     /// Interface name inside the container.
     pub ifname: String,
-    /// Container MAC, `aa:bb:…`.
-    pub mac: String,
+    /// Container MAC (written `aa:bb:…` in the file).
+    #[serde(with = "mac_text")]
+    pub mac: [u8; 6],
     /// Labels given at attach (policy selectors; `weft.service` declares services).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -120,6 +121,22 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
 
+/// A MAC as `aa:bb:cc:dd:ee:ff` text in the leases file; a malformed one makes the file
+/// corrupt (an error at start naming it) rather than a lease silently ignored.
+mod mac_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mac: &[u8; 6], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::mac_string(mac))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 6], D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_mac(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a MAC address")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,7 +147,7 @@ mod tests {
             netns: n.into(),
             host_ifname: "wv0".into(),
             ifname: "eth0".into(),
-            mac: "02:00:00:00:00:01".into(),
+            mac: [2, 0, 0, 0, 0, 1],
             labels: Default::default(),
         }
     }
@@ -160,5 +177,16 @@ mod tests {
         assert!(l3.pick("n", pool, gw, None).is_err(), "exhausted");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(parse_mac(&mac_string(&[1, 2, 3, 4, 5, 0xab])), Some([1, 2, 3, 4, 5, 0xab]));
+    }
+
+    #[test]
+    fn lease_macs_are_text_in_the_file_and_a_malformed_one_is_an_error() {
+        let text = serde_json::to_string(&lease("a")).unwrap();
+        assert!(text.contains(r#""mac":"02:00:00:00:00:01""#), "{text}");
+        let back: Lease = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.mac, [2, 0, 0, 0, 0, 1]);
+        let bad = text.replace("02:00:00:00:00:01", "02:00:zz");
+        let e = serde_json::from_str::<Lease>(&bad).unwrap_err().to_string();
+        assert!(e.contains("is not a MAC address"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::{resolv_conf, Request, MAX_REQUEST};
 use crate::discovery::registry::{Registry, Source};
-use crate::ipam::{mac_string, parse_mac, Lease, Leases};
+use crate::ipam::{mac_string, Lease, Leases};
 use crate::netlink::{self, Netlink};
 use crate::plane::ControlMsg;
 use crate::plane::{EngineMsg, NetInfo};
@@ -278,7 +278,7 @@ async fn attach(
         netns: netns.to_owned(),
         host_ifname: host_ifname.clone(),
         ifname: ifname.to_owned(),
-        mac: mac_string(&link.mac),
+        mac: link.mac,
         labels: labels.clone(),
     };
     leases.insert(network, addr, lease);
@@ -386,9 +386,7 @@ async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Opti
     netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
     leases.remove(network, &ip);
     leases.save()?;
-    if let Some(mac) = parse_mac(&lease.mac) {
-        to_engine(ctx, ControlMsg::RemoveLocal { net, mac }).await;
-    }
+    to_engine(ctx, ControlMsg::RemoveLocal { net, mac: lease.mac }).await;
     ctx.registry.container_detached(network, name);
     resolv_conf::remove(&lease.netns);
     info!(container = name, network, %ip, "detached");
@@ -429,7 +427,7 @@ pub async fn status(ctx: &ControlCtx) -> Result<Value> {
         .map(|(n, pool)| {
             let containers: Vec<Value> = leases
                 .of(&n.name)
-                .map(|(ip, l)| json!({"name": l.name, "ip": ip.to_string(), "mac": l.mac, "netns": l.netns, "host_ifname": l.host_ifname}))
+                .map(|(ip, l)| json!({"name": l.name, "ip": ip.to_string(), "mac": mac_string(&l.mac), "netns": l.netns, "host_ifname": l.host_ifname}))
                 .collect();
             json!({
                 "name": n.name, "vni": n.vni.get(), "subnet": n.subnet.to_string(), "node_subnet": pool.to_string(),
@@ -455,7 +453,7 @@ mod tests {
             netns: netns.into(),
             host_ifname: format!("wv-{name}"),
             ifname: "eth0".into(),
-            mac: "02:00:00:00:00:01".into(),
+            mac: [2, 0, 0, 0, 0, 1],
             labels: BTreeMap::new(),
         }
     }

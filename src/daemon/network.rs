@@ -14,7 +14,7 @@ use crate::config::{Config, Encryption, Network};
 use crate::dataplane::frame::Mac;
 use crate::device::Tap;
 use crate::ipam::Lease;
-use crate::ipam::{parse_mac, Leases};
+use crate::ipam::Leases;
 use crate::netlink::Netlink;
 use crate::plane::NetInfo;
 
@@ -111,8 +111,8 @@ pub async fn reconcile_leases(
     for (network, ip, lease) in leases.all() {
         let net = nets.iter().position(|n| n.name == network);
         let alive = matches!(nl.link_index(&lease.host_ifname).await, Ok(Some(_)));
-        match (net, alive, parse_mac(&lease.mac)) {
-            (Some(net), true, Some(mac)) => keep.push((net, mac, ip, lease.clone())),
+        match (net, alive) {
+            (Some(net), true) => keep.push((net, lease.mac, ip, lease.clone())),
             _ => {
                 info!(container = %lease.name, %ip, "dropping lease of a container that is gone");
                 leases.remove(&network, &ip);
