@@ -98,7 +98,7 @@ impl Driver {
                     self.pings.insert(id, reply);
                 }
                 Err(err) => {
-                    let _ = reply.send(Err(err));
+                    let _ = reply.send(Err(err.to_string()));
                 }
             },
             ControlMsg::Stop => {}
@@ -120,7 +120,7 @@ impl Driver {
                 }
                 Event::Pinged { id, result } => {
                     if let Some(reply) = self.pings.remove(&id) {
-                        let _ = reply.send(result.map(|p: Pinged| {
+                        let _ = reply.send(result.map_err(|e| e.to_string()).map(|p: Pinged| {
                             json!({
                                 "peer": p.peer,
                                 "endpoint": p.endpoint.map(|e| e.to_string()),

@@ -42,6 +42,7 @@ mod status;
 mod tests;
 
 pub(crate) use members::Members;
+pub use probe::PingError;
 
 /// What the engine asks its driver to do besides sending datagrams.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ pub enum Event {
         /// The id `ping` returned.
         id: u64,
         /// What came of it.
-        result: Result<Pinged, String>,
+        result: Result<Pinged, PingError>,
     },
 }
 

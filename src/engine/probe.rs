@@ -18,6 +18,28 @@ pub(super) const RTT_PERIOD: Duration = Duration::from_secs(5);
 /// Most peers probed per period (the rest keep their last figure).
 const MAX_RTT_PEERS: usize = 256;
 
+/// Why a ping has no round-trip time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PingError {
+    /// No member has that name, public key or endpoint.
+    #[error("no member named {0:?}")]
+    NoSuchMember(String),
+    /// [`MAX_PENDING`] probes wait already.
+    #[error("too many probes in flight")]
+    TooMany,
+    /// The probe could not be sealed for the member.
+    #[error("cannot reach {name}: {reason}")]
+    Unreachable {
+        /// The member.
+        name: String,
+        /// Why.
+        reason: overlay_proto::EncapError,
+    },
+    /// No reply within [`PROBE_TIMEOUT`].
+    #[error("no reply from {0} within {PROBE_TIMEOUT:?}")]
+    NoReply(String),
+}
+
 /// A probe waiting for its reply.
 pub(super) struct Pending {
     peer: PeerId,
@@ -28,7 +50,7 @@ pub(super) struct Pending {
 impl Engine {
     /// Sends a probe to the member named `name` (or with that public key or endpoint); its
     /// answer comes as [`Event::Pinged`] with the returned id.
-    pub fn ping(&mut self, now: Instant, name: &str) -> Result<u64, String> {
+    pub fn ping(&mut self, now: Instant, name: &str) -> Result<u64, PingError> {
         let found = self.endpoint.peer_ids().find(|&id| {
             let Some(i) = self.endpoint.peer_info(id) else { return false };
             let cert = i.cert.clone().or_else(|| self.members.certs.get(&id).cloned());
@@ -37,16 +59,17 @@ impl Engine {
                 || i.endpoint.is_some_and(|e| e.to_string() == name)
         });
         let Some(peer) = found else {
-            return Err(format!("no member named {name:?}"));
+            return Err(PingError::NoSuchMember(name.to_owned()));
         };
         if self.probes.len() >= MAX_PENDING {
-            return Err("too many probes in flight".into());
+            return Err(PingError::TooMany);
         }
         self.probe_seq = self.probe_seq.wrapping_add(1);
         let id = self.probe_seq;
         // Queued behind a handshake when there is no session: sent when it is up (the wait
         // counts).
-        self.send_inner(now, peer, &Inner::Probe(id)).map_err(|e| format!("cannot reach {name}: {e}"))?;
+        self.send_inner(now, peer, &Inner::Probe(id))
+            .map_err(|reason| PingError::Unreachable { name: name.to_owned(), reason })?;
         self.drain(now);
         self.probes.insert(id, Pending { peer, name: name.to_owned(), sent: now });
         Ok(id)
@@ -103,8 +126,7 @@ impl Engine {
             .collect();
         for id in late {
             if let Some(p) = self.probes.remove(&id) {
-                let result = Err(format!("no reply from {} within {PROBE_TIMEOUT:?}", p.name));
-                self.events.push_back(Event::Pinged { id, result });
+                self.events.push_back(Event::Pinged { id, result: Err(PingError::NoReply(p.name)) });
             }
         }
     }
