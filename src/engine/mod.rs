@@ -28,6 +28,7 @@ use crate::membership::{ContainerEntry, NodeKey};
 use crate::plane::tables::{Loc, PeerEntry, Tables};
 use crate::plane::{Shared, WorkerMsg};
 use fdb::{Fdb, Learned};
+use seeds::StaticPeer;
 
 mod discovery;
 pub mod driver;
@@ -35,6 +36,7 @@ pub mod fdb;
 mod members;
 mod policy;
 mod probe;
+mod seeds;
 #[cfg(test)]
 mod sim;
 mod status;
@@ -80,47 +82,8 @@ pub struct Pinged {
     pub rtt: Duration,
 }
 
-/// Re-dial backoff bounds for static peers.
-const DIAL_MIN: Duration = Duration::from_secs(1);
-const DIAL_MAX: Duration = Duration::from_secs(30);
 /// Longest the engine waits between timer passes (FDB ageing, publishing, seeds' state).
 pub const TICK: Duration = Duration::from_millis(100);
-
-struct StaticPeer {
-    addr: SocketAddr,
-    next_dial: Instant,
-    backoff: Duration,
-    dialing: bool,
-    /// Since when we dial it without an answer (`None`: reached, or not dialled yet).
-    unanswered_since: Option<Instant>,
-    /// Whether the operator was told that it does not answer (once per outage).
-    warned: bool,
-}
-
-impl StaticPeer {
-    fn new(addr: SocketAddr, now: Instant) -> Self {
-        Self {
-            addr,
-            next_dial: now,
-            backoff: DIAL_MIN,
-            dialing: false,
-            unanswered_since: None,
-            warned: false,
-        }
-    }
-
-    fn reached(&mut self) {
-        if self.warned {
-            info!(seed = %self.addr, "seed answers again");
-        }
-        self.unanswered_since = None;
-        self.warned = false;
-    }
-}
-
-/// A seed (or `[[peer]]` endpoint) dialled this long without an answer is reported: a warning
-/// in the log and `unreachable` in `weft status`.
-const SEED_UNANSWERED: Duration = Duration::from_secs(10);
 
 /// At most one handshake per member per this long in answer to datagrams on unknown sessions
 /// (a spoofed flood of them costs one handshake per member per period, never more).
@@ -232,17 +195,6 @@ impl Engine {
             self.local_containers.remove(&(net, *mac));
             self.announce_containers(now);
             self.dirty = true;
-        }
-    }
-
-    /// Replaces the static dial targets (reload): new ones are dialled now, removed ones are
-    /// no longer redialled; sessions already up are untouched.
-    pub fn set_dial_targets(&mut self, now: Instant, targets: &[SocketAddr]) {
-        self.statics.retain(|s| targets.contains(&s.addr));
-        for &addr in targets {
-            if !self.statics.iter().any(|s| s.addr == addr) {
-                self.statics.push(StaticPeer::new(addr, now));
-            }
         }
     }
 
@@ -384,38 +336,6 @@ impl Engine {
         }
     }
 
-    fn dial_statics(&mut self, now: Instant) {
-        let connected: Vec<SocketAddr> = self
-            .endpoint
-            .peer_ids()
-            .filter_map(|p| self.endpoint.peer_info(p))
-            .filter(|i| i.connected)
-            .filter_map(|i| i.endpoint)
-            .collect();
-        for s in &mut self.statics {
-            if connected.contains(&s.addr) {
-                s.backoff = DIAL_MIN;
-                s.reached();
-                continue;
-            }
-            let since = *s.unanswered_since.get_or_insert(now);
-            if !s.warned && now.saturating_duration_since(since) >= SEED_UNANSWERED {
-                s.warned = true;
-                tracing::warn!(
-                    seed = %s.addr,
-                    "seed does not answer after {} s of handshake attempts; check membership.seeds \
-                     (another node's underlay IP:PORT) and that UDP reaches it",
-                    SEED_UNANSWERED.as_secs()
-                );
-            }
-            if !s.dialing && now >= s.next_dial {
-                debug!(addr = %s.addr, "dialing static peer");
-                self.endpoint.dial(now, s.addr);
-                s.dialing = true;
-            }
-        }
-    }
-
     /// Collects what the endpoint and the membership layer want sent, and acts on what they
     /// report.
     fn drain(&mut self, now: Instant) {
@@ -470,20 +390,6 @@ impl Engine {
         self.resync_after.insert(peer, now + RESYNC_INTERVAL);
         debug!(%peer, "member sends on a session we do not hold; handshaking");
         self.endpoint.connect(now, peer);
-    }
-
-    fn static_done(&mut self, addr: SocketAddr, ok: bool, now: Instant) {
-        if let Some(s) = self.statics.iter_mut().find(|s| s.addr == addr) {
-            s.dialing = false;
-            if ok {
-                s.reached();
-                s.backoff = DIAL_MIN;
-                s.next_dial = now + DIAL_MIN;
-            } else {
-                s.next_dial = now + s.backoff;
-                s.backoff = (s.backoff * 2).min(DIAL_MAX);
-            }
-        }
     }
 
     fn publish_if_changed(&mut self, now: Instant) {

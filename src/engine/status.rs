@@ -123,7 +123,7 @@ impl Engine {
 
 impl Engine {
     /// Seeds and `[[peer]]` endpoints: `connected`, `dialing`, or `unreachable` after
-    /// [`super::SEED_UNANSWERED`] without an answer.
+    /// [`super::seeds::SEED_UNANSWERED`] without an answer.
     fn seeds_status(&self, now: Instant) -> Vec<Value> {
         self.statics
             .iter()
@@ -131,7 +131,7 @@ impl Engine {
                 let waited = s.unanswered_since.map(|t| now.saturating_duration_since(t));
                 let state = match waited {
                     None => "connected",
-                    Some(w) if w >= super::SEED_UNANSWERED => "unreachable",
+                    Some(w) if w >= super::seeds::SEED_UNANSWERED => "unreachable",
                     Some(_) => "dialing",
                 };
                 json!({
