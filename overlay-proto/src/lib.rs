@@ -29,6 +29,7 @@
 pub mod cert;
 pub mod consts;
 mod cookie;
+pub mod counters;
 pub mod endpoint;
 pub mod handshake;
 mod peer;
