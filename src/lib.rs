@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod netlink;
 pub mod pki;
 pub mod policy;
+pub mod report;
 pub mod ui;

@@ -6,7 +6,6 @@
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
 use overlay_proto::{DatagramError, Encapsulated, Endpoint, Event, PeerId, Received};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -52,11 +51,11 @@ pub enum ControlMsg {
         mac: Mac,
     },
     /// Report peers and counters.
-    Status(tokio::sync::oneshot::Sender<Value>),
+    Status(tokio::sync::oneshot::Sender<crate::report::EngineStatus>),
     /// Replace the service instances our record announces.
     SetServices(Vec<crate::discovery::catalog::Announced>),
     /// Report the cluster-wide catalog (nodes, services with health).
-    Catalog(tokio::sync::oneshot::Sender<Value>),
+    Catalog(tokio::sync::oneshot::Sender<crate::report::Catalog>),
     /// Which rule decides a flow, on this node's side(s).
     PolicyExplain {
         /// Network index.
@@ -70,10 +69,10 @@ pub enum ControlMsg {
         /// Destination port (TCP/UDP).
         port: Option<u16>,
         /// The answer.
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<crate::report::Explain, String>>,
     },
     /// Every network's policy with counters.
-    PolicyStatus(tokio::sync::oneshot::Sender<Value>),
+    PolicyStatus(tokio::sync::oneshot::Sender<Vec<crate::report::NetworkPolicy>>),
     /// New compiled policies, one per network (reload).
     SetPolicies(Vec<Arc<crate::policy::Compiled>>),
     /// New dial targets (seeds and static peers) after a reload.
@@ -83,7 +82,7 @@ pub enum ControlMsg {
         /// The member.
         peer: String,
         /// The answer.
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<crate::report::Pong, String>>,
     },
     /// Stop the engine.
     Stop,

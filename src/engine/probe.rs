@@ -6,10 +6,10 @@
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::Inner;
 use overlay_proto::{Encapsulated, PeerId};
-use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 use super::Engine;
+use crate::report::Pong;
 
 /// How long a probe waits for its reply.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +25,7 @@ pub(super) struct Pending {
     peer: PeerId,
     name: String,
     sent: Instant,
-    reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+    reply: tokio::sync::oneshot::Sender<Result<Pong, String>>,
 }
 
 impl Engine {
@@ -34,7 +34,7 @@ impl Engine {
         &mut self,
         now: Instant,
         name: &str,
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<Pong, String>>,
     ) {
         let found = self.endpoint.peer_ids().find(|&id| {
             let Some(i) = self.endpoint.peer_info(id) else { return false };
@@ -104,10 +104,8 @@ impl Engine {
         if self.probes.get(&id).is_some_and(|p| p.peer == peer) {
             if let Some(p) = self.probes.remove(&id) {
                 let rtt = now.saturating_duration_since(p.sent);
-                let endpoint = self.endpoint.peer_info(peer).and_then(|i| i.endpoint).map(|e| e.to_string());
-                let _ = p.reply.send(Ok(json!({
-                    "peer": p.name, "endpoint": endpoint, "rtt_ms": rtt.as_secs_f64() * 1000.0,
-                })));
+                let endpoint = self.endpoint.peer_info(peer).and_then(|i| i.endpoint);
+                let _ = p.reply.send(Ok(Pong { peer: p.name, endpoint, rtt_ms: rtt.as_secs_f64() * 1000.0 }));
             }
         }
     }
