@@ -294,4 +294,63 @@ mod tests {
         assert_eq!(v["subnets"][0], "10.42.2.0/24");
         assert_eq!(serde_json::from_value::<PeerStatus>(v).unwrap(), met());
     }
+
+    /// A status as the untyped engine wrote it (README's table, with one of everything):
+    /// it must read into the types and write back as the very same JSON.
+    #[test]
+    fn a_whole_status_keeps_its_published_shape() {
+        use crate::report::counters::{Counters, DnsSnapshot, MembershipStats};
+        use overlay_proto::counters::Snapshot;
+        let counters = serde_json::to_value(Counters::default()).unwrap();
+        let membership = serde_json::to_value(MembershipStats::from_fn(|_| 2)).unwrap();
+        let dns = serde_json::to_value(DnsSnapshot::from_fn(|_| 3)).unwrap();
+        let text = serde_json::json!({
+            "node": "h1",
+            "networks": [{
+                "name": "default", "vni": 42, "subnet": "10.42.0.0/16", "node_subnet": "10.42.1.0/24",
+                "gateway": "10.42.1.1", "mtu": 1420, "encryption": "chacha20poly1305",
+                "containers": [{"name": "c1", "ip": "10.42.1.2", "mac": "02:00:0a:2a:01:02",
+                                "netns": "c1", "host_ifname": "wv0a0b0c0d"}],
+            }],
+            "engine": {
+                "uptime_secs": 12, "members_alive": 1, "members": 2,
+                "peers": [
+                    {"id": 0, "name": "h2", "public_key": "k2", "state": "alive", "endpoint": "10.200.0.2:51820",
+                     "connected": true, "no_reply_secs": null, "last_handshake_secs_ago": 3.5, "containers": 1,
+                     "subnets": ["10.42.2.0/24"], "groups": ["web"], "rtt_ms": 0.4,
+                     "rx_bytes": 10, "tx_bytes": 20, "rx_packets": 1, "tx_packets": 2},
+                    {"name": "h3", "public_key": "k3", "state": "suspect", "endpoint": "10.200.0.3:51820",
+                     "connected": false, "containers": 0},
+                ],
+                "counters": counters,
+                "policy": [{
+                    "network": "default", "enforced": true,
+                    "policy": {"inbound": "deny", "outbound": "allow", "conntrack_max": 1024,
+                               "conntrack_per_peer": 256, "rules": [{
+                        "name": "web-to-db", "direction": "in", "action": "allow", "proto": "tcp",
+                        "ports": {"lo": 5432, "hi": 5432},
+                        "from": {"match": {"groups": [], "labels": {"app": "web"}, "cidrs": [], "node": null}},
+                        "to": "any",
+                    }]},
+                    "hits": [{"name": "web-to-db", "direction": "in", "verdict": "allow", "hits": 4},
+                             {"name": "default-in", "direction": "in", "verdict": "deny", "hits": 1}],
+                    "conntrack": {"entries": 2, "stats": {"inserts": 5, "table_full": 0, "peer_full": 0, "expired": 3}},
+                }],
+                "fdb_entries": [2],
+                "fdb": [{"network": "default", "entries": [
+                    {"mac": "02:00:0a:2a:01:02", "ip": "10.42.1.2", "at": "local", "source": "local"},
+                    {"mac": "02:00:0a:2a:02:02", "ip": null, "at": "h2", "source": "learned"},
+                ]}],
+                "membership": membership,
+                "seeds": [{"address": "10.200.0.2:51820", "state": "dialing", "unanswered_secs": 4},
+                          {"address": "10.200.0.3:51820", "state": "connected", "unanswered_secs": null}],
+            },
+            "dns": dns,
+            "services": {"passing": 1, "critical": 0, "pending": 2},
+        });
+        let status: Status = serde_json::from_value(text.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&status).unwrap(), text);
+        assert_eq!(status.engine.peers[1].session, None);
+        assert_eq!(status.engine.seeds[0].state, SeedState::Dialing);
+    }
 }
