@@ -55,7 +55,7 @@ impl Metric {
 pub struct Counter {
     /// Field name, also its name in JSON.
     pub field: &'static str,
-    /// The field's documentation (first line).
+    /// The field's documentation, its lines run together.
     pub doc: &'static str,
     /// How it is exported.
     pub metric: Metric,
@@ -156,7 +156,7 @@ macro_rules! counters {
             const COUNTERS: &'static [$crate::counters::Counter] = &[
                 $( $crate::counters::Counter {
                     field: ::core::stringify!($field),
-                    doc: $crate::counters::first_line(&[$($doc),*]),
+                    doc: $crate::counters::trimmed(::core::concat!($($doc),*)),
                     metric: $metric,
                 }, )*
             ];
@@ -182,13 +182,10 @@ macro_rules! counters {
     };
 }
 
-/// The first doc line of a counter, trimmed (used by [`counters!`](crate::counters!)).
+/// A counter's doc lines run together, trimmed (used by [`counters!`](crate::counters!)).
 #[doc(hidden)]
-pub const fn first_line(doc: &[&'static str]) -> &'static str {
-    match doc.first() {
-        Some(line) => line.trim_ascii(),
-        None => "",
-    }
+pub const fn trimmed(doc: &'static str) -> &'static str {
+    doc.trim_ascii()
 }
 
 #[cfg(test)]
@@ -204,7 +201,8 @@ mod tests {
         /// Their snapshot.
         pub struct TestSnapshot;
         {
-            /// Too short.
+            /// Too short
+            /// to parse.
             short => DROPS.label("short"),
             /// Sent.
             sent => Metric::new("t_sent", "Sent"),
@@ -229,7 +227,7 @@ mod tests {
         assert_eq!(snap, TestSnapshot { short: 3, sent: 5 });
         let fields: Vec<_> = TestSnapshot::COUNTERS.iter().map(|c| c.field).collect();
         assert_eq!(fields, ["short", "sent"]);
-        assert_eq!(TestSnapshot::COUNTERS[0].doc, "Too short.");
+        assert_eq!(TestSnapshot::COUNTERS[0].doc, "Too short to parse.");
         assert_eq!(TestSnapshot::COUNTERS[0].metric.label, Some(("reason", "short")));
         let r: Vec<_> = snap.readings().map(|r| (r.counter.field, r.value)).collect();
         assert_eq!(r, [("short", 3), ("sent", 5)]);
