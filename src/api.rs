@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use crate::control::ControlCtx;
 use crate::discovery::catalog::{Check, CheckTemplate, ServiceSpec, Target};
 use crate::discovery::directory::Protocol;
 use crate::discovery::registry::Source;
+use crate::report::{Catalog, CatalogInstance, ErrorReply, ServiceAdded, ServiceSummary, ServicesRemoved};
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -61,10 +61,10 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 }
 
 fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
-    (code, Json(json!({"error": msg.to_string()}))).into_response()
+    (code, Json(ErrorReply { error: msg.to_string() })).into_response()
 }
 
-async fn cat(ctx: &ControlCtx) -> Result<Value, Response> {
+async fn cat(ctx: &ControlCtx) -> Result<Catalog, Response> {
     catalog(ctx).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))
 }
 
@@ -81,16 +81,8 @@ async fn services(State(ctx): State<Arc<ControlCtx>>) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let mut out = BTreeMap::new();
-    for (name, list) in c["services"].as_object().into_iter().flatten() {
-        let list = list.as_array().cloned().unwrap_or_default();
-        let passing = list.iter().filter(|i| i["health"] == "passing").count();
-        let mut tags: Vec<Value> =
-            list.iter().flat_map(|i| i["tags"].as_array().cloned().unwrap_or_default()).collect();
-        tags.sort_by_key(|t| t.to_string());
-        tags.dedup();
-        out.insert(name.clone(), json!({"instances": list.len(), "passing": passing, "tags": tags}));
-    }
+    let out: BTreeMap<&str, ServiceSummary> =
+        c.services.iter().map(|(name, list)| (name.as_str(), ServiceSummary::of(list))).collect();
     Json(out).into_response()
 }
 
@@ -121,24 +113,20 @@ async fn service(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(list) = c["services"].get(&name).and_then(Value::as_array) else {
+    let Some(list) = c.services.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no service named {name:?}"));
     };
-    let list: Vec<&Value> = list
+    let list: Vec<&CatalogInstance> = list
         .iter()
-        .filter(|i| q.passing.is_none() || i["health"] == "passing")
-        .filter(|i| {
-            q.tag
-                .as_ref()
-                .is_none_or(|t| i["tags"].as_array().is_some_and(|tags| tags.iter().any(|x| x == t)))
-        })
+        .filter(|i| q.passing.is_none() || i.health == crate::report::Health::Passing)
+        .filter(|i| q.tag.as_ref().is_none_or(|t| i.tags.contains(t)))
         .collect();
     Json(list).into_response()
 }
 
 async fn nodes(State(ctx): State<Arc<ControlCtx>>) -> Response {
     match cat(&ctx).await {
-        Ok(c) => Json(c["nodes"].clone()).into_response(),
+        Ok(c) => Json(c.nodes).into_response(),
         Err(r) => r,
     }
 }
@@ -175,7 +163,7 @@ async fn agent_register(State(ctx): State<Arc<ControlCtx>>, body: Result<Bytes, 
         );
     }
     match ctx.registry.add(spec, Source::Api) {
-        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Ok(id) => (StatusCode::CREATED, Json(ServiceAdded { id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }
 }
@@ -188,7 +176,7 @@ async fn agent_deregister(State(ctx): State<Arc<ControlCtx>>, Path(id): Path<Str
             format!("no service instance or service named {id:?} on this node"),
         );
     }
-    Json(json!({"removed": removed})).into_response()
+    Json(ServicesRemoved { removed }).into_response()
 }
 
 /// What serde said about a body, with the path of the field (`check.interval: …`) and without
@@ -334,6 +322,7 @@ mod tests {
     use super::*;
     use crate::discovery::registry::{OwnAddresses, Registry};
     use crate::plane::NetInfo;
+    use serde_json::{json, Value};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A control context with one network and no engine (status and catalog answer 503).

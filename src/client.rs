@@ -1,14 +1,20 @@
 //! CLI commands that talk to the running daemon, and their human-readable output.
 
 use anyhow::Result;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::cli::{AttachArgs, ClientArgs, DetachArgs, PolicyCommand, ServiceAddArgs, ServiceCommand};
 use crate::control::{call, Request};
 use crate::discovery::catalog::{parse_duration, Check, CheckTemplate, ServiceSpec, Target, DEFAULT_TIMEOUT};
 use crate::discovery::directory::Protocol;
 use crate::discovery::registry::SERVICE_LABEL;
+use crate::report::status::{NetworkRow, PeerStatus, SeedState};
+use crate::report::{
+    Attached, Catalog, Detached, Explain, LocalService, NetworkPolicy, PingFailed, Pong, Reloaded,
+    ServiceAdded, ServicesRemoved, Status,
+};
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 /// `weft attach`: prints a summary, and the address alone on the last line.
 pub fn attach(a: AttachArgs) -> Result<()> {
@@ -32,23 +38,15 @@ pub fn attach(a: AttachArgs) -> Result<()> {
         labels,
         enter: None,
     };
-    let v = call(&a.client.socket, &req)?;
+    let v: Attached = call(&a.client.socket, &req)?;
     if a.client.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        eprintln!(
-            "attached {} to {}: {}/{} via {} (mac {}, mtu {}, host link {})",
-            v["name"].as_str().unwrap_or("?"),
-            v["network"].as_str().unwrap_or("?"),
-            v["ip"].as_str().unwrap_or("?"),
-            v["prefix"],
-            v["gateway"].as_str().unwrap_or("?"),
-            v["mac"].as_str().unwrap_or("?"),
-            v["mtu"],
-            v["host_ifname"].as_str().unwrap_or("?"),
-        );
-        println!("{}", v["ip"].as_str().unwrap_or("?"));
+        return print_json(&v);
     }
+    eprintln!(
+        "attached {} to {}: {}/{} via {} (mac {}, mtu {}, host link {})",
+        v.name, v.network, v.ip, v.prefix, v.gateway, v.mac, v.mtu, v.host_ifname
+    );
+    println!("{}", v.ip);
     Ok(())
 }
 
@@ -57,12 +55,12 @@ pub fn detach(d: DetachArgs) -> Result<()> {
     if d.name.is_none() && d.netns.is_none() {
         anyhow::bail!("give --name or --netns");
     }
-    let v = call(&d.client.socket, &Request::Detach { network: d.network, name: d.name, netns: d.netns })?;
+    let req = Request::Detach { network: d.network, name: d.name, netns: d.netns };
+    let v: Detached = call(&d.client.socket, &req)?;
     if d.client.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("detached {} ({})", v["name"].as_str().unwrap_or("?"), v["ip"].as_str().unwrap_or("?"));
+        return print_json(&v);
     }
+    println!("detached {} ({})", v.name, v.ip);
     Ok(())
 }
 
@@ -70,73 +68,77 @@ fn base_name(netns: &str) -> String {
     netns.rsplit('/').next().unwrap_or(netns).to_owned()
 }
 
+/// Prints `v` as pretty JSON (what every `--json` prints).
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 /// `weft status`.
 pub fn status(c: ClientArgs) -> Result<()> {
-    let v = call(&c.socket, &Request::Status)?;
+    let v: Status = call(&c.socket, &Request::Status)?;
     if c.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(&v);
     }
-    println!(
-        "node {}   up {} s   members {} ({} alive)",
-        v["node"].as_str().unwrap_or("?"),
-        v["engine"]["uptime_secs"],
-        v["engine"]["members"],
-        v["engine"]["members_alive"]
-    );
-    for n in v["networks"].as_array().into_iter().flatten() {
+    let e = &v.engine;
+    println!("node {}   up {} s   members {} ({} alive)", v.node, e.uptime_secs, e.members, e.members_alive);
+    for n in &v.networks {
         println!(
             "network {}  vni {}  subnet {}  node subnet {}  gateway {}  mtu {}  encryption {}",
-            text(&n["name"]),
-            n["vni"],
-            text(&n["subnet"]),
-            text(&n["node_subnet"]),
-            text(&n["gateway"]),
-            n["mtu"],
-            text(&n["encryption"])
+            n.name,
+            n.vni,
+            n.subnet,
+            n.node_subnet,
+            n.gateway,
+            n.mtu,
+            word(&n.encryption)
         );
-        let rows: Vec<Vec<String>> = n["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| vec![text(&c["name"]), text(&c["ip"]), text(&c["mac"]), text(&c["host_ifname"])])
+        let rows: Vec<Vec<String>> = n
+            .containers
+            .iter()
+            .map(|c| vec![c.name.clone(), c.ip.to_string(), c.mac.clone(), c.host_ifname.clone()])
             .collect();
         table("  ", &["CONTAINER", "IP", "MAC", "LINK"], &rows);
     }
-    for seed in v["engine"]["seeds"].as_array().into_iter().flatten() {
-        if seed["state"] != "connected" {
-            println!(
-                "seed {}: {} (no answer for {} s)",
-                text(&seed["address"]),
-                text(&seed["state"]),
-                seed["unanswered_secs"]
-            );
-        }
+    for seed in e.seeds.iter().filter(|s| s.state != SeedState::Connected) {
+        println!(
+            "seed {}: {} (no answer for {} s)",
+            seed.address,
+            seed.state.as_str(),
+            opt(seed.unanswered_secs)
+        );
     }
-    print_peers(&v["engine"]["peers"]);
-    let drops: Vec<String> = v["engine"]["counters"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-        .map(|(k, n)| if k.ends_with("_bytes") { format!("{k}={}", bytes(n)) } else { format!("{k}={n}") })
+    print_peers(&e.peers);
+    // Sorted by name, as they always were.
+    let counters: BTreeMap<&str, u64> =
+        e.counters.readings().filter(|r| r.value > 0).map(|r| (r.counter.field, r.value)).collect();
+    let shown: Vec<String> = counters
+        .iter()
+        .map(
+            |(k, n)| {
+                if k.ends_with("_bytes") {
+                    format!("{k}={}", human_bytes(*n))
+                } else {
+                    format!("{k}={n}")
+                }
+            },
+        )
         .collect();
-    println!("counters: {}", if drops.is_empty() { "-".into() } else { drops.join(" ") });
+    println!("counters: {}", if shown.is_empty() { "-".into() } else { shown.join(" ") });
     Ok(())
 }
 
 /// `weft peers`.
 pub fn peers(c: ClientArgs) -> Result<()> {
-    let v = call(&c.socket, &Request::Status)?;
+    let v: Status = call(&c.socket, &Request::Status)?;
     if c.json {
-        println!("{}", serde_json::to_string_pretty(&v["engine"]["peers"])?);
-    } else {
-        print_peers(&v["engine"]["peers"]);
+        return print_json(&v.engine.peers);
     }
+    print_peers(&v.engine.peers);
     Ok(())
 }
 
-fn print_peers(peers: &Value) {
+fn print_peers(peers: &[PeerStatus]) {
     table(
         "",
         &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX", "TX"],
@@ -145,25 +147,39 @@ fn print_peers(peers: &Value) {
 }
 
 /// The `weft peers` table's rows: byte counts for humans (the JSON keeps the numbers).
-fn peer_rows(peers: &Value) -> Vec<Vec<String>> {
+fn peer_rows(peers: &[PeerStatus]) -> Vec<Vec<String>> {
     peers
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|p| {
+            let s = p.session.as_ref();
             vec![
-                text(&p["name"]),
-                text(&p["state"]),
-                text(&p["endpoint"]),
-                if p["connected"] == Value::Bool(true) { "yes".into() } else { "no".into() },
-                p["last_handshake_secs_ago"].as_f64().map(|t| format!("{t:.0}s ago")).unwrap_or("-".into()),
-                p["rtt_ms"].as_f64().map(|r| format!("{r:.2} ms")).unwrap_or("-".into()),
-                text(&p["containers"]),
-                bytes(&p["rx_bytes"]),
-                bytes(&p["tx_bytes"]),
+                opt(p.name.as_ref()),
+                p.state.as_str().to_owned(),
+                opt(p.endpoint),
+                if p.connected { "yes".into() } else { "no".into() },
+                s.and_then(|s| s.last_handshake_secs_ago)
+                    .map(|t| format!("{t:.0}s ago"))
+                    .unwrap_or("-".into()),
+                s.and_then(|s| s.rtt_ms).map(|r| format!("{r:.2} ms")).unwrap_or("-".into()),
+                p.containers.to_string(),
+                s.map(|s| human_bytes(s.rx_bytes)).unwrap_or("-".into()),
+                s.map(|s| human_bytes(s.tx_bytes)).unwrap_or("-".into()),
             ]
         })
         .collect()
+}
+
+/// A value for a table; `-` when absent.
+fn opt<T: Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// A plain enum's JSON word (`chacha20poly1305`, `tcp`, `api`), as the JSON shows it.
+fn word<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
 }
 
 /// A byte count in IEC units with one decimal (`1023 B`, `1.2 MiB`), for tables.
@@ -180,11 +196,6 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
-}
-
-/// A JSON byte count for a table; `-` when absent.
-fn bytes(v: &Value) -> String {
-    v.as_u64().map(human_bytes).unwrap_or_else(|| text(v))
 }
 
 fn table(indent: &str, head: &[&str], rows: &[Vec<String>]) {
@@ -211,41 +222,36 @@ pub fn service(c: ServiceCommand) -> Result<()> {
         ServiceCommand::Add(a) => {
             let (socket, json) = (a.client.socket.clone(), a.client.json);
             let spec = service_spec(*a)?;
-            let v = call(&socket, &Request::ServiceAdd { spec })?;
+            let v: ServiceAdded = call(&socket, &Request::ServiceAdd { spec })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("registered {}", v["id"].as_str().unwrap_or("?"));
+                return print_json(&v);
             }
+            println!("registered {}", v.id);
         }
         ServiceCommand::Rm { id, client } => {
-            let v = call(&client.socket, &Request::ServiceRemove { id })?;
+            let v: ServicesRemoved = call(&client.socket, &Request::ServiceRemove { id })?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+                return print_json(&v);
             }
-            for id in v["removed"].as_array().into_iter().flatten() {
-                println!("removed {}", id.as_str().unwrap_or("?"));
+            for id in v.removed {
+                println!("removed {id}");
             }
         }
         ServiceCommand::List(c) => {
-            let v = call(&c.socket, &Request::ServiceList)?;
+            let v: Vec<LocalService> = call(&c.socket, &Request::ServiceList)?;
             if c.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+                return print_json(&v);
             }
             let rows: Vec<Vec<String>> = v
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|s| {
                     vec![
-                        text(&s["id"]),
-                        text(&s["network"]),
-                        text(&s["ip"]),
-                        text(&s["health"]),
-                        text(&s["source"]),
-                        text(&s["output"]),
+                        s.id,
+                        s.network,
+                        opt(s.ip),
+                        s.health.as_str().to_owned(),
+                        word(&s.source),
+                        opt(s.output),
                     ]
                 })
                 .collect();
@@ -304,23 +310,19 @@ fn service_spec(a: ServiceAddArgs) -> Result<ServiceSpec> {
 
 /// `weft services`: the cluster-wide catalog.
 pub fn services(c: ClientArgs) -> Result<()> {
-    let v = call(&c.socket, &Request::Catalog)?;
+    let v: Catalog = call(&c.socket, &Request::Catalog)?;
     if c.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(&v);
     }
     let mut rows = Vec::new();
-    for (name, list) in v["services"].as_object().into_iter().flatten() {
-        for i in list.as_array().into_iter().flatten() {
+    for (name, list) in &v.services {
+        for i in list {
             rows.push(vec![
                 name.clone(),
-                text(&i["node"]),
-                format!("{}:{}/{}", text(&i["ip"]), i["port"], text(&i["protocol"])),
-                text(&i["health"]),
-                i["tags"]
-                    .as_array()
-                    .map(|t| t.iter().map(text).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default(),
+                i.node.clone(),
+                format!("{}:{}/{}", i.ip, i.port, word(&i.protocol)),
+                i.health.as_str().to_owned(),
+                i.tags.join(","),
             ]);
         }
     }
@@ -328,27 +330,13 @@ pub fn services(c: ClientArgs) -> Result<()> {
     Ok(())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 /// `weft reload`.
 pub fn reload(c: ClientArgs) -> Result<()> {
-    let v = call(&c.socket, &Request::Reload)?;
+    let v: Reloaded = call(&c.socket, &Request::Reload)?;
     if c.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        let changed: Vec<String> = v["changed"].as_array().into_iter().flatten().map(text).collect();
-        if changed.is_empty() {
-            println!("reloaded: nothing changed");
-        } else {
-            println!("reloaded: {}", changed.join(", "));
-        }
+        return print_json(&v);
     }
+    println!("reloaded: {v}");
     Ok(())
 }
 
@@ -356,70 +344,35 @@ pub fn reload(c: ClientArgs) -> Result<()> {
 pub fn policy(c: PolicyCommand) -> Result<()> {
     match c {
         PolicyCommand::Explain { from, to, proto, port, network, client } => {
-            let v = call(&client.socket, &Request::PolicyExplain { network, from, to, proto, port })?;
+            let v: Explain =
+                call(&client.socket, &Request::PolicyExplain { network, from, to, proto, port })?;
             if client.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+                return print_json(&v);
             }
-            println!(
-                "{} ({}) -> {} ({}): {}",
-                text(&v["from"]["ip"]),
-                text(&v["from"]["what"]),
-                text(&v["to"]["ip"]),
-                text(&v["to"]["what"]),
-                text(&v["verdict"]).to_uppercase()
-            );
-            for check in v["checks"].as_array().into_iter().flatten() {
-                let e = &check["explanation"];
-                println!(
-                    "  {:<3} {:<5} by {}: {}",
-                    text(&check["direction"]),
-                    text(&e["decision"]["verdict"]),
-                    text(&e["name"]),
-                    text(&e["text"])
-                );
-                for r in e["rules"].as_array().into_iter().flatten() {
-                    let why = if r["matched"] == Value::Bool(true) {
-                        "matches".to_owned()
-                    } else {
-                        r["mismatches"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|m| m.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    println!("        {:<16} {}", text(&r["name"]), why);
-                }
-            }
-            if let Some(note) = v["note"].as_str() {
-                println!("  note: {note}");
-            }
+            print_explain(&v);
         }
         PolicyCommand::Show(c) => {
-            let v = call(&c.socket, &Request::PolicyShow)?;
+            let v: Vec<NetworkPolicy> = call(&c.socket, &Request::PolicyShow)?;
             if c.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+                return print_json(&v);
             }
-            for n in v.as_array().into_iter().flatten() {
+            for n in &v {
                 println!(
                     "network {}: {}   conntrack {} entries",
-                    text(&n["network"]),
-                    if n["enforced"] == Value::Bool(true) {
-                        "enforced"
-                    } else {
-                        "no policy (everything passes)"
-                    },
-                    n["conntrack"]["entries"]
+                    n.network,
+                    if n.enforced { "enforced" } else { "no policy (everything passes)" },
+                    n.conntrack.entries
                 );
-                let rows: Vec<Vec<String>> = n["hits"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows: Vec<Vec<String>> = n
+                    .hits
+                    .iter()
                     .map(|h| {
-                        vec![text(&h["name"]), text(&h["direction"]), text(&h["verdict"]), text(&h["hits"])]
+                        vec![
+                            h.name.clone(),
+                            h.direction.as_str().to_owned(),
+                            h.verdict.as_str().to_owned(),
+                            h.hits.to_string(),
+                        ]
                     })
                     .collect();
                 table("  ", &["RULE", "DIRECTION", "ACTION", "HITS"], &rows);
@@ -429,38 +382,64 @@ pub fn policy(c: PolicyCommand) -> Result<()> {
     Ok(())
 }
 
+fn print_explain(v: &Explain) {
+    println!(
+        "{} ({}) -> {} ({}): {}",
+        v.from.ip,
+        v.from.what,
+        v.to.ip,
+        v.to.what,
+        v.verdict.as_str().to_uppercase()
+    );
+    for check in &v.checks {
+        let e = &check.explanation;
+        println!(
+            "  {:<3} {:<5} by {}: {}",
+            check.direction.as_str(),
+            e.decision.verdict.as_str(),
+            e.name,
+            e.text
+        );
+        for r in &e.rules {
+            let why = if r.matched {
+                "matches".to_owned()
+            } else {
+                r.mismatches.iter().map(|m| format!("\"{}\"", word(m))).collect::<Vec<_>>().join(", ")
+            };
+            println!("        {:<16} {}", r.name, why);
+        }
+    }
+    if let Some(note) = &v.note {
+        println!("  note: {note}");
+    }
+}
+
 /// `weft networks`.
 pub fn networks(c: ClientArgs) -> Result<()> {
-    let v = call(&c.socket, &Request::Status)?;
-    let fdb = v["engine"]["fdb_entries"].as_array().cloned().unwrap_or_default();
-    let nets: Vec<Value> = v["networks"]
-        .as_array()
+    let v: Status = call(&c.socket, &Request::Status)?;
+    let nets: Vec<NetworkRow> = v
+        .networks
         .into_iter()
-        .flatten()
         .enumerate()
-        .map(|(i, n)| {
-            let mut n = n.clone();
-            n["fdb_entries"] = fdb.get(i).cloned().unwrap_or(Value::Null);
-            n
-        })
+        .map(|(i, network)| NetworkRow { network, fdb_entries: v.engine.fdb_entries.get(i).copied() })
         .collect();
     if c.json {
-        println!("{}", serde_json::to_string_pretty(&nets)?);
-        return Ok(());
+        return print_json(&nets);
     }
     let rows: Vec<Vec<String>> = nets
         .iter()
-        .map(|n| {
+        .map(|r| {
+            let n = &r.network;
             vec![
-                text(&n["name"]),
-                text(&n["vni"]),
-                text(&n["subnet"]),
-                text(&n["node_subnet"]),
-                text(&n["gateway"]),
-                text(&n["mtu"]),
-                text(&n["encryption"]),
-                n["containers"].as_array().map(Vec::len).unwrap_or(0).to_string(),
-                text(&n["fdb_entries"]),
+                n.name.clone(),
+                n.vni.to_string(),
+                n.subnet.to_string(),
+                n.node_subnet.to_string(),
+                n.gateway.to_string(),
+                n.mtu.to_string(),
+                word(&n.encryption),
+                n.containers.len().to_string(),
+                opt(r.fdb_entries),
             ]
         })
         .collect();
@@ -482,23 +461,20 @@ pub fn ping(peer: &str, count: u32, interval: f64, c: ClientArgs) -> Result<()> 
         if i > 0 {
             std::thread::sleep(std::time::Duration::from_secs_f64(interval));
         }
-        match call(&c.socket, &Request::Ping { peer: peer.to_owned() }) {
+        match call::<Pong>(&c.socket, &Request::Ping { peer: peer.to_owned() }) {
             Ok(v) => {
                 ok += 1;
-                let rtt = v["rtt_ms"].as_f64().unwrap_or(0.0);
-                rtts.push(rtt);
+                rtts.push(v.rtt_ms);
                 if c.json {
-                    println!("{v}");
+                    println!("{}", serde_json::to_string(&v)?);
                 } else {
-                    println!(
-                        "probe {} to {} ({}): rtt {rtt:.3} ms",
-                        i + 1,
-                        text(&v["peer"]),
-                        text(&v["endpoint"])
-                    );
+                    println!("probe {} to {} ({}): rtt {:.3} ms", i + 1, v.peer, opt(v.endpoint), v.rtt_ms);
                 }
             }
-            Err(e) if c.json => println!("{}", serde_json::json!({"peer": peer, "error": format!("{e:#}")})),
+            Err(e) if c.json => {
+                let failed = PingFailed { peer: peer.to_owned(), error: format!("{e:#}") };
+                println!("{}", serde_json::to_string(&failed)?);
+            }
             Err(e) => println!("probe {} to {peer}: {e:#}", i + 1),
         }
     }
@@ -534,10 +510,17 @@ mod tests {
 
     #[test]
     fn peer_table_shows_bytes_for_humans() {
-        let peers = serde_json::json!([
-            {"name": "h2", "state": "alive", "connected": true, "rx_bytes": 1_258_291, "tx_bytes": 512},
-            {"name": "h3", "state": "suspect", "connected": false},
-        ]);
+        let peers: Vec<PeerStatus> = serde_json::from_str(
+            r#"[
+                {"name": "h2", "public_key": "k2", "state": "alive", "endpoint": null, "connected": true,
+                 "containers": 0, "id": 1, "no_reply_secs": null, "last_handshake_secs_ago": null,
+                 "subnets": null, "groups": null, "rtt_ms": null,
+                 "rx_bytes": 1258291, "tx_bytes": 512, "rx_packets": 1, "tx_packets": 1},
+                {"name": "h3", "public_key": "k3", "state": "suspect", "endpoint": null, "connected": false,
+                 "containers": 0}
+            ]"#,
+        )
+        .unwrap();
         let rows = peer_rows(&peers);
         assert_eq!(rows[0][7..], ["1.2 MiB".to_owned(), "512 B".to_owned()]);
         assert_eq!(rows[1][7..], ["-".to_owned(), "-".to_owned()], "a member never met has no counters");

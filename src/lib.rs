@@ -21,6 +21,7 @@ pub mod netlink;
 pub mod pki;
 pub mod plane;
 pub mod policy;
+pub mod report;
 #[cfg(test)]
 mod testing;
 pub mod ui;

@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
         Err(e) if e.is::<commands::Reported>() => std::process::ExitCode::FAILURE,
         // Whoever asked for --json parses stdout, also when the command failed.
         Err(e) if json => {
-            println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            println!("{}", error_json(format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
         Err(e) => {
@@ -70,7 +70,7 @@ fn usage_error(e: clap::Error) -> std::process::ExitCode {
     }
     let text = e.render().to_string();
     let text = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
-    println!("{}", serde_json::json!({ "error": text }));
+    println!("{}", error_json(text.to_owned()));
     std::process::ExitCode::from(2)
 }
 
@@ -122,4 +122,9 @@ fn teardown(path: &std::path::Path) -> anyhow::Result<()> {
         println!("nothing to remove");
     }
     Ok(())
+}
+
+/// `{"error": …}`: how every `--json` command reports a failure on stdout.
+fn error_json(error: String) -> String {
+    serde_json::to_string(&weft::report::ErrorReply { error }).unwrap_or_default()
 }

@@ -4,55 +4,23 @@
 //! nothing is counted twice and the data path is untouched.
 
 use anyhow::{Context, Result};
+use overlay_proto::counters::{Metric, Reading, Snapshot};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use serde_json::Value;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::info;
 
 use crate::control::ControlCtx;
+use crate::report::status::PeerState;
+use crate::report::Status;
 
 type Labels = Vec<(String, String)>;
-
-/// Counters of the engine's status that are drops, by the reason label they get.
-const DROPS: &[(&str, &str)] = &[
-    ("malformed", "malformed"),
-    ("unknown_index", "unknown_session"),
-    ("replay", "replay"),
-    ("auth", "auth"),
-    ("expired", "expired_session"),
-    ("bad_mac1", "bad_mac1"),
-    ("drop_spoof", "spoof"),
-    ("drop_link_local", "link_local"),
-    ("drop_no_network", "no_network"),
-    ("drop_ethertype", "ethertype"),
-    ("drop_mtu", "mtu"),
-    ("drop_queue_full", "queue_full"),
-    ("drop_no_route", "no_route"),
-    ("queue_dropped", "handshake_queue"),
-    ("records_refused", "record_refused"),
-    ("drop_policy", "policy"),
-    ("drop_policy_malformed", "policy_malformed"),
-    ("drop_conntrack_full", "conntrack_full"),
-    ("drop_offload", "offload_malformed"),
-];
-
-/// Handshake failures by reason.
-const HANDSHAKE_FAILURES: &[(&str, &str)] = &[
-    ("noise", "noise"),
-    ("cert_foreign_ca", "foreign_ca"),
-    ("cert_expired", "cert_expired"),
-    ("cert_invalid", "cert_invalid"),
-    ("revoked", "revoked"),
-    ("replayed_init", "replayed_init"),
-    ("pending_full", "pending_full"),
-    ("handshake_timeouts", "timeout"),
-];
 
 /// Serves `/metrics` on `addr` until the task is dropped.
 pub async fn serve(listener: std::net::TcpListener, ctx: Arc<ControlCtx>) -> Result<()> {
@@ -92,10 +60,10 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// Renders a `weft status --json` value as Prometheus text.
-pub fn render(status: &Value) -> String {
+/// Renders a status (what `weft status --json` shows) as Prometheus text.
+pub fn render(status: &Status) -> String {
     let mut r = Registry::default();
-    let e = &status["engine"];
+    let e = &status.engine;
     r.register(
         "weft_build",
         "weft build information",
@@ -103,115 +71,70 @@ pub fn render(status: &Value) -> String {
     );
     let peer_bytes = Family::<Labels, Counter>::default();
     let peer_packets = Family::<Labels, Counter>::default();
-    for p in e["peers"].as_array().into_iter().flatten() {
-        let name = p["name"].as_str().unwrap_or("unknown").to_owned();
-        for (dir, key) in [("rx", "rx"), ("tx", "tx")] {
+    let rtt = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for p in &e.peers {
+        let name = p.name.clone().unwrap_or_else(|| "unknown".to_owned());
+        let s = p.session.as_ref();
+        for (dir, bytes, packets) in [
+            ("rx", s.map(|s| s.rx_bytes), s.map(|s| s.rx_packets)),
+            ("tx", s.map(|s| s.tx_bytes), s.map(|s| s.tx_packets)),
+        ] {
             let labels = vec![("peer".to_owned(), name.clone()), ("direction".to_owned(), dir.to_owned())];
-            peer_bytes.get_or_create(&labels).inc_by(p[format!("{key}_bytes")].as_u64().unwrap_or(0));
-            peer_packets.get_or_create(&labels).inc_by(p[format!("{key}_packets")].as_u64().unwrap_or(0));
+            peer_bytes.get_or_create(&labels).inc_by(bytes.unwrap_or(0));
+            peer_packets.get_or_create(&labels).inc_by(packets.unwrap_or(0));
+        }
+        if let (Some(name), Some(ms)) = (&p.name, s.and_then(|s| s.rtt_ms)) {
+            rtt.get_or_create(&vec![("peer".to_owned(), name.clone())]).set(ms / 1000.0);
         }
     }
     r.register("weft_peer_bytes", "Inner payload bytes exchanged with each peer", peer_bytes);
-    let rtt = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for p in e["peers"].as_array().into_iter().flatten() {
-        if let (Some(name), Some(ms)) = (p["name"].as_str(), p["rtt_ms"].as_f64()) {
-            rtt.get_or_create(&vec![("peer".to_owned(), name.to_owned())]).set(ms / 1000.0);
-        }
-    }
     r.register("weft_peer_rtt_seconds", "Round-trip time of each peer's tunnel, measured every 5 s", rtt);
     r.register("weft_peer_packets", "Datagrams exchanged with each peer", peer_packets);
     let members = Family::<Labels, Gauge>::default();
-    for state in ["alive", "suspect", "down"] {
-        members.get_or_create(&vec![("state".to_owned(), state.to_owned())]).set(0);
+    let member_states = [PeerState::Alive, PeerState::Suspect, PeerState::Down];
+    for state in member_states {
+        members.get_or_create(&vec![("state".to_owned(), state.as_str().to_owned())]).set(0);
     }
-    for p in e["peers"].as_array().into_iter().flatten() {
-        if let Some(s) = p["state"].as_str().filter(|s| ["alive", "suspect", "down"].contains(s)) {
-            members.get_or_create(&vec![("state".to_owned(), s.to_owned())]).inc();
-        }
+    for p in e.peers.iter().filter(|p| member_states.contains(&p.state)) {
+        members.get_or_create(&vec![("state".to_owned(), p.state.as_str().to_owned())]).inc();
     }
     r.register("weft_members", "Members of the network by state, as this node sees them", members);
-    let c = &e["counters"];
-    let get = |k: &str| c[k].as_u64().unwrap_or(0);
-    let drops = Family::<Labels, Counter>::default();
-    for (key, reason) in DROPS {
-        drops.get_or_create(&vec![("reason".to_owned(), (*reason).to_owned())]).inc_by(get(key));
+    let mut counters = CounterFamilies::default();
+    counters.add(e.counters.readings(), &[]);
+    counters.add(status.dns.readings(), &[]);
+    counters.add(e.membership.readings(), &[]);
+    for p in &e.policy {
+        counters.add(p.conntrack.stats.readings(), &[("network", &p.network)]);
     }
-    r.register("weft_drops", "Datagrams and frames dropped, by reason", drops);
-    let hs = Family::<Labels, Counter>::default();
-    hs.get_or_create(&vec![("result".to_owned(), "ok".to_owned())]).inc_by(get("handshakes_completed"));
-    for (key, reason) in HANDSHAKE_FAILURES {
-        hs.get_or_create(&vec![("result".to_owned(), (*reason).to_owned())]).inc_by(get(key));
-    }
-    r.register("weft_handshakes", "Handshakes completed (result=ok) or failed, by reason", hs);
-    let initiated = Counter::<u64>::default();
-    initiated.inc_by(get("handshakes_initiated"));
-    r.register("weft_handshakes_initiated", "Handshake initiations sent, retries included", initiated);
-    let cookies = Counter::<u64>::default();
-    cookies.inc_by(get("cookies_sent"));
-    r.register("weft_cookie_replies", "Cookie replies sent while under handshake load", cookies);
-    let frames = Family::<Labels, Counter>::default();
-    frames.get_or_create(&vec![("direction".to_owned(), "from_tap".to_owned())]).inc_by(get("tap_rx"));
-    frames.get_or_create(&vec![("direction".to_owned(), "to_tap".to_owned())]).inc_by(get("tap_tx"));
-    r.register("weft_tap_frames", "Frames read from and written to the TAP devices", frames);
-    let offload = Family::<Labels, Counter>::default();
-    for (key, kind) in [
-        ("tso_superframes", "tso_superframes"),
-        ("tso_segments", "tso_segments"),
-        ("gro_superframes", "gro_superframes"),
-        ("gro_segments", "gro_segments"),
-    ] {
-        offload.get_or_create(&vec![("kind".to_owned(), kind.to_owned())]).inc_by(get(key));
-    }
-    r.register(
-        "weft_offload",
-        "TCP superframes read from the TAPs and split into segments (tso_*), and received segments coalesced into superframes written to them (gro_*)",
-        offload,
-    );
-    let arp = Counter::<u64>::default();
-    arp.inc_by(get("arp_suppressed"));
-    r.register("weft_arp_suppressed", "ARP requests answered by the daemon itself", arp);
-    let flooded = Counter::<u64>::default();
-    flooded.inc_by(get("flooded"));
-    r.register(
-        "weft_flooded_frames",
-        "Frame copies replicated to peers (broadcast, unknown unicast)",
-        flooded,
-    );
-    let io = Counter::<u64>::default();
-    io.inc_by(get("io_errors"));
-    r.register("weft_io_errors", "Socket and TAP errors", io);
+    counters.register(&mut r);
     let fdb = Family::<Labels, Gauge>::default();
-    let nets = status["networks"].as_array().cloned().unwrap_or_default();
-    for (i, n) in e["fdb_entries"].as_array().into_iter().flatten().enumerate() {
-        let name = nets.get(i).and_then(|n| n["name"].as_str()).unwrap_or("?").to_owned();
-        fdb.get_or_create(&vec![("network".to_owned(), name)]).set(n.as_i64().unwrap_or(0));
+    for (i, n) in e.fdb_entries.iter().enumerate() {
+        let name = status.networks.get(i).map_or("?", |n| n.name.as_str()).to_owned();
+        fdb.get_or_create(&vec![("network".to_owned(), name)]).set(i64::try_from(*n).unwrap_or(i64::MAX));
     }
     r.register("weft_fdb_entries", "Forwarding database entries per network", fdb);
     let containers = Family::<Labels, Gauge>::default();
-    for n in &nets {
-        let name = n["name"].as_str().unwrap_or("?").to_owned();
-        let count = n["containers"].as_array().map(Vec::len).unwrap_or(0);
-        containers.get_or_create(&vec![("network".to_owned(), name)]).set(count as i64);
+    for n in &status.networks {
+        let count = i64::try_from(n.containers.len()).unwrap_or(i64::MAX);
+        containers.get_or_create(&vec![("network".to_owned(), n.name.clone())]).set(count);
     }
     r.register("weft_containers", "Containers attached on this node per network", containers);
     let decisions = Family::<Labels, Counter>::default();
     let conntrack = Family::<Labels, Gauge>::default();
-    for p in e["policy"].as_array().into_iter().flatten() {
-        let net = p["network"].as_str().unwrap_or("?").to_owned();
-        conntrack
-            .get_or_create(&vec![("network".to_owned(), net.clone())])
-            .set(p["conntrack"]["entries"].as_i64().unwrap_or(0));
-        if p["enforced"] != Value::Bool(true) {
+    for p in &e.policy {
+        let entries = i64::try_from(p.conntrack.entries).unwrap_or(i64::MAX);
+        conntrack.get_or_create(&vec![("network".to_owned(), p.network.clone())]).set(entries);
+        if !p.enforced {
             continue;
         }
-        for h in p["hits"].as_array().into_iter().flatten() {
+        for h in &p.hits {
             let labels = vec![
-                ("network".to_owned(), net.clone()),
-                ("rule".to_owned(), h["name"].as_str().unwrap_or("?").to_owned()),
-                ("direction".to_owned(), h["direction"].as_str().unwrap_or("?").to_owned()),
-                ("action".to_owned(), h["verdict"].as_str().unwrap_or("?").to_owned()),
+                ("network".to_owned(), p.network.clone()),
+                ("rule".to_owned(), h.name.clone()),
+                ("direction".to_owned(), h.direction.as_str().to_owned()),
+                ("action".to_owned(), h.verdict.as_str().to_owned()),
             ];
-            decisions.get_or_create(&labels).inc_by(h["hits"].as_u64().unwrap_or(0));
+            decisions.get_or_create(&labels).inc_by(h.hits);
         }
     }
     r.register(
@@ -220,14 +143,10 @@ pub fn render(status: &Value) -> String {
         decisions,
     );
     r.register("weft_conntrack_entries", "Tracked connections per network", conntrack);
-    let dns = Family::<Labels, Counter>::default();
-    for (result, n) in status["dns"].as_object().into_iter().flatten() {
-        dns.get_or_create(&vec![("result".to_owned(), result.clone())]).inc_by(n.as_u64().unwrap_or(0));
-    }
-    r.register("weft_dns_queries", "DNS queries answered by this node, by result", dns);
     let health = Family::<Labels, Gauge>::default();
-    for state in ["passing", "critical", "pending"] {
-        let n = status["services"][state].as_i64().unwrap_or(0);
+    let sv = &status.services;
+    for (state, n) in [("passing", sv.passing), ("critical", sv.critical), ("pending", sv.pending)] {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
         health.get_or_create(&vec![("health".to_owned(), state.to_owned())]).set(n);
     }
     r.register(
@@ -236,13 +155,59 @@ pub fn render(status: &Value) -> String {
         health,
     );
     let uptime = Gauge::<i64>::default();
-    uptime.set(e["uptime_secs"].as_i64().unwrap_or(0));
+    uptime.set(i64::try_from(e.uptime_secs).unwrap_or(i64::MAX));
     r.register("weft_uptime_seconds", "Seconds since the daemon started", uptime);
     let mut out = String::new();
     if encode(&mut out, &r).is_err() {
         return "# encoding failed\n".to_owned();
     }
     prometheus_text(&out)
+}
+
+/// Every declared counter's reading gathered by metric family, so a family that several
+/// counter groups share (`weft_drops`) is registered once with all its samples.
+#[derive(Default)]
+struct CounterFamilies {
+    families: BTreeMap<&'static str, Samples>,
+}
+
+/// One family's metric and its samples (labels, value).
+struct Samples {
+    metric: Metric,
+    values: Vec<(Labels, u64)>,
+}
+
+impl CounterFamilies {
+    /// Adds `readings`, each with `extra` labels before its own (a conntrack table's network).
+    fn add(&mut self, readings: impl Iterator<Item = Reading>, extra: &[(&str, &str)]) {
+        for Reading { counter, value } in readings {
+            let m = counter.metric;
+            let mut labels: Labels = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            labels.extend(m.label.map(|(k, v)| (k.to_owned(), v.to_owned())));
+            self.families
+                .entry(m.name)
+                .or_insert_with(|| Samples { metric: m, values: Vec::new() })
+                .values
+                .push((labels, value));
+        }
+    }
+
+    /// Registers every family: labelled ones as families, the others as one counter.
+    fn register(self, r: &mut Registry) {
+        for (name, Samples { metric, values: samples }) in self.families {
+            if samples.iter().all(|(labels, _)| labels.is_empty()) {
+                let c = Counter::<u64>::default();
+                c.inc_by(samples.iter().map(|(_, v)| v).sum());
+                r.register(name, metric.help, c);
+            } else {
+                let family = Family::<Labels, Counter>::default();
+                for (labels, v) in &samples {
+                    family.get_or_create(labels).inc_by(*v);
+                }
+                r.register(name, metric.help, family);
+            }
+        }
+    }
 }
 
 /// Rewrites prometheus-client's OpenMetrics output as the classic text format (0.0.4) that
@@ -289,6 +254,16 @@ fn prometheus_text(openmetrics: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::policy::{Direction, Verdict};
+    use crate::report::counters::{
+        ConntrackStats, Counters, DataplaneSnapshot, DnsSnapshot, EndpointSnapshot, EngineCounters,
+        MembershipStats,
+    };
+    use crate::report::policy::{ConntrackReport, NetworkPolicy, PolicyView, RuleHits};
+    use crate::report::status::{
+        EngineStatus, HealthCounts, LocalContainer, NetworkStatus, PeerSession, PeerStatus,
+    };
 
     #[test]
     fn a_listener_port_in_use_is_an_error_naming_the_key() {
@@ -296,35 +271,114 @@ mod tests {
         let err = format!("{:#}", bind(taken.local_addr().unwrap()).unwrap_err());
         assert!(err.contains("metrics.listen") && err.contains("\"off\""), "{err}");
     }
-    use super::*;
-    use serde_json::json;
+
+    fn container(name: &str) -> LocalContainer {
+        LocalContainer {
+            name: name.into(),
+            ip: "10.42.1.2".parse().unwrap(),
+            mac: "02:00:00:00:00:02".into(),
+            netns: name.into(),
+            host_ifname: "wv00000001".into(),
+        }
+    }
+
+    fn policy(network: &str, stats: ConntrackStats) -> NetworkPolicy {
+        NetworkPolicy {
+            network: network.into(),
+            enforced: true,
+            policy: PolicyView {
+                inbound: Verdict::Deny,
+                outbound: Verdict::Allow,
+                conntrack_max: 65536,
+                conntrack_per_peer: 16384,
+                rules: vec![],
+            },
+            hits: vec![RuleHits {
+                name: "web-to-db".into(),
+                direction: Direction::In,
+                verdict: Verdict::Allow,
+                hits: 9,
+            }],
+            conntrack: ConntrackReport { entries: 5, stats },
+        }
+    }
+
+    /// A status with one network, one peer and the given counters.
+    fn status(
+        counters: Counters,
+        dns: DnsSnapshot,
+        membership: MembershipStats,
+        ct: ConntrackStats,
+    ) -> Status {
+        Status {
+            node: "h1".into(),
+            networks: vec![NetworkStatus {
+                name: "default".into(),
+                vni: 42,
+                subnet: "10.42.0.0/16".parse().unwrap(),
+                node_subnet: "10.42.1.0/24".parse().unwrap(),
+                gateway: "10.42.1.1".parse().unwrap(),
+                mtu: 1420,
+                encryption: crate::config::Encryption::ChaCha20Poly1305,
+                containers: vec![container("c1"), container("c2")],
+            }],
+            engine: EngineStatus {
+                uptime_secs: 5,
+                members_alive: 1,
+                members: 1,
+                peers: vec![PeerStatus {
+                    name: Some("h2".into()),
+                    public_key: "k".into(),
+                    state: PeerState::Alive,
+                    endpoint: None,
+                    connected: true,
+                    containers: 1,
+                    session: Some(PeerSession {
+                        id: 1,
+                        no_reply_secs: None,
+                        last_handshake_secs_ago: Some(1.0),
+                        subnets: None,
+                        groups: None,
+                        rtt_ms: Some(0.25),
+                        rx_bytes: 100,
+                        tx_bytes: 50,
+                        rx_packets: 1,
+                        tx_packets: 1,
+                    }),
+                }],
+                counters,
+                policy: vec![policy("default", ct)],
+                fdb_entries: vec![3],
+                fdb: vec![],
+                membership,
+                seeds: vec![],
+            },
+            dns,
+            services: HealthCounts { passing: 2, critical: 1, pending: 0 },
+        }
+    }
 
     #[test]
     fn renders_counters_with_conventional_names() {
-        let v = json!({
-            "networks": [{"name": "default", "containers": [{}, {}]}],
-            "dns": {"answered": 7, "nxdomain": 1},
-            "services": {"passing": 2, "critical": 1, "pending": 0},
-            "engine": {
-                "uptime_secs": 5,
-                "fdb_entries": [3],
-                "counters": {"replay": 2, "drop_spoof": 1, "handshakes_completed": 4, "tap_rx": 10, "drop_policy": 3},
-                "policy": [{"network": "default", "enforced": true, "conntrack": {"entries": 5},
-                            "hits": [{"name": "web-to-db", "direction": "in", "verdict": "allow", "hits": 9}]}],
-                "peers": [{"name": "h2", "state": "alive", "rtt_ms": 0.25, "rx_bytes": 100, "tx_bytes": 50, "rx_packets": 1, "tx_packets": 1}],
-            }
-        });
-        let t = render(&v);
+        let counters = Counters {
+            proto: EndpointSnapshot { replay: 2, handshakes_completed: 4, ..Default::default() },
+            dataplane: DataplaneSnapshot { drop_spoof: 1, tap_rx: 10, drop_policy: 3, ..Default::default() },
+            engine: EngineCounters::default(),
+        };
+        let dns = DnsSnapshot { answered: 7, nxdomain: 1, ..Default::default() };
+        let t = render(&status(counters, dns, MembershipStats::default(), ConntrackStats::default()));
         assert!(t.contains("weft_drops_total{reason=\"replay\"} 2"), "{t}");
         assert!(t.contains("weft_drops_total{reason=\"spoof\"} 1"), "{t}");
         assert!(t.contains("weft_peer_bytes_total{peer=\"h2\",direction=\"rx\"} 100"), "{t}");
         assert!(t.contains("weft_handshakes_total{result=\"ok\"} 4"), "{t}");
         assert!(t.contains("weft_members{state=\"alive\"} 1"), "{t}");
+        assert!(t.contains("weft_members{state=\"down\"} 0"), "{t}");
         assert!(t.contains("weft_fdb_entries{network=\"default\"} 3"), "{t}");
         assert!(t.contains("weft_containers{network=\"default\"} 2"), "{t}");
         assert!(t.contains("weft_build_info{version="), "{t}");
         assert!(t.contains("weft_dns_queries_total{result=\"answered\"} 7"), "{t}");
         assert!(t.contains("weft_drops_total{reason=\"policy\"} 3"), "{t}");
+        assert!(t.contains("weft_tap_frames_total{direction=\"from_tap\"} 10"), "{t}");
         assert!(t.contains("weft_peer_rtt_seconds{peer=\"h2\"} 0.00025"), "{t}");
         assert!(t.contains("weft_conntrack_entries{network=\"default\"} 5"), "{t}");
         assert!(
@@ -332,8 +386,104 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("weft_service_instances{health=\"critical\"} 1"), "{t}");
+        assert!(t.contains("weft_uptime_seconds 5"), "{t}");
         assert!(t.contains("# TYPE weft_drops_total counter"), "{t}");
+        assert!(t.contains("# HELP weft_drops_total Datagrams and frames dropped, by reason"), "{t}");
         assert!(t.contains("# TYPE weft_build_info gauge"), "{t}");
         assert!(!t.contains("# EOF"), "{t}");
+    }
+
+    /// The metric families (with their label keys) this exporter has always had; README lists
+    /// them and dashboards use them, so none may go or change its labels.
+    #[test]
+    fn published_families_keep_their_names_and_labels() {
+        let t = render(&status(
+            Counters::default(),
+            DnsSnapshot::default(),
+            MembershipStats::default(),
+            ConntrackStats::default(),
+        ));
+        for (family, labels) in [
+            ("weft_build_info", "version"),
+            ("weft_peer_bytes_total", "peer,direction"),
+            ("weft_peer_packets_total", "peer,direction"),
+            ("weft_peer_rtt_seconds", "peer"),
+            ("weft_members", "state"),
+            ("weft_drops_total", "reason"),
+            ("weft_handshakes_total", "result"),
+            ("weft_handshakes_initiated_total", ""),
+            ("weft_cookie_replies_total", ""),
+            ("weft_tap_frames_total", "direction"),
+            ("weft_offload_total", "kind"),
+            ("weft_arp_suppressed_total", ""),
+            ("weft_flooded_frames_total", ""),
+            ("weft_io_errors_total", ""),
+            ("weft_fdb_entries", "network"),
+            ("weft_containers", "network"),
+            ("weft_policy_decisions_total", "network,rule,direction,action"),
+            ("weft_conntrack_entries", "network"),
+            ("weft_dns_queries_total", "result"),
+            ("weft_service_instances", "health"),
+            ("weft_uptime_seconds", ""),
+        ] {
+            let sample = t
+                .lines()
+                .find(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+                .unwrap_or_else(|| panic!("no {family} sample in\n{t}"));
+            let keys: Vec<&str> = match sample[family.len()..].strip_prefix('{') {
+                Some(rest) => rest[..rest.find('}').unwrap()]
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                    .collect(),
+                None => vec![],
+            };
+            assert_eq!(keys.join(","), labels, "{sample}");
+        }
+    }
+
+    /// The promise of declaring a counter once: every field of every counter group reaches
+    /// `/metrics` with its help text, whatever its value, without an edit here.
+    #[test]
+    fn every_counter_of_every_group_is_exported() {
+        // Distinct values, so a sample found proves it is this counter's.
+        let mut next = 1000;
+        let mut value = |_: &str| {
+            next += 1;
+            next
+        };
+        let counters = Counters {
+            proto: EndpointSnapshot::from_fn(&mut value),
+            dataplane: DataplaneSnapshot::from_fn(&mut value),
+            engine: EngineCounters::from_fn(&mut value),
+        };
+        let dns = DnsSnapshot::from_fn(&mut value);
+        let membership = MembershipStats::from_fn(&mut value);
+        let ct = ConntrackStats::from_fn(&mut value);
+        let t = render(&status(counters, dns, membership, ct));
+        type Group<'a> = (Vec<Reading>, &'a [(&'a str, &'a str)]);
+        let groups: [Group; 6] = [
+            (counters.proto.readings().collect(), &[]),
+            (counters.dataplane.readings().collect(), &[]),
+            (counters.engine.readings().collect(), &[]),
+            (dns.readings().collect(), &[]),
+            (membership.readings().collect(), &[]),
+            (ct.readings().collect(), &[("network", "default")]),
+        ];
+        for (readings, extra) in groups {
+            assert!(!readings.is_empty());
+            for Reading { counter, value } in readings {
+                let m = counter.metric;
+                let labels: Vec<String> =
+                    extra.iter().copied().chain(m.label).map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let sample = match labels.is_empty() {
+                    true => format!("{}_total {value}", m.name),
+                    false => format!("{}_total{{{}}} {value}", m.name, labels.join(",")),
+                };
+                assert!(t.lines().any(|l| l == sample), "{} ({sample}) not exported:\n{t}", counter.field);
+                // prometheus-client ends every help text with a full stop.
+                let help = format!("# HELP {}_total {}.", m.name, m.help);
+                assert!(t.lines().any(|l| l == help), "{}: no help line {help:?} in\n{t}", counter.field);
+            }
+        }
     }
 }

@@ -29,6 +29,7 @@
 pub mod cert;
 pub mod consts;
 mod cookie;
+pub mod counters;
 pub mod endpoint;
 pub mod handshake;
 pub mod keys;
@@ -43,7 +44,7 @@ pub use endpoint::{
 };
 pub use peer::{PeerId, Totals};
 pub use session::{OpenError, SealError, Session};
-pub use stats::EndpointStats;
+pub use stats::{EndpointSnapshot, EndpointStats};
 
 /// `mac1` over `data` (a handshake datagram up to its MACs) for the network whose CA has
 /// `ca_public`: lets fuzzers and tests build handshake datagrams that reach the Noise layer.

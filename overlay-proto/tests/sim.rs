@@ -264,7 +264,8 @@ fn full_mesh_over_a_lossy_duplicating_reordering_link() {
 }
 
 fn counters(sim: &Sim, i: usize) -> BTreeMap<&'static str, u64> {
-    sim.nodes[i].ep.stats().snapshot().into_iter().collect()
+    use overlay_proto::counters::Snapshot;
+    sim.nodes[i].ep.stats().snapshot().readings().map(|r| (r.counter.field, r.value)).collect()
 }
 
 /// The counters that changed since `before`, and by how much.

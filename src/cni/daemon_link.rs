@@ -1,10 +1,11 @@
 //! One request to the weft daemon's control socket, with failures told apart the way CNI
 //! needs them: an unreachable daemon is "try again later", a refusal carries the daemon's
-//! reason, anything else is an I/O failure.
+//! reason, an answer that is not the expected [`crate::report`] type cannot be decoded,
+//! anything else is an I/O failure.
 
 use super::error::{self, CniError};
-use crate::control::{Request, MAX_REQUEST};
-use serde_json::Value;
+use crate::control::{Request, Response, MAX_REQUEST};
+use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -29,9 +30,12 @@ pub enum LinkError {
     /// The daemon answered with an error.
     #[error("{0}")]
     Refused(String),
-    /// The exchange broke off or the answer was not understood.
+    /// The exchange broke off.
     #[error("talking to the weft daemon: {0}")]
     Broken(String),
+    /// The answer is not the JSON this plugin expects.
+    #[error("the weft daemon's answer is not understood: {0}")]
+    Undecodable(String),
 }
 
 impl From<LinkError> for CniError {
@@ -40,13 +44,14 @@ impl From<LinkError> for CniError {
             LinkError::Unreachable { .. } => error::TRY_AGAIN_LATER,
             LinkError::Refused(_) => error::DAEMON_REFUSED,
             LinkError::Broken(_) => error::IO_FAILURE,
+            LinkError::Undecodable(_) => error::DECODE,
         };
         CniError::new(code, e.to_string())
     }
 }
 
-/// Sends `req` and returns the `data` of a successful answer.
-pub fn call(socket: &Path, req: &Request) -> Result<Value, LinkError> {
+/// Sends `req` and returns the `data` of a successful answer as `T`.
+pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<T, LinkError> {
     let mut s = UnixStream::connect(socket)
         .map_err(|source| LinkError::Unreachable { socket: socket.display().to_string(), source })?;
     let broken = |e: std::io::Error| LinkError::Broken(e.to_string());
@@ -60,11 +65,15 @@ pub fn call(socket: &Path, req: &Request) -> Result<Value, LinkError> {
     s.write_all(&line).map_err(broken)?;
     let mut answer = String::new();
     BufReader::new(s.take(MAX_ANSWER)).read_line(&mut answer).map_err(broken)?;
-    let v: Value =
-        serde_json::from_str(&answer).map_err(|e| LinkError::Broken(format!("answer is not JSON: {e}")))?;
-    if v["ok"] == Value::Bool(true) {
-        Ok(v["data"].clone())
-    } else {
-        Err(LinkError::Refused(v["error"].as_str().unwrap_or("the daemon refused the request").to_owned()))
+    if answer.is_empty() {
+        return Err(LinkError::Broken("the daemon closed the connection without an answer".into()));
+    }
+    let r: Response<T> = serde_json::from_str(&answer).map_err(|e| LinkError::Undecodable(e.to_string()))?;
+    match (r.ok, r.data) {
+        (true, Some(data)) => Ok(data),
+        (true, None) => Err(LinkError::Undecodable("no data".into())),
+        (false, _) => {
+            Err(LinkError::Refused(r.error.unwrap_or_else(|| "the daemon refused the request".to_owned())))
+        }
     }
 }

@@ -17,6 +17,8 @@ pub mod input;
 pub mod result;
 
 use crate::control::Request;
+use crate::report::status::{LocalContainer, NetworkStatus};
+use crate::report::{Attached, Detached, Status};
 use error::CniError;
 use input::{Cmd, Invocation, NetConf};
 use serde_json::{json, Value};
@@ -93,9 +95,8 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
         ifname: inv.ifname.clone(),
         labels: conf.labels_for(&inv.args),
     };
-    let answer = daemon_link::call(&conf.socket, &req)?;
+    let attached: Attached = daemon_link::call(&conf.socket, &req)?;
     drop(file);
-    let attached = result::Attached::from_daemon(&answer)?;
     Ok(result::build(&conf.cni_version, conf.prev_result.as_ref(), &attached, &netns))
 }
 
@@ -104,9 +105,8 @@ fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     let Some(found) = find_container(&net, &inv.container_name(), inv.netns.as_deref(), true) else {
         return Ok(());
     };
-    let name = found["name"].as_str().unwrap_or_default().to_owned();
-    let req = Request::Detach { network: conf.network.clone(), name: Some(name.clone()), netns: None };
-    match daemon_link::call(&conf.socket, &req) {
+    let req = Request::Detach { network: conf.network.clone(), name: Some(found.name), netns: None };
+    match daemon_link::call::<Detached>(&conf.socket, &req) {
         Ok(_) => Ok(()),
         // Released meanwhile by someone else: what DEL wanted.
         Err(daemon_link::LinkError::Refused(m)) if m.starts_with("no container named") => Ok(()),
@@ -129,15 +129,14 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
             format!("container {name:?} is not attached to weft network {:?}", conf.network),
         )
     })?;
-    let have = found["ip"].as_str().unwrap_or_default();
-    if have != want.addr().to_string() {
+    let have = found.ip;
+    if have != want.addr() {
         return Err(CniError::new(
             error::CHECK_MISMATCH,
             format!("container {name:?} has address {have}, the previous result says {}", want.addr()),
         ));
     }
-    let prefix = net["subnet"].as_str().and_then(|s| s.parse::<ipnet::IpNet>().ok()).map(|n| n.prefix_len());
-    if prefix.is_some_and(|p| p != want.prefix_len()) {
+    if net.subnet.prefix_len() != want.prefix_len() {
         return Err(CniError::new(
             error::CHECK_MISMATCH,
             format!("the previous result's prefix /{} is not the network's", want.prefix_len()),
@@ -147,26 +146,25 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
 }
 
 /// The daemon's status entry for the configured network, or the names of those it has.
-fn network_status(conf: &NetConf) -> Result<Result<Value, Vec<String>>, CniError> {
-    let status = daemon_link::call(&conf.socket, &Request::Status)?;
-    let networks = status["networks"].as_array().cloned().unwrap_or_default();
-    let names = networks.iter().filter_map(|n| n["name"].as_str().map(str::to_owned)).collect();
-    Ok(networks.into_iter().find(|n| n["name"].as_str() == Some(conf.network.as_str())).ok_or(names))
+fn network_status(conf: &NetConf) -> Result<Result<NetworkStatus, Vec<String>>, CniError> {
+    let status: Status = daemon_link::call(&conf.socket, &Request::Status)?;
+    let names = status.networks.iter().map(|n| n.name.clone()).collect();
+    Ok(status.networks.into_iter().find(|n| n.name == conf.network).ok_or(names))
 }
 
 /// The attached container named `name` whose netns is `netns` (any, if not given), or else,
 /// with `or_by_netns`, the one attached from `netns` (a DEL whose `CNI_ARGS` changed).
-fn find_container(net: &Value, name: &str, netns: Option<&str>, or_by_netns: bool) -> Option<Value> {
-    let containers = net["containers"].as_array()?;
-    let ns_of = |c: &Value| c["netns"].as_str().map(str::to_owned);
+fn find_container(
+    net: &NetworkStatus,
+    name: &str,
+    netns: Option<&str>,
+    or_by_netns: bool,
+) -> Option<LocalContainer> {
+    let containers = &net.containers;
     containers
         .iter()
-        .find(|c| c["name"].as_str() == Some(name) && netns.is_none_or(|ns| ns_of(c).as_deref() == Some(ns)))
-        .or_else(|| {
-            netns
-                .filter(|_| or_by_netns)
-                .and_then(|ns| containers.iter().find(|c| ns_of(c).as_deref() == Some(ns)))
-        })
+        .find(|c| c.name == name && netns.is_none_or(|ns| c.netns == ns))
+        .or_else(|| netns.filter(|_| or_by_netns).and_then(|ns| containers.iter().find(|c| c.netns == ns)))
         .cloned()
 }
 

@@ -1,61 +1,13 @@
 //! The CNI success result: built from the daemon's attach answer, merged behind a chained
 //! `prevResult` (earlier interfaces keep their indices, ours follow), shaped for the requested
-//! version (`ips[].version` exists before 1.0.0 only). Pure functions over JSON values.
+//! version (`ips[].version` exists before 1.0.0 only). Pure functions over JSON values (the
+//! runtime's); the daemon's answer is the typed [`Attached`].
 
 use super::error::{self, CniError};
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use std::net::IpAddr;
 
-/// What the daemon reported for one attached container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attached {
-    /// Container address.
-    pub ip: IpAddr,
-    /// Prefix length of the network.
-    pub prefix: u8,
-    /// Gateway (the host's address on the network).
-    pub gateway: IpAddr,
-    /// MAC of the container's interface.
-    pub mac: String,
-    /// Host end of the veth pair.
-    pub host_ifname: String,
-    /// Interface inside the container.
-    pub ifname: String,
-    /// Name servers and search domains, when the daemon serves DNS.
-    pub dns: Option<(Vec<String>, Vec<String>)>,
-}
-
-impl Attached {
-    /// Reads the daemon's `attach` answer.
-    pub fn from_daemon(v: &Value) -> Result<Attached, CniError> {
-        let bad =
-            |what: &str| CniError::new(error::DECODE, format!("the daemon's answer has no valid {what:?}"));
-        let text = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(|| bad(k));
-        let strings = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
-        let dns = v
-            .get("dns")
-            .filter(|d| d.is_object())
-            .map(|d| (strings(d.get("nameservers")), strings(d.get("search"))));
-        Ok(Attached {
-            ip: text("ip")?.parse().map_err(|_| bad("ip"))?,
-            prefix: v
-                .get("prefix")
-                .and_then(Value::as_u64)
-                .and_then(|p| u8::try_from(p).ok())
-                .ok_or_else(|| bad("prefix"))?,
-            gateway: text("gateway")?.parse().map_err(|_| bad("gateway"))?,
-            mac: text("mac")?.to_owned(),
-            host_ifname: text("host_ifname")?.to_owned(),
-            ifname: text("ifname")?.to_owned(),
-            dns,
-        })
-    }
-}
+pub use crate::report::Attached;
 
 /// The ADD result for `version`: `prev`'s interfaces, addresses and routes, then ours.
 pub fn build(version: &str, prev: Option<&Value>, a: &Attached, sandbox: &str) -> Value {
@@ -82,9 +34,7 @@ pub fn build(version: &str, prev: Option<&Value>, a: &Attached, sandbox: &str) -
         .filter(|d| d.get("nameservers").is_some_and(|n| n.as_array().is_some_and(|n| !n.is_empty())));
     match (prev_dns, &a.dns) {
         (Some(d), _) => out["dns"] = d.clone(),
-        (None, Some((nameservers, search))) => {
-            out["dns"] = json!({"nameservers": nameservers, "search": search})
-        }
+        (None, Some(dns)) => out["dns"] = json!({"nameservers": dns.nameservers, "search": dns.search}),
         (None, None) => {}
     }
     out
@@ -134,11 +84,13 @@ fn shape_ip(version: &str, ip: &mut Value) {
 mod tests {
     use super::*;
 
+    /// The daemon's attach answer, as it arrives.
     fn attached() -> Attached {
-        Attached::from_daemon(&json!({
-            "ip": "10.42.1.5", "prefix": 16, "gateway": "10.42.1.1", "mac": "02:00:00:00:00:05",
-            "host_ifname": "wv1234abcd", "ifname": "eth0", "mtu": 1400,
-            "dns": {"nameservers": ["10.42.1.1"], "search": ["default.weft"]},
+        serde_json::from_value(json!({
+            "name": "c", "network": "default", "ip": "10.42.1.5", "prefix": 16, "gateway": "10.42.1.1",
+            "mac": "02:00:00:00:00:05", "host_ifname": "wv1234abcd", "ifname": "eth0", "mtu": 1400,
+            "labels": {}, "dns": {"nameservers": ["10.42.1.1"], "search": ["default.weft"]},
+            "resolv_conf": null,
         }))
         .unwrap()
     }

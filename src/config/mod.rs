@@ -40,7 +40,7 @@ pub struct ConfigError {
 }
 
 /// How a network's frames travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encryption {
     /// Noise sessions, ChaCha20-Poly1305 (the default).

@@ -6,8 +6,8 @@ pub(crate) mod resolv_conf;
 pub mod server;
 
 use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -96,8 +96,72 @@ pub enum Request {
     },
 }
 
-/// Sends one request and returns the `data` of a successful response.
-pub fn call(socket: &Path, req: &Request) -> Result<Value> {
+/// One response line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response<T> {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// The answer, when `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    /// Why not, when not `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl<T> Response<T> {
+    /// A successful response carrying `data`.
+    pub fn ok(data: T) -> Self {
+        Response { ok: true, data: Some(data), error: None }
+    }
+
+    /// A refusal with its reason.
+    pub fn error(error: impl Into<String>) -> Self {
+        Response { ok: false, data: None, error: Some(error.into()) }
+    }
+
+    /// The data of a successful response, or the daemon's reason as an error.
+    pub fn into_result(self) -> Result<T> {
+        match (self.ok, self.data) {
+            (true, Some(data)) => Ok(data),
+            (true, None) => bail!("the daemon's answer has no data"),
+            (false, _) => bail!("{}", self.error.as_deref().unwrap_or("the daemon refused the request")),
+        }
+    }
+}
+
+/// A successful answer's `data`: one variant per kind of request, each a type of
+/// [`crate::report`], serialized as that type alone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// [`Request::Status`].
+    Status(Box<crate::report::Status>),
+    /// [`Request::Attach`].
+    Attached(crate::report::Attached),
+    /// [`Request::Detach`].
+    Detached(crate::report::Detached),
+    /// [`Request::ServiceAdd`].
+    ServiceAdded(crate::report::ServiceAdded),
+    /// [`Request::ServiceRemove`].
+    ServicesRemoved(crate::report::ServicesRemoved),
+    /// [`Request::ServiceList`].
+    Services(Vec<crate::report::LocalService>),
+    /// [`Request::Catalog`].
+    Catalog(crate::report::Catalog),
+    /// [`Request::Reload`].
+    Reloaded(crate::report::Reloaded),
+    /// [`Request::PolicyExplain`].
+    Explain(Box<crate::report::Explain>),
+    /// [`Request::PolicyShow`].
+    Policies(Vec<crate::report::NetworkPolicy>),
+    /// [`Request::Ping`].
+    Pong(crate::report::Pong),
+}
+
+/// Sends one request and returns the `data` of a successful response as `T` (the
+/// [`crate::report`] type of that request's answer).
+pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<T> {
     let mut s = UnixStream::connect(socket).with_context(|| {
         format!("cannot reach the weft daemon at {} (is it running? are you root?)", socket.display())
     })?;
@@ -107,10 +171,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Value> {
     s.write_all(&line)?;
     let mut resp = String::new();
     BufReader::new(s).read_line(&mut resp).context("reading the daemon's answer")?;
-    let v: Value = serde_json::from_str(&resp).context("the daemon's answer is not JSON")?;
-    if v["ok"] == Value::Bool(true) {
-        Ok(v["data"].clone())
-    } else {
-        bail!("{}", v["error"].as_str().unwrap_or("the daemon refused the request"))
-    }
+    let r: Response<T> =
+        serde_json::from_str(&resp).context("the daemon's answer is not the JSON this weft expects")?;
+    r.into_result()
 }

@@ -3,7 +3,6 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
-use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,12 +14,15 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use super::{resolv_conf, Request, MAX_REQUEST};
+use super::{resolv_conf, Answer, Request, Response, MAX_REQUEST};
 use crate::discovery::registry::{Registry, Source};
 use crate::ipam::{mac_string, Lease, Leases};
 use crate::netlink::{self, Netlink};
 use crate::plane::ControlMsg;
 use crate::plane::{EngineMsg, NetInfo};
+use crate::report::containers::AttachedDns;
+use crate::report::status::{LocalContainer, NetworkStatus};
+use crate::report::{Attached, Catalog, Detached, Reloaded, ServiceAdded, ServicesRemoved, Status};
 use std::collections::BTreeMap;
 
 /// What the control server works with.
@@ -44,11 +46,14 @@ pub struct ControlCtx {
     /// DNS counters.
     pub dns_stats: Arc<crate::dns::DnsStats>,
     /// To the daemon's main loop, which owns reloads.
-    pub reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<Value, String>>>,
+    pub reload: tokio::sync::mpsc::Sender<ReloadReply>,
 }
 
+/// Where the daemon's main loop answers one reload: what changed, or why nothing did.
+pub type ReloadReply = tokio::sync::oneshot::Sender<Result<Reloaded, String>>;
+
 /// Reload requests as the daemon's main loop receives them.
-pub type ReloadRequests = tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<Value, String>>>;
+pub type ReloadRequests = tokio::sync::mpsc::Receiver<ReloadReply>;
 
 /// Serves connections on a bound listener until the task is dropped.
 pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>) -> Result<()> {
@@ -85,14 +90,14 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
     let mut line = String::new();
     while lines.read_line(&mut line).await? > 0 {
         let resp = if line.len() > MAX_REQUEST {
-            json!({"ok": false, "error": "request too large"})
+            Response::error("request too large")
         } else {
             match serde_json::from_str::<Request>(&line) {
                 Ok(req) => match handle(ctx, req).await {
-                    Ok(data) => json!({"ok": true, "data": data}),
-                    Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+                    Ok(data) => Response::ok(data),
+                    Err(e) => Response::error(format!("{e:#}")),
                 },
-                Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+                Err(e) => Response::error(format!("bad request: {e}")),
             }
         };
         let mut out = serde_json::to_vec(&resp)?;
@@ -103,31 +108,30 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
     Ok(())
 }
 
-async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
-    match req {
-        Request::Status => status(ctx).await,
-        Request::Attach { netns, network, name, ip, ifname, labels, enter } => {
-            attach(ctx, &netns, enter.as_deref(), &network, &name, ip, &ifname, labels).await
-        }
+async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
+    Ok(match req {
+        Request::Status => Answer::Status(Box::new(status(ctx).await?)),
+        Request::Attach { netns, network, name, ip, ifname, labels, enter } => Answer::Attached(
+            attach(ctx, &netns, enter.as_deref(), &network, &name, ip, &ifname, labels).await?,
+        ),
         Request::ServiceAdd { mut spec } => {
             if spec.network.is_empty() {
                 spec.network = ctx.nets.first().map(|n| n.name.clone()).unwrap_or_default();
             }
-            let id = ctx.registry.add(spec, Source::Api)?;
-            Ok(json!({"id": id}))
+            Answer::ServiceAdded(ServiceAdded { id: ctx.registry.add(spec, Source::Api)? })
         }
         Request::ServiceRemove { id } => {
             let removed = ctx.registry.remove(&id);
             if removed.is_empty() {
                 bail!("no service instance or service named {id:?} on this node");
             }
-            Ok(json!({"removed": removed}))
+            Answer::ServicesRemoved(ServicesRemoved { removed })
         }
-        Request::ServiceList => Ok(ctx.registry.list()),
+        Request::ServiceList => Answer::Services(ctx.registry.list()),
         Request::Reload => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             ctx.reload.send(tx).await.map_err(|_| anyhow!("the daemon is shutting down"))?;
-            rx.await.context("the daemon is shutting down")?.map_err(|e| anyhow!("{e}"))
+            Answer::Reloaded(rx.await.context("the daemon is shutting down")?.map_err(|e| anyhow!("{e}"))?)
         }
         Request::PolicyExplain { network, from, to, proto, port } => {
             let net = net_index(ctx, &network)?;
@@ -145,23 +149,24 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Value> {
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
             to_engine(ctx, ControlMsg::PolicyExplain { net, from, to, proto, port, reply: tx }).await;
-            rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))
+            let explain = rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))?;
+            Answer::Explain(Box::new(explain))
         }
         Request::Ping { peer } => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             to_engine(ctx, ControlMsg::Ping { peer, reply: tx }).await;
-            rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))
+            Answer::Pong(rx.await.context("engine did not answer")?.map_err(|e| anyhow!("{e}"))?)
         }
         Request::PolicyShow => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             to_engine(ctx, ControlMsg::PolicyStatus(tx)).await;
-            rx.await.context("engine did not answer")
+            Answer::Policies(rx.await.context("engine did not answer")?)
         }
-        Request::Catalog => catalog(ctx).await,
+        Request::Catalog => Answer::Catalog(catalog(ctx).await?),
         Request::Detach { network, name, netns } => {
-            detach(ctx, &network, name.as_deref(), netns.as_deref()).await
+            Answer::Detached(detach(ctx, &network, name.as_deref(), netns.as_deref()).await?)
         }
-    }
+    })
 }
 
 fn net_index(ctx: &ControlCtx, network: &str) -> Result<usize> {
@@ -233,7 +238,7 @@ async fn attach(
     ip: Option<IpAddr>,
     ifname: &str,
     labels: BTreeMap<String, String>,
-) -> Result<Value> {
+) -> Result<Attached> {
     let net = net_index(ctx, network)?;
     check_name(name)?;
     check_labels(&labels)?;
@@ -300,15 +305,23 @@ async fn attach(
         None => None,
     };
     info!(container = name, network, %addr, "attached");
-    Ok(json!({
-        "name": name, "network": network, "ip": addr.to_string(), "prefix": prefix,
-        "gateway": info.gateway.to_string(), "mac": mac_string(&link.mac), "mtu": info.mtu,
-        "host_ifname": host_ifname, "ifname": ifname, "labels": labels,
-        "dns": ctx.dns_domain.as_ref().map(|d| json!({
-            "nameservers": [info.gateway.to_string()], "search": resolv_conf::search(d),
-        })),
-        "resolv_conf": resolv.map(|p| p.display().to_string()),
-    }))
+    Ok(Attached {
+        name: name.to_owned(),
+        network: network.to_owned(),
+        ip: addr,
+        prefix,
+        gateway: info.gateway,
+        mac: mac_string(&link.mac),
+        mtu: info.mtu,
+        host_ifname,
+        ifname: ifname.to_owned(),
+        labels,
+        dns: ctx
+            .dns_domain
+            .as_ref()
+            .map(|d| AttachedDns { nameservers: vec![info.gateway], search: resolv_conf::search(d) }),
+        resolv_conf: resolv.map(|p| p.display().to_string()),
+    })
 }
 
 /// An attach that netlink refused, in the words of the one who asked: a taken interface name
@@ -378,7 +391,12 @@ fn same_netns(a: &str, b: &str) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Option<&str>) -> Result<Value> {
+async fn detach(
+    ctx: &ControlCtx,
+    network: &str,
+    name: Option<&str>,
+    netns: Option<&str>,
+) -> Result<Detached> {
     let net = net_index(ctx, network)?;
     let mut leases = ctx.leases.lock().await;
     let (ip, lease) = find_lease(&leases, network, name, netns)?;
@@ -390,7 +408,7 @@ async fn detach(ctx: &ControlCtx, network: &str, name: Option<&str>, netns: Opti
     ctx.registry.container_detached(network, name);
     resolv_conf::remove(&lease.netns);
     info!(container = name, network, %ip, "detached");
-    Ok(json!({"name": name, "network": network, "ip": ip.to_string()}))
+    Ok(Detached { name: name.to_owned(), network: network.to_owned(), ip })
 }
 
 /// Sends a control message to the engine, waiting for room in its queue.
@@ -408,39 +426,49 @@ async fn to_engine(ctx: &ControlCtx, msg: ControlMsg) {
 }
 
 /// The cluster-wide catalog from the engine.
-pub async fn catalog(ctx: &ControlCtx) -> Result<Value> {
+pub async fn catalog(ctx: &ControlCtx) -> Result<Catalog> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     to_engine(ctx, ControlMsg::Catalog(tx)).await;
     rx.await.context("engine did not answer")
 }
 
-/// The status every client (CLI, metrics) sees.
-pub async fn status(ctx: &ControlCtx) -> Result<Value> {
+/// The status every client (CLI, metrics, registry API, status page) sees.
+pub async fn status(ctx: &ControlCtx) -> Result<Status> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     to_engine(ctx, ControlMsg::Status(tx)).await;
     let engine = rx.await.context("engine did not answer")?;
     let leases = ctx.leases.lock().await;
-    let networks: Vec<Value> = ctx
+    let networks = ctx
         .nets
         .iter()
         .zip(&ctx.pools)
-        .map(|(n, pool)| {
-            let containers: Vec<Value> = leases
+        .map(|(n, pool)| NetworkStatus {
+            name: n.name.clone(),
+            vni: n.vni.get(),
+            subnet: n.subnet,
+            node_subnet: *pool,
+            gateway: n.gateway,
+            mtu: n.mtu,
+            encryption: n.encryption,
+            containers: leases
                 .of(&n.name)
-                .map(|(ip, l)| json!({"name": l.name, "ip": ip.to_string(), "mac": mac_string(&l.mac), "netns": l.netns, "host_ifname": l.host_ifname}))
-                .collect();
-            json!({
-                "name": n.name, "vni": n.vni.get(), "subnet": n.subnet.to_string(), "node_subnet": pool.to_string(),
-                "gateway": n.gateway.to_string(), "mtu": n.mtu, "encryption": n.encryption, "containers": containers,
-            })
+                .map(|(ip, l)| LocalContainer {
+                    name: l.name.clone(),
+                    ip: *ip,
+                    mac: mac_string(&l.mac),
+                    netns: l.netns.clone(),
+                    host_ifname: l.host_ifname.clone(),
+                })
+                .collect(),
         })
         .collect();
-    let (passing, critical, pending) = ctx.registry.health_counts();
-    let dns: BTreeMap<&str, u64> = ctx.dns_stats.snapshot().into_iter().collect();
-    Ok(json!({
-        "node": ctx.node, "networks": networks, "engine": engine, "dns": dns,
-        "services": {"passing": passing, "critical": critical, "pending": pending},
-    }))
+    Ok(Status {
+        node: ctx.node.clone(),
+        networks,
+        engine,
+        dns: ctx.dns_stats.snapshot(),
+        services: ctx.registry.health_counts(),
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! whole with the reason, and the running configuration stays.
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::{error, info};
 
@@ -15,6 +14,7 @@ use crate::discovery::directory::Directory;
 use crate::dns::DnsServer;
 use crate::plane::ControlMsg;
 use crate::policy::Compiled;
+use crate::report::{Change, Reloaded};
 
 /// Sets the log filter (from the `[node] log_level` of a reloaded file); errors if invalid.
 pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<()> + Send + Sync>;
@@ -76,11 +76,11 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
 impl Reloader {
     /// Reloads; on error nothing changed, except when only DNS failed to restart (the error
     /// says so; the next reload tries DNS again).
-    pub async fn reload(&mut self) -> Result<Value> {
+    pub async fn reload(&mut self) -> Result<Reloaded> {
         match self.try_reload().await {
-            Ok(v) => {
-                info!(changes = %v["changed"], "configuration reloaded");
-                Ok(v)
+            Ok(r) => {
+                info!(changes = %r, "configuration reloaded");
+                Ok(r)
             }
             // The file itself was applied; only DNS did not start.
             Err(e) if self.dns.is_none() && self.cfg.dns.enable && self.applied_new => {
@@ -94,7 +94,7 @@ impl Reloader {
         }
     }
 
-    async fn try_reload(&mut self) -> Result<Value> {
+    async fn try_reload(&mut self) -> Result<Reloaded> {
         self.applied_new = false;
         let new = Config::load(&self.cfg.path)?;
         let restart = needs_restart(&self.cfg, &new);
@@ -108,22 +108,22 @@ impl Reloader {
                 set(&new.node.log_level)
                     .with_context(|| format!("node.log_level {:?}", new.node.log_level))?;
             }
-            changed.push("log_level");
+            changed.push(Change::LogLevel);
         }
         if new.dial_targets() != old.dial_targets() {
             self.to_engine(ControlMsg::SetDialTargets(new.dial_targets())).await;
-            changed.push("seeds/peers");
+            changed.push(Change::DialTargets);
         }
         let policies =
             |c: &Config| c.networks.iter().map(|n| serde_json::to_value(&n.policy).ok()).collect::<Vec<_>>();
         if policies(&new) != policies(old) {
             let compiled = new.networks.iter().map(|n| Arc::new(Compiled::new(n.policy.clone()))).collect();
             self.to_engine(ControlMsg::SetPolicies(compiled)).await;
-            changed.push("policy");
+            changed.push(Change::Policy);
         }
         if new.services != old.services {
             self.ctx.registry.replace_config(&new.services)?;
-            changed.push("services");
+            changed.push(Change::Services);
         }
         // Also restarts DNS that a failed earlier reload left off.
         let dns_changed = new.dns != old.dns || (new.dns.enable && self.dns.is_none());
@@ -139,9 +139,9 @@ impl Reloader {
                 "the rest of the file is applied, but DNS did not start with these [dns] settings; \
                  it stays off until a reload starts it",
             )?;
-            changed.push("dns");
+            changed.push(Change::Dns);
         }
-        Ok(json!({"changed": changed}))
+        Ok(Reloaded { changed })
     }
 
     async fn to_engine(&self, msg: ControlMsg) {

@@ -228,8 +228,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Announced>, String> {
 pub struct InstanceState {
     /// Definition.
     pub spec: ServiceSpec,
-    /// Where the definition came from (`config`, `api`, `attach`).
-    pub source: &'static str,
+    /// Where the definition came from.
+    pub source: super::registry::Source,
     /// The resolved address (none while its container is not attached).
     pub ip: Option<IpAddr>,
     /// Passing.
@@ -339,7 +339,7 @@ mod tests {
             "x".into(),
             InstanceState {
                 spec: spec(),
-                source: "config",
+                source: super::super::registry::Source::Config,
                 ip: Some("10.42.1.5".parse().unwrap()),
                 healthy: true,
                 output: None,

@@ -8,9 +8,11 @@
 //! at our underlay address (what `engine::discovery` believes of a member), and a TCP check
 //! cannot probe a UDP service. Otherwise it would pass here and be missing everywhere else.
 
+use crate::report::catalog::Health as InstanceHealth;
+use crate::report::services::LocalService;
+use crate::report::status::HealthCounts;
 use anyhow::{bail, Result};
 use ipnet::IpNet;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, Weak};
@@ -22,7 +24,8 @@ use super::directory::Protocol;
 use super::health::{self, CheckHandle, CheckKind, CheckSpec, Health};
 
 /// Where a definition came from; config ones are replaced as a set on reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The node TOML.
     Config,
@@ -144,7 +147,7 @@ impl Registry {
             Target::Container(c) => g.containers.get(&(spec.network.clone(), c.clone())).copied(),
         };
         let healthy = spec.check.is_none();
-        let state = InstanceState { spec, source: source.name(), ip, healthy, output: None };
+        let state = InstanceState { spec, source, ip, healthy, output: None };
         g.catalog.instances.insert(id.clone(), state);
         self.restart_check(&mut g, &id);
         drop(g);
@@ -198,7 +201,7 @@ impl Registry {
             g.catalog
                 .instances
                 .iter()
-                .filter(|(id, s)| s.source == "config" && keep.get(*id).is_none_or(|k| **k != s.spec))
+                .filter(|(id, s)| s.source == Source::Config && keep.get(*id).is_none_or(|k| **k != s.spec))
                 .map(|(id, _)| id.clone())
                 .collect()
         };
@@ -262,7 +265,7 @@ impl Registry {
             .instances
             .iter()
             .filter(|(_, s)| s.spec.network == network && s.spec.target == target)
-            .map(|(id, s)| (id.clone(), s.source == "attach"))
+            .map(|(id, s)| (id.clone(), s.source == Source::Attach))
             .collect();
         for (id, drop_it) in ids {
             g.checks.remove(&id);
@@ -278,34 +281,37 @@ impl Registry {
     }
 
     /// Our instances with their state, for `weft service list` and the HTTP API.
-    pub fn list(&self) -> Value {
+    pub fn list(&self) -> Vec<LocalService> {
         let g = self.lock();
-        let v: Vec<Value> = g
-            .catalog
+        g.catalog
             .instances
             .iter()
-            .map(|(id, s)| {
-                json!({
-                    "id": id, "name": s.spec.name, "network": s.spec.network, "target": s.spec.target,
-                    "ip": s.ip.map(|i| i.to_string()), "port": s.spec.port, "protocol": s.spec.protocol,
-                    "tags": s.spec.tags, "check": s.spec.check, "source": s.source,
-                    "health": match (s.ip, s.healthy) { (None, _) => "pending", (_, true) => "passing", _ => "critical" },
-                    "output": s.output,
-                })
+            .map(|(id, s)| LocalService {
+                id: id.clone(),
+                name: s.spec.name.clone(),
+                network: s.spec.network.clone(),
+                target: s.spec.target.clone(),
+                ip: s.ip,
+                port: s.spec.port,
+                protocol: s.spec.protocol,
+                tags: s.spec.tags.clone(),
+                check: s.spec.check.clone(),
+                source: s.source,
+                health: instance_health(s),
+                output: s.output.clone(),
             })
-            .collect();
-        Value::Array(v)
+            .collect()
     }
 
-    /// Counts of our instances by health, for metrics.
-    pub fn health_counts(&self) -> (u64, u64, u64) {
+    /// Counts of our instances by health, for status and metrics.
+    pub fn health_counts(&self) -> HealthCounts {
         let g = self.lock();
-        let mut c = (0, 0, 0);
+        let mut c = HealthCounts::default();
         for s in g.catalog.instances.values() {
-            match (s.ip, s.healthy) {
-                (None, _) => c.2 += 1,
-                (_, true) => c.0 += 1,
-                _ => c.1 += 1,
+            match instance_health(s) {
+                InstanceHealth::Passing => c.passing += 1,
+                InstanceHealth::Critical => c.critical += 1,
+                InstanceHealth::Pending => c.pending += 1,
             }
         }
         c
@@ -391,6 +397,15 @@ pub fn parse_service_label(v: &str, network: &str, name: &str) -> Result<Vec<Ser
     Ok(out)
 }
 
+/// An instance's health as reported: pending while it has no address.
+fn instance_health(s: &InstanceState) -> InstanceHealth {
+    match (s.ip, s.healthy) {
+        (None, _) => InstanceHealth::Pending,
+        (_, true) => InstanceHealth::Passing,
+        _ => InstanceHealth::Critical,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +437,7 @@ mod tests {
         let r = registry();
         let e = r.add(at("8.8.8.8"), Source::Api).unwrap_err().to_string();
         assert!(e.contains("8.8.8.8") && e.contains("10.42.1.0/24") && e.contains("192.0.2.1"), "{e}");
-        assert_eq!(r.list(), json!([]), "nothing was registered");
+        assert_eq!(r.list(), [], "nothing was registered");
         for ok in ["10.42.1.1", "fd42:1::5", "192.0.2.1"] {
             r.add(at(ok), Source::Api).unwrap_or_else(|e| panic!("{ok}: {e:#}"));
         }
@@ -454,8 +469,8 @@ mod tests {
         other.name = "api".into();
         let e = r.replace_config(&[other, at("8.8.8.8")]).unwrap_err().to_string();
         assert!(e.contains("web/8.8.8.8:80/tcp"), "{e}");
-        let ids: Vec<Value> = r.list().as_array().unwrap().iter().map(|i| i["id"].clone()).collect();
-        assert_eq!(ids, vec![json!("web/10.42.1.1:80/tcp")]);
+        let ids: Vec<String> = r.list().into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["web/10.42.1.1:80/tcp"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod resolv_conf;
 mod zone;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -50,35 +50,11 @@ pub struct DnsSettings {
     pub listen: Vec<SocketAddr>,
 }
 
-/// Counters of the replies the server sent (and of the messages it could not read).
-#[derive(Debug, Default)]
-pub struct DnsStats {
-    answered: AtomicU64,
-    nodata: AtomicU64,
-    nxdomain: AtomicU64,
-    forwarded: AtomicU64,
-    forward_failed: AtomicU64,
-    refused: AtomicU64,
-    malformed: AtomicU64,
-}
+/// Counters of the replies the server sent (and of the messages it could not read), declared
+/// with their metrics in [`crate::report::counters`].
+pub use crate::report::counters::DnsStats;
 
 impl DnsStats {
-    /// Every counter by name: `answered` (names in our domain with records), `nodata`,
-    /// `nxdomain`, `forwarded` (upstream answered), `forward_failed` (SERVFAIL), `refused`,
-    /// `malformed` (undecodable, cut short, or FORMERR).
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        vec![
-            ("answered", get(&self.answered)),
-            ("nodata", get(&self.nodata)),
-            ("nxdomain", get(&self.nxdomain)),
-            ("forwarded", get(&self.forwarded)),
-            ("forward_failed", get(&self.forward_failed)),
-            ("refused", get(&self.refused)),
-            ("malformed", get(&self.malformed)),
-        ]
-    }
-
     fn bump_malformed(&self) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
     }

@@ -72,7 +72,8 @@ async fn start(upstreams: Vec<SocketAddr>, limits: Limits) -> Fixture {
 }
 
 fn stat(stats: &DnsStats, name: &str) -> u64 {
-    stats.snapshot().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
+    use overlay_proto::counters::Snapshot;
+    stats.snapshot().readings().find(|r| r.counter.field == name).map(|r| r.value).unwrap()
 }
 
 fn query(name: &str, rtype: RecordType) -> Message {

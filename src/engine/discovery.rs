@@ -3,7 +3,6 @@
 //! registry API and `weft services` show. A member's instances are believed only at addresses
 //! its certificate lets it source (or its own underlay address), as for its containers.
 
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use super::Engine;
 use crate::discovery::catalog::{self, Announced};
 use crate::discovery::directory::{addr_label, Directory, Instance};
 use crate::membership::{MemberState, Record};
+use crate::report::catalog::{Catalog, CatalogContainer, CatalogInstance, CatalogNode, Health, NodeState};
 use overlay_proto::cert::NodeCert;
 
 /// One member as discovery sees it.
@@ -21,7 +21,7 @@ struct Node<'a> {
     record: &'a Record,
     /// The member's verified certificate (none for ourselves).
     cert: Option<&'a Arc<NodeCert>>,
-    state: &'static str,
+    state: NodeState,
     services: Vec<Announced>,
 }
 
@@ -40,8 +40,12 @@ impl Engine {
     fn discovery_nodes(&self) -> Vec<Node<'_>> {
         let own = self.members.layer.own();
         let states: BTreeMap<_, _> = self.members.layer.members().into_iter().collect();
-        let mut nodes =
-            vec![Node { record: own, cert: None, state: "alive", services: decode_lenient(own, None) }];
+        let mut nodes = vec![Node {
+            record: own,
+            cert: None,
+            state: NodeState::Alive,
+            services: decode_lenient(own, None),
+        }];
         for r in self.members.layer.records() {
             let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
             let Some(cert) = self.members.certs.get(&peer) else { continue };
@@ -49,9 +53,9 @@ impl Engine {
                 continue;
             }
             let state = match states.get(&r.key) {
-                Some(MemberState::Suspect) => "suspect",
+                Some(MemberState::Suspect) => NodeState::Suspect,
                 Some(MemberState::Down) => continue,
-                _ => "alive",
+                _ => NodeState::Alive,
             };
             nodes.push(Node { record: r, cert: Some(cert), state, services: decode_lenient(r, Some(cert)) });
         }
@@ -93,37 +97,45 @@ impl Engine {
     }
 
     /// The cluster-wide catalog: nodes and every service's instances with their health.
-    pub(super) fn catalog(&self) -> Value {
+    pub(super) fn catalog(&self) -> Catalog {
         let vni_name: BTreeMap<u32, &str> =
             self.shared.nets.iter().map(|n| (n.vni.get(), n.name.as_str())).collect();
-        let mut services: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        let mut nodes = Vec::new();
+        let network = |vni: u32| vni_name.get(&vni).map(|n| (*n).to_owned());
+        let mut catalog = Catalog::default();
         for n in self.discovery_nodes() {
-            nodes.push(json!({
-                "name": n.record.name,
-                "state": n.state,
-                "address": n.record.endpoint.ip().to_string(),
-                "endpoint": n.record.endpoint.to_string(),
-                "containers": n.record.containers.iter().filter(|c| n.cert.is_none_or(|cert| cert.may_source(c.ip))).map(|c| json!({
-                    "name": c.name, "ip": c.ip.to_string(), "network": vni_name.get(&c.vni),
-                    "labels": c.labels,
-                })).collect::<Vec<_>>(),
-                "services": n.services.len(),
-            }));
+            catalog.nodes.push(CatalogNode {
+                name: n.record.name.clone(),
+                state: n.state,
+                address: n.record.endpoint.ip(),
+                endpoint: n.record.endpoint,
+                containers: n
+                    .record
+                    .containers
+                    .iter()
+                    .filter(|c| n.cert.is_none_or(|cert| cert.may_source(c.ip)))
+                    .map(|c| CatalogContainer {
+                        name: c.name.clone(),
+                        ip: c.ip,
+                        network: network(c.vni),
+                        labels: c.labels.clone(),
+                    })
+                    .collect(),
+                services: n.services.len(),
+            });
             for s in n.services {
-                services.entry(s.name.clone()).or_default().push(json!({
-                    "node": n.record.name,
-                    "network": vni_name.get(&s.vni),
-                    "ip": s.ip.to_string(),
-                    "port": s.port,
-                    "protocol": s.protocol,
-                    "tags": s.tags,
-                    "container": s.container,
-                    "health": if s.healthy { "passing" } else { "critical" },
-                }));
+                catalog.services.entry(s.name.clone()).or_default().push(CatalogInstance {
+                    node: n.record.name.clone(),
+                    network: network(s.vni),
+                    ip: s.ip,
+                    port: s.port,
+                    protocol: s.protocol,
+                    tags: s.tags,
+                    container: s.container,
+                    health: if s.healthy { Health::Passing } else { Health::Critical },
+                });
             }
         }
-        json!({"nodes": nodes, "services": services})
+        catalog
     }
 }
 

@@ -3,7 +3,6 @@
 //! to the TAPs through the data plane, and answers control requests. Everything here is I/O;
 //! every decision is the engine's.
 
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -12,12 +11,13 @@ use std::time::Instant;
 
 use super::{Engine, Event, Pinged};
 use crate::plane::{ControlMsg, EngineMsg, Shared};
+use crate::report::Pong;
 
 /// How many queued messages are handled before the timer pass runs.
 const BATCH: usize = 256;
 
 /// A ping's pending answer.
-type PingReply = tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>;
+type PingReply = tokio::sync::oneshot::Sender<Result<Pong, String>>;
 
 /// Owns the engine and its I/O.
 pub struct Driver {
@@ -120,12 +120,10 @@ impl Driver {
                 }
                 Event::Pinged { id, result } => {
                     if let Some(reply) = self.pings.remove(&id) {
-                        let _ = reply.send(result.map_err(|e| e.to_string()).map(|p: Pinged| {
-                            json!({
-                                "peer": p.peer,
-                                "endpoint": p.endpoint.map(|e| e.to_string()),
-                                "rtt_ms": p.rtt.as_secs_f64() * 1000.0,
-                            })
+                        let _ = reply.send(result.map_err(|e| e.to_string()).map(|p: Pinged| Pong {
+                            peer: p.peer,
+                            endpoint: p.endpoint,
+                            rtt_ms: p.rtt.as_secs_f64() * 1000.0,
                         }));
                     }
                 }
@@ -155,7 +153,7 @@ mod tests {
         let (ping_tx, ping_rx) = tokio::sync::oneshot::channel();
         tx.send(EngineMsg::Control(ControlMsg::Ping { peer: "nobody".into(), reply: ping_tx })).unwrap();
         let status = status_rx.blocking_recv().expect("status answered");
-        assert_eq!(status["members"], 0);
+        assert_eq!(status.members, 0);
         assert!(ping_rx.blocking_recv().expect("ping answered").is_err());
         tx.send(EngineMsg::Control(ControlMsg::Stop)).unwrap();
         thread.join().expect("the engine thread ends on Stop");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::dataplane::frame::Mac;
 use crate::plane::tables::{Loc, NetTables};
+use crate::report::status::FdbSource;
 use overlay_proto::PeerId;
 
 /// Learned entries unused for this long are forgotten.
@@ -143,13 +144,13 @@ impl Fdb {
         self.macs.is_empty()
     }
 
-    /// Every entry as (MAC, IP, location, source name), for status output.
-    pub fn entries(&self) -> impl Iterator<Item = (Mac, Option<IpAddr>, Loc, &'static str)> + '_ {
+    /// Every entry as (MAC, IP, location, how it was learned), for status output.
+    pub fn entries(&self) -> impl Iterator<Item = (Mac, Option<IpAddr>, Loc, FdbSource)> + '_ {
         self.macs.iter().map(|(m, e)| {
             let source = match e.source {
-                Source::Learned => "learned",
-                Source::Gossip => "announced",
-                Source::Local => "local",
+                Source::Learned => FdbSource::Learned,
+                Source::Gossip => FdbSource::Announced,
+                Source::Local => FdbSource::Local,
             };
             (*m, e.ip, e.loc, source)
         })

@@ -9,6 +9,7 @@ use tracing::info;
 use super::Engine;
 use crate::plane::tables::{ct_owner, Map, PolicyTables};
 use crate::policy::{Compiled, Identity};
+use crate::report::policy as report;
 
 impl Engine {
     /// Installs the compiled policies (one per network) and who we are; republishes.
@@ -108,11 +109,16 @@ impl Party {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ip": self.ip.to_string(), "node": self.node, "groups": self.groups, "labels": self.labels,
-            "local": self.local, "what": self.what,
-        })
+    /// This side as the explain answer shows it.
+    fn json(&self) -> report::Party {
+        report::Party {
+            ip: self.ip,
+            node: self.node.clone(),
+            groups: self.groups.clone(),
+            labels: self.labels.clone(),
+            local: self.local,
+            what: self.what.clone(),
+        }
     }
 }
 
@@ -196,7 +202,7 @@ impl Engine {
         to: &str,
         proto: u8,
         port: Option<u16>,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<report::Explain, String> {
         use crate::policy::{Direction, Verdict};
         let compiled = self.policies.get(net).ok_or("no such network")?;
         let (src, dst) = (self.party(net, from)?, self.party(net, to)?);
@@ -213,49 +219,69 @@ impl Engine {
             if e.decision.verdict == Verdict::Deny {
                 verdict = Verdict::Deny;
             }
-            checks.push(serde_json::json!({"direction": "out", "explanation": e}));
+            checks.push(report::ExplainCheck { direction: Direction::Out, explanation: e });
         }
         if dst.local {
             let e = compiled.explain(Direction::In, proto, port, &src.identity(), &dst.identity());
             if e.decision.verdict == Verdict::Deny {
                 verdict = Verdict::Deny;
             }
-            checks.push(serde_json::json!({"direction": "in", "explanation": e}));
+            checks.push(report::ExplainCheck { direction: Direction::In, explanation: e });
         }
         let same_host = src.local && dst.local;
-        Ok(serde_json::json!({
-            "network": self.shared.nets[net].name,
-            "from": src.json(), "to": dst.json(),
-            "proto": proto, "port": port,
-            "verdict": verdict,
-            "checks": checks,
-            "note": if same_host {
-                Some("both sides are on this node: their bridge switches the traffic and the policy is not applied")
-            } else if !src.local {
-                Some("only this node's inbound side is shown; the sender's node applies its outbound rules too")
-            } else if !dst.local {
-                Some("only this node's outbound side is shown; the receiver's node applies its inbound rules too")
-            } else { None },
-        }))
+        let note = if same_host {
+            Some("both sides are on this node: their bridge switches the traffic and the policy is not applied")
+        } else if !src.local {
+            Some("only this node's inbound side is shown; the sender's node applies its outbound rules too")
+        } else if !dst.local {
+            Some("only this node's outbound side is shown; the receiver's node applies its inbound rules too")
+        } else {
+            None
+        };
+        Ok(report::Explain {
+            network: self.shared.nets[net].name.clone(),
+            from: src.json(),
+            to: dst.json(),
+            proto,
+            port,
+            verdict,
+            checks,
+            note: note.map(str::to_owned),
+        })
     }
 
     /// Every network's policy with its rule counters and tracked connections.
-    pub(super) fn policy_status(&self) -> serde_json::Value {
-        let nets: Vec<serde_json::Value> = self
-            .policies
+    pub(super) fn policy_status(&self) -> Vec<report::NetworkPolicy> {
+        use crate::policy::Direction;
+        self.policies
             .iter()
             .zip(&self.shared.nets)
             .zip(&self.shared.conntrack)
             .map(|((c, n), ct)| {
-                serde_json::json!({
-                    "network": n.name,
-                    "enforced": !c.is_trivial(),
-                    "policy": c.policy(),
-                    "hits": c.hits(),
-                    "conntrack": {"entries": ct.len(), "stats": ct.stats()},
-                })
+                let p = c.policy();
+                report::NetworkPolicy {
+                    network: n.name.clone(),
+                    enforced: !c.is_trivial(),
+                    policy: report::PolicyView {
+                        inbound: p.default_verdict(Direction::In),
+                        outbound: p.default_verdict(Direction::Out),
+                        conntrack_max: p.conntrack_max(),
+                        conntrack_per_peer: p.conntrack_per_peer(),
+                        rules: p.rules().to_vec(),
+                    },
+                    hits: c
+                        .hits()
+                        .into_iter()
+                        .map(|h| report::RuleHits {
+                            name: h.name.to_owned(),
+                            direction: h.direction,
+                            verdict: h.verdict,
+                            hits: h.hits,
+                        })
+                        .collect(),
+                    conntrack: report::ConntrackReport { entries: ct.len(), stats: ct.stats() },
+                }
             })
-            .collect();
-        serde_json::Value::Array(nets)
+            .collect()
     }
 }

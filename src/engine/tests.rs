@@ -288,13 +288,15 @@ fn status_lists_connected_members_with_counters() {
     sim.run_for(Duration::from_secs(6));
     let now = sim.now;
     let st = sim.nodes[0].engine.status(now);
-    let peers = st["peers"].as_array().expect("peers");
-    let names: Vec<&str> = peers.iter().filter_map(|p| p["name"].as_str()).collect();
+    let names: Vec<&str> = st.peers.iter().filter_map(|p| p.name.as_deref()).collect();
     assert!(names.contains(&"h2") && names.contains(&"h3"), "{names:?}");
-    assert!(peers.iter().all(|p| p["connected"] == true), "{peers:?}");
-    assert!(peers.iter().all(|p| p["rtt_ms"].as_f64().is_some()), "RTT probes measured every link");
-    assert_eq!(st["members_alive"], 2);
-    assert!(st["counters"]["handshakes_completed"].as_u64().unwrap_or(0) >= 1, "{}", st["counters"]);
+    assert!(st.peers.iter().all(|p| p.connected), "{:?}", st.peers);
+    assert!(
+        st.peers.iter().all(|p| p.session.as_ref().is_some_and(|s| s.rtt_ms.is_some())),
+        "RTT probes measured every link"
+    );
+    assert_eq!(st.members_alive, 2);
+    assert!(st.counters.proto.handshakes_completed >= 1, "{:?}", st.counters.proto);
 }
 
 #[test]
@@ -314,11 +316,11 @@ fn set_services_publishes_them_in_the_record_and_the_catalog() {
     sim.nodes[1].engine.set_services(now, vec![svc.clone()]);
     assert!(!sim.nodes[1].engine.members.layer.own().services.is_empty());
     let seen = sim.run_until(Duration::from_secs(10), |s| {
-        s.nodes[0].engine.catalog()["services"]["web"].as_array().is_some_and(|v| v.len() == 1)
+        s.nodes[0].engine.catalog().services.get("web").is_some_and(|v| v.len() == 1)
     });
     assert!(seen, "h1's catalog does not list h2's service");
     let cat = sim.nodes[0].engine.catalog();
-    assert_eq!(cat["services"]["web"][0]["node"], "h2");
+    assert_eq!(cat.services["web"][0].node, "h2");
     sim.nodes[0].engine.publish_directory();
     let dir = sim.nodes[0].engine.members.directory.load();
     assert_eq!(dir.services["web"][0].ip, svc.ip, "DNS answers with it");
@@ -341,7 +343,7 @@ fn a_service_at_someone_elses_address_is_not_believed() {
     // h3 announces an instance at an address of h2's subnet.
     sim.nodes[2].engine.set_services(now, vec![svc]);
     sim.run_for(Duration::from_secs(5));
-    assert!(sim.nodes[0].engine.catalog()["services"].get("bank").is_none());
+    assert!(!sim.nodes[0].engine.catalog().services.contains_key("bank"));
 }
 
 fn policy(text: &str) -> std::sync::Arc<crate::policy::Compiled> {
@@ -373,9 +375,9 @@ fn set_policies_publishes_policy_tables_and_explain_names_the_rule() {
     assert!(pt.local.contains_key(&b.1), "our container's mask");
     assert!(pt.remote.contains_key(&"10.42.1.2".parse().unwrap()), "the member's container's mask");
     let e = sim.nodes[1].engine.explain(0, "a", "b", 6, Some(80)).expect("explained");
-    assert_eq!(e["verdict"], "allow", "{e}");
+    assert_eq!(e.verdict, crate::policy::Verdict::Allow, "{e:?}");
     let e = sim.nodes[1].engine.explain(0, "a", "b", 6, Some(22)).expect("explained");
-    assert_eq!(e["verdict"], "deny", "{e}");
+    assert_eq!(e.verdict, crate::policy::Verdict::Deny, "{e:?}");
     assert!(sim.nodes[1].engine.explain(0, "nobody", "b", 6, Some(80)).is_err());
     assert!(sim.nodes[1].engine.explain(3, "a", "b", 6, Some(80)).is_err(), "no such network");
 }
@@ -384,11 +386,10 @@ fn set_policies_publishes_policy_tables_and_explain_names_the_rule() {
 fn policy_status_reports_every_network() {
     let mut sim = Sim::new(1, SimConfig::default());
     sim.nodes[0].engine.replace_policies(vec![policy(DENY_BUT_WEB)]);
-    let st = sim.nodes[0].engine.policy_status();
-    let nets = st.as_array().expect("array");
+    let nets = sim.nodes[0].engine.policy_status();
     assert_eq!(nets.len(), 1);
-    assert_eq!(nets[0]["network"], "sim");
-    assert_eq!(nets[0]["enforced"], true);
+    assert_eq!(nets[0].network, "sim");
+    assert!(nets[0].enforced);
     sim.run_for(Duration::from_millis(10));
 }
 
@@ -413,7 +414,7 @@ fn an_unreachable_seed_is_redialled_with_backoff_and_reported() {
     let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "the gaps between dials never shrink: {gaps:?}");
     let st = sim.nodes[0].engine.status(sim.now);
-    assert_eq!(st["seeds"][0]["state"], "unreachable", "{}", st["seeds"]);
+    assert_eq!(st.seeds[0].state, crate::report::status::SeedState::Unreachable, "{:?}", st.seeds);
     // Replaced by a reload: no longer dialled.
     let now = sim.now;
     sim.nodes[0].engine.set_dial_targets(now, &[]);

@@ -88,40 +88,9 @@ pub enum MemberEvent {
     Removed(NodeKey),
 }
 
-/// Counters, for status output and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MembershipStats {
-    /// Messages given to `handle_message`.
-    pub messages_in: u64,
-    /// Their bytes.
-    pub bytes_in: u64,
-    /// Messages returned by `poll_transmit`.
-    pub messages_out: u64,
-    /// Their bytes.
-    pub bytes_out: u64,
-    /// Messages refused as undecodable or out of bounds.
-    pub malformed: u64,
-    /// SWIM packets whose source was not the authenticated sender.
-    pub spoofed: u64,
-    /// SWIM packets foca refused.
-    pub swim_errors: u64,
-    /// Newer records accepted.
-    pub records_accepted: u64,
-    /// Chunks of records we already held at that version or newer.
-    pub chunks_stale: u64,
-    /// Partially received records given up on.
-    pub reassemblies_dropped: u64,
-    /// Pulls for records we do not hold.
-    pub pulls_unserved: u64,
-    /// Outgoing messages dropped because the queue was full.
-    pub transmit_dropped: u64,
-    /// Times our own record was larger than `max_record_len` (others will refuse it).
-    pub own_record_too_large: u64,
-    /// "You are down" messages we asked their sender to confirm.
-    pub turn_undead_challenged: u64,
-    /// Suspicions learned by gossip that nobody resolved in time, declared down here.
-    pub suspicions_expired: u64,
-}
+/// Counters, for status output and tests; declared with their metrics in
+/// [`crate::report::counters`].
+pub use crate::report::counters::MembershipStats;
 
 #[derive(Debug)]
 struct Seed {

@@ -271,22 +271,7 @@ impl Sim {
     pub fn total_stats(&self) -> MembershipStats {
         let mut t = MembershipStats::default();
         for n in &self.nodes {
-            let s = n.m.stats();
-            t.messages_in += s.messages_in;
-            t.bytes_in += s.bytes_in;
-            t.messages_out += s.messages_out;
-            t.bytes_out += s.bytes_out;
-            t.malformed += s.malformed;
-            t.spoofed += s.spoofed;
-            t.swim_errors += s.swim_errors;
-            t.records_accepted += s.records_accepted;
-            t.chunks_stale += s.chunks_stale;
-            t.reassemblies_dropped += s.reassemblies_dropped;
-            t.pulls_unserved += s.pulls_unserved;
-            t.transmit_dropped += s.transmit_dropped;
-            t.own_record_too_large += s.own_record_too_large;
-            t.turn_undead_challenged += s.turn_undead_challenged;
-            t.suspicions_expired += s.suspicions_expired;
+            t += n.m.stats();
         }
         t
     }

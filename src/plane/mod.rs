@@ -9,7 +9,6 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use overlay_proto::wire::Vni;
 use overlay_proto::{EndpointStats, PeerId};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -97,11 +96,11 @@ pub enum ControlMsg {
         mac: Mac,
     },
     /// Report peers and counters.
-    Status(tokio::sync::oneshot::Sender<Value>),
+    Status(tokio::sync::oneshot::Sender<crate::report::EngineStatus>),
     /// Replace the service instances our record announces.
     SetServices(Vec<crate::discovery::catalog::Announced>),
     /// Report the cluster-wide catalog (nodes, services with health).
-    Catalog(tokio::sync::oneshot::Sender<Value>),
+    Catalog(tokio::sync::oneshot::Sender<crate::report::Catalog>),
     /// Which rule decides a flow, on this node's side(s).
     PolicyExplain {
         /// Network index.
@@ -115,10 +114,10 @@ pub enum ControlMsg {
         /// Destination port (TCP/UDP).
         port: Option<u16>,
         /// The answer.
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<crate::report::Explain, String>>,
     },
     /// Every network's policy with counters.
-    PolicyStatus(tokio::sync::oneshot::Sender<Value>),
+    PolicyStatus(tokio::sync::oneshot::Sender<Vec<crate::report::NetworkPolicy>>),
     /// New compiled policies, one per network (reload).
     SetPolicies(Vec<Arc<crate::policy::Compiled>>),
     /// New dial targets (seeds and static peers) after a reload.
@@ -128,7 +127,7 @@ pub enum ControlMsg {
         /// The member.
         peer: String,
         /// The answer.
-        reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<crate::report::Pong, String>>,
     },
     /// Stop the engine.
     Stop,
@@ -155,80 +154,9 @@ pub struct NetInfo {
     pub remotes: Vec<SocketAddr>,
 }
 
-/// Data-plane counters (drops by reason, frames each way).
-#[derive(Debug, Default)]
-pub struct DataplaneStats {
-    /// Frames read from TAPs.
-    pub tap_rx: AtomicU64,
-    /// Frames written to TAPs.
-    pub tap_tx: AtomicU64,
-    /// ARP requests answered locally.
-    pub arp_suppressed: AtomicU64,
-    /// Frames replicated to peers (per copy).
-    pub flooded: AtomicU64,
-    /// Frames whose inner source is outside the sender's certified subnets, or whose MAC is
-    /// bound to another owner.
-    pub drop_spoof: AtomicU64,
-    /// Frames whose source is link-local or unspecified (IPv6 ND, ARP probes): not carried.
-    pub drop_link_local: AtomicU64,
-    /// Frames for a VNI this node does not serve.
-    pub drop_no_network: AtomicU64,
-    /// Frames of an ethertype we do not carry.
-    pub drop_ethertype: AtomicU64,
-    /// Frames larger than the overlay MTU (answered with ICMP when possible).
-    pub drop_mtu: AtomicU64,
-    /// Work the engine channel had no room for.
-    pub drop_queue_full: AtomicU64,
-    /// Frames with no destination (no peers).
-    pub drop_no_route: AtomicU64,
-    /// Socket or TAP errors.
-    pub io_errors: AtomicU64,
-    /// Frames a policy rule or default denied.
-    pub drop_policy: AtomicU64,
-    /// IP frames too malformed to judge, on a network with a policy.
-    pub drop_policy_malformed: AtomicU64,
-    /// New flows refused because the connection table (or the peer's share) was full.
-    pub drop_conntrack_full: AtomicU64,
-    /// Offloaded frames from a TAP whose virtio-net header or headers could not be honoured.
-    pub drop_offload: AtomicU64,
-    /// TCP superframes read from TAPs (TSO), and the segments they were split into.
-    pub tso_superframes: AtomicU64,
-    /// Segments made from TSO superframes.
-    pub tso_segments: AtomicU64,
-    /// Superframes written to TAPs after coalescing received segments (GRO).
-    pub gro_superframes: AtomicU64,
-    /// Received segments that went into those superframes.
-    pub gro_segments: AtomicU64,
-}
-
-impl DataplaneStats {
-    /// Every counter with its name.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        let v = |c: &AtomicU64| c.load(Relaxed);
-        vec![
-            ("tap_rx", v(&self.tap_rx)),
-            ("tap_tx", v(&self.tap_tx)),
-            ("arp_suppressed", v(&self.arp_suppressed)),
-            ("flooded", v(&self.flooded)),
-            ("drop_spoof", v(&self.drop_spoof)),
-            ("drop_link_local", v(&self.drop_link_local)),
-            ("drop_no_network", v(&self.drop_no_network)),
-            ("drop_ethertype", v(&self.drop_ethertype)),
-            ("drop_mtu", v(&self.drop_mtu)),
-            ("drop_queue_full", v(&self.drop_queue_full)),
-            ("drop_no_route", v(&self.drop_no_route)),
-            ("io_errors", v(&self.io_errors)),
-            ("drop_policy", v(&self.drop_policy)),
-            ("drop_policy_malformed", v(&self.drop_policy_malformed)),
-            ("drop_conntrack_full", v(&self.drop_conntrack_full)),
-            ("drop_offload", v(&self.drop_offload)),
-            ("tso_superframes", v(&self.tso_superframes)),
-            ("tso_segments", v(&self.tso_segments)),
-            ("gro_superframes", v(&self.gro_superframes)),
-            ("gro_segments", v(&self.gro_segments)),
-        ]
-    }
-}
+/// Data-plane counters: declared with the other counter groups in
+/// [`crate::report::counters`], since status answers carry their snapshot.
+pub use crate::report::counters::DataplaneStats;
 
 /// State shared by workers and the engine.
 pub struct Shared {

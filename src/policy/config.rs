@@ -9,7 +9,7 @@
 
 pub use super::file::{CidrFile, PolicyFile, PortFile, RuleFile, SelectorFile, SelectorTable};
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -42,7 +42,7 @@ pub struct PolicyError {
 }
 
 /// Which way a frame travels relative to this host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// From a remote node to a local container.
@@ -52,7 +52,7 @@ pub enum Direction {
 }
 
 /// What happens to a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Pass it.
@@ -62,7 +62,7 @@ pub enum Verdict {
 }
 
 /// The protocol a rule applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// Every IP protocol.
@@ -76,7 +76,7 @@ pub enum Proto {
 }
 
 /// An inclusive destination port range, `lo <= hi`, both non-zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortRange {
     /// First port.
     pub lo: u16,
@@ -85,7 +85,7 @@ pub struct PortRange {
 }
 
 /// Who a rule's `from`/`to` applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Selector {
     /// Everyone.
@@ -96,7 +96,7 @@ pub enum Selector {
 
 /// The conditions of a selector, normalised (sorted, deduplicated) so equal selectors compare
 /// equal. At least one condition is present.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Match {
     /// Certificate groups that must all be present.
     pub groups: Vec<String>,
@@ -109,7 +109,7 @@ pub struct Match {
 }
 
 /// One validated rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// Name for counters and `explain`.
     pub name: String,
@@ -227,17 +227,30 @@ impl Proto {
     }
 }
 
+impl Direction {
+    /// The word rules, JSON and metrics labels use: `in` or `out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+impl Verdict {
+    /// The word rules, JSON and metrics labels use: `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
 impl fmt::Display for Rule {
     /// One line, e.g. `in allow tcp port 5432 from {labels={app=web}} to any`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dir = match self.direction {
-            Direction::In => "in",
-            Direction::Out => "out",
-        };
-        let action = match self.action {
-            Verdict::Allow => "allow",
-            Verdict::Deny => "deny",
-        };
+        let (dir, action) = (self.direction.as_str(), self.action.as_str());
         let proto = match self.proto {
             Proto::Any => "any",
             Proto::Tcp => "tcp",

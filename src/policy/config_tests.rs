@@ -189,3 +189,13 @@ fn too_many_distinct_selectors() {
     let e = parse(&text).unwrap_err();
     assert_eq!(e.key, format!("rule[{MAX_SELECTORS}].from"));
 }
+
+#[test]
+fn direction_and_verdict_words_are_their_json() {
+    for d in [Direction::In, Direction::Out] {
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{}\"", d.as_str()));
+    }
+    for v in [Verdict::Allow, Verdict::Deny] {
+        assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{}\"", v.as_str()));
+    }
+}

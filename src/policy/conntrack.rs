@@ -19,7 +19,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Most shards (fewer for small tables, so each shard holds a useful share).
@@ -48,18 +48,10 @@ pub enum Full {
     Peer,
 }
 
-/// Counters since creation, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ConntrackStats {
-    /// Flows inserted.
-    pub inserts: u64,
-    /// Inserts refused with [`Full::Table`].
-    pub table_full: u64,
-    /// Inserts refused with [`Full::Peer`].
-    pub peer_full: u64,
-    /// Entries removed because they expired.
-    pub expired: u64,
-}
+use crate::report::counters::ConntrackCounters;
+/// Counters since creation, for status and metrics; declared with their metrics in
+/// [`crate::report::counters`].
+pub use crate::report::counters::ConntrackStats;
 
 /// The connection table.
 #[derive(Debug)]
@@ -71,10 +63,7 @@ pub struct Conntrack {
     len: AtomicUsize,
     max: usize,
     per_peer: usize,
-    inserts: AtomicU64,
-    table_full: AtomicU64,
-    peer_full: AtomicU64,
-    expired: AtomicU64,
+    counters: ConntrackCounters,
 }
 
 impl Conntrack {
@@ -90,10 +79,7 @@ impl Conntrack {
             len: AtomicUsize::new(0),
             max,
             per_peer,
-            inserts: AtomicU64::new(0),
-            table_full: AtomicU64::new(0),
-            peer_full: AtomicU64::new(0),
-            expired: AtomicU64::new(0),
+            counters: ConntrackCounters::default(),
         }
     }
 
@@ -111,7 +97,7 @@ impl Conntrack {
         if e.expiry <= now {
             if let Some(e) = shard.remove(&key) {
                 self.forget(e.peer, 1);
-                self.expired.fetch_add(1, Ordering::Relaxed);
+                self.counters.expired.fetch_add(1, Ordering::Relaxed);
             }
             return false;
         }
@@ -146,23 +132,23 @@ impl Conntrack {
             let old = e.peer;
             shard.remove(&key);
             self.forget_locked(&mut peers, old, 1);
-            self.expired.fetch_add(1, Ordering::Relaxed);
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
         if !self.has_room(&peers, peer) {
             self.evict_expired(&mut shard, &mut peers, now);
         }
         if peers.get(&peer).copied().unwrap_or(0) >= self.per_peer {
-            self.peer_full.fetch_add(1, Ordering::Relaxed);
+            self.counters.peer_full.fetch_add(1, Ordering::Relaxed);
             return Err(Full::Peer);
         }
         if self.len.load(Ordering::Relaxed) >= self.max {
-            self.table_full.fetch_add(1, Ordering::Relaxed);
+            self.counters.table_full.fetch_add(1, Ordering::Relaxed);
             return Err(Full::Table);
         }
         *peers.entry(peer).or_insert(0) += 1;
         self.len.fetch_add(1, Ordering::Relaxed);
         shard.insert(key, entry);
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        self.counters.inserts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -210,12 +196,7 @@ impl Conntrack {
 
     /// Counters since creation.
     pub fn stats(&self) -> ConntrackStats {
-        ConntrackStats {
-            inserts: self.inserts.load(Ordering::Relaxed),
-            table_full: self.table_full.load(Ordering::Relaxed),
-            peer_full: self.peer_full.load(Ordering::Relaxed),
-            expired: self.expired.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 }
 
@@ -346,7 +327,7 @@ impl Conntrack {
             live
         });
         let removed = before - shard.len();
-        self.expired.fetch_add(removed as u64, Ordering::Relaxed);
+        self.counters.expired.fetch_add(removed as u64, Ordering::Relaxed);
         removed
     }
 

@@ -8,7 +8,7 @@
 //! default"). Reload builds a whole new `Compiled` (hit counters start at zero).
 
 use super::config::{Direction, Match, Policy, Proto, Rule, Selector, Verdict, MAX_SELECTORS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +66,7 @@ impl Identity<'_> {
 }
 
 /// The outcome of [`Compiled::decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Decision {
     /// Pass or drop.
     pub verdict: Verdict,
@@ -75,7 +75,7 @@ pub struct Decision {
 }
 
 /// Who made a [`Decision`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decider {
     /// The rule at this index of [`Policy::rules`].
@@ -98,7 +98,7 @@ pub struct Hits<'a> {
 }
 
 /// Why a rule did not match, in [`Explanation`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mismatch {
     /// The rule is for the other direction.
@@ -114,7 +114,7 @@ pub enum Mismatch {
 }
 
 /// One rule's part of an [`Explanation`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleExplanation {
     /// Index in [`Policy::rules`].
     pub index: usize,
@@ -129,7 +129,7 @@ pub struct RuleExplanation {
 }
 
 /// The result of [`Compiled::explain`], for `weft policy explain`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The decision, equal to what [`Compiled::decide`] returns for the same frame.
     pub decision: Decision,

@@ -1,0 +1,331 @@
+//! Every counter group the daemon reports, each counter declared once with
+//! [`overlay_proto::counters!`]: its field (also its JSON name), its doc, and the Prometheus
+//! metric `/metrics` exports it as. The protocol's own group, [`EndpointSnapshot`], is declared
+//! in `overlay-proto`; the data plane's, DNS's, membership's, conntrack's and the engine's are
+//! declared here, where the control API's types live, so that this module depends on no part
+//! of the daemon (the data plane, DNS server, membership layer and connection table use the
+//! atomic structs generated here).
+//!
+//! Invariant: the groups flattened into [`Counters`] have no field name in common (a test
+//! checks it), so `engine.counters` stays one flat object, as it always was.
+
+use overlay_proto::counters::{Family, Metric, Reading, Snapshot};
+use overlay_proto::stats::DROPS;
+use serde::{Deserialize, Serialize};
+
+pub use overlay_proto::EndpointSnapshot;
+
+const TAP_FRAMES: Family =
+    Family::new("weft_tap_frames", "Frames read from and written to the TAP devices", "direction");
+const OFFLOAD: Family = Family::new(
+    "weft_offload",
+    "TCP superframes read from the TAPs and split into segments (tso_*), and received segments \
+     coalesced into superframes written to them (gro_*)",
+    "kind",
+);
+const DNS_QUERIES: Family =
+    Family::new("weft_dns_queries", "DNS queries answered by this node, by result", "result");
+const MEMBERSHIP_MESSAGES: Family =
+    Family::new("weft_membership_messages", "Membership messages received and sent", "direction");
+const MEMBERSHIP_BYTES: Family =
+    Family::new("weft_membership_bytes", "Bytes of membership messages received and sent", "direction");
+const MEMBERSHIP_REFUSED: Family =
+    Family::new("weft_membership_refused", "Membership messages refused, by reason", "reason");
+const CONNTRACK_REFUSED: Family = Family::new(
+    "weft_conntrack_refused",
+    "New flows the connection table refused, by reason, per network",
+    "reason",
+);
+
+overlay_proto::counters! {
+    /// Data-plane counters (drops by reason, frames each way).
+    pub struct DataplaneStats;
+    /// A copy of [`DataplaneStats`].
+    pub struct DataplaneSnapshot;
+    {
+        /// Frames read from TAPs.
+        tap_rx => TAP_FRAMES.label("from_tap"),
+        /// Frames written to TAPs.
+        tap_tx => TAP_FRAMES.label("to_tap"),
+        /// ARP requests answered locally.
+        arp_suppressed => Metric::new("weft_arp_suppressed", "ARP requests answered by the daemon itself"),
+        /// Frames replicated to peers (per copy).
+        flooded => Metric::new(
+            "weft_flooded_frames",
+            "Frame copies replicated to peers (broadcast, unknown unicast)",
+        ),
+        /// Frames whose inner source is outside the sender's certified subnets, or whose MAC is
+        /// bound to another owner.
+        drop_spoof => DROPS.label("spoof"),
+        /// Frames whose source is link-local or unspecified (IPv6 ND, ARP probes): not carried.
+        drop_link_local => DROPS.label("link_local"),
+        /// Frames for a VNI this node does not serve.
+        drop_no_network => DROPS.label("no_network"),
+        /// Frames of an ethertype we do not carry.
+        drop_ethertype => DROPS.label("ethertype"),
+        /// Frames larger than the overlay MTU (answered with ICMP when possible).
+        drop_mtu => DROPS.label("mtu"),
+        /// Work the engine channel had no room for.
+        drop_queue_full => DROPS.label("queue_full"),
+        /// Frames with no destination (no peers).
+        drop_no_route => DROPS.label("no_route"),
+        /// Socket or TAP errors.
+        io_errors => Metric::new("weft_io_errors", "Socket and TAP errors"),
+        /// Frames a policy rule or default denied.
+        drop_policy => DROPS.label("policy"),
+        /// IP frames too malformed to judge, on a network with a policy.
+        drop_policy_malformed => DROPS.label("policy_malformed"),
+        /// New flows refused because the connection table (or the peer's share) was full.
+        drop_conntrack_full => DROPS.label("conntrack_full"),
+        /// Offloaded frames from a TAP whose virtio-net header or headers could not be honoured.
+        drop_offload => DROPS.label("offload_malformed"),
+        /// TCP superframes read from TAPs (TSO).
+        tso_superframes => OFFLOAD.label("tso_superframes"),
+        /// Segments made from TSO superframes.
+        tso_segments => OFFLOAD.label("tso_segments"),
+        /// Superframes written to TAPs after coalescing received segments (GRO).
+        gro_superframes => OFFLOAD.label("gro_superframes"),
+        /// Received segments that went into those superframes.
+        gro_segments => OFFLOAD.label("gro_segments"),
+    }
+}
+
+overlay_proto::counters! {
+    /// Counters of the engine itself.
+    pub struct EngineCounters;
+    {
+        /// Member records refused (bad signature, certificate, or out of bounds).
+        records_refused => DROPS.label("record_refused"),
+    }
+}
+
+overlay_proto::counters! {
+    /// Counters of the replies the DNS server sent (and of the messages it could not read).
+    pub struct DnsStats;
+    /// A copy of [`DnsStats`]: `weft status --json`'s `dns`.
+    pub struct DnsSnapshot;
+    {
+        /// Names in our domain answered with records.
+        answered => DNS_QUERIES.label("answered"),
+        /// Names in our domain that exist without records of the asked type.
+        nodata => DNS_QUERIES.label("nodata"),
+        /// Names in our domain that do not exist.
+        nxdomain => DNS_QUERIES.label("nxdomain"),
+        /// Names outside our domain an upstream answered.
+        forwarded => DNS_QUERIES.label("forwarded"),
+        /// Names outside our domain no upstream answered (SERVFAIL).
+        forward_failed => DNS_QUERIES.label("forward_failed"),
+        /// Queries refused (outside our domain without upstreams, unsupported).
+        refused => DNS_QUERIES.label("refused"),
+        /// Messages undecodable, cut short, or answered FORMERR.
+        malformed => DNS_QUERIES.label("malformed"),
+    }
+}
+
+overlay_proto::counters! {
+    /// Counters of the membership layer, for status output and tests.
+    pub struct MembershipStats;
+    {
+        /// Messages given to `handle_message`.
+        messages_in => MEMBERSHIP_MESSAGES.label("in"),
+        /// Their bytes.
+        bytes_in => MEMBERSHIP_BYTES.label("in"),
+        /// Messages returned by `poll_transmit`.
+        messages_out => MEMBERSHIP_MESSAGES.label("out"),
+        /// Their bytes.
+        bytes_out => MEMBERSHIP_BYTES.label("out"),
+        /// Messages refused as undecodable or out of bounds.
+        malformed => MEMBERSHIP_REFUSED.label("malformed"),
+        /// SWIM packets whose source was not the authenticated sender.
+        spoofed => MEMBERSHIP_REFUSED.label("spoofed"),
+        /// SWIM packets foca refused.
+        swim_errors => MEMBERSHIP_REFUSED.label("swim_error"),
+        /// Newer records accepted.
+        records_accepted => Metric::new("weft_membership_records_accepted", "Newer member records accepted"),
+        /// Chunks of records we already held at that version or newer.
+        chunks_stale => Metric::new(
+            "weft_membership_chunks_stale",
+            "Record chunks received for a version this node already held",
+        ),
+        /// Partially received records given up on.
+        reassemblies_dropped => Metric::new(
+            "weft_membership_reassemblies_dropped",
+            "Partially received member records given up on",
+        ),
+        /// Pulls for records we do not hold.
+        pulls_unserved => Metric::new(
+            "weft_membership_pulls_unserved",
+            "Record pulls for records this node does not hold",
+        ),
+        /// Outgoing messages dropped because the queue was full.
+        transmit_dropped => Metric::new(
+            "weft_membership_transmit_dropped",
+            "Outgoing membership messages dropped because the queue was full",
+        ),
+        /// Times our own record was larger than `max_record_len` (others will refuse it).
+        own_record_too_large => Metric::new(
+            "weft_membership_own_record_too_large",
+            "Times this node's own record exceeded max_record_len (members refuse it)",
+        ),
+        /// "You are down" messages we asked their sender to confirm.
+        turn_undead_challenged => Metric::new(
+            "weft_membership_undead_challenged",
+            "\"You are down\" messages this node asked their sender to confirm",
+        ),
+        /// Suspicions learned by gossip that nobody resolved in time, declared down here.
+        suspicions_expired => Metric::new(
+            "weft_membership_suspicions_expired",
+            "Suspicions learned by gossip that nobody resolved in time, declared down here",
+        ),
+    }
+}
+
+overlay_proto::counters! {
+    /// Counters of one network's connection table since creation (atomics).
+    pub struct ConntrackCounters;
+    /// A copy of [`ConntrackCounters`], per network in `weft policy show --json`; exported with
+    /// a `network` label.
+    pub struct ConntrackStats;
+    {
+        /// Flows inserted.
+        inserts => Metric::new("weft_conntrack_inserts", "Flows entered into the connection table, per network"),
+        /// Inserts refused because the whole table was full.
+        table_full => CONNTRACK_REFUSED.label("table_full"),
+        /// Inserts refused because the peer held its share.
+        peer_full => CONNTRACK_REFUSED.label("peer_full"),
+        /// Entries removed because they expired.
+        expired => Metric::new("weft_conntrack_expired", "Tracked connections aged out, per network"),
+    }
+}
+
+/// `engine.counters` of a status: every protocol, data-plane and engine counter, as one flat
+/// object keyed by counter name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// The protocol endpoint's counters.
+    #[serde(flatten)]
+    pub proto: EndpointSnapshot,
+    /// The data plane's counters.
+    #[serde(flatten)]
+    pub dataplane: DataplaneSnapshot,
+    /// The engine's own counters.
+    #[serde(flatten)]
+    pub engine: EngineCounters,
+}
+
+impl Counters {
+    /// Every counter of every group, in declaration order.
+    pub fn readings(&self) -> impl Iterator<Item = Reading> + 'static {
+        self.proto.readings().chain(self.dataplane.readings()).chain(self.engine.readings())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlay_proto::counters::Counter;
+    use std::collections::BTreeSet;
+
+    fn fields<S: Snapshot>() -> Vec<&'static str> {
+        S::COUNTERS.iter().map(|c| c.field).collect()
+    }
+
+    #[test]
+    fn the_flat_counters_object_has_no_name_twice() {
+        let all: Vec<&str> =
+            [fields::<EndpointSnapshot>(), fields::<DataplaneSnapshot>(), fields::<EngineCounters>()]
+                .concat();
+        let unique: BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "{all:?}");
+        let c = Counters {
+            proto: EndpointSnapshot::from_fn(|_| 1),
+            dataplane: DataplaneSnapshot::from_fn(|_| 2),
+            engine: EngineCounters::from_fn(|_| 3),
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Counters>(&json).unwrap(), c, "{json}");
+        assert_eq!(c.readings().count(), all.len());
+    }
+
+    /// Counters sharing a metric family share its help text and differ in their label.
+    #[test]
+    fn a_family_is_one_help_text_and_distinct_labels() {
+        let groups: [&[Counter]; 6] = [
+            EndpointSnapshot::COUNTERS,
+            DataplaneSnapshot::COUNTERS,
+            EngineCounters::COUNTERS,
+            DnsSnapshot::COUNTERS,
+            MembershipStats::COUNTERS,
+            ConntrackStats::COUNTERS,
+        ];
+        let all: Vec<&Counter> = groups.iter().flat_map(|g| g.iter()).collect();
+        for a in &all {
+            assert!(!a.doc.is_empty() && !a.metric.help.is_empty(), "{a:?}");
+            assert!(a.metric.name.starts_with("weft_") && !a.metric.name.ends_with("_total"), "{a:?}");
+            for b in &all {
+                if std::ptr::eq(*a, *b) || a.metric.name != b.metric.name {
+                    continue;
+                }
+                assert_eq!(a.metric.help, b.metric.help, "{a:?} / {b:?}");
+                assert!(a.metric.label.is_some() && a.metric.label != b.metric.label, "{a:?} / {b:?}");
+                assert_eq!(a.metric.label.map(|l| l.0), b.metric.label.map(|l| l.0), "{a:?} / {b:?}");
+            }
+        }
+    }
+
+    /// The names `weft status --json` has always shown; renaming one breaks scripts.
+    #[test]
+    fn json_names_are_the_published_ones() {
+        assert_eq!(
+            fields::<DataplaneSnapshot>(),
+            [
+                "tap_rx",
+                "tap_tx",
+                "arp_suppressed",
+                "flooded",
+                "drop_spoof",
+                "drop_link_local",
+                "drop_no_network",
+                "drop_ethertype",
+                "drop_mtu",
+                "drop_queue_full",
+                "drop_no_route",
+                "io_errors",
+                "drop_policy",
+                "drop_policy_malformed",
+                "drop_conntrack_full",
+                "drop_offload",
+                "tso_superframes",
+                "tso_segments",
+                "gro_superframes",
+                "gro_segments"
+            ]
+        );
+        assert_eq!(fields::<EngineCounters>(), ["records_refused"]);
+        assert_eq!(
+            fields::<DnsSnapshot>(),
+            ["answered", "nodata", "nxdomain", "forwarded", "forward_failed", "refused", "malformed"]
+        );
+        assert_eq!(
+            fields::<MembershipStats>(),
+            [
+                "messages_in",
+                "bytes_in",
+                "messages_out",
+                "bytes_out",
+                "malformed",
+                "spoofed",
+                "swim_errors",
+                "records_accepted",
+                "chunks_stale",
+                "reassemblies_dropped",
+                "pulls_unserved",
+                "transmit_dropped",
+                "own_record_too_large",
+                "turn_undead_challenged",
+                "suspicions_expired"
+            ]
+        );
+        assert_eq!(fields::<ConntrackStats>(), ["inserts", "table_full", "peer_full", "expired"]);
+    }
+}
