@@ -86,7 +86,7 @@ impl Driver {
                 let _ = reply.send(e.catalog());
             }
             ControlMsg::PolicyExplain { net, from, to, proto, port, reply } => {
-                let _ = reply.send(e.explain(net, &from, &to, proto, port));
+                let _ = reply.send(e.explain(net, &from, &to, proto, port).map_err(|e| e.to_string()));
             }
             ControlMsg::PolicyStatus(reply) => {
                 let _ = reply.send(e.policy_status());

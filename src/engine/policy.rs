@@ -89,6 +89,30 @@ impl Engine {
     }
 }
 
+/// Why `weft policy explain` has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// The network index is not one of ours.
+    #[error("no such network")]
+    NoSuchNetwork,
+    /// Neither a container we know on the network nor an address.
+    #[error("{who:?} is neither a known container on {network} nor an address")]
+    Unknown {
+        /// What was asked for.
+        who: String,
+        /// The network's name.
+        network: String,
+    },
+    /// Both sides are on other nodes: this node enforces neither.
+    #[error("neither side is on this node ({from}, {to}): ask the node of either side")]
+    NotHere {
+        /// The source, as resolved.
+        from: String,
+        /// The destination, as resolved.
+        to: String,
+    },
+}
+
 /// One side of an `explain` question, resolved from what this node knows.
 struct Party {
     ip: std::net::IpAddr,
@@ -124,8 +148,8 @@ impl Party {
 
 impl Engine {
     /// Resolves a container name or an address on network `net`.
-    fn party(&self, net: usize, who: &str) -> Result<Party, String> {
-        let info = self.shared.nets.get(net).ok_or("no such network")?;
+    fn party(&self, net: usize, who: &str) -> Result<Party, ExplainError> {
+        let info = self.shared.nets.get(net).ok_or(ExplainError::NoSuchNetwork)?;
         let vni = info.vni.get();
         let ip: Option<std::net::IpAddr> = who.parse().ok();
         let me = &self.me;
@@ -167,8 +191,8 @@ impl Engine {
                 }
             }
         }
-        let ip = ip
-            .ok_or_else(|| format!("{who:?} is neither a known container on {} nor an address", info.name))?;
+        let ip =
+            ip.ok_or_else(|| ExplainError::Unknown { who: who.to_owned(), network: info.name.clone() })?;
         if info.subnet.contains(&ip) {
             // An address of the network nobody announces: attribute it by certified subnet.
             for cert in self.members.certs.values() {
@@ -202,15 +226,12 @@ impl Engine {
         to: &str,
         proto: u8,
         port: Option<u16>,
-    ) -> Result<report::Explain, String> {
+    ) -> Result<report::Explain, ExplainError> {
         use crate::policy::{Direction, Verdict};
-        let compiled = self.policies.get(net).ok_or("no such network")?;
+        let compiled = self.policies.get(net).ok_or(ExplainError::NoSuchNetwork)?;
         let (src, dst) = (self.party(net, from)?, self.party(net, to)?);
         if !src.local && !dst.local {
-            return Err(format!(
-                "neither side is on this node ({}, {}): ask the node of either side",
-                src.what, dst.what
-            ));
+            return Err(ExplainError::NotHere { from: src.what, to: dst.what });
         }
         let mut checks = Vec::new();
         let mut verdict = Verdict::Allow;
