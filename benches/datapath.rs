@@ -30,7 +30,9 @@ fn superframe() -> Vec<u8> {
     let total = (20 + 32 + PAYLOAD) as u16;
     let t = total.to_be_bytes();
     f.extend_from_slice(&[0x45, 0, t[0], t[1], 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 42, 1, 2, 10, 42, 2, 2]);
-    f.extend_from_slice(&[0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 77, 0x80, 0x10, 0x01, 0xf4, 0, 0, 0, 0]);
+    f.extend_from_slice(&[
+        0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 77, 0x80, 0x10, 0x01, 0xf4, 0, 0, 0, 0,
+    ]);
     f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
     f.extend((0..PAYLOAD).map(|i| (i * 7 + 3) as u8));
     assert_eq!(f.len(), HEADERS + PAYLOAD);
