@@ -19,6 +19,7 @@ pub mod ipam;
 pub mod membership;
 pub mod metrics;
 pub mod netlink;
+pub mod packet;
 pub mod pki;
 pub mod policy;
 pub mod ui;
