@@ -48,6 +48,7 @@ pub enum ArpOperation {
 
 impl ArpOperation {
     /// The operation field's value.
+    #[inline]
     pub const fn code(self) -> u16 {
         match self {
             Self::Request => 1,
@@ -64,11 +65,13 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// A view without checks: only for buffers known to hold [`PACKET_LEN`] bytes.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds a whole Ethernet/IPv4-sized packet.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < PACKET_LEN {
             return Err(Error::Truncated);
@@ -77,51 +80,61 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Hardware type.
+    #[inline]
     pub fn hardware_type(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::HTYPE)
     }
 
     /// Protocol type.
+    #[inline]
     pub fn protocol_type(&self) -> EtherType {
         EtherType(get_u16(self.buffer.as_ref(), field::PTYPE))
     }
 
     /// Hardware address length.
+    #[inline]
     pub fn hardware_len(&self) -> u8 {
         self.buffer.as_ref()[field::HLEN]
     }
 
     /// Protocol address length.
+    #[inline]
     pub fn protocol_len(&self) -> u8 {
         self.buffer.as_ref()[field::PLEN]
     }
 
     /// The raw operation field.
+    #[inline]
     pub fn operation(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::OPER)
     }
 
     /// Sender MAC.
+    #[inline]
     pub fn sender_mac(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::SHA)
     }
 
     /// Sender IPv4 address.
+    #[inline]
     pub fn sender_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::SPA))
     }
 
     /// Target MAC.
+    #[inline]
     pub fn target_mac(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::THA)
     }
 
     /// Target IPv4 address.
+    #[inline]
     pub fn target_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::TPA))
     }
@@ -129,6 +142,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Sets hardware and protocol type and address lengths to Ethernet/IPv4's.
+    #[inline]
     pub fn set_ethernet_ipv4(&mut self) {
         let b = self.buffer.as_mut();
         set_u16(b, field::HTYPE, HARDWARE_ETHERNET);
@@ -138,11 +152,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 
     /// Sets the operation.
+    #[inline]
     pub fn set_operation(&mut self, op: ArpOperation) {
         set_u16(self.buffer.as_mut(), field::OPER, op.code());
     }
 
     /// Sets the sender MAC and IPv4 address.
+    #[inline]
     pub fn set_sender(&mut self, mac: Mac, ip: Ipv4Addr) {
         let b = self.buffer.as_mut();
         b[field::SHA].copy_from_slice(&mac);
@@ -150,6 +166,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 
     /// Sets the target MAC and IPv4 address.
+    #[inline]
     pub fn set_target(&mut self, mac: Mac, ip: Ipv4Addr) {
         let b = self.buffer.as_mut();
         b[field::THA].copy_from_slice(&mac);
@@ -174,6 +191,7 @@ pub struct ArpRepr {
 
 impl ArpRepr {
     /// Reads an Ethernet/IPv4 request or reply; anything else is `Unsupported`.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Result<Self, Error> {
         let ethernet_ipv4 = p.hardware_type() == HARDWARE_ETHERNET
             && p.protocol_type() == EtherType::IPV4
@@ -197,11 +215,13 @@ impl ArpRepr {
     }
 
     /// Bytes the packet takes.
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         PACKET_LEN
     }
 
     /// Writes the packet into a view of at least [`Self::buffer_len`] bytes.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut ArpPacket<T>) {
         p.set_ethernet_ipv4();
         p.set_operation(self.operation);

@@ -29,24 +29,28 @@ pub fn sum(data: &[u8]) -> u16 {
 }
 
 /// One's-complement addition of two folded sums.
+#[inline]
 pub fn add(a: u16, b: u16) -> u16 {
     fold(u64::from(a) + u64::from(b))
 }
 
 /// The folded sum of a TCP/UDP/ICMPv6 pseudo-header: `addrs` is the source and destination
 /// address back to back (8 bytes for IPv4, 32 for IPv6), `length` the upper-layer length.
+#[inline]
 pub fn pseudo_header(addrs: &[u8], protocol: u8, length: u32) -> u16 {
     let s = add(sum(addrs), u16::from(protocol));
     add(add(s, (length >> 16) as u16), length as u16)
 }
 
 /// The value a checksum field holds for data (with the field zeroed) summing to `folded`.
+#[inline]
 pub fn finish(folded: u16) -> u16 {
     !folded
 }
 
 /// As [`finish`], but never 0: a computed 0 is sent as `0xffff` (RFC 768), because 0 in a
 /// UDP-over-IPv4 checksum field means "no checksum". Used for every TCP and UDP checksum.
+#[inline]
 pub fn finish_transport(folded: u16) -> u16 {
     match !folded {
         0 => 0xffff,
@@ -55,10 +59,12 @@ pub fn finish_transport(folded: u16) -> u16 {
 }
 
 /// Whether the folded sum of data that includes its checksum field says the data is intact.
+#[inline]
 pub fn verify(folded: u16) -> bool {
     folded == 0xffff
 }
 
+#[inline]
 fn fold(mut acc: u64) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);

@@ -49,6 +49,7 @@ impl EtherType {
 }
 
 /// Broadcast or multicast: the group bit of the first octet is set.
+#[inline]
 pub fn is_multicast(mac: &Mac) -> bool {
     mac[0] & 1 == 1
 }
@@ -61,11 +62,13 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// A view without checks: only for buffers known to hold [`HEADER_LEN`] bytes.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds at least a whole untagged header.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -74,26 +77,31 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Destination MAC.
+    #[inline]
     pub fn dst_addr(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::DESTINATION)
     }
 
     /// Source MAC.
+    #[inline]
     pub fn src_addr(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::SOURCE)
     }
 
     /// The EtherType field (`EtherType::VLAN` for a tagged frame).
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType(get_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// The VLAN id of a tagged frame whose tag is complete.
+    #[inline]
     pub fn vlan_id(&self) -> Option<u16> {
         let b = self.buffer.as_ref();
         (self.ethertype() == EtherType::VLAN && b.len() >= HEADER_LEN + VLAN_TAG_LEN)
@@ -102,6 +110,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// The EtherType after at most one 802.1Q tag, and the offset where the header it names
     /// starts (`HEADER_LEN`, or `HEADER_LEN + VLAN_TAG_LEN` when tagged; never past the end).
+    #[inline]
     pub fn network(&self) -> Result<(EtherType, usize), Error> {
         let b = self.buffer.as_ref();
         match self.ethertype() {
@@ -114,6 +123,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> EthernetFrame<&'a T> {
     /// Everything after the untagged header.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -121,21 +131,25 @@ impl<'a, T: AsRef<[u8]> + ?Sized> EthernetFrame<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// Sets the destination MAC.
+    #[inline]
     pub fn set_dst_addr(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::DESTINATION].copy_from_slice(&mac);
     }
 
     /// Sets the source MAC.
+    #[inline]
     pub fn set_src_addr(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::SOURCE].copy_from_slice(&mac);
     }
 
     /// Sets the EtherType field.
+    #[inline]
     pub fn set_ethertype(&mut self, ethertype: EtherType) {
         set_u16(self.buffer.as_mut(), field::ETHERTYPE, ethertype.0);
     }
 
     /// Everything after the untagged header, writable.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
@@ -154,16 +168,19 @@ pub struct EthernetRepr {
 
 impl EthernetRepr {
     /// Reads the header of a checked frame (any header is a valid one).
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Self {
         Self { src_addr: frame.src_addr(), dst_addr: frame.dst_addr(), ethertype: frame.ethertype() }
     }
 
     /// Bytes the header takes.
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
 
     /// Writes the header into a frame of at least [`Self::buffer_len`] bytes.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut EthernetFrame<T>) {
         frame.set_dst_addr(self.dst_addr);
         frame.set_src_addr(self.src_addr);

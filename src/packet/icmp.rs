@@ -71,6 +71,7 @@ pub mod v6 {
     pub const REDIRECT: u8 = 137;
 
     /// Error messages have types below 128 (RFC 4443 §2.1).
+    #[inline]
     pub fn is_error(ty: u8) -> bool {
         ty < ECHO_REQUEST
     }
@@ -84,11 +85,13 @@ pub struct IcmpPacket<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
     /// A view without checks: only for buffers known to hold [`HEADER_LEN`] bytes.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds the whole header.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -97,46 +100,55 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Message type.
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
     /// Message code.
+    #[inline]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
     /// The checksum field.
+    #[inline]
     pub fn checksum_field(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Echo identifier (meaningful for echo messages).
+    #[inline]
     pub fn echo_ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
     /// Echo sequence number (meaningful for echo messages).
+    #[inline]
     pub fn echo_seq(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_SEQ)
     }
 
     /// Next-hop MTU (meaningful for ICMPv4 "fragmentation needed").
+    #[inline]
     pub fn next_hop_mtu(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::NEXT_HOP_MTU)
     }
 
     /// MTU (meaningful for ICMPv6 "packet too big").
+    #[inline]
     pub fn mtu(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::MTU)
     }
 
     /// Whether the checksum is correct, given the pseudo-header sum (0 for ICMPv4).
+    #[inline]
     pub fn verify_checksum(&self, pseudo_header: u16) -> bool {
         checksum::verify(checksum::add(pseudo_header, checksum::sum(self.buffer.as_ref())))
     }
@@ -144,6 +156,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> IcmpPacket<&'a T> {
     /// The data after the header.
+    #[inline]
     pub fn data(&self) -> &'a [u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
@@ -151,6 +164,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> IcmpPacket<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     /// Sets type and code.
+    #[inline]
     pub fn set_msg_type_and_code(&mut self, ty: u8, code: u8) {
         let b = self.buffer.as_mut();
         b[field::TYPE] = ty;
@@ -158,17 +172,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     }
 
     /// Sets the four type-specific bytes.
+    #[inline]
     pub fn set_rest(&mut self, rest: u32) {
         set_u32(self.buffer.as_mut(), field::REST, rest);
     }
 
     /// The data after the header, writable.
+    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::DATA..]
     }
 
     /// Computes and stores the checksum over the whole buffer, given the pseudo-header sum
     /// (0 for ICMPv4).
+    #[inline]
     pub fn fill_checksum(&mut self, pseudo_header: u16) {
         let b = self.buffer.as_mut();
         set_u16(b, field::CHECKSUM, 0);
@@ -204,6 +221,7 @@ pub enum Icmpv4Repr {
 impl Icmpv4Repr {
     /// Reads one of the messages above; any other type or code is `Unsupported`. The
     /// checksum is not checked.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &IcmpPacket<T>) -> Result<Self, Error> {
         match (p.msg_type(), p.msg_code()) {
             (v4::ECHO_REQUEST, 0) => Ok(Self::EchoRequest { ident: p.echo_ident(), seq: p.echo_seq() }),
@@ -214,12 +232,14 @@ impl Icmpv4Repr {
     }
 
     /// Bytes the message takes with `data_len` bytes of data.
+    #[inline]
     pub const fn buffer_len(&self, data_len: usize) -> usize {
         HEADER_LEN + data_len
     }
 
     /// Writes the message with `data` and its checksum into a view of at least
     /// [`Self::buffer_len`] bytes (bytes after it are left alone).
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut IcmpPacket<T>, data: &[u8]) {
         let (ty, code, rest) = match *self {
             Self::EchoRequest { ident, seq } => {
@@ -259,6 +279,7 @@ pub enum Icmpv6Repr {
 impl Icmpv6Repr {
     /// Reads one of the messages above; any other type or code is `Unsupported`. The
     /// checksum is not checked.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &IcmpPacket<T>) -> Result<Self, Error> {
         match (p.msg_type(), p.msg_code()) {
             (v6::ECHO_REQUEST, 0) => Ok(Self::EchoRequest { ident: p.echo_ident(), seq: p.echo_seq() }),
@@ -269,6 +290,7 @@ impl Icmpv6Repr {
     }
 
     /// Bytes the message takes with `data_len` bytes of data.
+    #[inline]
     pub const fn buffer_len(&self, data_len: usize) -> usize {
         HEADER_LEN + data_len
     }
@@ -276,6 +298,7 @@ impl Icmpv6Repr {
     /// Writes the message with `data` and its checksum (over the pseudo-header whose folded
     /// sum is given, see [`super::Ipv6Packet::pseudo_header`]) into a view of at least
     /// [`Self::buffer_len`] bytes (bytes after it are left alone).
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut IcmpPacket<T>, data: &[u8], pseudo_header: u16) {
         let (ty, rest) = match *self {
             Self::EchoRequest { ident, seq } => (v6::ECHO_REQUEST, u32::from(ident) << 16 | u32::from(seq)),
@@ -287,6 +310,7 @@ impl Icmpv6Repr {
 }
 
 /// Writes header and data into the first `HEADER_LEN + data.len()` bytes and checksums them.
+#[inline]
 fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
     p: &mut IcmpPacket<T>,
     ty: u8,

@@ -50,11 +50,13 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// A view without checks: only for buffers known to hold the header its IHL announces.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds the whole header (options included).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -71,92 +73,110 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Version (4 for IPv4; checked by [`Ipv4Repr::parse`], not by the view).
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes.
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// Total length field (header and payload).
+    #[inline]
     pub fn total_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// Identification.
+    #[inline]
     pub fn ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::IDENT)
     }
 
     /// Don't fragment.
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         get_u16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_DF != 0
     }
 
     /// More fragments follow.
+    #[inline]
     pub fn more_frags(&self) -> bool {
         get_u16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_MF != 0
     }
 
     /// Fragment offset in 8-byte units (non-zero: not the first fragment).
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::FLG_OFF) & OFFSET_MASK
     }
 
     /// Part of a fragmented datagram (more fragments follow, or not the first).
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
     }
 
     /// Time to live.
+    #[inline]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
     /// Protocol of the payload.
+    #[inline]
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
     /// The header checksum field.
+    #[inline]
     pub fn checksum_field(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Source address.
+    #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::SRC_ADDR))
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::DST_ADDR))
     }
 
     /// The header, options included.
+    #[inline]
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.header_len()]
     }
 
     /// Whether the header checksum is correct.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(checksum::sum(self.header()))
     }
 
     /// The folded pseudo-header sum for an upper-layer `protocol` message of `length` bytes.
+    #[inline]
     pub fn pseudo_header(&self, protocol: u8, length: u32) -> u16 {
         let addrs = &self.buffer.as_ref()[field::SRC_ADDR.start..field::DST_ADDR.end];
         checksum::pseudo_header(addrs, protocol, length)
     }
 
     /// Where the payload ends: the total length, within `[header_len, buffer length]`.
+    #[inline]
     fn payload_end(&self) -> usize {
         let b = self.buffer.as_ref();
         usize::from(self.total_len()).clamp(self.header_len(), b.len())
@@ -165,6 +185,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Ipv4Packet<&'a T> {
     /// The payload as far as both the total length and the buffer go.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         let b = self.buffer.as_ref();
         &b[self.header_len()..self.payload_end()]
@@ -173,51 +194,61 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Ipv4Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets version 4 and a header length of `header_len` bytes (a multiple of 4, ≤ 60).
+    #[inline]
     pub fn set_version_and_header_len(&mut self, header_len: usize) {
         self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((header_len / 4) as u8 & 0x0f);
     }
 
     /// Sets DSCP and ECN.
+    #[inline]
     pub fn set_dscp_ecn(&mut self, v: u8) {
         self.buffer.as_mut()[field::DSCP_ECN] = v;
     }
 
     /// Sets the total length.
+    #[inline]
     pub fn set_total_len(&mut self, len: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Sets the identification.
+    #[inline]
     pub fn set_ident(&mut self, ident: u16) {
         set_u16(self.buffer.as_mut(), field::IDENT, ident);
     }
 
     /// Sets the flags and fragment offset to "unfragmented", with DF as given.
+    #[inline]
     pub fn set_unfragmented(&mut self, dont_frag: bool) {
         set_u16(self.buffer.as_mut(), field::FLG_OFF, if dont_frag { FLAG_DF } else { 0 });
     }
 
     /// Sets the time to live.
+    #[inline]
     pub fn set_hop_limit(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }
 
     /// Sets the protocol.
+    #[inline]
     pub fn set_protocol(&mut self, protocol: u8) {
         self.buffer.as_mut()[field::PROTOCOL] = protocol;
     }
 
     /// Sets the source address.
+    #[inline]
     pub fn set_src_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&a.octets());
     }
 
     /// Sets the destination address.
+    #[inline]
     pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&a.octets());
     }
 
     /// Computes and stores the header checksum.
+    #[inline]
     pub fn fill_checksum(&mut self) {
         let n = self.header_len();
         let b = self.buffer.as_mut();
@@ -227,6 +258,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     /// The payload as far as both the total length and the buffer go, writable.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (start, end) = (self.header_len(), self.payload_end());
         &mut self.buffer.as_mut()[start..end]
@@ -255,6 +287,7 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// Reads a header (options are skipped); fragments are `Unsupported`. The checksum is
     /// not checked.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &Ipv4Packet<T>) -> Result<Self, Error> {
         let total = usize::from(p.total_len());
         if p.version() != 4 || total < p.header_len() {
@@ -275,12 +308,14 @@ impl Ipv4Repr {
     }
 
     /// Bytes the header takes.
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
 
     /// Writes the header, checksum included, into a view of at least [`HEADER_LEN`] bytes.
     /// `payload_len` must leave the total within 65,535 bytes.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Ipv4Packet<T>) {
         p.set_version_and_header_len(HEADER_LEN);
         p.set_dscp_ecn(0);

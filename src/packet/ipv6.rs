@@ -70,11 +70,13 @@ pub struct UpperLayer<'a> {
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// A view without checks: only for buffers known to hold [`HEADER_LEN`] bytes.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds the whole fixed header.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -83,47 +85,56 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Version (6 for IPv6; checked by [`Ipv6Repr::parse`], not by the view).
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW.start] >> 4
     }
 
     /// Payload length field.
+    #[inline]
     pub fn payload_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// Next header.
+    #[inline]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NXT_HDR]
     }
 
     /// Hop limit.
+    #[inline]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
     /// Source address.
+    #[inline]
     pub fn src_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(get_array::<16>(self.buffer.as_ref(), field::SRC_ADDR))
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(get_array::<16>(self.buffer.as_ref(), field::DST_ADDR))
     }
 
     /// The folded pseudo-header sum for an upper-layer `protocol` message of `length` bytes.
+    #[inline]
     pub fn pseudo_header(&self, protocol: u8, length: u32) -> u16 {
         let addrs = &self.buffer.as_ref()[field::SRC_ADDR.start..field::DST_ADDR.end];
         checksum::pseudo_header(addrs, protocol, length)
     }
 
     /// Where the payload ends: after the payload length, or the buffer, whichever is first.
+    #[inline]
     fn payload_end(&self) -> usize {
         let len = self.buffer.as_ref().len();
         match usize::from(self.payload_len()) {
@@ -135,6 +146,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Ipv6Packet<&'a T> {
     /// The payload (extension headers included) as far as the length field and buffer go.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.payload_end()]
     }
@@ -169,36 +181,43 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Ipv6Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets version 6, traffic class 0 and flow label 0.
+    #[inline]
     pub fn set_version_only(&mut self) {
         self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
     }
 
     /// Sets the payload length.
+    #[inline]
     pub fn set_payload_len(&mut self, len: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Sets the next header.
+    #[inline]
     pub fn set_next_header(&mut self, next: u8) {
         self.buffer.as_mut()[field::NXT_HDR] = next;
     }
 
     /// Sets the hop limit.
+    #[inline]
     pub fn set_hop_limit(&mut self, hop_limit: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = hop_limit;
     }
 
     /// Sets the source address.
+    #[inline]
     pub fn set_src_addr(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&a.octets());
     }
 
     /// Sets the destination address.
+    #[inline]
     pub fn set_dst_addr(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&a.octets());
     }
 
     /// The payload as far as the length field and buffer go, writable.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.payload_end();
         &mut self.buffer.as_mut()[HEADER_LEN..end]
@@ -213,6 +232,7 @@ pub struct Ipv6ExtHeader<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
     /// A view of a buffer that holds the whole header its length field announces.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() <= ext_field::LENGTH {
             return Err(Error::Truncated);
@@ -225,11 +245,13 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
     }
 
     /// Next header.
+    #[inline]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[ext_field::NXT_HDR]
     }
 
     /// Length of this header in bytes.
+    #[inline]
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[ext_field::LENGTH]) + 1) * 8
     }
@@ -243,6 +265,7 @@ pub struct Ipv6FragmentHeader<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Ipv6FragmentHeader<T> {
     /// A view of a buffer that holds the whole header.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < FRAGMENT_HEADER_LEN {
             return Err(Error::Truncated);
@@ -251,21 +274,25 @@ impl<T: AsRef<[u8]>> Ipv6FragmentHeader<T> {
     }
 
     /// Next header.
+    #[inline]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[ext_field::NXT_HDR]
     }
 
     /// Fragment offset in 8-byte units (non-zero: not the first fragment).
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         get_u16(self.buffer.as_ref(), ext_field::FRAG_OFF_M) >> 3
     }
 
     /// More fragments follow.
+    #[inline]
     pub fn more_frags(&self) -> bool {
         get_u16(self.buffer.as_ref(), ext_field::FRAG_OFF_M) & 1 != 0
     }
 
     /// Identification.
+    #[inline]
     pub fn ident(&self) -> u32 {
         super::get_u32(self.buffer.as_ref(), ext_field::FRAG_IDENT)
     }
@@ -288,6 +315,7 @@ pub struct Ipv6Repr {
 
 impl Ipv6Repr {
     /// Reads a fixed header; a version other than 6 is `Malformed`.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &Ipv6Packet<T>) -> Result<Self, Error> {
         if p.version() != 6 {
             return Err(Error::Malformed);
@@ -302,11 +330,13 @@ impl Ipv6Repr {
     }
 
     /// Bytes the header takes.
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
 
     /// Writes the header into a view of at least [`HEADER_LEN`] bytes.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Ipv6Packet<T>) {
         p.set_version_only();
         p.set_payload_len(self.payload_len);

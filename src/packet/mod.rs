@@ -69,28 +69,33 @@ pub mod ip_proto {
 pub type Field = core::ops::Range<usize>;
 
 /// Reads a big-endian `u16` from the two bytes of `field`.
+#[inline]
 fn get_u16(b: &[u8], field: Field) -> u16 {
     let s = &b[field];
     u16::from_be_bytes([s[0], s[1]])
 }
 
 /// Reads a big-endian `u32` from the four bytes of `field`.
+#[inline]
 fn get_u32(b: &[u8], field: Field) -> u32 {
     let s = &b[field];
     u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
 
 /// Writes `v` big-endian into the two bytes of `field`.
+#[inline]
 fn set_u16(b: &mut [u8], field: Field, v: u16) {
     b[field].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Writes `v` big-endian into the four bytes of `field`.
+#[inline]
 fn set_u32(b: &mut [u8], field: Field, v: u32) {
     b[field].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Reads the `N` bytes of `field` (which must be `N` long) as an array.
+#[inline]
 fn get_array<const N: usize>(b: &[u8], field: Field) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&b[field]);

@@ -60,6 +60,7 @@ pub mod flags {
 
 /// The source and destination port of a TCP or UDP header quoted in an ICMP error: both
 /// protocols put them in the first 4 of the [`QUOTED_LEN`] bytes that must be there.
+#[inline]
 pub fn quoted_ports(quote: &[u8]) -> Result<(u16, u16), Error> {
     if quote.len() < QUOTED_LEN {
         return Err(Error::Truncated);
@@ -76,11 +77,13 @@ pub struct TcpPacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// A view without checks: only for buffers known to hold the header its data offset
     /// announces.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds the whole header (options included).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -96,66 +99,79 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// Sequence number.
+    #[inline]
     pub fn seq_number(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::SEQ_NUM)
     }
 
     /// Acknowledgment number.
+    #[inline]
     pub fn ack_number(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::ACK_NUM)
     }
 
     /// Header length in bytes (the data offset).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
     }
 
     /// Flags ([`flags`]).
+    #[inline]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
 
     /// Window.
+    #[inline]
     pub fn window_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::WIN_SIZE)
     }
 
     /// The checksum field.
+    #[inline]
     pub fn checksum_field(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Urgent pointer.
+    #[inline]
     pub fn urgent_at(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::URGENT)
     }
 
     /// The options.
+    #[inline]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[field::OPTIONS..self.header_len()]
     }
 
     /// The data after the header.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
 
     /// Whether the checksum is correct, given the pseudo-header sum of the IP header.
+    #[inline]
     pub fn verify_checksum(&self, pseudo_header: u16) -> bool {
         checksum::verify(checksum::add(pseudo_header, checksum::sum(self.buffer.as_ref())))
     }
@@ -163,46 +179,55 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Sets the source port.
+    #[inline]
     pub fn set_src_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port.
+    #[inline]
     pub fn set_dst_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the sequence number.
+    #[inline]
     pub fn set_seq_number(&mut self, seq: u32) {
         set_u32(self.buffer.as_mut(), field::SEQ_NUM, seq);
     }
 
     /// Sets the acknowledgment number.
+    #[inline]
     pub fn set_ack_number(&mut self, ack: u32) {
         set_u32(self.buffer.as_mut(), field::ACK_NUM, ack);
     }
 
     /// Sets the header length in bytes (a multiple of 4, ≤ 60).
+    #[inline]
     pub fn set_header_len(&mut self, len: usize) {
         self.buffer.as_mut()[field::DATA_OFF] = ((len / 4) as u8) << 4;
     }
 
     /// Sets the flags.
+    #[inline]
     pub fn set_flags(&mut self, flags: u8) {
         self.buffer.as_mut()[field::FLAGS] = flags;
     }
 
     /// Sets the window.
+    #[inline]
     pub fn set_window_len(&mut self, window: u16) {
         set_u16(self.buffer.as_mut(), field::WIN_SIZE, window);
     }
 
     /// Sets the urgent pointer.
+    #[inline]
     pub fn set_urgent_at(&mut self, at: u16) {
         set_u16(self.buffer.as_mut(), field::URGENT, at);
     }
 
     /// Computes and stores the checksum over the whole buffer, given the pseudo-header sum.
+    #[inline]
     pub fn fill_checksum(&mut self, pseudo_header: u16) {
         let b = self.buffer.as_mut();
         set_u16(b, field::CHECKSUM, 0);
@@ -212,6 +237,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 
     /// Leaves the checksum for the device to complete (`CHECKSUM_PARTIAL`): the field holds
     /// the pseudo-header sum, uncomplemented.
+    #[inline]
     pub fn set_partial_checksum(&mut self, pseudo_header: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, pseudo_header);
     }

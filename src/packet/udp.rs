@@ -31,11 +31,13 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// A view without checks: only for buffers known to hold [`HEADER_LEN`] bytes.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// A view of a buffer that holds the whole header.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -44,37 +46,44 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// The underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The length field (header and payload).
+    #[inline]
     pub fn len_field(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The checksum field.
+    #[inline]
     pub fn checksum_field(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The payload, as far as both the length field and the buffer go.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
         &b[HEADER_LEN..usize::from(self.len_field()).clamp(HEADER_LEN, b.len())]
     }
 
     /// Whether the checksum is correct, given the pseudo-header sum of the IP header.
+    #[inline]
     pub fn verify_checksum(&self, pseudo_header: u16) -> bool {
         checksum::verify(checksum::add(pseudo_header, checksum::sum(self.buffer.as_ref())))
     }
@@ -82,21 +91,25 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// Sets the source port.
+    #[inline]
     pub fn set_src_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port.
+    #[inline]
     pub fn set_dst_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the length field.
+    #[inline]
     pub fn set_len_field(&mut self, len: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Computes and stores the checksum over the whole buffer, given the pseudo-header sum.
+    #[inline]
     pub fn fill_checksum(&mut self, pseudo_header: u16) {
         let b = self.buffer.as_mut();
         set_u16(b, field::CHECKSUM, 0);
@@ -118,12 +131,14 @@ pub struct UdpRepr {
 
 impl UdpRepr {
     /// Reads a header; a length field below the header's own length is `Malformed`.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &UdpPacket<T>) -> Result<Self, Error> {
         let payload_len = p.len_field().checked_sub(HEADER_LEN as u16).ok_or(Error::Malformed)?;
         Ok(Self { src_port: p.src_port(), dst_port: p.dst_port(), payload_len })
     }
 
     /// Bytes the header takes.
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
@@ -131,6 +146,7 @@ impl UdpRepr {
     /// Writes the header into a view that spans exactly header and payload (already in
     /// place), and fills the checksum from the pseudo-header sum. `payload_len` must leave
     /// the length within 65,535.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut UdpPacket<T>, pseudo_header: u16) {
         p.set_src_port(self.src_port);
         p.set_dst_port(self.dst_port);

@@ -127,11 +127,10 @@ struct Ip<'a> {
 
 fn ipv4(p: &[u8]) -> Option<Parsed> {
     let ip = ipv4_header(p)?;
-    let mut flow = Flow::new(&ip);
     if ip.fragment {
-        return Some(Parsed::Flow(flow));
+        return Some(Parsed::Flow(Flow::new(&ip, Transport::default(), None)));
     }
-    match ip.proto {
+    let (t, icmp) = match ip.proto {
         IPPROTO_ICMP => {
             let msg = IcmpPacket::new_checked(ip.payload).ok()?;
             let kind = match msg.msg_type() {
@@ -142,20 +141,19 @@ fn ipv4(p: &[u8]) -> Option<Parsed> {
                 }
                 _ => IcmpKind::Other,
             };
-            flow.icmp_info(&msg, kind);
+            icmp_info(&msg, kind)
         }
-        _ => flow.transport(ip.payload)?,
-    }
-    Some(Parsed::Flow(flow))
+        proto => (transport(proto, ip.payload)?, None),
+    };
+    Some(Parsed::Flow(Flow::new(&ip, t, icmp)))
 }
 
 fn ipv6(p: &[u8]) -> Option<Parsed> {
     let ip = ipv6_header(p)?;
-    let mut flow = Flow::new(&ip);
     if ip.fragment {
-        return Some(Parsed::Flow(flow));
+        return Some(Parsed::Flow(Flow::new(&ip, Transport::default(), None)));
     }
-    match ip.proto {
+    let (t, icmp) = match ip.proto {
         IPPROTO_ICMPV6 => {
             let msg = IcmpPacket::new_checked(ip.payload).ok()?;
             let kind = match msg.msg_type() {
@@ -167,52 +165,64 @@ fn ipv6(p: &[u8]) -> Option<Parsed> {
                 }
                 _ => IcmpKind::Other,
             };
-            flow.icmp_info(&msg, kind);
+            icmp_info(&msg, kind)
         }
-        _ => flow.transport(ip.payload)?,
-    }
-    Some(Parsed::Flow(flow))
+        proto => (transport(proto, ip.payload)?, None),
+    };
+    Some(Parsed::Flow(Flow::new(&ip, t, icmp)))
+}
+
+/// Ports (or echo identifier) and TCP flags of a transport header; 0 where they do not
+/// apply. Returned by value so the flow is built in registers, in one go.
+#[derive(Debug, Default, Clone, Copy)]
+struct Transport {
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
 }
 
 impl Flow {
-    fn new(ip: &Ip<'_>) -> Self {
+    #[inline]
+    fn new(ip: &Ip<'_>, t: Transport, icmp: Option<IcmpInfo>) -> Self {
         Flow {
             src: ip.src,
             dst: ip.dst,
             proto: ip.proto,
-            sport: 0,
-            dport: 0,
-            tcp_flags: 0,
+            sport: t.sport,
+            dport: t.dport,
+            tcp_flags: t.tcp_flags,
             fragment: ip.fragment,
-            icmp: None,
+            icmp,
         }
     }
+}
 
-    /// Ports and flags of TCP/UDP; nothing for other protocols.
-    fn transport(&mut self, l4: &[u8]) -> Option<()> {
-        match self.proto {
-            IPPROTO_TCP => {
-                // The whole TCP header must be there; anything shorter is a truncated (or
-                // evasive tiny first fragment) packet.
-                let t = TcpPacket::new_checked(l4).ok()?;
-                (self.sport, self.dport, self.tcp_flags) = (t.src_port(), t.dst_port(), t.flags());
-            }
-            IPPROTO_UDP => {
-                let u = UdpPacket::new_checked(l4).ok()?;
-                (self.sport, self.dport) = (u.src_port(), u.dst_port());
-            }
-            _ => {}
+/// Ports and flags of TCP/UDP; nothing for other protocols.
+#[inline]
+fn transport(proto: u8, l4: &[u8]) -> Option<Transport> {
+    Some(match proto {
+        IPPROTO_TCP => {
+            // The whole TCP header must be there; anything shorter is a truncated (or evasive
+            // tiny first fragment) packet.
+            let t = TcpPacket::new_checked(l4).ok()?;
+            Transport { sport: t.src_port(), dport: t.dst_port(), tcp_flags: t.flags() }
         }
-        Some(())
-    }
+        IPPROTO_UDP => {
+            let u = UdpPacket::new_checked(l4).ok()?;
+            Transport { sport: u.src_port(), dport: u.dst_port(), tcp_flags: 0 }
+        }
+        _ => Transport::default(),
+    })
+}
 
-    /// Records an ICMP message; echo messages carry their identifier as both ports.
-    fn icmp_info(&mut self, msg: &IcmpPacket<&[u8]>, kind: IcmpKind) {
-        if matches!(kind, IcmpKind::EchoRequest | IcmpKind::EchoReply) {
-            (self.sport, self.dport) = (msg.echo_ident(), msg.echo_ident());
-        }
-        self.icmp = Some(IcmpInfo { ty: msg.msg_type(), code: msg.msg_code(), kind });
+/// An ICMP message's info; echo messages carry their identifier as both ports.
+#[inline]
+fn icmp_info(msg: &IcmpPacket<&[u8]>, kind: IcmpKind) -> (Transport, Option<IcmpInfo>) {
+    let mut t = Transport::default();
+    if matches!(kind, IcmpKind::EchoRequest | IcmpKind::EchoReply) {
+        (t.sport, t.dport) = (msg.echo_ident(), msg.echo_ident());
     }
+    (t, Some(IcmpInfo { ty: msg.msg_type(), code: msg.msg_code(), kind }))
 }
 
 /// The packet inside an ICMP error: ports (or echo identifier) when not a non-first fragment.
