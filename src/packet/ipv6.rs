@@ -180,9 +180,9 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Ipv6Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
-    /// Sets version 6, traffic class 0 and flow label 0.
+    /// Sets version 6, with traffic class and flow label 0.
     #[inline]
-    pub fn set_version_only(&mut self) {
+    pub fn set_version(&mut self) {
         self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
     }
 
@@ -338,7 +338,7 @@ impl Ipv6Repr {
     /// Writes the header into a view of at least [`HEADER_LEN`] bytes.
     #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Ipv6Packet<T>) {
-        p.set_version_only();
+        p.set_version();
         p.set_payload_len(self.payload_len);
         p.set_next_header(self.next_header);
         p.set_hop_limit(self.hop_limit);

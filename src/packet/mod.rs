@@ -4,8 +4,9 @@
 //!
 //! Each header has a view, `XPacket<T: AsRef<[u8]>>`, whose fields are named byte ranges in a
 //! public `field` module. `new_checked` verifies once that the buffer holds the whole header
-//! and that the header's own length fields are consistent with it; after that no accessor (and
-//! no setter) can panic, whatever the bytes. `new_unchecked` is for buffers the caller has
+//! and that the header's own length fields are consistent with it; after that no accessor or
+//! setter can panic, whatever the bytes (until a setter rewrites a header-length field, which
+//! only emitters do, into buffers they sized). `new_unchecked` is for buffers the caller has
 //! already sized, as when emitting. A `Repr` is the validated value of a header: `parse` reads
 //! it from a checked view, `emit` writes it into a view of at least `buffer_len()` bytes.
 //! Payload accessors are bounded by the header's length field *and* the buffer, so Ethernet
