@@ -18,6 +18,7 @@ pub mod ipam;
 pub mod membership;
 pub mod metrics;
 pub mod netlink;
+pub mod packet;
 pub mod pki;
 pub mod plane;
 pub mod policy;

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::config::{Config, Encryption, Network};
-use crate::dataplane::frame::Mac;
 use crate::device::Tap;
 use crate::ipam::Lease;
 use crate::ipam::Leases;
 use crate::netlink::Netlink;
+use crate::packet::Mac;
 use crate::plane::NetInfo;
 
 /// What `bring_up` made.

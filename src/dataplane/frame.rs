@@ -1,57 +1,47 @@
-//! Just enough Ethernet, ARP, IPv4 and IPv6 to forward, suppress ARP, check sources and answer
-//! oversize frames with ICMP. Every accessor is bounds-checked: a short or odd frame yields
-//! `None`, never a panic.
+//! What the data plane asks of a frame and the frames it writes itself, on top of
+//! [`crate::packet`]: the destination and source MAC, the source address a frame claims (for
+//! anti-spoofing), ARP requests and the replies that suppress them, and the ICMP
+//! "fragmentation needed" / ICMPv6 "packet too big" answers to oversize frames.
+//!
+//! Every query goes through a checked view, so a short or odd frame yields `None`, never a
+//! panic; every reply is emitted by the packet module's Reprs into the caller's buffer.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
-/// A MAC address.
-pub type Mac = [u8; 6];
+pub use crate::packet::ethernet::is_multicast;
+use crate::packet::Mac;
+use crate::packet::{
+    arp, ethernet, icmp, ip_proto, ipv4, ipv6, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame,
+    EthernetRepr, IcmpPacket, Icmpv4Repr, Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+};
 
-/// EtherType IPv4.
-pub const ETH_IPV4: u16 = 0x0800;
-/// EtherType ARP.
-pub const ETH_ARP: u16 = 0x0806;
-/// EtherType IPv6.
-pub const ETH_IPV6: u16 = 0x86dd;
+/// Length of an ARP reply frame.
+pub const ARP_REPLY_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
+/// Most bytes [`too_big_reply`] writes: an ICMPv6 error fills the IPv6 minimum MTU.
+pub const TOO_BIG_REPLY_MAX: usize = ethernet::HEADER_LEN + ipv6::MIN_MTU;
+
+/// Hop limit of the ICMP errors we originate.
+const HOP_LIMIT: u8 = 64;
 
 /// Destination MAC.
 pub fn dst_mac(f: &[u8]) -> Option<Mac> {
-    f.get(0..6)?.try_into().ok()
+    EthernetFrame::new_checked(f).ok().map(|e| e.dst_addr())
 }
 
 /// Source MAC.
 pub fn src_mac(f: &[u8]) -> Option<Mac> {
-    f.get(6..12)?.try_into().ok()
-}
-
-/// EtherType.
-pub fn ethertype(f: &[u8]) -> Option<u16> {
-    Some(u16::from_be_bytes(f.get(12..14)?.try_into().ok()?))
-}
-
-/// Broadcast or multicast destination.
-pub fn is_multicast(m: &Mac) -> bool {
-    m[0] & 1 == 1
+    EthernetFrame::new_checked(f).ok().map(|e| e.src_addr())
 }
 
 /// The source IP the frame claims: IPv4/IPv6 source, or the ARP sender address.
 pub fn source_ip(f: &[u8]) -> Option<IpAddr> {
-    match ethertype(f)? {
-        ETH_IPV4 => Some(IpAddr::V4(ipv4_at(f, 26)?)),
-        ETH_ARP => Some(IpAddr::V4(ipv4_at(f, 28)?)),
-        ETH_IPV6 => Some(IpAddr::V6(ipv6_at(f, 22)?)),
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    match eth.ethertype() {
+        EtherType::IPV4 => Some(Ipv4Packet::new_checked(eth.payload()).ok()?.src_addr().into()),
+        EtherType::ARP => Some(ArpPacket::new_checked(eth.payload()).ok()?.sender_ip().into()),
+        EtherType::IPV6 => Some(Ipv6Packet::new_checked(eth.payload()).ok()?.src_addr().into()),
         _ => None,
     }
-}
-
-fn ipv4_at(f: &[u8], at: usize) -> Option<Ipv4Addr> {
-    let b: [u8; 4] = f.get(at..at + 4)?.try_into().ok()?;
-    Some(Ipv4Addr::from(b))
-}
-
-fn ipv6_at(f: &[u8], at: usize) -> Option<Ipv6Addr> {
-    let b: [u8; 16] = f.get(at..at + 16)?.try_into().ok()?;
-    Some(Ipv6Addr::from(b))
 }
 
 /// Unspecified or link-local: an address no certificate can vouch for.
@@ -64,118 +54,108 @@ pub fn is_link_local(ip: &IpAddr) -> bool {
 
 /// An ARP request for IPv4 over Ethernet: (sender MAC, sender IP, target IP).
 pub fn arp_request(f: &[u8]) -> Option<(Mac, Ipv4Addr, Ipv4Addr)> {
-    if ethertype(f)? != ETH_ARP || f.get(14..22)? != [0, 1, 8, 0, 6, 4, 0, 1] {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    if eth.ethertype() != EtherType::ARP {
         return None;
     }
-    Some((f.get(22..28)?.try_into().ok()?, ipv4_at(f, 28)?, ipv4_at(f, 38)?))
+    let req = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()?;
+    (req.operation == ArpOperation::Request).then_some((req.sender_mac, req.sender_ip, req.target_ip))
 }
 
-/// Writes the ARP reply "`target_ip` is at `target_mac`" for a request into `out` (42 bytes).
-pub fn arp_reply(req: &[u8], target_mac: Mac, out: &mut [u8; 42]) -> Option<()> {
+/// Writes the ARP reply "`target_ip` is at `target_mac`" for a request into `out`.
+pub fn arp_reply(req: &[u8], target_mac: Mac, out: &mut [u8; ARP_REPLY_LEN]) -> Option<()> {
     let (sender_mac, sender_ip, target_ip) = arp_request(req)?;
-    out[0..6].copy_from_slice(&sender_mac);
-    out[6..12].copy_from_slice(&target_mac);
-    out[12..14].copy_from_slice(&ETH_ARP.to_be_bytes());
-    out[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
-    out[22..28].copy_from_slice(&target_mac);
-    out[28..32].copy_from_slice(&target_ip.octets());
-    out[32..38].copy_from_slice(&sender_mac);
-    out[38..42].copy_from_slice(&sender_ip.octets());
+    let mut eth = EthernetFrame::new_unchecked(&mut out[..]);
+    EthernetRepr { src_addr: target_mac, dst_addr: sender_mac, ethertype: EtherType::ARP }.emit(&mut eth);
+    let reply = ArpRepr {
+        operation: ArpOperation::Reply,
+        sender_mac: target_mac,
+        sender_ip: target_ip,
+        target_mac: sender_mac,
+        target_ip: sender_ip,
+    };
+    reply.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
     Some(())
 }
 
 /// For an IPv4 frame with DF set (or any IPv6 frame) too big for `mtu`, builds the ICMP
 /// "fragmentation needed" / ICMPv6 "packet too big" frame to send back to its source.
-/// `gateway` is the address the error comes from. Returns the frame length written to `out`.
+/// `gateway` is the address the error comes from. Returns the frame length written to `out`
+/// (at most [`TOO_BIG_REPLY_MAX`]).
 pub fn too_big_reply(f: &[u8], mtu: u16, gateway_mac: Mac, gateway: IpAddr, out: &mut [u8]) -> Option<usize> {
-    match (ethertype(f)?, gateway) {
-        (ETH_IPV4, IpAddr::V4(gw)) => {
-            let ip = f.get(14..)?;
-            let ihl = usize::from(ip.first()? & 0x0f) * 4;
-            let df = ip.get(6)? & 0x40 != 0;
-            if !df || ihl < 20 || ip.get(9) == Some(&1) && ip.get(ihl) == Some(&3) {
-                return None; // fragmentable, malformed, or itself an ICMP error
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    let reply_eth = |ethertype| EthernetRepr { src_addr: gateway_mac, dst_addr: eth.src_addr(), ethertype };
+    match (eth.ethertype(), gateway) {
+        (EtherType::IPV4, IpAddr::V4(gw)) => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            let is_icmp_error =
+                ip.protocol() == ip_proto::ICMP && ip.payload().first() == Some(&icmp::v4::DEST_UNREACHABLE);
+            if !ip.dont_frag() || is_icmp_error {
+                return None; // fragmentable, or itself an ICMP error
             }
-            let quote = &ip[..(ihl + 8).min(ip.len())];
-            let total = 20 + 8 + quote.len();
-            let n = 14 + total;
-            let out = out.get_mut(..n)?;
-            out[0..6].copy_from_slice(f.get(6..12)?);
-            out[6..12].copy_from_slice(&gateway_mac);
-            out[12..14].copy_from_slice(&ETH_IPV4.to_be_bytes());
-            let h = &mut out[14..34];
-            h.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-            h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-            h[12..16].copy_from_slice(&gw.octets());
-            h[16..20].copy_from_slice(ip.get(12..16)?);
-            let c = checksum(&[h]);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            let icmp = &mut out[34..n];
-            icmp[..8].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
-            icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
-            icmp[8..].copy_from_slice(quote);
-            let c = checksum(&[icmp]);
-            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            // RFC 792: the original IP header and the first 8 bytes of its payload.
+            let quoted = eth.payload();
+            let quote = &quoted[..(ip.header_len() + icmp::HEADER_LEN).min(quoted.len())];
+            let message = Icmpv4Repr::FragNeeded { mtu };
+            let ip_repr = Ipv4Repr {
+                src_addr: gw,
+                dst_addr: ip.src_addr(),
+                protocol: ip_proto::ICMP,
+                payload_len: message.buffer_len(quote.len()) as u16,
+                hop_limit: HOP_LIMIT,
+                ident: 0,
+                dont_frag: false,
+            };
+            let n = ethernet::HEADER_LEN + ipv4::HEADER_LEN + message.buffer_len(quote.len());
+            let mut frame = EthernetFrame::new_unchecked(out.get_mut(..n)?);
+            reply_eth(EtherType::IPV4).emit(&mut frame);
+            let mut ip_out = Ipv4Packet::new_unchecked(frame.payload_mut());
+            ip_repr.emit(&mut ip_out);
+            message.emit(&mut IcmpPacket::new_unchecked(ip_out.payload_mut()), quote);
             Some(n)
         }
-        (ETH_IPV6, IpAddr::V6(gw)) => {
-            let ip = f.get(14..)?;
-            if ip.get(6) == Some(&58) && ip.get(40).is_some_and(|t| *t < 128) {
+        (EtherType::IPV6, IpAddr::V6(gw)) => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            let is_icmp_error = ip.next_header() == ip_proto::ICMPV6
+                && ip.payload().first().is_some_and(|t| icmp::v6::is_error(*t));
+            if is_icmp_error {
                 return None; // never answer an ICMPv6 error with another
             }
-            let quote = &ip[..ip.len().min(1280 - 48)];
-            let plen = 8 + quote.len();
-            let n = 14 + 40 + plen;
-            let out = out.get_mut(..n)?;
-            out[0..6].copy_from_slice(f.get(6..12)?);
-            out[6..12].copy_from_slice(&gateway_mac);
-            out[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
-            let src = ip.get(8..24)?;
-            let h = &mut out[14..54];
-            h.fill(0);
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
-            h[6] = 58;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&gw.octets());
-            h[24..40].copy_from_slice(src);
-            let mut pseudo = [0u8; 40];
-            pseudo[..32].copy_from_slice(&h[8..40]);
-            pseudo[32..36].copy_from_slice(&(plen as u32).to_be_bytes());
-            pseudo[39] = 58;
-            let icmp = &mut out[54..n];
-            icmp[..8].copy_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
-            icmp[4..8].copy_from_slice(&u32::from(mtu).to_be_bytes());
-            icmp[8..].copy_from_slice(quote);
-            let c = checksum(&[&pseudo, icmp]);
-            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            // RFC 4443: as much of the packet as fits in the minimum MTU.
+            let quoted = eth.payload();
+            let quote = &quoted[..quoted.len().min(ipv6::MIN_MTU - ipv6::HEADER_LEN - icmp::HEADER_LEN)];
+            let message = Icmpv6Repr::PacketTooBig { mtu: u32::from(mtu) };
+            let ip_repr = Ipv6Repr {
+                src_addr: gw,
+                dst_addr: ip.src_addr(),
+                next_header: ip_proto::ICMPV6,
+                payload_len: message.buffer_len(quote.len()) as u16,
+                hop_limit: HOP_LIMIT,
+            };
+            let n = ethernet::HEADER_LEN + ipv6::HEADER_LEN + message.buffer_len(quote.len());
+            let mut frame = EthernetFrame::new_unchecked(out.get_mut(..n)?);
+            reply_eth(EtherType::IPV6).emit(&mut frame);
+            let mut ip_out = Ipv6Packet::new_unchecked(frame.payload_mut());
+            ip_repr.emit(&mut ip_out);
+            let pseudo = ip_out.pseudo_header(ip_proto::ICMPV6, u32::from(ip_repr.payload_len));
+            message.emit(&mut IcmpPacket::new_unchecked(ip_out.payload_mut()), quote, pseudo);
             Some(n)
         }
         _ => None,
     }
 }
 
-/// The Internet checksum over several slices.
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for p in parts {
-        let mut chunks = p.chunks_exact(2);
-        for c in &mut chunks {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [last] = chunks.remainder() {
-            sum += u32::from(*last) << 8;
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::checksum;
+    use std::net::Ipv6Addr;
+
+    const L3: usize = ethernet::HEADER_LEN;
+
+    fn addrs(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
 
     fn arp_req() -> Vec<u8> {
         let mut f = vec![0xff; 6];
@@ -184,6 +164,10 @@ mod tests {
         f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 42, 1, 2]);
         f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 42, 2, 2]);
         f
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]
@@ -195,38 +179,141 @@ mod tests {
             ([2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 42, 1, 2), Ipv4Addr::new(10, 42, 2, 2))
         );
         assert_eq!(source_ip(&f), Some(IpAddr::V4(sip)));
-        let mut out = [0u8; 42];
+        let mut out = [0xa5u8; ARP_REPLY_LEN];
         arp_reply(&f, [2, 0, 0, 0, 0, 9], &mut out).unwrap();
-        assert_eq!(&out[0..6], &smac);
-        assert_eq!(&out[20..22], &[0, 2]);
-        assert_eq!(&out[28..32], &[10, 42, 2, 2]);
+        let expect = [
+            &[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9, 8, 6][..], // to the asker, from the owner
+            &[0, 1, 8, 0, 6, 4, 0, 2],                       // Ethernet/IPv4 reply
+            &[2, 0, 0, 0, 0, 9, 10, 42, 2, 2],               // 10.42.2.2 is at …:09
+            &[2, 0, 0, 0, 0, 1, 10, 42, 1, 2],               // to the asker
+        ]
+        .concat();
+        assert_eq!(&out[..], &expect[..]);
         assert_eq!(arp_request(&out), None, "a reply is not a request");
     }
 
     #[test]
     fn short_frames_are_none() {
-        for n in 0..42 {
+        for n in 0..ARP_REPLY_LEN {
             let f = &arp_req()[..n];
-            let _ = (dst_mac(f), src_mac(f), ethertype(f), source_ip(f), arp_request(f));
+            let _ = (dst_mac(f), src_mac(f), source_ip(f), arp_request(f));
+            assert_eq!(arp_request(f), None);
         }
         assert_eq!(source_ip(&arp_req()[..30]), None);
     }
 
+    /// A frame with a 60-byte IPv4 TCP packet (one option word, DF), quoted after the ICMP
+    /// header: the reply's bytes as the previous hand-written builder produced them.
     #[test]
-    fn icmp_frag_needed_checksums_verify() {
+    fn icmp_frag_needed_known_answer() {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+        let mut ip = vec![
+            0x46, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0xab, 0xcd, 10, 42, 1, 2, 10, 42, 2, 2, 1, 1, 1, 0,
+        ];
+        ip.extend((0..60u8).map(|i| i.wrapping_mul(37)));
+        let total = (ip.len() as u16).to_be_bytes();
+        ip[2..4].copy_from_slice(&total);
+        f.extend_from_slice(&ip);
+        let mut out = [0xa5u8; TOO_BIG_REPLY_MAX];
+        let n = too_big_reply(&f, 1422, [2, 0, 0, 0, 0, 9], "10.42.1.1".parse().unwrap(), &mut out).unwrap();
+        let expect = hex(concat!(
+            "020000000002020000000009",
+            "0800",                                     // to the sender, from the gateway
+            "4500003c000000004001646b0a2a01010a2a0102", // 10.42.1.1 → 10.42.1.2, ICMP
+            "03049c660000058e",                         // fragmentation needed, MTU 1422
+            "46000054123440004006abcd0a2a01020a2a020201010100",
+            "00254a6f94b9de03", // the quote
+        ));
+        assert_eq!(&out[..n], &expect[..]);
+        assert!(out[n..].iter().all(|b| *b == 0xa5), "nothing written past the reply");
+        // Without DF: no reply; nor to an ICMP error.
+        let mut no_df = f.clone();
+        Ipv4Packet::new_unchecked(&mut no_df[L3..]).set_unfragmented(false);
+        assert_eq!(too_big_reply(&no_df, 1422, [0; 6], "10.42.1.1".parse().unwrap(), &mut out), None);
+        let mut error = f.clone();
+        let mut ip = Ipv4Packet::new_unchecked(&mut error[L3..]);
+        ip.set_protocol(ip_proto::ICMP);
+        IcmpPacket::new_unchecked(ip.payload_mut()).set_msg_type_and_code(icmp::v4::DEST_UNREACHABLE, 1);
+        assert_eq!(too_big_reply(&error, 1422, [0; 6], "10.42.1.1".parse().unwrap(), &mut out), None);
+    }
+
+    fn ipv6_frame(next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60, 0, 0, 0];
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&addrs("fd00::2").octets());
+        f.extend_from_slice(&addrs("fd00::3").octets());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn icmpv6_packet_too_big_known_answer() {
+        let payload: Vec<u8> = (0..108u8).map(|i| i.wrapping_mul(91)).collect();
+        let f = ipv6_frame(17, &payload);
+        let mut out = [0xa5u8; TOO_BIG_REPLY_MAX];
+        let n = too_big_reply(&f, 1402, [2, 0, 0, 0, 0, 9], IpAddr::V6(addrs("fd00::1")), &mut out).unwrap();
+        let mut expect = hex(concat!(
+            "020000000002020000000009",
+            "86dd", // to the sender, from the gateway
+            "60000000009c3a40",
+            "fd000000000000000000000000000001",
+            "fd000000000000000000000000000002",
+            "02001d500000057a", // packet too big, MTU 1402
+        ));
+        expect.extend_from_slice(&f[L3..]);
+        assert_eq!(&out[..n], &expect[..]);
+        let ip = Ipv6Packet::new_checked(&out[L3..n]).unwrap();
+        let pseudo = ip.pseudo_header(ip_proto::ICMPV6, u32::from(ip.payload_len()));
+        assert!(IcmpPacket::new_checked(ip.payload()).unwrap().verify_checksum(pseudo));
+    }
+
+    #[test]
+    fn icmpv6_quotes_are_cut_to_the_minimum_mtu() {
+        let payload: Vec<u8> = (0..1500u32).map(|i| (i * 13) as u8).collect();
+        let f = ipv6_frame(6, &payload);
+        let mut out = [0u8; TOO_BIG_REPLY_MAX];
+        let n = too_big_reply(&f, 1402, [2, 0, 0, 0, 0, 9], IpAddr::V6(addrs("fd00::1")), &mut out).unwrap();
+        assert_eq!(n, TOO_BIG_REPLY_MAX);
+        let head = L3 + ipv6::HEADER_LEN + icmp::HEADER_LEN;
+        assert_eq!(
+            &out[..head],
+            &hex(concat!(
+                "020000000002020000000009",
+                "86dd",
+                "6000000004d83a40",
+                "fd000000000000000000000000000001",
+                "fd000000000000000000000000000002",
+                "02005cd40000057a",
+            ))[..]
+        );
+        assert_eq!(out[..n].iter().map(|b| u64::from(*b)).sum::<u64>(), 154_040);
+        // An ICMPv6 error is never answered; an echo request is.
+        let error = ipv6_frame(58, &[icmp::v6::DEST_UNREACHABLE, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(too_big_reply(&error, 1402, [0; 6], IpAddr::V6(addrs("fd00::1")), &mut out), None);
+        let echo = ipv6_frame(58, &[icmp::v6::ECHO_REQUEST, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(too_big_reply(&echo, 1402, [0; 6], IpAddr::V6(addrs("fd00::1")), &mut out).is_some());
+        assert_eq!(
+            too_big_reply(&echo, 1402, [0; 6], "10.42.1.1".parse().unwrap(), &mut out),
+            None,
+            "family"
+        );
+    }
+
+    #[test]
+    fn ipv4_reply_checksums_verify() {
         let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
         let mut ip = vec![0x45, 0, 5, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 42, 1, 2, 10, 42, 2, 2];
         ip.extend_from_slice(&[0u8; 1480]);
         f.extend_from_slice(&ip);
         let mut out = [0u8; 200];
         let n = too_big_reply(&f, 1422, [2, 0, 0, 0, 0, 9], "10.42.1.1".parse().unwrap(), &mut out).unwrap();
-        assert_eq!(n, 14 + 20 + 8 + 28);
-        assert_eq!(checksum(&[&out[14..34]]), 0);
-        assert_eq!(checksum(&[&out[34..n]]), 0);
-        assert_eq!(&out[34..36], &[3, 4]);
-        assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1422);
-        // Without DF: no reply.
-        f[14 + 6] = 0;
-        assert_eq!(too_big_reply(&f, 1422, [0; 6], "10.42.1.1".parse().unwrap(), &mut out), None);
+        let quote = ipv4::HEADER_LEN + crate::packet::tcp::QUOTED_LEN;
+        assert_eq!(n, ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp::HEADER_LEN + quote);
+        let ip = Ipv4Packet::new_checked(&out[L3..n]).unwrap();
+        assert!(ip.verify_checksum());
+        assert!(checksum::verify(checksum::sum(ip.payload())));
+        let msg = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(Icmpv4Repr::parse(&msg), Ok(Icmpv4Repr::FragNeeded { mtu: 1422 }));
     }
 }

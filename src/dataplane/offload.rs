@@ -1,4 +1,4 @@
-//! TAP offloads in userspace: the virtio-net header, Internet checksums, segmentation of the
+//! TAP offloads in userspace: the virtio-net header, checksum completion, segmentation of the
 //! TCP superframes the kernel hands us once TSO is on (TX), and coalescing of received TCP
 //! segments back into superframes written with one GSO header (RX, GRO in userspace).
 //!
@@ -10,12 +10,17 @@
 //! checksums, so a lost datagram costs one segment (not a superframe), plain VXLAN stays
 //! interoperable with kernel VXLAN, and a peer without offloads reads the same bytes.
 //!
-//! Everything here is pure and bounds-checked: malformed headers give an error or "not
-//! coalescable", never a panic, and nothing allocates after construction.
+//! Headers are read and rewritten through [`crate::packet`]'s views and checksummed with its
+//! one checksum. Everything here is pure and bounds-checked: malformed headers give an error
+//! or "not coalescable", never a panic, and nothing allocates after construction.
 
 use std::io::IoSlice;
 
 pub use crate::device::VNET_HDR_LEN;
+use crate::packet::tcp::{self, flags, TcpPacket};
+use crate::packet::{
+    checksum, ethernet, ip_proto, ipv4, ipv6, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet,
+};
 
 /// What weft asks the kernel for (`TUNSETOFFLOAD`): checksum and TCP segmentation offload
 /// (no UDP: the kernel segments UDP GSO before it reaches the TAP).
@@ -32,12 +37,23 @@ pub const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN` (a flag on the TCP types).
 pub const GSO_ECN: u8 = 0x80;
 
-const ETH_LEN: usize = overlay_proto::consts::ETHERNET_HEADER_LEN;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_ACK: u8 = 0x10;
-const TCP_CWR: u8 = 0x80;
-const PROTO_TCP: u8 = 6;
+/// Where the IP header of an untagged frame starts.
+const L3: usize = ethernet::HEADER_LEN;
+/// The largest IP packet a 16-bit length field describes.
+const MAX_IP_PACKET: usize = u16::MAX as usize;
+/// Where the TCP checksum lies in the TCP header (`csum_offset` of a GSO header).
+const TCP_CSUM_OFFSET: u16 = tcp::field::CHECKSUM.start as u16;
+
+/// Byte ranges of the virtio-net header's fields (`struct virtio_net_hdr`).
+mod vnet_field {
+    use crate::packet::Field;
+    pub const FLAGS: usize = 0;
+    pub const GSO_TYPE: usize = 1;
+    pub const HDR_LEN: Field = 2..4;
+    pub const GSO_SIZE: Field = 4..6;
+    pub const CSUM_START: Field = 6..8;
+    pub const CSUM_OFFSET: Field = 8..10;
+}
 
 /// The virtio-net header in front of every frame on an `IFF_VNET_HDR` TAP (native byte
 /// order: the TAP is never switched to `TUNSETVNETLE`/`BE`).
@@ -60,95 +76,39 @@ pub struct VnetHdr {
 impl VnetHdr {
     /// Reads a header.
     pub fn parse(b: &[u8; VNET_HDR_LEN]) -> Self {
-        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        let u = |f: crate::packet::Field| u16::from_ne_bytes([b[f.start], b[f.start + 1]]);
         Self {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u(2),
-            gso_size: u(4),
-            csum_start: u(6),
-            csum_offset: u(8),
+            flags: b[vnet_field::FLAGS],
+            gso_type: b[vnet_field::GSO_TYPE],
+            hdr_len: u(vnet_field::HDR_LEN),
+            gso_size: u(vnet_field::GSO_SIZE),
+            csum_start: u(vnet_field::CSUM_START),
+            csum_offset: u(vnet_field::CSUM_OFFSET),
         }
     }
 
     /// Writes a header.
     pub fn emit(&self, b: &mut [u8; VNET_HDR_LEN]) {
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b[vnet_field::FLAGS] = self.flags;
+        b[vnet_field::GSO_TYPE] = self.gso_type;
+        b[vnet_field::HDR_LEN].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[vnet_field::GSO_SIZE].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[vnet_field::CSUM_START].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[vnet_field::CSUM_OFFSET].copy_from_slice(&self.csum_offset.to_ne_bytes());
     }
-}
-
-// ---- checksums ----
-
-/// The one's-complement sum of `b` read as big-endian 16-bit words (an odd last byte padded
-/// with zero), folded to 16 bits, not complemented.
-pub fn sum(b: &[u8]) -> u16 {
-    // Native-endian 32-bit words into a 64-bit accumulator (no carry is lost below 2^32
-    // words); one's-complement addition commutes with byte swapping, so the native sum is
-    // swapped to big-endian at the end.
-    let mut chunks = b.chunks_exact(4);
-    let mut acc: u64 = chunks.by_ref().map(|c| u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))).sum();
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut tail = [0u8; 4];
-        tail[..rest.len()].copy_from_slice(rest);
-        acc += u64::from(u32::from_ne_bytes(tail));
-    }
-    let native = fold64(acc);
-    if cfg!(target_endian = "little") {
-        native.swap_bytes()
-    } else {
-        native
-    }
-}
-
-fn fold64(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// One's-complement addition of two folded sums.
-pub fn add(a: u16, b: u16) -> u16 {
-    fold64(u64::from(a) + u64::from(b))
-}
-
-/// The folded sum of the TCP/UDP pseudo-header for `proto` and an L4 length of `len`, with
-/// the source and destination addresses taken from the IP header at `ip` (v4 or v6).
-fn pseudo(ip: &[u8], v6: bool, proto: u8, len: u32) -> u16 {
-    let addrs = if v6 { &ip[8..40] } else { &ip[12..20] };
-    let mut s = sum(addrs);
-    s = add(s, u16::from(proto));
-    s = add(s, (len >> 16) as u16);
-    add(s, len as u16)
-}
-
-/// Stores the complemented checksum (never 0, which means "none" for UDP over IPv4).
-fn store_csum(field: &mut [u8], folded: u16) {
-    let c = !folded;
-    field.copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-}
-
-/// Recomputes an IPv4 header checksum in place (`ip` is exactly the header).
-fn ipv4_header_csum(ip: &mut [u8]) {
-    ip[10..12].fill(0);
-    let c = !sum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Why an offloaded frame from the TAP could not be taken apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OffloadError {
     /// The checksum start/offset lie outside the frame.
+    #[error("checksum start or offset outside the frame")]
     BadCsumOffsets,
     /// A GSO type weft does not ask for (UDP fragmentation or segmentation).
+    #[error("GSO type not asked for")]
     UnsupportedGso,
     /// The headers of a TSO superframe are not Ethernet + IPv4/IPv6 + TCP.
+    #[error("TSO superframe headers are not Ethernet, IP and TCP")]
     BadTsoHeaders,
 }
 
@@ -159,9 +119,24 @@ pub fn complete_csum(frame: &mut [u8], start: u16, offset: u16) -> Result<(), Of
     if start >= frame.len() || field + 2 > frame.len() {
         return Err(OffloadError::BadCsumOffsets);
     }
-    let s = sum(&frame[start..]);
-    store_csum(&mut frame[field..field + 2], s);
+    let c = checksum::finish_transport(checksum::sum(&frame[start..]));
+    frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// Sets the IP length field for a TCP segment of `tcp_len` bytes behind the IP header `ip`
+/// (exactly the header), fixes an IPv4 header checksum, and returns the pseudo-header sum.
+fn set_ip_length(ip: &mut [u8], v6: bool, tcp_len: usize) -> u16 {
+    if v6 {
+        let mut ip = Ipv6Packet::new_unchecked(ip);
+        ip.set_payload_len(tcp_len as u16);
+        ip.pseudo_header(ip_proto::TCP, tcp_len as u32)
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(ip);
+        ip.set_total_len((ip.header_len() + tcp_len) as u16);
+        ip.fill_checksum();
+        ip.pseudo_header(ip_proto::TCP, tcp_len as u32)
+    }
 }
 
 // ---- TX: segmentation ----
@@ -183,35 +158,35 @@ pub struct Tso {
 impl Tso {
     /// Checks a superframe's headers against its virtio-net header.
     pub fn plan(frame: &[u8], h: &VnetHdr) -> Result<Self, OffloadError> {
-        let bad = OffloadError::BadTsoHeaders;
+        let bad = |_| OffloadError::BadTsoHeaders;
         let v6 = match h.gso_type & !GSO_ECN {
             GSO_TCPV4 => false,
             GSO_TCPV6 => true,
             _ => return Err(OffloadError::UnsupportedGso),
         };
         // One 802.1Q tag is allowed (a VLAN device inside the container keeps TSO).
-        let l3 = if frame.get(12..14) == Some(&[0x81, 0x00]) { ETH_LEN + 4 } else { ETH_LEN };
-        let l4 = match (v6, frame.get(l3 - 2..l3)) {
-            (false, Some([0x08, 0x00])) => {
-                let vihl = *frame.get(l3).ok_or(bad)?;
-                if vihl >> 4 != 4 || vihl & 0x0f < 5 || frame.get(l3 + 9) != Some(&PROTO_TCP) {
-                    return Err(bad);
+        let (ethertype, l3) = EthernetFrame::new_checked(frame).and_then(|e| e.network()).map_err(bad)?;
+        let l4 = match (v6, ethertype) {
+            (false, EtherType::IPV4) => {
+                let ip = Ipv4Packet::new_checked(&frame[l3..]).map_err(bad)?;
+                if ip.version() != 4 || ip.protocol() != ip_proto::TCP {
+                    return Err(OffloadError::BadTsoHeaders);
                 }
-                l3 + usize::from(vihl & 0x0f) * 4
+                l3 + ip.header_len()
             }
-            (true, Some([0x86, 0xdd])) => {
-                if frame.get(l3).map(|b| b >> 4) != Some(6) || frame.get(l3 + 6) != Some(&PROTO_TCP) {
-                    return Err(bad);
+            (true, EtherType::IPV6) => {
+                let ip = Ipv6Packet::new_checked(&frame[l3..]).map_err(bad)?;
+                if ip.version() != 6 || ip.next_header() != ip_proto::TCP {
+                    return Err(OffloadError::BadTsoHeaders);
                 }
-                l3 + 40
+                l3 + ipv6::HEADER_LEN
             }
-            _ => return Err(bad),
+            _ => return Err(OffloadError::BadTsoHeaders),
         };
-        let doff = usize::from(*frame.get(l4 + 12).ok_or(bad)? >> 4) * 4;
-        let hlen = l4 + doff;
+        let hlen = l4 + TcpPacket::new_checked(&frame[l4..]).map_err(bad)?.header_len();
         let mss = usize::from(h.gso_size);
-        if doff < 20 || hlen >= frame.len() || mss == 0 {
-            return Err(bad);
+        if hlen >= frame.len() || mss == 0 {
+            return Err(OffloadError::BadTsoHeaders);
         }
         Ok(Self { v6, l3, l4, hlen, mss, payload: frame.len() - hlen })
     }
@@ -233,28 +208,26 @@ impl Tso {
         let seg = self.mss.min(self.payload - off);
         let last = off + seg == self.payload;
         let (l3, l4, hlen) = (self.l3, self.l4, self.hlen);
+        let out = &mut out[..hlen + seg];
         out[..hlen].copy_from_slice(&frame[..hlen]);
-        out[hlen..hlen + seg].copy_from_slice(&frame[hlen + off..hlen + off + seg]);
-        let tcp_len = hlen - l4 + seg;
-        if self.v6 {
-            out[l3 + 4..l3 + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-        } else {
-            out[l3 + 2..l3 + 4].copy_from_slice(&((l4 - l3 + tcp_len) as u16).to_be_bytes());
-            let id = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]).wrapping_add(i as u16);
-            out[l3 + 4..l3 + 6].copy_from_slice(&id.to_be_bytes());
-            ipv4_header_csum(&mut out[l3..l4]);
+        out[hlen..].copy_from_slice(&frame[hlen + off..hlen + off + seg]);
+        let (ip, segment) = out[l3..].split_at_mut(l4 - l3);
+        if !self.v6 {
+            let mut ip = Ipv4Packet::new_unchecked(&mut *ip);
+            ip.set_ident(ip.ident().wrapping_add(i as u16));
         }
-        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]);
-        out[l4 + 4..l4 + 8].copy_from_slice(&seq.wrapping_add(off as u32).to_be_bytes());
+        let pseudo = set_ip_length(ip, self.v6, segment.len());
+        let mut tcp = TcpPacket::new_unchecked(segment);
+        tcp.set_seq_number(tcp.seq_number().wrapping_add(off as u32));
+        let mut f = tcp.flags();
         if !last {
-            out[l4 + 13] &= !(TCP_FIN | TCP_PSH);
+            f &= !(flags::FIN | flags::PSH);
         }
         if i > 0 {
-            out[l4 + 13] &= !TCP_CWR;
+            f &= !flags::CWR;
         }
-        out[l4 + 16..l4 + 18].fill(0);
-        let s = add(pseudo(&out[l3..l4], self.v6, PROTO_TCP, tcp_len as u32), sum(&out[l4..hlen + seg]));
-        store_csum(&mut out[l4 + 16..l4 + 18], s);
+        tcp.set_flags(f);
+        tcp.fill_checksum(pseudo);
         hlen + seg
     }
 }
@@ -284,7 +257,7 @@ pub trait Sink {
     fn write(&mut self, net: usize, iov: &[IoSlice<'_>], frames: usize);
 }
 
-/// The parts of an IPv4/IPv6 TCP segment that decide whether it can join another.
+/// The parts of an untagged IPv4/IPv6 TCP segment that decide whether it can join another.
 #[derive(Debug, Clone, Copy)]
 struct TcpSeg {
     v6: bool,
@@ -298,28 +271,29 @@ struct TcpSeg {
 }
 
 fn parse_tcp(f: &[u8]) -> Option<TcpSeg> {
-    let (v6, l4, frame_len) = match f.get(12..14)? {
-        [0x08, 0x00] => {
-            let ip = f.get(ETH_LEN..ETH_LEN + 20)?;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            // No options, TCP, not a fragment (MF clear, offset 0).
-            if ip[0] != 0x45 || ip[9] != PROTO_TCP || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    let (v6, l4, frame_len) = match eth.ethertype() {
+        EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            // No options, TCP, not a fragment.
+            let plain = ip.version() == 4 && ip.header_len() == ipv4::HEADER_LEN;
+            if !plain || ip.protocol() != ip_proto::TCP || ip.is_fragment() {
                 return None;
             }
-            (false, ETH_LEN + 20, ETH_LEN + total)
+            (false, L3 + ipv4::HEADER_LEN, L3 + usize::from(ip.total_len()))
         }
-        [0x86, 0xdd] => {
-            let ip = f.get(ETH_LEN..ETH_LEN + 40)?;
-            if ip[0] >> 4 != 6 || ip[6] != PROTO_TCP {
+        EtherType::IPV6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            if ip.version() != 6 || ip.next_header() != ip_proto::TCP {
                 return None;
             }
-            (true, ETH_LEN + 40, ETH_LEN + 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])))
+            (true, L3 + ipv6::HEADER_LEN, L3 + ipv6::HEADER_LEN + usize::from(ip.payload_len()))
         }
         _ => return None,
     };
-    let tcp = f.get(l4..l4 + 20)?;
-    let hlen = l4 + usize::from(tcp[12] >> 4) * 4;
-    if hlen < l4 + 20 || frame_len < hlen || frame_len > f.len() {
+    let tcp = TcpPacket::new_checked(f.get(l4..)?).ok()?;
+    let hlen = l4 + tcp.header_len();
+    if frame_len < hlen || frame_len > f.len() {
         return None;
     }
     Some(TcpSeg {
@@ -327,15 +301,15 @@ fn parse_tcp(f: &[u8]) -> Option<TcpSeg> {
         l4,
         hlen,
         frame_len,
-        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
-        flags: tcp[13],
+        seq: tcp.seq_number(),
+        flags: tcp.flags(),
         payload: frame_len - hlen,
     })
 }
 
 /// Only plain ACK (and PSH, which ends a superframe) segments with data are merged.
 fn mergeable(t: &TcpSeg) -> bool {
-    t.payload > 0 && t.flags & !TCP_PSH == TCP_ACK
+    t.payload > 0 && t.flags & !flags::PSH == flags::ACK
 }
 
 #[derive(Debug)]
@@ -376,25 +350,26 @@ impl Default for Gro {
     }
 }
 
-/// Whether two segments' headers agree everywhere GRO needs them to: addresses, ports, IP
-/// fields other than length/ID/checksum, ack, data offset, window and TCP options.
+/// Whether two segments' headers agree everywhere GRO needs them to: MACs, addresses, IP
+/// fields other than length/ID/checksum, ports, ack, data offset, window and TCP options
+/// (sequence number, flags and checksum are left out). Both hold `s.hlen` header bytes.
 fn same_flow(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
-    let l3 = ETH_LEN;
+    use crate::packet::{ipv4::field as ip4, ipv6::field as ip6, tcp::field as tcp};
+    let (ia, ib) = (&a[L3..s.l4], &b[L3..s.l4]);
     let ip_same = if s.v6 {
-        a[l3..l3 + 4] == b[l3..l3 + 4] && a[l3 + 6..l3 + 40] == b[l3 + 6..l3 + 40]
+        ia[ip6::VER_TC_FLOW] == ib[ip6::VER_TC_FLOW] && ia[ip6::NXT_HDR..] == ib[ip6::NXT_HDR..]
     } else {
-        a[l3..l3 + 2] == b[l3..l3 + 2]
-            && a[l3 + 6..l3 + 10] == b[l3 + 6..l3 + 10]
-            && a[l3 + 12..l3 + 20] == b[l3 + 12..l3 + 20]
+        ia[ip4::VER_IHL..ip4::LENGTH.start] == ib[ip4::VER_IHL..ip4::LENGTH.start]
+            && ia[ip4::FLG_OFF.start..ip4::CHECKSUM.start] == ib[ip4::FLG_OFF.start..ip4::CHECKSUM.start]
+            && ia[ip4::SRC_ADDR.start..] == ib[ip4::SRC_ADDR.start..]
     };
-    let l4 = s.l4;
-    // Ports; then ack; data offset; window; options (flags and checksum are left out).
+    let (ta, tb) = (&a[s.l4..s.hlen], &b[s.l4..s.hlen]);
     ip_same
-        && a[..12] == b[..12]
-        && a[l4..l4 + 4] == b[l4..l4 + 4]
-        && a[l4 + 8..l4 + 13] == b[l4 + 8..l4 + 13]
-        && a[l4 + 14..l4 + 16] == b[l4 + 14..l4 + 16]
-        && a[l4 + 20..s.hlen] == b[l4 + 20..s.hlen]
+        && a[..ethernet::field::ETHERTYPE.start] == b[..ethernet::field::ETHERTYPE.start]
+        && ta[tcp::SRC_PORT.start..tcp::DST_PORT.end] == tb[tcp::SRC_PORT.start..tcp::DST_PORT.end]
+        && ta[tcp::ACK_NUM.start..=tcp::DATA_OFF] == tb[tcp::ACK_NUM.start..=tcp::DATA_OFF]
+        && ta[tcp::WIN_SIZE] == tb[tcp::WIN_SIZE]
+        && ta[tcp::OPTIONS..] == tb[tcp::OPTIONS..]
 }
 
 impl Gro {
@@ -424,14 +399,14 @@ impl Gro {
                 && t.seq == f.next_seq
                 && t.payload <= f.seg.payload
                 && f.rest.len() + 1 < MAX_SEGMENTS
-                && f.seg.hlen - ETH_LEN + f.total + t.payload <= 65_535;
+                && f.seg.hlen - L3 + f.total + t.payload <= MAX_IP_PACKET;
             if fits {
                 f.rest.push((at.buf, at.start + t.hlen, t.payload));
                 f.next_seq = t.seq.wrapping_add(t.payload as u32);
                 f.total += t.payload;
                 // A short segment or PSH ends the superframe, as in the kernel's GRO.
-                f.closed = t.payload < f.seg.payload || t.flags & TCP_PSH != 0;
-                f.psh |= t.flags & TCP_PSH != 0;
+                f.closed = t.payload < f.seg.payload || t.flags & flags::PSH != 0;
+                f.psh |= t.flags & flags::PSH != 0;
                 return;
             }
             self.flush_one(bufs, i, sink);
@@ -450,7 +425,7 @@ impl Gro {
         f.rest.clear();
         f.next_seq = t.seq.wrapping_add(t.payload as u32);
         f.total = t.payload;
-        f.psh = t.flags & TCP_PSH != 0;
+        f.psh = t.flags & flags::PSH != 0;
         f.closed = f.psh;
     }
 
@@ -468,29 +443,21 @@ impl Gro {
         } else {
             let s = f.seg;
             let Loc { buf, start, .. } = f.first;
-            let b = bufs[buf].as_mut();
-            let (l3, l4) = (ETH_LEN, s.l4);
-            let tcp_len = s.hlen - l4 + f.total;
-            if s.v6 {
-                b[start + l3 + 4..start + l3 + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-            } else {
-                b[start + l3 + 2..start + l3 + 4]
-                    .copy_from_slice(&((l4 - l3 + tcp_len) as u16).to_be_bytes());
-                ipv4_header_csum(&mut b[start + l3..start + l4]);
-            }
+            let headers = &mut bufs[buf].as_mut()[start..start + s.hlen];
+            let (ip, tcp) = headers[L3..].split_at_mut(s.l4 - L3);
+            let pseudo = set_ip_length(ip, s.v6, s.hlen - s.l4 + f.total);
+            let mut tcp = TcpPacket::new_unchecked(tcp);
             if f.psh {
-                b[start + l4 + 13] |= TCP_PSH;
+                tcp.set_flags(tcp.flags() | flags::PSH);
             }
-            // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, uncomplemented.
-            let p = pseudo(&b[start + l3..start + l4], s.v6, PROTO_TCP, tcp_len as u32);
-            b[start + l4 + 16..start + l4 + 18].copy_from_slice(&p.to_be_bytes());
+            tcp.set_partial_checksum(pseudo);
             let h = VnetHdr {
                 flags: F_NEEDS_CSUM,
                 gso_type: if s.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
                 hdr_len: s.hlen as u16,
                 gso_size: s.payload as u16,
-                csum_start: l4 as u16,
-                csum_offset: 16,
+                csum_start: s.l4 as u16,
+                csum_offset: TCP_CSUM_OFFSET,
             };
             let mut head = [0u8; VNET_HDR_LEN];
             h.emit(&mut head);
@@ -518,72 +485,77 @@ fn write_one<B: AsRef<[u8]> + AsMut<[u8]>>(bufs: &mut [B], net: usize, at: Loc, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::{EthernetRepr, Ipv4Repr, Ipv6Repr};
     use proptest::prelude::*;
 
-    fn naive_sum(b: &[u8]) -> u16 {
-        let mut acc: u32 = 0;
-        for c in b.chunks(2) {
-            let w = u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-            acc += w;
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        acc as u16
-    }
+    /// Where the TCP header of an untagged IPv4 frame without options starts.
+    const L4_V4: usize = L3 + ipv4::HEADER_LEN;
+    /// Bytes in front of a received frame (the tunnel headers it was decrypted behind).
+    const HEADROOM: usize = 20;
 
-    /// A TCP segment's checksum verifies (sum over pseudo-header and segment is 0xffff).
+    /// A TCP segment's checksum verifies against its IP header's pseudo-header.
     fn tcp_csum_ok(f: &[u8]) -> bool {
         let t = parse_tcp(f).expect("tcp");
-        let tcp_len = (t.frame_len - t.l4) as u32;
-        add(pseudo(&f[ETH_LEN..t.l4], t.v6, PROTO_TCP, tcp_len), sum(&f[t.l4..t.frame_len])) == 0xffff
+        let len = (t.frame_len - t.l4) as u32;
+        let pseudo = if t.v6 {
+            Ipv6Packet::new_checked(&f[L3..]).unwrap().pseudo_header(ip_proto::TCP, len)
+        } else {
+            Ipv4Packet::new_checked(&f[L3..]).unwrap().pseudo_header(ip_proto::TCP, len)
+        };
+        TcpPacket::new_checked(&f[t.l4..t.frame_len]).unwrap().verify_checksum(pseudo)
     }
 
     fn ipv4_csum_ok(f: &[u8]) -> bool {
-        sum(&f[ETH_LEN..ETH_LEN + 20]) == 0xffff
+        Ipv4Packet::new_checked(&f[L3..]).unwrap().verify_checksum()
     }
 
     /// An Ethernet + IP + TCP (with 12 bytes of timestamp-like options) superframe carrying
-    /// `payload`, with the TCP checksum left partial as the kernel hands it over.
-    fn superframe(v6: bool, payload: &[u8], flags: u8) -> Vec<u8> {
-        let mut f = vec![0u8; 14];
-        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        let tcp_len = 32 + payload.len();
-        if v6 {
-            f[12..14].copy_from_slice(&[0x86, 0xdd]);
-            let mut ip = [0u8; 40];
-            ip[0] = 0x60;
-            ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-            ip[6] = PROTO_TCP;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-            ip[24..40].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            f.extend_from_slice(&ip);
-        } else {
-            f[12..14].copy_from_slice(&[0x08, 0x00]);
-            let mut ip = [0u8; 20];
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            ip[4..6].copy_from_slice(&0xfff0u16.to_be_bytes());
-            ip[6] = 0x40;
-            ip[8] = 64;
-            ip[9] = PROTO_TCP;
-            ip[12..16].copy_from_slice(&[10, 42, 1, 2]);
-            ip[16..20].copy_from_slice(&[10, 42, 2, 2]);
-            ipv4_header_csum(&mut ip);
-            f.extend_from_slice(&ip);
-        }
-        let mut tcp = [0u8; 32];
-        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
-        tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
-        tcp[4..8].copy_from_slice(&0xffff_ff00u32.to_be_bytes());
-        tcp[8..12].copy_from_slice(&77u32.to_be_bytes());
-        tcp[12] = 8 << 4;
-        tcp[13] = flags;
-        tcp[14..16].copy_from_slice(&500u16.to_be_bytes());
-        tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-        f.extend_from_slice(&tcp);
+    /// `payload`, with the TCP checksum left as the kernel hands it over (not computed).
+    fn superframe(v6: bool, payload: &[u8], tcp_flags: u8) -> Vec<u8> {
+        const TCP_LEN: usize = tcp::HEADER_LEN + 12;
+        let ip_len = if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN };
+        let mut f = vec![0u8; L3 + ip_len + TCP_LEN];
         f.extend_from_slice(payload);
+        let ethertype = if v6 { EtherType::IPV6 } else { EtherType::IPV4 };
+        let eth = EthernetRepr { src_addr: [2, 0, 0, 0, 0, 1], dst_addr: [2, 0, 0, 0, 0, 2], ethertype };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+        let tcp_len = (TCP_LEN + payload.len()) as u16;
+        if v6 {
+            let ip = Ipv6Repr {
+                src_addr: "fd00::1".parse().unwrap(),
+                dst_addr: "fd00::2".parse().unwrap(),
+                next_header: ip_proto::TCP,
+                payload_len: tcp_len,
+                hop_limit: 64,
+            };
+            ip.emit(&mut Ipv6Packet::new_unchecked(&mut f[L3..]));
+        } else {
+            let ip = Ipv4Repr {
+                src_addr: [10, 42, 1, 2].into(),
+                dst_addr: [10, 42, 2, 2].into(),
+                protocol: ip_proto::TCP,
+                payload_len: tcp_len,
+                hop_limit: 64,
+                ident: 0xfff0,
+                dont_frag: true,
+            };
+            ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[L3..]));
+        }
+        let mut t = TcpPacket::new_unchecked(&mut f[L3 + ip_len..]);
+        t.set_src_port(40000);
+        t.set_dst_port(5201);
+        t.set_seq_number(0xffff_ff00);
+        t.set_ack_number(77);
+        t.set_header_len(TCP_LEN);
+        t.set_flags(tcp_flags);
+        t.set_window_len(500);
+        f[L3 + ip_len + tcp::field::OPTIONS..][..12].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
         f
+    }
+
+    /// The TCP view of an untagged IPv4 frame without options.
+    fn tcp_v4(f: &mut [u8]) -> TcpPacket<&mut [u8]> {
+        TcpPacket::new_unchecked(&mut f[L4_V4..])
     }
 
     struct Collect(Vec<(usize, Vec<u8>, usize)>);
@@ -593,56 +565,53 @@ mod tests {
         }
     }
 
-    /// Segments a superframe and lays each segment out as a received buffer would hold it.
+    /// Segments a superframe and lays each segment out as a received buffer would hold it
+    /// (after [`HEADROOM`] bytes).
     fn segments(f: &[u8], mss: u16, v6: bool) -> Vec<Vec<u8>> {
         let h =
             VnetHdr { gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 }, gso_size: mss, ..Default::default() };
         let plan = Tso::plan(f, &h).unwrap();
         (0..plan.count())
             .map(|i| {
-                let mut out = vec![0u8; 20 + plan.max_segment_len()];
-                let n = plan.segment(f, i, &mut out[20..]);
-                out.truncate(20 + n);
+                let mut out = vec![0u8; HEADROOM + plan.max_segment_len()];
+                let n = plan.segment(f, i, &mut out[HEADROOM..]);
+                out.truncate(HEADROOM + n);
                 out
             })
             .collect()
     }
 
     #[test]
-    fn sum_matches_the_textbook_definition() {
-        let b: Vec<u8> = (0..1001u32).map(|i| (i * 7 + 3) as u8).collect();
-        for n in [0, 1, 2, 3, 4, 5, 63, 1000, 1001] {
-            assert_eq!(sum(&b[..n]), naive_sum(&b[..n]), "length {n}");
-        }
-    }
-
-    #[test]
     fn vnet_header_round_trips() {
         let h =
             VnetHdr { flags: 1, gso_type: 4, hdr_len: 86, gso_size: 1368, csum_start: 54, csum_offset: 16 };
-        let mut b = [0u8; VNET_HDR_LEN];
+        let mut b = [0xa5u8; VNET_HDR_LEN];
         h.emit(&mut b);
         assert_eq!(VnetHdr::parse(&b), h);
+        let native = |v: u16| v.to_ne_bytes();
+        let expect = [[1, 4], native(86), native(1368), native(54), native(16)].concat();
+        assert_eq!(&b[..], &expect[..]);
     }
 
     #[test]
     fn segmentation_gives_valid_segments_that_add_up() {
         for v6 in [false, true] {
             let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-            let f = superframe(v6, &payload, TCP_ACK | TCP_PSH | TCP_CWR);
+            let f = superframe(v6, &payload, flags::ACK | flags::PSH | flags::CWR);
             let segs = segments(&f, 1368, v6);
             assert_eq!(segs.len(), 4);
             let mut got = Vec::new();
             for (i, s) in segs.iter().enumerate() {
-                let s = &s[20..];
+                let s = &s[HEADROOM..];
                 let t = parse_tcp(s).unwrap();
                 assert!(tcp_csum_ok(s), "segment {i} checksum");
                 assert!(v6 || ipv4_csum_ok(s), "segment {i} IPv4 header checksum");
                 assert_eq!(t.seq, 0xffff_ff00u32.wrapping_add(1368 * i as u32), "sequence wraps");
-                assert_eq!(t.flags & TCP_PSH != 0, i == 3, "PSH only on the last");
-                assert_eq!(t.flags & TCP_CWR != 0, i == 0, "CWR only on the first");
+                assert_eq!(t.flags & flags::PSH != 0, i == 3, "PSH only on the last");
+                assert_eq!(t.flags & flags::CWR != 0, i == 0, "CWR only on the first");
                 if !v6 {
-                    assert_eq!(u16::from_be_bytes([s[18], s[19]]), 0xfff0u16.wrapping_add(i as u16));
+                    let ident = Ipv4Packet::new_checked(&s[L3..]).unwrap().ident();
+                    assert_eq!(ident, 0xfff0u16.wrapping_add(i as u16));
                 }
                 got.extend_from_slice(&s[t.hlen..t.frame_len]);
             }
@@ -653,10 +622,11 @@ mod tests {
     #[test]
     fn vlan_tagged_superframes_are_segmented() {
         let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        let plain = superframe(false, &payload, TCP_ACK);
-        let mut f = plain[..12].to_vec();
+        let plain = superframe(false, &payload, flags::ACK);
+        let at = ethernet::field::ETHERTYPE.start;
+        let mut f = plain[..at].to_vec();
         f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
-        f.extend_from_slice(&plain[12..]);
+        f.extend_from_slice(&plain[at..]);
         let h = VnetHdr { gso_type: GSO_TCPV4, gso_size: 1000, ..Default::default() };
         let plan = Tso::plan(&f, &h).unwrap();
         let mut got = Vec::new();
@@ -664,33 +634,37 @@ mod tests {
             let mut out = vec![0u8; plan.max_segment_len()];
             let n = plan.segment(&f, i, &mut out);
             // Untag to check the segment with the untagged helpers.
-            let mut u = out[..12].to_vec();
-            u.extend_from_slice(&out[16..n]);
+            let mut u = out[..at].to_vec();
+            u.extend_from_slice(&out[at + ethernet::VLAN_TAG_LEN..n]);
             assert!(tcp_csum_ok(&u) && ipv4_csum_ok(&u), "segment {i}");
-            got.extend_from_slice(&u[66..]);
+            got.extend_from_slice(&u[parse_tcp(&u).unwrap().hlen..]);
         }
         assert_eq!(got, payload);
     }
 
     #[test]
     fn tso_plan_rejects_what_it_cannot_split() {
-        let f = superframe(false, &[1; 3000], TCP_ACK);
+        let f = superframe(false, &[1; 3000], flags::ACK);
         let h = |t, mss| VnetHdr { gso_type: t, gso_size: mss, ..Default::default() };
         assert_eq!(Tso::plan(&f, &h(3, 1000)), Err(OffloadError::UnsupportedGso));
         assert_eq!(Tso::plan(&f, &h(GSO_TCPV6, 1000)), Err(OffloadError::BadTsoHeaders));
         assert_eq!(Tso::plan(&f, &h(GSO_TCPV4, 0)), Err(OffloadError::BadTsoHeaders));
         assert_eq!(Tso::plan(&f[..60], &h(GSO_TCPV4, 1000)), Err(OffloadError::BadTsoHeaders));
         assert!(Tso::plan(&f, &h(GSO_TCPV4 | GSO_ECN, 1000)).is_ok());
-        assert_eq!(complete_csum(&mut f.clone(), 34, 4000), Err(OffloadError::BadCsumOffsets));
+        let mut no_data = superframe(false, &[], flags::ACK);
+        assert_eq!(Tso::plan(&no_data, &h(GSO_TCPV4, 1000)), Err(OffloadError::BadTsoHeaders));
+        tcp_v4(&mut no_data).set_header_len(16);
+        assert_eq!(Tso::plan(&no_data, &h(GSO_TCPV4, 1000)), Err(OffloadError::BadTsoHeaders));
+        assert_eq!(complete_csum(&mut f.clone(), L4_V4 as u16, 4000), Err(OffloadError::BadCsumOffsets));
     }
 
     #[test]
     fn partial_checksums_are_completed() {
-        let mut f = superframe(false, &[9; 700], TCP_ACK);
-        let tcp_len = f.len() - 34;
-        let p = pseudo(&f[14..34], false, PROTO_TCP, tcp_len as u32);
-        f[50..52].copy_from_slice(&p.to_be_bytes());
-        complete_csum(&mut f, 34, 16).unwrap();
+        let mut f = superframe(false, &[9; 700], flags::ACK);
+        let tcp_len = (f.len() - L4_V4) as u32;
+        let p = Ipv4Packet::new_checked(&f[L3..]).unwrap().pseudo_header(ip_proto::TCP, tcp_len);
+        tcp_v4(&mut f).set_partial_checksum(p);
+        complete_csum(&mut f, L4_V4 as u16, TCP_CSUM_OFFSET).unwrap();
         assert!(tcp_csum_ok(&f));
     }
 
@@ -698,31 +672,31 @@ mod tests {
     fn segments_coalesce_back_into_one_superframe() {
         for v6 in [false, true] {
             let payload: Vec<u8> = (0..6000u32).map(|i| (i * 13 % 256) as u8).collect();
-            let f = superframe(v6, &payload, TCP_ACK | TCP_PSH);
+            let f = superframe(v6, &payload, flags::ACK | flags::PSH);
             let mut bufs = segments(&f, 1400, v6);
             let mut gro = Gro::default();
             let mut sink = Collect(Vec::new());
             for i in 0..bufs.len() {
-                let len = bufs[i].len() - 20;
-                gro.push(&mut bufs, 3, Loc { buf: i, start: 20, len }, &mut sink);
+                let len = bufs[i].len() - HEADROOM;
+                gro.push(&mut bufs, 3, Loc { buf: i, start: HEADROOM, len }, &mut sink);
             }
             assert!(sink.0.is_empty(), "held until flushed");
             gro.flush(&mut bufs, &mut sink);
             assert_eq!(sink.0.len(), 1);
             let (net, out, frames) = &sink.0[0];
             assert_eq!((*net, *frames), (3, 5));
-            let h = VnetHdr::parse(out[..10].try_into().unwrap());
+            let h = VnetHdr::parse(out[..VNET_HDR_LEN].try_into().unwrap());
             assert_eq!(h.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
-            assert_eq!((h.flags, h.gso_size, h.csum_offset), (F_NEEDS_CSUM, 1400, 16));
-            let sf = &out[10..];
+            assert_eq!((h.flags, h.gso_size, h.csum_offset), (F_NEEDS_CSUM, 1400, TCP_CSUM_OFFSET));
+            let sf = &out[VNET_HDR_LEN..];
             let t = parse_tcp(sf).unwrap();
             assert_eq!((h.hdr_len as usize, h.csum_start as usize), (t.hlen, t.l4));
             assert_eq!(&sf[t.hlen..], &payload[..], "payload intact and in order");
-            assert_eq!(t.flags, TCP_ACK | TCP_PSH);
+            assert_eq!(t.flags, flags::ACK | flags::PSH);
             assert!(v6 || ipv4_csum_ok(sf));
             // The partial checksum: completing it gives a segment that verifies.
             let mut done = sf.to_vec();
-            complete_csum(&mut done, t.l4 as u16, 16).unwrap();
+            complete_csum(&mut done, t.l4 as u16, TCP_CSUM_OFFSET).unwrap();
             assert!(tcp_csum_ok(&done));
         }
     }
@@ -730,30 +704,31 @@ mod tests {
     #[test]
     fn gaps_other_flows_and_control_segments_are_not_merged_across() {
         let payload = vec![5u8; 4000];
-        let f = superframe(false, &payload, TCP_ACK);
+        let f = superframe(false, &payload, flags::ACK);
         let segs = segments(&f, 1000, false);
         // Order: s0, s2 (gap), a FIN of the flow, a non-TCP frame, s3.
         let mut fin = segs[1].clone();
-        fin[20 + 14 + 20 + 13] |= TCP_FIN;
+        let mut t = tcp_v4(&mut fin[HEADROOM..]);
+        t.set_flags(t.flags() | flags::FIN);
         let arp = {
-            let mut a = vec![0u8; 20 + 42];
-            a[20 + 12..20 + 14].copy_from_slice(&[0x08, 0x06]);
+            let mut a = vec![0u8; HEADROOM + L3 + crate::packet::arp::PACKET_LEN];
+            EthernetFrame::new_unchecked(&mut a[HEADROOM..]).set_ethertype(EtherType::ARP);
             a
         };
         let mut bufs = vec![segs[0].clone(), segs[2].clone(), fin, arp, segs[3].clone()];
         let mut gro = Gro::default();
         let mut sink = Collect(Vec::new());
         for i in 0..bufs.len() {
-            let len = bufs[i].len() - 20;
-            gro.push(&mut bufs, 0, Loc { buf: i, start: 20, len }, &mut sink);
+            let len = bufs[i].len() - HEADROOM;
+            gro.push(&mut bufs, 0, Loc { buf: i, start: HEADROOM, len }, &mut sink);
         }
         gro.flush(&mut bufs, &mut sink);
         let frames: Vec<usize> = sink.0.iter().map(|s| s.2).collect();
         assert_eq!(frames.iter().sum::<usize>(), 5, "every frame written once");
         // s0 alone (s2 does not follow it), then s2 flushed by the FIN, the FIN, the ARP,
         // and s3 (after the FIN's flow was written, s3 starts anew).
-        assert_eq!(sink.0[0].1[10..], segs[0][20..]);
-        assert!(sink.0.iter().all(|s| s.1[..10] == [0; 10]), "nothing merged");
+        assert_eq!(sink.0[0].1[VNET_HDR_LEN..], segs[0][HEADROOM..]);
+        assert!(sink.0.iter().all(|s| s.1[..VNET_HDR_LEN] == [0; VNET_HDR_LEN]), "nothing merged");
     }
 
     #[test]
@@ -763,8 +738,8 @@ mod tests {
         let mut expect = Vec::new();
         for flow in 0..10u8 {
             let payload: Vec<u8> = (0..3000u32).map(|i| (i as u8) ^ flow).collect();
-            let mut f = superframe(false, &payload, TCP_ACK);
-            f[14 + 20 + 1] = flow; // source port
+            let mut f = superframe(false, &payload, flags::ACK);
+            tcp_v4(&mut f).set_src_port(u16::from(flow));
             expect.push(payload);
             bufs.push(segments(&f, 1000, false));
         }
@@ -777,24 +752,21 @@ mod tests {
         let mut gro = Gro::default();
         let mut sink = Collect(Vec::new());
         for i in 0..flat.len() {
-            let len = flat[i].len() - 20;
-            gro.push(&mut flat, 1, Loc { buf: i, start: 20, len }, &mut sink);
+            let len = flat[i].len() - HEADROOM;
+            gro.push(&mut flat, 1, Loc { buf: i, start: HEADROOM, len }, &mut sink);
         }
         gro.flush(&mut flat, &mut sink);
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); 10];
         for (_, out, _) in &sink.0 {
-            let t = parse_tcp(&out[10..]).unwrap();
-            got[usize::from(out[10 + 14 + 20 + 1])].extend_from_slice(&out[10 + t.hlen..]);
+            let sf = &out[VNET_HDR_LEN..];
+            let t = parse_tcp(sf).unwrap();
+            let flow = TcpPacket::new_checked(&sf[t.l4..]).unwrap().src_port();
+            got[usize::from(flow)].extend_from_slice(&sf[t.hlen..]);
         }
         assert_eq!(got, expect);
     }
 
     proptest! {
-        #[test]
-        fn sum_is_the_textbook_sum(b in proptest::collection::vec(any::<u8>(), 0..3000)) {
-            prop_assert_eq!(sum(&b), naive_sum(&b));
-        }
-
         #[test]
         fn gro_never_panics_and_writes_every_frame(
             frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..20),
@@ -805,9 +777,13 @@ mod tests {
                 if tcp && f.len() > 60 {
                     // Make some of them parse as IPv4/TCP so the merge paths run.
                     let mut g = f.clone();
-                    g[12] = 0x08; g[13] = 0; g[14] = 0x45; g[23] = PROTO_TCP; g[20] = 0; g[21] = 0;
-                    let total = (g.len() - 14) as u16;
-                    g[16..18].copy_from_slice(&total.to_be_bytes());
+                    EthernetFrame::new_unchecked(&mut g[..]).set_ethertype(EtherType::IPV4);
+                    let total = (g.len() - L3) as u16;
+                    let mut ip = Ipv4Packet::new_unchecked(&mut g[L3..]);
+                    ip.set_version_and_header_len(ipv4::HEADER_LEN);
+                    ip.set_protocol(ip_proto::TCP);
+                    ip.set_unfragmented(false);
+                    ip.set_total_len(total);
                     b.extend_from_slice(&g);
                 } else {
                     b.extend_from_slice(f);
@@ -833,6 +809,18 @@ mod tests {
                     p.segment(&f, i, &mut out);
                 }
             }
+        }
+
+        #[test]
+        fn tso_segments_always_verify(payload in proptest::collection::vec(any::<u8>(), 1..5000), mss in 1u16..2000, v6 in any::<bool>()) {
+            let f = superframe(v6, &payload, flags::ACK);
+            let mut got = Vec::new();
+            for s in segments(&f, mss, v6) {
+                let s = &s[HEADROOM..];
+                prop_assert!(tcp_csum_ok(s) && (v6 || ipv4_csum_ok(s)));
+                got.extend_from_slice(&s[parse_tcp(s).unwrap().hlen..]);
+            }
+            prop_assert_eq!(got, payload);
         }
     }
 }

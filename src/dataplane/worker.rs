@@ -26,6 +26,7 @@ use super::{filter, frame};
 use super::{inc, EngineMsg, Shared};
 use crate::config::Encryption;
 use crate::device::{self, VNET_HDR_LEN};
+use crate::packet::ethernet;
 use crate::policy::Direction;
 
 const FRAME_AT: usize = TRANSPORT_HEADER_LEN + INNER_HEADER_LEN;
@@ -185,7 +186,7 @@ impl Worker {
                     break;
                 }
             };
-            if n < VNET_HDR_LEN + 14 {
+            if n < VNET_HDR_LEN + ethernet::HEADER_LEN {
                 continue;
             }
             inc(&shared.stats.tap_rx);
@@ -198,7 +199,7 @@ impl Worker {
                     inc(&shared.stats.drop_offload);
                     continue;
                 }
-                if frame.len() > shared.nets[net].mtu as usize + 14 {
+                if frame.len() > max_frame_len(&shared.nets[net]) {
                     self.too_big(net, frame);
                     continue;
                 }
@@ -211,7 +212,7 @@ impl Worker {
                 inc(&shared.stats.drop_offload);
                 continue;
             };
-            if plan.max_segment_len() > shared.nets[net].mtu as usize + 14 {
+            if plan.max_segment_len() > max_frame_len(&shared.nets[net]) {
                 // The sender's MTU is larger than the network's: one answer per superframe.
                 self.too_big(net, frame);
                 continue;
@@ -232,7 +233,7 @@ impl Worker {
     fn too_big(&self, net: usize, f: &[u8]) {
         let info = &self.shared.nets[net];
         inc(&self.shared.stats.drop_mtu);
-        let mut out = [0u8; 1600];
+        let mut out = [0u8; VNET_HDR_LEN + frame::TOO_BIG_REPLY_MAX];
         let mtu = u16::try_from(info.mtu).unwrap_or(u16::MAX);
         if let Some(n) =
             frame::too_big_reply(f, mtu, info.gateway_mac, info.gateway, &mut out[VNET_HDR_LEN..])
@@ -246,7 +247,7 @@ impl Worker {
         let info = &shared.nets[net];
         let fo = frame_offset(info);
         let f = &self.arena[at + fo..at + fo + len];
-        if len > info.mtu as usize + 14 {
+        if len > max_frame_len(info) {
             return self.too_big(net, f);
         }
         let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.get(net)) else { return };
@@ -261,8 +262,9 @@ impl Worker {
             let remote =
                 nt.ips.get(&target.into()).filter(|m| !matches!(nt.macs.get(*m), Some(Loc::Local) | None));
             if let Some(mac) = remote {
-                let mut out = [0u8; VNET_HDR_LEN + 42];
-                let reply: &mut [u8; 42] = (&mut out[VNET_HDR_LEN..]).try_into().expect("42 bytes");
+                let mut out = [0u8; VNET_HDR_LEN + frame::ARP_REPLY_LEN];
+                let reply: &mut [u8; frame::ARP_REPLY_LEN] =
+                    (&mut out[VNET_HDR_LEN..]).try_into().expect("the rest is ARP_REPLY_LEN bytes");
                 if frame::arp_reply(f, *mac, reply).is_some() {
                     inc(&shared.stats.arp_suppressed);
                     self.write_tap(net, &mut out);
@@ -552,6 +554,11 @@ fn datagrams(meta: &RecvMeta) -> impl Iterator<Item = (usize, usize)> {
     (0..len).step_by(stride).map(move |at| (at, (at + stride).min(len)))
 }
 
+/// The largest frame a network carries: its MTU plus the Ethernet header.
+fn max_frame_len(info: &super::NetInfo) -> usize {
+    info.mtu as usize + ethernet::HEADER_LEN
+}
+
 /// Where a network's frames sit in an arena slot: after the tunnel and inner headers when
 /// encrypted, after the VXLAN header when plain.
 fn frame_offset(info: &super::NetInfo) -> usize {
@@ -578,7 +585,7 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
         return None;
     };
     let f = &d[VXLAN_HEADER_LEN..];
-    if f.len() < 14 {
+    if f.len() < ethernet::HEADER_LEN {
         inc(&shared.proto_stats.malformed);
         return None;
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::dataplane::frame::Mac;
+use crate::packet::Mac;
 use crate::plane::tables::{Loc, NetTables};
 use crate::report::status::FdbSource;
 use overlay_proto::PeerId;

@@ -14,9 +14,9 @@ use std::time::Instant;
 use tracing::{debug, info, trace};
 
 use super::Engine;
-use crate::dataplane::frame::Mac;
 use crate::discovery::directory::Directory;
 use crate::membership::{ContainerEntry, MemberEvent, Membership, NodeKey};
+use crate::packet::Mac;
 use arc_swap::ArcSwap;
 
 /// Membership state the engine keeps next to the membership layer.

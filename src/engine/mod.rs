@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, trace};
 
-use crate::dataplane::frame::Mac;
 use crate::membership::{ContainerEntry, NodeKey};
+use crate::packet::Mac;
 use crate::plane::tables::{Loc, PeerEntry, Tables};
 use crate::plane::{Shared, WorkerMsg};
 use fdb::{Fdb, Learned};

@@ -25,8 +25,10 @@ use rand::{RngExt, SeedableRng};
 
 use super::{Engine, Event, Members};
 use crate::config::Encryption;
-use crate::dataplane::frame::Mac;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
+use crate::packet::ethernet::{EtherType, EthernetFrame};
+use crate::packet::ipv4::Ipv4Packet;
+use crate::packet::Mac;
 use crate::plane::tables::{Loc, Tables};
 use crate::plane::{EngineMsg, NetInfo, Shared, WorkerMsg};
 
@@ -321,12 +323,13 @@ impl Sim {
     /// What a worker does with a delivered frame's source: learn it behind the sender unless
     /// the snapshot already places it there.
     fn learn(&mut self, i: usize, peer: PeerId, frame: &[u8]) {
-        let Some(src) = frame.get(6..12).and_then(|s| <Mac>::try_from(s).ok()) else { return };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return };
+        let src = eth.src_addr();
         let tables = self.nodes[i].shared.tables.load();
         if tables.nets[0].macs.get(&src) == Some(&Loc::Peer(peer)) {
             return;
         }
-        let ip = ipv4_source(frame).map(IpAddr::V4);
+        let ip = ipv4_source(&eth).map(IpAddr::V4);
         let now = self.now;
         self.nodes[i].engine.handle(now, WorkerMsg::Learn { net: 0, mac: src, ip, loc: Loc::Peer(peer) });
         self.collect_after_input(i);
@@ -337,7 +340,7 @@ impl Sim {
     /// the destination is unknown or broadcast. Returns the peers it was handed to.
     pub fn send_frame(&mut self, i: usize, frame: &[u8]) -> Vec<PeerId> {
         let tables: Arc<Tables> = self.nodes[i].shared.tables.load_full();
-        let dst = <Mac>::try_from(&frame[..6]).expect("frame");
+        let dst = EthernetFrame::new_checked(frame).expect("an Ethernet frame").dst_addr();
         let peers = match tables.nets[0].macs.get(&dst) {
             Some(Loc::Peer(p)) => vec![*p],
             Some(_) => Vec::new(),
@@ -448,12 +451,11 @@ pub fn udp_frame(src: (Mac, IpAddr), dst: (Mac, IpAddr), payload: &[u8]) -> Vec<
     f
 }
 
-fn ipv4_source(frame: &[u8]) -> Option<Ipv4Addr> {
-    if frame.get(12..14)? != [0x08, 0x00] {
+fn ipv4_source(eth: &EthernetFrame<&[u8]>) -> Option<Ipv4Addr> {
+    if eth.ethertype() != EtherType::IPV4 {
         return None;
     }
-    let b: [u8; 4] = frame.get(26..30)?.try_into().ok()?;
-    Some(Ipv4Addr::from(b))
+    Some(Ipv4Packet::new_checked(eth.payload()).ok()?.src_addr())
 }
 
 /// Node `i`'s underlay address.

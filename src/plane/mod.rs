@@ -16,8 +16,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use crate::config::Encryption;
-use crate::dataplane::frame::Mac;
 use crate::device::Tap;
+use crate::packet::Mac;
 
 /// What workers hand the engine: everything that is not a steady-state frame.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::dataplane::frame::Mac;
+use crate::packet::Mac;
 use crate::policy::{Compiled, Mask};
 
 /// Where a MAC lives.

@@ -1,28 +1,26 @@
 //! Reads what the firewall needs from an Ethernet frame: addresses, protocol, ports, TCP
-//! flags, ICMP kind, and for ICMP errors the header of the packet they are about.
+//! flags, ICMP kind, and for ICMP errors the header of the packet they are about, through
+//! the checked views of [`crate::packet`].
 //!
-//! Never panics and never allocates: every read goes through a bounds-checked accessor and a
-//! truncated header becomes [`Parsed::Malformed`]. IPv4 options and IPv6 extension headers
-//! (hop-by-hop, routing, destination options, fragment; at most [`MAX_EXT_HEADERS`]) are
-//! skipped. 802.1Q-tagged frames are [`Parsed::Other`].
+//! Never panics and never allocates: a header that its view refuses (truncated, or with a
+//! length field that contradicts it) makes the frame [`Parsed::Malformed`]. IPv4 options and
+//! IPv6 extension headers (hop-by-hop, routing, destination options, fragment; at most
+//! [`MAX_EXT_HEADERS`]) are skipped. 802.1Q-tagged frames are [`Parsed::Other`]. An ICMP
+//! error must quote the first 8 bytes of the transport header it is about (RFC 792).
+
+use std::net::IpAddr;
 
 use super::rules::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use crate::packet::icmp::{v4, v6};
+use crate::packet::{
+    tcp, EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+};
 
 /// Most IPv6 extension headers walked before a packet counts as malformed.
-pub const MAX_EXT_HEADERS: usize = 8;
+pub use crate::packet::ipv6::MAX_EXT_HEADERS;
 
 /// TCP header flag bits, as in [`Flow::tcp_flags`].
-pub mod tcp_flags {
-    /// No more data from the sender.
-    pub const FIN: u8 = 0x01;
-    /// Synchronise sequence numbers (connection start).
-    pub const SYN: u8 = 0x02;
-    /// Reset the connection.
-    pub const RST: u8 = 0x04;
-    /// The acknowledgment field is significant.
-    pub const ACK: u8 = 0x10;
-}
+pub use crate::packet::tcp::flags as tcp_flags;
 
 /// What a frame is, for the firewall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,26 +105,15 @@ impl Flow {
 
 /// Parses an Ethernet frame (destination, source, EtherType, payload; no FCS).
 pub fn parse(frame: &[u8]) -> Parsed {
-    let Some(ethertype) = be16(frame, 12) else { return Parsed::Malformed };
-    let payload = frame.get(ETH_HEADER..).unwrap_or_default();
-    let parsed = match ethertype {
-        ETHERTYPE_IPV4 => ipv4(payload),
-        ETHERTYPE_IPV6 => ipv6(payload),
-        ETHERTYPE_ARP => Some(Parsed::AlwaysPass),
+    let Ok(eth) = EthernetFrame::new_checked(frame) else { return Parsed::Malformed };
+    let parsed = match eth.ethertype() {
+        EtherType::IPV4 => ipv4(eth.payload()),
+        EtherType::IPV6 => ipv6(eth.payload()),
+        EtherType::ARP => Some(Parsed::AlwaysPass),
         _ => Some(Parsed::Other),
     };
     parsed.unwrap_or(Parsed::Malformed)
 }
-
-const ETH_HEADER: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_ARP: u16 = 0x0806;
-
-const IPV6_HOP_BY_HOP: u8 = 0;
-const IPV6_ROUTING: u8 = 43;
-const IPV6_FRAGMENT: u8 = 44;
-const IPV6_DEST_OPTS: u8 = 60;
 
 /// An IP header with its payload (bounded by the header's length field and the frame).
 struct Ip<'a> {
@@ -138,119 +125,123 @@ struct Ip<'a> {
     payload: &'a [u8],
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
-}
-
-fn byte(b: &[u8], at: usize) -> Option<u8> {
-    b.get(at).copied()
-}
-
-fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
-    b.get(at..at.checked_add(N)?)?.try_into().ok()
-}
-
 fn ipv4(p: &[u8]) -> Option<Parsed> {
     let ip = ipv4_header(p)?;
-    let mut flow = Flow::new(&ip);
     if ip.fragment {
-        return Some(Parsed::Flow(flow));
+        return Some(Parsed::Flow(Flow::new(&ip, Transport::default(), None)));
     }
-    match ip.proto {
+    let (t, icmp) = match ip.proto {
         IPPROTO_ICMP => {
-            let (ty, code) = (byte(ip.payload, 0)?, byte(ip.payload, 1)?);
-            let kind = match ty {
-                8 => IcmpKind::EchoRequest,
-                0 => IcmpKind::EchoReply,
-                3 | 11 | 12 => IcmpKind::Error(embedded(ipv4_header(ip.payload.get(8..)?)?)?),
+            let msg = IcmpPacket::new_checked(ip.payload).ok()?;
+            let kind = match msg.msg_type() {
+                v4::ECHO_REQUEST => IcmpKind::EchoRequest,
+                v4::ECHO_REPLY => IcmpKind::EchoReply,
+                v4::DEST_UNREACHABLE | v4::TIME_EXCEEDED | v4::PARAM_PROBLEM => {
+                    IcmpKind::Error(embedded(ipv4_header(msg.data())?)?)
+                }
                 _ => IcmpKind::Other,
             };
-            flow.icmp_info(ip.payload, ty, code, kind)?;
+            icmp_info(&msg, kind)
         }
-        _ => flow.transport(ip.payload)?,
-    }
-    Some(Parsed::Flow(flow))
+        proto => (transport(proto, ip.payload)?, None),
+    };
+    Some(Parsed::Flow(Flow::new(&ip, t, icmp)))
 }
 
 fn ipv6(p: &[u8]) -> Option<Parsed> {
     let ip = ipv6_header(p)?;
-    let mut flow = Flow::new(&ip);
     if ip.fragment {
-        return Some(Parsed::Flow(flow));
+        return Some(Parsed::Flow(Flow::new(&ip, Transport::default(), None)));
     }
-    match ip.proto {
+    let (t, icmp) = match ip.proto {
         IPPROTO_ICMPV6 => {
-            let (ty, code) = (byte(ip.payload, 0)?, byte(ip.payload, 1)?);
-            let kind = match ty {
-                133..=137 => return Some(Parsed::AlwaysPass),
-                128 => IcmpKind::EchoRequest,
-                129 => IcmpKind::EchoReply,
-                1..=4 => IcmpKind::Error(embedded(ipv6_header(ip.payload.get(8..)?)?)?),
+            let msg = IcmpPacket::new_checked(ip.payload).ok()?;
+            let kind = match msg.msg_type() {
+                v6::ROUTER_SOLICIT..=v6::REDIRECT => return Some(Parsed::AlwaysPass),
+                v6::ECHO_REQUEST => IcmpKind::EchoRequest,
+                v6::ECHO_REPLY => IcmpKind::EchoReply,
+                v6::DEST_UNREACHABLE..=v6::PARAM_PROBLEM => {
+                    IcmpKind::Error(embedded(ipv6_header(msg.data())?)?)
+                }
                 _ => IcmpKind::Other,
             };
-            flow.icmp_info(ip.payload, ty, code, kind)?;
+            icmp_info(&msg, kind)
         }
-        _ => flow.transport(ip.payload)?,
-    }
-    Some(Parsed::Flow(flow))
+        proto => (transport(proto, ip.payload)?, None),
+    };
+    Some(Parsed::Flow(Flow::new(&ip, t, icmp)))
+}
+
+/// Ports (or echo identifier) and TCP flags of a transport header; 0 where they do not
+/// apply. Returned by value so the flow is built in registers, in one go.
+#[derive(Debug, Default, Clone, Copy)]
+struct Transport {
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
 }
 
 impl Flow {
-    fn new(ip: &Ip<'_>) -> Self {
+    #[inline]
+    fn new(ip: &Ip<'_>, t: Transport, icmp: Option<IcmpInfo>) -> Self {
         Flow {
             src: ip.src,
             dst: ip.dst,
             proto: ip.proto,
-            sport: 0,
-            dport: 0,
-            tcp_flags: 0,
+            sport: t.sport,
+            dport: t.dport,
+            tcp_flags: t.tcp_flags,
             fragment: ip.fragment,
-            icmp: None,
+            icmp,
         }
-    }
-
-    /// Ports and flags of TCP/UDP; nothing for other protocols.
-    fn transport(&mut self, l4: &[u8]) -> Option<()> {
-        match self.proto {
-            IPPROTO_TCP => {
-                // The fixed TCP header is 20 bytes; anything shorter is a truncated (or evasive
-                // tiny first fragment) packet.
-                l4.get(..20)?;
-                (self.sport, self.dport) = (be16(l4, 0)?, be16(l4, 2)?);
-                self.tcp_flags = byte(l4, 13)?;
-            }
-            IPPROTO_UDP => {
-                l4.get(..8)?;
-                (self.sport, self.dport) = (be16(l4, 0)?, be16(l4, 2)?);
-            }
-            _ => {}
-        }
-        Some(())
-    }
-
-    /// Records an ICMP message; echo messages carry their identifier as both ports.
-    fn icmp_info(&mut self, msg: &[u8], ty: u8, code: u8, kind: IcmpKind) -> Option<()> {
-        msg.get(..8)?;
-        if matches!(kind, IcmpKind::EchoRequest | IcmpKind::EchoReply) {
-            let id = be16(msg, 4)?;
-            (self.sport, self.dport) = (id, id);
-        }
-        self.icmp = Some(IcmpInfo { ty, code, kind });
-        Some(())
     }
 }
 
-/// The packet inside an ICMP error: ports (or echo identifier) when present and not a
-/// non-first fragment. Its transport header may be cut after 8 bytes, so only ports are read.
+/// Ports and flags of TCP/UDP; nothing for other protocols.
+#[inline]
+fn transport(proto: u8, l4: &[u8]) -> Option<Transport> {
+    Some(match proto {
+        IPPROTO_TCP => {
+            // The whole TCP header must be there; anything shorter is a truncated (or evasive
+            // tiny first fragment) packet.
+            let t = TcpPacket::new_checked(l4).ok()?;
+            Transport { sport: t.src_port(), dport: t.dst_port(), tcp_flags: t.flags() }
+        }
+        IPPROTO_UDP => {
+            let u = UdpPacket::new_checked(l4).ok()?;
+            Transport { sport: u.src_port(), dport: u.dst_port(), tcp_flags: 0 }
+        }
+        _ => Transport::default(),
+    })
+}
+
+/// An ICMP message's info; echo messages carry their identifier as both ports.
+#[inline]
+fn icmp_info(msg: &IcmpPacket<&[u8]>, kind: IcmpKind) -> (Transport, Option<IcmpInfo>) {
+    let mut t = Transport::default();
+    if matches!(kind, IcmpKind::EchoRequest | IcmpKind::EchoReply) {
+        (t.sport, t.dport) = (msg.echo_ident(), msg.echo_ident());
+    }
+    (t, Some(IcmpInfo { ty: msg.msg_type(), code: msg.msg_code(), kind }))
+}
+
+/// The packet inside an ICMP error: ports (or echo identifier) when not a non-first fragment.
+/// Its TCP, UDP or ICMP header must be quoted for 8 bytes (RFC 792) and may be cut after
+/// them, so only ports and identifiers are read.
 fn embedded(ip: Ip<'_>) -> Option<Embedded> {
     let (mut sport, mut dport) = (0, 0);
     if !ip.fragment {
-        match (ip.proto, byte(ip.payload, 0)) {
-            (IPPROTO_TCP | IPPROTO_UDP, _) => (sport, dport) = (be16(ip.payload, 0)?, be16(ip.payload, 2)?),
-            (IPPROTO_ICMP, Some(8 | 0)) | (IPPROTO_ICMPV6, Some(128 | 129)) => {
-                let id = be16(ip.payload, 4)?;
-                (sport, dport) = (id, id);
+        match ip.proto {
+            IPPROTO_TCP | IPPROTO_UDP => (sport, dport) = tcp::quoted_ports(ip.payload).ok()?,
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+                let msg = IcmpPacket::new_checked(ip.payload).ok()?;
+                let echo = match ip.proto {
+                    IPPROTO_ICMP => matches!(msg.msg_type(), v4::ECHO_REQUEST | v4::ECHO_REPLY),
+                    _ => matches!(msg.msg_type(), v6::ECHO_REQUEST | v6::ECHO_REPLY),
+                };
+                if echo {
+                    (sport, dport) = (msg.echo_ident(), msg.echo_ident());
+                }
             }
             _ => {}
         }
@@ -259,59 +250,34 @@ fn embedded(ip: Ip<'_>) -> Option<Embedded> {
 }
 
 fn ipv4_header(p: &[u8]) -> Option<Ip<'_>> {
-    let first = byte(p, 0)?;
-    if first >> 4 != 4 {
+    let ip = Ipv4Packet::new_checked(p).ok()?;
+    if ip.version() != 4 || usize::from(ip.total_len()) < ip.header_len() {
         return None;
     }
-    let header_len = usize::from(first & 0x0f) * 4;
-    let total = usize::from(be16(p, 2)?);
-    if header_len < 20 || total < header_len {
-        return None;
-    }
-    let frag = be16(p, 6)?;
     // Within an ICMP error the original datagram is cut short; in a frame the total length
-    // may also be less than what follows (Ethernet padding). Either way read what is there.
-    let end = total.min(p.len());
+    // may also be less than what follows (Ethernet padding). The view reads what is there.
     Some(Ip {
-        src: IpAddr::V4(Ipv4Addr::from(array::<4>(p, 12)?)),
-        dst: IpAddr::V4(Ipv4Addr::from(array::<4>(p, 16)?)),
-        proto: byte(p, 9)?,
-        fragment: frag & 0x1fff != 0,
-        payload: p.get(header_len..end)?,
+        src: ip.src_addr().into(),
+        dst: ip.dst_addr().into(),
+        proto: ip.protocol(),
+        fragment: ip.frag_offset() != 0,
+        payload: ip.payload(),
     })
 }
 
 fn ipv6_header(p: &[u8]) -> Option<Ip<'_>> {
-    if byte(p, 0)? >> 4 != 6 {
+    let ip = Ipv6Packet::new_checked(p).ok()?;
+    if ip.version() != 6 {
         return None;
     }
-    let payload_len = usize::from(be16(p, 4)?);
-    let src = IpAddr::V6(Ipv6Addr::from(array::<16>(p, 8)?));
-    let dst = IpAddr::V6(Ipv6Addr::from(array::<16>(p, 24)?));
-    let rest = p.get(40..)?;
-    // A zero payload length is a jumbogram (hop-by-hop option); read what is there.
-    let mut body = if payload_len == 0 { rest } else { rest.get(..payload_len.min(rest.len()))? };
-    let mut next = byte(p, 6)?;
-    // One turn more than headers allowed, to read the protocol after the last one.
-    for _ in 0..=MAX_EXT_HEADERS {
-        match next {
-            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
-                let len = (usize::from(byte(body, 1)?) + 1) * 8;
-                next = byte(body, 0)?;
-                body = body.get(len..)?;
-            }
-            IPV6_FRAGMENT => {
-                let offset = be16(body, 2)? >> 3;
-                next = byte(body, 0)?;
-                body = body.get(8..)?;
-                if offset != 0 {
-                    return Some(Ip { src, dst, proto: next, fragment: true, payload: body });
-                }
-            }
-            _ => return Some(Ip { src, dst, proto: next, fragment: false, payload: body }),
-        }
-    }
-    None
+    let upper = ip.upper_layer().ok()?;
+    Some(Ip {
+        src: ip.src_addr().into(),
+        dst: ip.dst_addr().into(),
+        proto: upper.protocol,
+        fragment: upper.fragment,
+        payload: upper.payload,
+    })
 }
 
 #[cfg(test)]

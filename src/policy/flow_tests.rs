@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::net::Ipv6Addr;
 
 const A4: [u8; 4] = [10, 42, 0, 2];
 const B4: [u8; 4] = [10, 42, 0, 3];
@@ -259,6 +260,22 @@ fn truncated_or_inconsistent_headers_are_malformed() {
     let mut bad = ip4(17, A4, B4, 0, &udp(1, 2, b""));
     bad[2..4].copy_from_slice(&10u16.to_be_bytes());
     assert_eq!(parse(&eth(0x0800, &bad)), Parsed::Malformed, "total length below header");
+}
+
+#[test]
+fn tcp_headers_must_be_whole_and_quotes_must_hold_eight_bytes() {
+    // A data offset below 5 words, or options running past the packet.
+    let mut t = tcp(1, 2, tcp_flags::SYN);
+    t[tcp::field::DATA_OFF] = 0x40;
+    assert_eq!(parse(&eth(0x0800, &ip4(6, A4, B4, 0, &t))), Parsed::Malformed);
+    t[tcp::field::DATA_OFF] = 0x60;
+    assert_eq!(parse(&eth(0x0800, &ip4(6, A4, B4, 0, &t))), Parsed::Malformed);
+    // An error quoting fewer than the 8 bytes of the transport header RFC 792 asks for.
+    let original = ip4(17, B4, A4, 0, &udp(5000, 53, &[0; 100]));
+    for cut in [24, 27] {
+        let err = eth(0x0800, &ip4(1, R4, B4, 0, &icmp(3, 3, [0; 4], &original[..cut])));
+        assert_eq!(parse(&err), Parsed::Malformed, "quote of {} transport bytes", cut - 20);
+    }
 }
 
 fn ip_prefixes() -> impl Strategy<Value = Vec<u8>> {

@@ -14,13 +14,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// IP protocol number of TCP.
-pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_TCP: u8 = crate::packet::ip_proto::TCP;
 /// IP protocol number of UDP.
-pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_UDP: u8 = crate::packet::ip_proto::UDP;
 /// IP protocol number of ICMP.
-pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMP: u8 = crate::packet::ip_proto::ICMP;
 /// IP protocol number of ICMPv6.
-pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_ICMPV6: u8 = crate::packet::ip_proto::ICMPV6;
 
 const MASK_WORDS: usize = MAX_SELECTORS / 64;
 
