@@ -10,6 +10,7 @@ use std::io::IoSlice;
 use std::time::Duration;
 use weft::dataplane::offload::{self, Gro, Loc, Sink, Tso, VnetHdr, GSO_TCPV4};
 use weft::packet::checksum;
+use weft::plane::NetId;
 
 /// TCP payload bytes per segment: a 1422-byte overlay MTU less 20 (IPv4) and 32 (TCP with
 /// timestamps).
@@ -79,7 +80,7 @@ fn tso(c: &mut Criterion) {
 struct Count(usize, usize);
 
 impl Sink for Count {
-    fn write(&mut self, _net: usize, iov: &[IoSlice<'_>], _frames: usize) {
+    fn write(&mut self, _net: NetId, iov: &[IoSlice<'_>], _frames: usize) {
         self.0 += iov.iter().map(|s| s.len()).sum::<usize>();
         self.1 += 1;
     }
@@ -106,7 +107,7 @@ fn gro(c: &mut Criterion) {
         let mut sink = Count::default();
         for i in 0..bufs.len() {
             let len = bufs[i].len() - 20;
-            gro.push(bufs, 0, Loc { buf: i, start: 20, len }, &mut sink);
+            gro.push(bufs, NetId(0), Loc { buf: i, start: 20, len }, &mut sink);
         }
         gro.flush(bufs, &mut sink);
         sink

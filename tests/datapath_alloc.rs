@@ -12,6 +12,7 @@ use weft::dataplane::offload::{self, Gro, Loc, Sink, Tso, VnetHdr, GSO_TCPV4};
 use weft::packet::{
     ethernet, ip_proto, tcp, EtherType, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr, TcpPacket,
 };
+use weft::plane::NetId;
 
 struct Counting;
 
@@ -102,7 +103,7 @@ fn superframe() -> Vec<u8> {
 struct Discard(usize);
 
 impl Sink for Discard {
-    fn write(&mut self, _net: usize, iov: &[IoSlice<'_>], frames: usize) {
+    fn write(&mut self, _net: NetId, iov: &[IoSlice<'_>], frames: usize) {
         self.0 += frames + iov.len();
     }
 }
@@ -125,7 +126,7 @@ fn tso_gro_and_checksum_completion_allocate_nothing() {
                 lens[i] = plan.segment(&f, i, &mut bufs[i][HEADROOM..]);
             }
             for (i, len) in lens.iter().enumerate() {
-                gro.push(&mut bufs, 0, Loc { buf: i, start: HEADROOM, len: *len }, &mut sink);
+                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: HEADROOM, len: *len }, &mut sink);
             }
             gro.flush(&mut bufs, &mut sink);
             offload::complete_csum(&mut csum, L4 as u16, tcp::field::CHECKSUM.start as u16)

@@ -18,7 +18,7 @@ use super::{resolv_conf, Answer, Request, Response, MAX_REQUEST};
 use crate::discovery::registry::{Registry, Source};
 use crate::ipam::{mac_string, Lease, Leases};
 use crate::netlink::{self, Netlink};
-use crate::plane::ControlMsg;
+use crate::plane::{ControlMsg, NetId};
 use crate::plane::{EngineMsg, NetInfo};
 use crate::report::containers::AttachedDns;
 use crate::report::status::{LocalContainer, NetworkStatus};
@@ -169,8 +169,8 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
     })
 }
 
-fn net_index(ctx: &ControlCtx, network: &str) -> Result<usize> {
-    ctx.nets.iter().position(|n| n.name == network).ok_or_else(|| {
+fn net_index(ctx: &ControlCtx, network: &str) -> Result<NetId> {
+    ctx.nets.iter().position(|n| n.name == network).map(NetId).ok_or_else(|| {
         let names: Vec<&str> = ctx.nets.iter().map(|n| n.name.as_str()).collect();
         anyhow!("no network {network:?} on this node (have: {})", names.join(", "))
     })

@@ -16,6 +16,7 @@ use crate::ipam::Lease;
 use crate::ipam::Leases;
 use crate::netlink::Netlink;
 use crate::packet::Mac;
+use crate::plane::NetId;
 use crate::plane::NetInfo;
 
 /// What `bring_up` made.
@@ -106,10 +107,10 @@ pub async fn reconcile_leases(
     nl: &Netlink,
     nets: &[Network],
     leases: &mut Leases,
-) -> Vec<(usize, Mac, IpAddr, Lease)> {
+) -> Vec<(NetId, Mac, IpAddr, Lease)> {
     let mut keep = Vec::new();
     for (network, ip, lease) in leases.all() {
-        let net = nets.iter().position(|n| n.name == network);
+        let net = nets.iter().position(|n| n.name == network).map(NetId);
         let alive = matches!(nl.link_index(&lease.host_ifname).await, Ok(Some(_)));
         match (net, alive) {
             (Some(net), true) => keep.push((net, lease.mac, ip, lease.clone())),

@@ -10,6 +10,7 @@ use overlay_proto::PeerId;
 
 use super::tables::{ct_owner, Tables};
 use super::{inc, Shared};
+use crate::plane::{NetId, PerNet};
 use crate::policy::{flow, Direction, Identity, Parsed, Verdict};
 
 /// Seconds since the daemon started: the conntrack clock.
@@ -22,14 +23,14 @@ pub fn now_secs(shared: &Shared) -> u32 {
 pub fn allows(
     shared: &Shared,
     tables: &Tables,
-    net: usize,
+    net: NetId,
     dir: Direction,
     frame: &[u8],
     peer: Option<PeerId>,
     now: u32,
 ) -> bool {
-    let Some(p) = tables.nets.get(net).and_then(|n| n.policy.as_ref()) else { return true };
-    let Some(ct) = shared.conntrack.get(net) else { return true };
+    let Some(p) = tables.nets.net(net).and_then(|n| n.policy.as_ref()) else { return true };
+    let Some(ct) = shared.conntrack.net(net) else { return true };
     let f = match flow::parse(frame) {
         Parsed::Flow(f) => f,
         // ARP and neighbour discovery always pass; other ethertypes are not carried anyway.

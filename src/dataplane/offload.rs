@@ -21,6 +21,7 @@ use crate::packet::tcp::{self, flags, TcpPacket};
 use crate::packet::{
     checksum, ethernet, ip_proto, ipv4, ipv6, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet,
 };
+use crate::plane::NetId;
 
 /// What weft asks the kernel for (`TUNSETOFFLOAD`): checksum and TCP segmentation offload
 /// (no UDP: the kernel segments UDP GSO before it reaches the TAP).
@@ -254,7 +255,7 @@ pub struct Loc {
 /// the virtio-net header, standing for `frames` frames received.
 pub trait Sink {
     /// Writes one frame.
-    fn write(&mut self, net: usize, iov: &[IoSlice<'_>], frames: usize);
+    fn write(&mut self, net: NetId, iov: &[IoSlice<'_>], frames: usize);
 }
 
 /// The parts of an untagged IPv4/IPv6 TCP segment that decide whether it can join another.
@@ -314,7 +315,7 @@ fn mergeable(t: &TcpSeg) -> bool {
 
 #[derive(Debug)]
 struct Flow {
-    net: usize,
+    net: NetId,
     first: Loc,
     seg: TcpSeg,
     /// Payload slices of the segments after the first: (buf, start, len).
@@ -337,7 +338,7 @@ pub struct Gro {
 impl Default for Gro {
     fn default() -> Self {
         let flow = || Flow {
-            net: 0,
+            net: NetId(0),
             first: Loc { buf: 0, start: 0, len: 0 },
             seg: TcpSeg { v6: false, l4: 0, hlen: 0, frame_len: 0, seq: 0, flags: 0, payload: 0 },
             rest: Vec::with_capacity(MAX_SEGMENTS),
@@ -378,7 +379,7 @@ impl Gro {
     pub fn push<B: AsRef<[u8]> + AsMut<[u8]>>(
         &mut self,
         bufs: &mut [B],
-        net: usize,
+        net: NetId,
         at: Loc,
         sink: &mut impl Sink,
     ) {
@@ -477,7 +478,7 @@ impl Gro {
 }
 
 /// Writes one frame unchanged, with an all-zero virtio-net header.
-fn write_one<B: AsRef<[u8]> + AsMut<[u8]>>(bufs: &mut [B], net: usize, at: Loc, sink: &mut impl Sink) {
+fn write_one<B: AsRef<[u8]> + AsMut<[u8]>>(bufs: &mut [B], net: NetId, at: Loc, sink: &mut impl Sink) {
     let frame = &bufs[at.buf].as_ref()[at.start..at.start + at.len];
     sink.write(net, &[IoSlice::new(&[0; VNET_HDR_LEN]), IoSlice::new(frame)], 1);
 }
@@ -558,9 +559,9 @@ mod tests {
         TcpPacket::new_unchecked(&mut f[L4_V4..])
     }
 
-    struct Collect(Vec<(usize, Vec<u8>, usize)>);
+    struct Collect(Vec<(NetId, Vec<u8>, usize)>);
     impl Sink for Collect {
-        fn write(&mut self, net: usize, iov: &[IoSlice<'_>], frames: usize) {
+        fn write(&mut self, net: NetId, iov: &[IoSlice<'_>], frames: usize) {
             self.0.push((net, iov.iter().flat_map(|s| s.iter().copied()).collect(), frames));
         }
     }
@@ -678,13 +679,13 @@ mod tests {
             let mut sink = Collect(Vec::new());
             for i in 0..bufs.len() {
                 let len = bufs[i].len() - HEADROOM;
-                gro.push(&mut bufs, 3, Loc { buf: i, start: HEADROOM, len }, &mut sink);
+                gro.push(&mut bufs, NetId(3), Loc { buf: i, start: HEADROOM, len }, &mut sink);
             }
             assert!(sink.0.is_empty(), "held until flushed");
             gro.flush(&mut bufs, &mut sink);
             assert_eq!(sink.0.len(), 1);
             let (net, out, frames) = &sink.0[0];
-            assert_eq!((*net, *frames), (3, 5));
+            assert_eq!((*net, *frames), (NetId(3), 5));
             let h = VnetHdr::parse(out[..VNET_HDR_LEN].try_into().unwrap());
             assert_eq!(h.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
             assert_eq!((h.flags, h.gso_size, h.csum_offset), (F_NEEDS_CSUM, 1400, TCP_CSUM_OFFSET));
@@ -720,7 +721,7 @@ mod tests {
         let mut sink = Collect(Vec::new());
         for i in 0..bufs.len() {
             let len = bufs[i].len() - HEADROOM;
-            gro.push(&mut bufs, 0, Loc { buf: i, start: HEADROOM, len }, &mut sink);
+            gro.push(&mut bufs, NetId(0), Loc { buf: i, start: HEADROOM, len }, &mut sink);
         }
         gro.flush(&mut bufs, &mut sink);
         let frames: Vec<usize> = sink.0.iter().map(|s| s.2).collect();
@@ -753,7 +754,7 @@ mod tests {
         let mut sink = Collect(Vec::new());
         for i in 0..flat.len() {
             let len = flat[i].len() - HEADROOM;
-            gro.push(&mut flat, 1, Loc { buf: i, start: HEADROOM, len }, &mut sink);
+            gro.push(&mut flat, NetId(1), Loc { buf: i, start: HEADROOM, len }, &mut sink);
         }
         gro.flush(&mut flat, &mut sink);
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); 10];
@@ -794,7 +795,7 @@ mod tests {
             let mut sink = Collect(Vec::new());
             for i in 0..bufs.len() {
                 let len = bufs[i].len() - 10;
-                gro.push(&mut bufs, 0, Loc { buf: i, start: 10, len }, &mut sink);
+                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: 10, len }, &mut sink);
             }
             gro.flush(&mut bufs, &mut sink);
             prop_assert_eq!(sink.0.iter().map(|s| s.2).sum::<usize>(), bufs.len());

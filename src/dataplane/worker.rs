@@ -27,6 +27,7 @@ use super::{inc, EngineMsg, Shared};
 use crate::config::Encryption;
 use crate::device::{self, VNET_HDR_LEN};
 use crate::packet::ethernet;
+use crate::plane::{NetId, PerNet};
 use crate::policy::Direction;
 
 const FRAME_AT: usize = TRANSPORT_HEADER_LEN + INNER_HEADER_LEN;
@@ -147,7 +148,7 @@ impl Worker {
             }
             for n in 0..nets {
                 if ready[1 + n] != 0 {
-                    self.drain_tap(n);
+                    self.drain_tap(NetId(n));
                 }
             }
             if fds.len() > nets + 1 && ready[nets + 1] != 0 {
@@ -169,7 +170,7 @@ impl Worker {
         }
     }
 
-    fn drain_tap(&mut self, net: usize) {
+    fn drain_tap(&mut self, net: NetId) {
         let shared = Arc::clone(&self.shared);
         let tap = Arc::clone(&shared.taps[net][self.index]);
         // One snapshot per batch: table changes are picked up at the next batch.
@@ -230,7 +231,7 @@ impl Worker {
     }
 
     /// Drops a frame larger than the network's MTU, answering with ICMP "too big" when it can.
-    fn too_big(&self, net: usize, f: &[u8]) {
+    fn too_big(&self, net: NetId, f: &[u8]) {
         let info = &self.shared.nets[net];
         inc(&self.shared.stats.drop_mtu);
         let mut out = [0u8; VNET_HDR_LEN + frame::TOO_BIG_REPLY_MAX];
@@ -243,14 +244,14 @@ impl Worker {
     }
 
     /// A frame from our bridge at `arena[at + frame_offset(net)..][..len]`.
-    fn egress(&mut self, shared: &Shared, tables: &Tables, net: usize, at: usize, len: usize) {
+    fn egress(&mut self, shared: &Shared, tables: &Tables, net: NetId, at: usize, len: usize) {
         let info = &shared.nets[net];
         let fo = frame_offset(info);
         let f = &self.arena[at + fo..at + fo + len];
         if len > max_frame_len(info) {
             return self.too_big(net, f);
         }
-        let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.get(net)) else { return };
+        let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.net(net)) else { return };
         // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
         // would accept them, as they lie outside every certified subnet.
         let encrypted = info.encryption == Encryption::ChaCha20Poly1305;
@@ -305,7 +306,7 @@ impl Worker {
     }
 
     /// Seals the frame in its arena slot and adds it to the send batch.
-    fn unicast(&mut self, tables: &Tables, net: usize, peer: PeerId, at: usize, len: usize) {
+    fn unicast(&mut self, tables: &Tables, net: NetId, peer: PeerId, at: usize, len: usize) {
         let slot = &mut self.arena[at..at + SLOT_LEN];
         if let Some((n, dst)) = seal_for(&self.shared, tables, net, peer, slot, len, self.now) {
             let max = self.state.max_gso_segments();
@@ -315,7 +316,7 @@ impl Worker {
         }
     }
 
-    fn flood_sealed(&mut self, tables: &Tables, net: usize, at: usize, len: usize) {
+    fn flood_sealed(&mut self, tables: &Tables, net: NetId, at: usize, len: usize) {
         if tables.flood.is_empty() {
             inc(&self.shared.stats.drop_no_route);
         }
@@ -384,7 +385,7 @@ impl Worker {
     /// Puts the VXLAN header in front of the frame in its arena slot (plain networks keep
     /// frames at `VXLAN_HEADER_LEN`, so the datagram starts at the slot); returns the
     /// datagram's length.
-    fn vxlan_encap(&mut self, net: usize, at: usize, len: usize) -> usize {
+    fn vxlan_encap(&mut self, net: NetId, at: usize, len: usize) -> usize {
         let head: &mut [u8; VXLAN_HEADER_LEN] =
             (&mut self.arena[at..at + VXLAN_HEADER_LEN]).try_into().expect("8 bytes");
         VxlanHeader { vni: self.shared.nets[net].vni }.emit(head);
@@ -392,7 +393,7 @@ impl Worker {
     }
 
     /// Adds a plain VXLAN datagram to the send batch (GSO runs, as for sealed ones).
-    fn vxlan_unicast(&mut self, net: usize, dst: SocketAddr, at: usize, len: usize) {
+    fn vxlan_unicast(&mut self, net: NetId, dst: SocketAddr, at: usize, len: usize) {
         let Some((_, state)) = &self.vxlan else { return };
         let max = state.max_gso_segments();
         let n = self.vxlan_encap(net, at, len);
@@ -402,13 +403,13 @@ impl Worker {
     }
 
     /// Sends one plain VXLAN copy at once (flooding: the slot is reused for every remote).
-    fn send_vxlan_now(&mut self, net: usize, dst: SocketAddr, at: usize, len: usize) {
+    fn send_vxlan_now(&mut self, net: NetId, dst: SocketAddr, at: usize, len: usize) {
         let n = self.vxlan_encap(net, at, len);
         let run = Run { sock: Sock::Vxlan, dst, start: at, end: at + n, seg: n, count: 1 };
         self.send_run(run);
     }
 
-    fn write_tap(&self, net: usize, with_vnet_hdr: &mut [u8]) {
+    fn write_tap(&self, net: NetId, with_vnet_hdr: &mut [u8]) {
         with_vnet_hdr[..VNET_HDR_LEN].fill(0);
         match self.shared.taps[net][self.index].send(with_vnet_hdr) {
             Ok(_) => inc(&self.shared.stats.tap_tx),
@@ -444,7 +445,7 @@ impl Worker {
 
     /// Opens one datagram in place; returns the network and the position of a frame to
     /// deliver (`d[start..][..len]`, with room for the virtio-net header before it).
-    fn ingress(&self, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(usize, usize, usize)> {
+    fn ingress(&self, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(NetId, usize, usize)> {
         let shared = &self.shared;
         if MessageType::of(d) != Ok(MessageType::Transport) {
             shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
@@ -570,12 +571,12 @@ fn frame_offset(info: &super::NetInfo) -> usize {
 
 /// Checks a plain VXLAN datagram; returns the network whose TAP its frame (after the VXLAN
 /// header) may be written to.
-fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -> Option<usize> {
+fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -> Option<NetId> {
     let Ok(h) = VxlanHeader::parse(d) else {
         inc(&shared.proto_stats.malformed);
         return None;
     };
-    let Some(net) = tables.net_of(h.vni).filter(|n| shared.nets[*n].encryption == Encryption::None) else {
+    let Some(net) = tables.net_of(h.vni).filter(|&n| shared.nets[n].encryption == Encryption::None) else {
         inc(&shared.stats.drop_no_network);
         return None;
     };
@@ -590,7 +591,7 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
         return None;
     }
     if let Some(src) = frame::src_mac(f) {
-        if tables.nets.get(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
+        if tables.nets.net(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
             shared.to_engine(EngineMsg::Learn {
                 net,
                 mac: src,
@@ -599,7 +600,7 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
             });
         }
     }
-    if tables.nets.get(net).is_some_and(|nt| nt.policy.is_some())
+    if tables.nets.net(net).is_some_and(|nt| nt.policy.is_some())
         && !filter::allows(shared, tables, net, Direction::In, f, None, filter::now_secs(shared))
     {
         return None;
@@ -612,7 +613,7 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
 fn seal_for(
     shared: &Shared,
     tables: &Tables,
-    net: usize,
+    net: NetId,
     peer: PeerId,
     slot: &mut [u8],
     len: usize,
@@ -685,7 +686,7 @@ pub fn deliver(
     shared: &Shared,
     tables: &Tables,
     peer: PeerId,
-    net: usize,
+    net: NetId,
     queue: usize,
     buf: &mut [u8],
     frame_at: usize,
@@ -704,7 +705,7 @@ pub fn deliver(
 /// Whether a decrypted frame from `peer` may reach network `net`'s bridge: the inner source
 /// IP must lie in the peer's certified subnets, the source MAC must not belong to anyone
 /// else, and the network's policy must allow it. Learns the MAC/IP as a side effect.
-pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: usize, f: &[u8]) -> bool {
+pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: NetId, f: &[u8]) -> bool {
     let (Some(src), Some(ip)) = (frame::src_mac(f), frame::source_ip(f)) else {
         inc(&shared.stats.drop_ethertype);
         return false;
@@ -718,7 +719,7 @@ pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: usize, f: &[u8
         inc(&shared.stats.drop_spoof);
         return false;
     }
-    let Some(nt) = tables.nets.get(net) else { return false };
+    let Some(nt) = tables.nets.net(net) else { return false };
     match nt.macs.get(&src) {
         Some(Loc::Peer(p)) if *p == peer => {
             if nt.ips.get(&ip) != Some(&src) {
@@ -742,7 +743,7 @@ struct TapSink<'a> {
 }
 
 impl offload::Sink for TapSink<'_> {
-    fn write(&mut self, net: usize, iov: &[std::io::IoSlice<'_>], frames: usize) {
+    fn write(&mut self, net: NetId, iov: &[std::io::IoSlice<'_>], frames: usize) {
         let stats = &self.shared.stats;
         let taps = &self.shared.taps[net];
         match taps[self.queue % taps.len()].send_vectored(iov) {

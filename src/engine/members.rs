@@ -17,6 +17,7 @@ use super::Engine;
 use crate::discovery::directory::Directory;
 use crate::membership::{ContainerEntry, MemberEvent, Membership, NodeKey};
 use crate::packet::Mac;
+use crate::plane::NetId;
 use arc_swap::ArcSwap;
 
 /// Membership state the engine keeps next to the membership layer.
@@ -144,6 +145,7 @@ impl Engine {
         let mut per_net: Vec<Vec<(Mac, IpAddr)>> = vec![Vec::new(); self.fdbs.len()];
         for c in &record.containers {
             let Some(net) = self.shared.nets.iter().position(|n| n.vni.get() == c.vni) else { continue };
+            let net = NetId(net);
             if cert.may_source(c.ip) {
                 per_net[net].push((c.mac, c.ip));
             } else {

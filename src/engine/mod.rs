@@ -26,6 +26,7 @@ use tracing::{debug, info, trace};
 use crate::membership::{ContainerEntry, NodeKey};
 use crate::packet::Mac;
 use crate::plane::tables::{Loc, PeerEntry, Tables};
+use crate::plane::{NetId, PerNet};
 use crate::plane::{Shared, WorkerMsg};
 use fdb::{Fdb, Learned};
 use seeds::StaticPeer;
@@ -56,7 +57,7 @@ pub enum Event {
         /// The authenticated sender.
         peer: PeerId,
         /// Network index.
-        net: usize,
+        net: NetId,
         /// Frame with headroom.
         buf: Vec<u8>,
         /// Where the frame starts.
@@ -104,7 +105,7 @@ pub struct Engine {
     started: Instant,
     names: BTreeMap<PeerId, String>,
     members: Members,
-    local_containers: BTreeMap<(usize, Mac), ContainerEntry>,
+    local_containers: BTreeMap<(NetId, Mac), ContainerEntry>,
     /// Compiled policy per network (swapped whole on reload).
     policies: Vec<Arc<crate::policy::Compiled>>,
     /// Our certificate's name and groups.
@@ -174,13 +175,13 @@ impl Engine {
     pub fn add_local(
         &mut self,
         now: Instant,
-        net: usize,
+        net: NetId,
         mac: Mac,
         ip: IpAddr,
         name: &str,
         labels: BTreeMap<String, String>,
     ) {
-        let Some(info) = self.shared.nets.get(net) else { return };
+        let Some(info) = self.shared.nets.net(net) else { return };
         let vni = info.vni.get();
         self.fdbs[net].add_local(mac, Some(ip), now);
         self.local_containers.insert((net, mac), members::entry(vni, mac, ip, name, labels));
@@ -189,8 +190,8 @@ impl Engine {
     }
 
     /// A container was detached.
-    pub fn remove_local(&mut self, now: Instant, net: usize, mac: &Mac) {
-        if let Some(f) = self.fdbs.get_mut(net) {
+    pub fn remove_local(&mut self, now: Instant, net: NetId, mac: &Mac) {
+        if let Some(f) = self.fdbs.net_mut(net) {
             f.remove_local(mac);
             self.local_containers.remove(&(net, *mac));
             self.announce_containers(now);
@@ -221,7 +222,7 @@ impl Engine {
                 self.inner(now, peer, bytes, 0..len);
             }
             WorkerMsg::Learn { net, mac, ip, loc } => {
-                if let Some(f) = self.fdbs.get_mut(net) {
+                if let Some(f) = self.fdbs.net_mut(net) {
                     match f.learn(mac, ip, loc, now) {
                         Learned::Ok => self.dirty = true,
                         Learned::Conflict | Learned::Full => {
@@ -315,7 +316,7 @@ impl Engine {
                 // A frame on a session the workers did not know yet: publish, then deliver.
                 self.publish_if_changed(now);
                 let at = range.start + INNER_HEADER_LEN;
-                if let Some(net) = self.shared.nets.iter().position(|n| n.vni == vni) {
+                if let Some(net) = self.shared.nets.iter().position(|n| n.vni == vni).map(NetId) {
                     if at >= crate::device::VNET_HDR_LEN {
                         let mut buf = buf;
                         buf.truncate(range.end);
@@ -401,7 +402,7 @@ impl Engine {
     fn publish(&mut self, now: Instant) {
         let mut t = Tables::default();
         for (i, n) in self.shared.nets.iter().enumerate() {
-            t.vnis.insert(n.vni, i);
+            t.vnis.insert(n.vni, NetId(i));
         }
         for (idx, peer, s) in self.endpoint.sessions() {
             t.sessions.insert(idx, (peer, Arc::clone(s)));
@@ -432,7 +433,7 @@ impl Engine {
         }
         t.nets = self.fdbs.iter().map(Fdb::tables).collect();
         for (net, nt) in t.nets.iter_mut().enumerate() {
-            nt.policy = self.policy_tables(net);
+            nt.policy = self.policy_tables(NetId(net));
         }
         // Entries behind peers we no longer know would black-hole traffic: drop them.
         for nt in &mut t.nets {

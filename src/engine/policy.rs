@@ -8,6 +8,7 @@ use tracing::info;
 
 use super::Engine;
 use crate::plane::tables::{ct_owner, Map, PolicyTables};
+use crate::plane::{NetId, PerNet};
 use crate::policy::{Compiled, Identity};
 use crate::report::policy as report;
 
@@ -46,9 +47,9 @@ impl Engine {
     }
 
     /// Network `net`'s policy tables, or `None` when its policy lets everything through.
-    pub(super) fn policy_tables(&self, net: usize) -> Option<Arc<PolicyTables>> {
-        let compiled = self.policies.get(net).filter(|c| !c.is_trivial())?;
-        let info = self.shared.nets.get(net)?;
+    pub(super) fn policy_tables(&self, net: NetId) -> Option<Arc<PolicyTables>> {
+        let compiled = self.policies.net(net).filter(|c| !c.is_trivial())?;
+        let info = self.shared.nets.net(net)?;
         let vni = info.vni.get();
         let me = &self.me;
         let mut local = Map::default();
@@ -148,8 +149,8 @@ impl Party {
 
 impl Engine {
     /// Resolves a container name or an address on network `net`.
-    fn party(&self, net: usize, who: &str) -> Result<Party, ExplainError> {
-        let info = self.shared.nets.get(net).ok_or(ExplainError::NoSuchNetwork)?;
+    fn party(&self, net: NetId, who: &str) -> Result<Party, ExplainError> {
+        let info = self.shared.nets.net(net).ok_or(ExplainError::NoSuchNetwork)?;
         let vni = info.vni.get();
         let ip: Option<std::net::IpAddr> = who.parse().ok();
         let me = &self.me;
@@ -221,14 +222,14 @@ impl Engine {
     /// Which rule decides a flow from `from` to `to`, on the side(s) this node enforces.
     pub(super) fn explain(
         &self,
-        net: usize,
+        net: NetId,
         from: &str,
         to: &str,
         proto: u8,
         port: Option<u16>,
     ) -> Result<report::Explain, ExplainError> {
         use crate::policy::{Direction, Verdict};
-        let compiled = self.policies.get(net).ok_or(ExplainError::NoSuchNetwork)?;
+        let compiled = self.policies.net(net).ok_or(ExplainError::NoSuchNetwork)?;
         let (src, dst) = (self.party(net, from)?, self.party(net, to)?);
         if !src.local && !dst.local {
             return Err(ExplainError::NotHere { from: src.what, to: dst.what });

@@ -30,7 +30,7 @@ use crate::packet::ethernet::{EtherType, EthernetFrame};
 use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::Mac;
 use crate::plane::tables::{Loc, Tables};
-use crate::plane::{EngineMsg, NetInfo, Shared, WorkerMsg};
+use crate::plane::{EngineMsg, NetId, NetInfo, Shared, WorkerMsg};
 
 /// The one network every simulated node serves.
 pub const VNI: u32 = 42;
@@ -331,7 +331,9 @@ impl Sim {
         }
         let ip = ipv4_source(&eth).map(IpAddr::V4);
         let now = self.now;
-        self.nodes[i].engine.handle(now, WorkerMsg::Learn { net: 0, mac: src, ip, loc: Loc::Peer(peer) });
+        self.nodes[i]
+            .engine
+            .handle(now, WorkerMsg::Learn { net: NetId(0), mac: src, ip, loc: Loc::Peer(peer) });
         self.collect_after_input(i);
     }
 
@@ -428,7 +430,7 @@ impl Sim {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 42, i as u8 + 1, host));
         let mac = crate::netlink::container::stable_mac(ip).expect("IPv4 MAC");
         let now = self.now;
-        self.nodes[i].engine.add_local(now, 0, mac, ip, name, BTreeMap::new());
+        self.nodes[i].engine.add_local(now, NetId(0), mac, ip, name, BTreeMap::new());
         self.collect_after_input(i);
         (mac, ip)
     }

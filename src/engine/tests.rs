@@ -12,7 +12,7 @@ use super::sim::{addr_of, secret_of, udp_frame, Sim, SimConfig};
 use super::{Event, Pinged};
 use crate::membership::MemberState;
 use crate::plane::tables::Loc;
-use crate::plane::WorkerMsg;
+use crate::plane::{NetId, WorkerMsg};
 
 /// A network of `n` nodes that has converged (every node sees every other alive).
 fn converged(n: usize) -> Sim {
@@ -260,7 +260,7 @@ fn add_local_on_an_unknown_network_is_ignored() {
     let now = sim.now;
     sim.nodes[0].engine.add_local(
         now,
-        7,
+        NetId(7),
         [2, 0, 0, 0, 0, 9],
         "10.42.1.9".parse().unwrap(),
         "x",
@@ -275,7 +275,7 @@ fn remove_local_withdraws_the_container_everywhere() {
     let (mac, _) = sim.attach(1, 2, "b");
     assert!(sim.run_until(Duration::from_secs(10), |s| loc(s, 0, &mac).is_some()));
     let now = sim.now;
-    sim.nodes[1].engine.remove_local(now, 0, &mac);
+    sim.nodes[1].engine.remove_local(now, NetId(0), &mac);
     sim.run_for(Duration::from_millis(100));
     assert_eq!(loc(&sim, 1, &mac), None, "gone locally at once");
     assert!(sim.nodes[1].engine.members.layer.own().containers.is_empty());
@@ -374,12 +374,12 @@ fn set_policies_publishes_policy_tables_and_explain_names_the_rule() {
     let pt = t.nets[0].policy.as_ref().expect("policy tables published");
     assert!(pt.local.contains_key(&b.1), "our container's mask");
     assert!(pt.remote.contains_key(&"10.42.1.2".parse().unwrap()), "the member's container's mask");
-    let e = sim.nodes[1].engine.explain(0, "a", "b", 6, Some(80)).expect("explained");
+    let e = sim.nodes[1].engine.explain(NetId(0), "a", "b", 6, Some(80)).expect("explained");
     assert_eq!(e.verdict, crate::policy::Verdict::Allow, "{e:?}");
-    let e = sim.nodes[1].engine.explain(0, "a", "b", 6, Some(22)).expect("explained");
+    let e = sim.nodes[1].engine.explain(NetId(0), "a", "b", 6, Some(22)).expect("explained");
     assert_eq!(e.verdict, crate::policy::Verdict::Deny, "{e:?}");
-    assert!(sim.nodes[1].engine.explain(0, "nobody", "b", 6, Some(80)).is_err());
-    assert!(sim.nodes[1].engine.explain(3, "a", "b", 6, Some(80)).is_err(), "no such network");
+    assert!(sim.nodes[1].engine.explain(NetId(0), "nobody", "b", 6, Some(80)).is_err());
+    assert!(sim.nodes[1].engine.explain(NetId(3), "a", "b", 6, Some(80)).is_err(), "no such network");
 }
 
 #[test]
@@ -540,15 +540,19 @@ fn learning_a_mac_owned_elsewhere_is_refused_and_counted() {
     let (mac, ip) = sim.attach(0, 2, "a");
     let h2 = sim.peer_id(0, 1).unwrap();
     let now = sim.now;
-    sim.nodes[0].engine.handle(now, WorkerMsg::Learn { net: 0, mac, ip: Some(ip), loc: Loc::Peer(h2) });
+    sim.nodes[0]
+        .engine
+        .handle(now, WorkerMsg::Learn { net: NetId(0), mac, ip: Some(ip), loc: Loc::Peer(h2) });
     sim.collect_all();
     sim.run_for(Duration::from_millis(10));
     assert_eq!(loc(&sim, 0, &mac), Some(Loc::Local), "a local MAC is never moved behind a peer");
     assert_eq!(sim.nodes[0].engine.learn_refused, 1);
     // An unknown network index is ignored.
-    sim.nodes[0].engine.handle(now, WorkerMsg::Learn { net: 9, mac, ip: None, loc: Loc::Peer(h2) });
+    sim.nodes[0].engine.handle(now, WorkerMsg::Learn { net: NetId(9), mac, ip: None, loc: Loc::Peer(h2) });
     let other = [2, 0x55, 0, 0, 0, 1];
-    sim.nodes[0].engine.handle(now, WorkerMsg::Learn { net: 0, mac: other, ip: None, loc: Loc::Peer(h2) });
+    sim.nodes[0]
+        .engine
+        .handle(now, WorkerMsg::Learn { net: NetId(0), mac: other, ip: None, loc: Loc::Peer(h2) });
     sim.collect_all();
     sim.run_for(Duration::from_millis(10));
     assert_eq!(loc(&sim, 0, &other), Some(Loc::Peer(h2)));
@@ -561,7 +565,7 @@ fn learned_entries_behind_a_removed_peer_are_not_published() {
     let other = [2, 0x55, 0, 0, 0, 1];
     sim.nodes[0]
         .engine
-        .handle(now, WorkerMsg::Learn { net: 0, mac: other, ip: None, loc: Loc::Peer(PeerId(77)) });
+        .handle(now, WorkerMsg::Learn { net: NetId(0), mac: other, ip: None, loc: Loc::Peer(PeerId(77)) });
     sim.collect_all();
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.nodes[0].engine.fdbs[0].len(), 1, "the FDB holds it");

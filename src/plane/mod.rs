@@ -19,6 +19,57 @@ use crate::config::Encryption;
 use crate::device::Tap;
 use crate::packet::Mac;
 
+/// A network: its index in configuration order into every per-network table (`Shared::nets`,
+/// `taps` and `conntrack`, `Tables::nets`, the engine's FDBs and policies), so an index of one
+/// kind of thing cannot be used for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetId(pub usize);
+
+impl NetId {
+    /// Every network of a node with `count` networks.
+    pub fn all(count: usize) -> impl Iterator<Item = NetId> {
+        (0..count).map(NetId)
+    }
+}
+
+impl std::fmt::Display for NetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "net{}", self.0)
+    }
+}
+
+/// Per-network tables are vectors in configuration order, indexed by [`NetId`].
+pub trait PerNet<T> {
+    /// The entry of network `id`, if there is one.
+    fn net(&self, id: NetId) -> Option<&T>;
+    /// The entry of network `id`, mutably.
+    fn net_mut(&mut self, id: NetId) -> Option<&mut T>;
+}
+
+impl<T> PerNet<T> for [T] {
+    fn net(&self, id: NetId) -> Option<&T> {
+        self.get(id.0)
+    }
+
+    fn net_mut(&mut self, id: NetId) -> Option<&mut T> {
+        self.get_mut(id.0)
+    }
+}
+
+impl<T> std::ops::Index<NetId> for Vec<T> {
+    type Output = T;
+
+    fn index(&self, id: NetId) -> &T {
+        &self[id.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<NetId> for Vec<T> {
+    fn index_mut(&mut self, id: NetId) -> &mut T {
+        &mut self[id.0]
+    }
+}
+
 /// What workers hand the engine: everything that is not a steady-state frame.
 #[derive(Debug)]
 pub enum WorkerMsg {
@@ -38,8 +89,8 @@ pub enum WorkerMsg {
     },
     /// A MAC (and IP) seen behind a peer or VTEP.
     Learn {
-        /// Network index.
-        net: usize,
+        /// The network.
+        net: NetId,
         /// Source MAC.
         mac: Mac,
         /// Source IP.
@@ -77,8 +128,8 @@ pub enum EngineMsg {
 pub enum ControlMsg {
     /// A container was attached: its MAC and IP are local.
     AddLocal {
-        /// Network index.
-        net: usize,
+        /// The network.
+        net: NetId,
         /// Container MAC.
         mac: Mac,
         /// Container IP.
@@ -90,8 +141,8 @@ pub enum ControlMsg {
     },
     /// A container was detached.
     RemoveLocal {
-        /// Network index.
-        net: usize,
+        /// The network.
+        net: NetId,
         /// Container MAC.
         mac: Mac,
     },
@@ -103,8 +154,8 @@ pub enum ControlMsg {
     Catalog(tokio::sync::oneshot::Sender<crate::report::Catalog>),
     /// Which rule decides a flow, on this node's side(s).
     PolicyExplain {
-        /// Network index.
-        net: usize,
+        /// The network.
+        net: NetId,
         /// Source: container name or address.
         from: String,
         /// Destination: container name or address.

@@ -15,6 +15,7 @@ pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use super::NetId;
 use crate::packet::Mac;
 use crate::policy::{Compiled, Mask};
 
@@ -67,12 +68,12 @@ pub struct Tables {
     /// Per network, in configuration order.
     pub nets: Vec<NetTables>,
     /// VNI → network index.
-    pub vnis: Map<Vni, usize>,
+    pub vnis: Map<Vni, NetId>,
 }
 
 impl Tables {
     /// Network index of a VNI.
-    pub fn net_of(&self, vni: Vni) -> Option<usize> {
+    pub fn net_of(&self, vni: Vni) -> Option<NetId> {
         self.vnis.get(&vni).copied()
     }
 }
