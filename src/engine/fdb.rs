@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn binding_conflicts_and_expiry() {
-        let now = Instant::now();
+        let now = crate::testing::clock_origin();
         let mut f = Fdb::default();
         let (a, b) = (Loc::Peer(PeerId(1)), Loc::Peer(PeerId(2)));
         f.add_local([1; 6], Some("10.42.1.2".parse().unwrap()), now);
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn announced_entries_override_learned_and_leave_with_their_owner() {
-        let now = Instant::now();
+        let now = crate::testing::clock_origin();
         let mut f = Fdb::default();
         let ip: IpAddr = "10.42.2.2".parse().unwrap();
         f.add_local([1; 6], None, now);
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let now = Instant::now();
+        let now = crate::testing::clock_origin();
         let mut f = Fdb::default();
         for i in 0..MAX_LEARNED as u32 {
             let b = i.to_be_bytes();
