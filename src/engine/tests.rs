@@ -196,22 +196,33 @@ fn rogue_member_announcing_containers_outside_its_subnet_is_not_believed() {
 #[test]
 fn rogue_record_carrying_another_members_certificate_is_refused() {
     let mut sim = converged(3);
-    let (mac, _) = sim.attach(2, 2, "c");
     sim.run_for(Duration::from_secs(3));
     let refused = sim.nodes[0].engine.members.refused;
-    // h3 puts h2's certificate into its own record, hoping to be taken for h2 (or to move
-    // h2's identity onto its key).
+    // h3 puts h2's certificate and name into its own record, hoping to be taken for h2 (its
+    // groups, its subnet), and announces a container at an address of h2's subnet: only the
+    // certificate's key betrays it.
     let stolen = sim.nodes[1].cert.encode();
+    let mut fake = sim.nodes[2].engine.members.layer.own().containers.clone();
+    fake.push(crate::membership::ContainerEntry {
+        vni: super::sim::VNI,
+        mac: [0x02, 0x66, 0, 0, 0, 2],
+        ip: "10.42.2.50".parse().unwrap(),
+        name: "impostor".into(),
+        labels: BTreeMap::new(),
+    });
     let now = sim.now;
-    sim.nodes[2].engine.members.layer.update_own(now, |r| r.cert = stolen);
-    let (mac2, _) = sim.attach(2, 3, "c2");
+    sim.nodes[2].engine.members.layer.update_own(now, |r| {
+        r.cert = stolen;
+        r.name = "h2".into();
+        r.containers = fake;
+    });
     sim.run_for(Duration::from_secs(5));
     assert!(sim.nodes[0].engine.members.refused > refused, "the record is refused");
-    assert_eq!(loc(&sim, 0, &mac2), None, "nothing from the refused record is believed");
-    let h2 = sim.peer_id(0, 1).unwrap();
-    let cert = sim.nodes[0].engine.members.certs.get(&h2).cloned().expect("h2's certificate");
-    assert_eq!(cert.public_key, sim.nodes[1].cert.public_key, "h2 keeps its own identity");
-    let _ = mac;
+    assert_eq!(loc(&sim, 0, &[0x02, 0x66, 0, 0, 0, 2]), None, "nothing from the refused record is believed");
+    let (h2, h3) = (sim.peer_id(0, 1).unwrap(), sim.peer_id(0, 2).unwrap());
+    let certs = &sim.nodes[0].engine.members.certs;
+    assert_eq!(certs[&h2].public_key, sim.nodes[1].cert.public_key, "h2 keeps its own identity");
+    assert_eq!(certs[&h3].name, "h3", "h3 is still only h3");
 }
 
 #[test]
@@ -327,7 +338,7 @@ fn set_services_publishes_them_in_the_record_and_the_catalog() {
 }
 
 #[test]
-fn a_service_at_someone_elses_address_is_not_believed() {
+fn rogue_service_at_someone_elses_address_is_not_believed() {
     let mut sim = converged(3);
     let svc = crate::discovery::catalog::Announced {
         name: "bank".into(),
@@ -481,31 +492,40 @@ fn garbage_datagrams_change_nothing() {
     assert_eq!(sim.tables(0).peers.len(), before.peers.len());
 }
 
-#[test]
-fn a_member_sending_on_an_unknown_session_is_rehandshaken_at_most_once_per_interval() {
-    let mut sim = converged(2);
-    let now = sim.now;
-    // A transport header with an index h1 never issued, from h2's endpoint.
+/// Handshake initiations node 0 has queued for `to`, counted without taking them off the
+/// queue (the harness delivers them next).
+fn initiations_queued(sim: &Sim, to: SocketAddr) -> usize {
+    let init = overlay_proto::wire::MessageType::HandshakeInit as u8;
+    sim.nodes[0].engine.transmits.iter().filter(|t| t.dst == to && t.payload.first() == Some(&init)).count()
+}
+
+/// A flood of datagrams from `from` on a session node 0 never issued.
+fn flood_unknown_session(sim: &mut Sim, from: SocketAddr, count: usize) -> usize {
     let mut bytes = vec![0u8; 64];
     bytes[0] = overlay_proto::wire::MessageType::Transport as u8;
     bytes[4..8].copy_from_slice(&0xdead_beefu32.to_le_bytes());
-    let mut initiations = 0;
-    for _ in 0..50 {
-        sim.nodes[0].engine.handle(now, WorkerMsg::Datagram { from: addr_of(1), bytes: bytes.clone() });
-        while let Some(t) = sim.nodes[0].engine.poll_transmit() {
-            if t.dst == addr_of(1)
-                && t.payload.first() == Some(&(overlay_proto::wire::MessageType::HandshakeInit as u8))
-            {
-                initiations += 1;
-            }
-        }
+    let now = sim.now;
+    for _ in 0..count {
+        sim.nodes[0].engine.handle(now, WorkerMsg::Datagram { from, bytes: bytes.clone() });
     }
-    assert_eq!(initiations, 1, "one handshake per member per interval, however many datagrams");
-    // From a stranger: nothing.
-    sim.nodes[0]
-        .engine
-        .handle(now, WorkerMsg::Datagram { from: "10.200.0.77:51820".parse().unwrap(), bytes });
-    assert!(sim.nodes[0].engine.poll_transmit().is_none());
+    let n = initiations_queued(sim, from);
+    sim.collect_all();
+    n
+}
+
+#[test]
+fn rogue_unknown_session_flood_costs_one_handshake_per_member_per_interval() {
+    let mut sim = converged(2);
+    assert_eq!(flood_unknown_session(&mut sim, addr_of(1), 50), 1, "one handshake, however many datagrams");
+    // The handshake completes; a second flood within the interval starts none.
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(flood_unknown_session(&mut sim, addr_of(1), 50), 0, "rate-limited per member");
+    sim.run_for(super::RESYNC_INTERVAL);
+    assert_eq!(flood_unknown_session(&mut sim, addr_of(1), 50), 1, "allowed again after the interval");
+    // From an address no member has: nothing at all.
+    let stranger: SocketAddr = "10.200.0.77:51820".parse().unwrap();
+    assert_eq!(flood_unknown_session(&mut sim, stranger, 50), 0);
+    assert!(sim.nodes[0].engine.transmits.is_empty());
 }
 
 #[test]
