@@ -123,8 +123,6 @@ pub struct Engine {
     by_endpoint: BTreeMap<SocketAddr, PeerId>,
     /// When each member may next be re-handshaken for sending on an unknown session.
     resync_after: BTreeMap<PeerId, Instant>,
-    /// Learned MACs refused (bound to another owner, or the table was full).
-    learn_refused: u64,
 }
 
 impl Engine {
@@ -163,7 +161,6 @@ impl Engine {
             next_rtt_probe: now + probe::RTT_PERIOD,
             by_endpoint: BTreeMap::new(),
             resync_after: BTreeMap::new(),
-            learn_refused: 0,
         };
         // Workers must never see a snapshot without the networks.
         e.publish(now);
@@ -226,7 +223,6 @@ impl Engine {
                     match f.learn(mac, ip, loc, now) {
                         Learned::Ok => self.dirty = true,
                         Learned::Conflict | Learned::Full => {
-                            self.learn_refused += 1;
                             crate::plane::inc(&self.shared.stats.drop_spoof);
                         }
                     }

@@ -560,13 +560,14 @@ fn learning_a_mac_owned_elsewhere_is_refused_and_counted() {
     let (mac, ip) = sim.attach(0, 2, "a");
     let h2 = sim.peer_id(0, 1).unwrap();
     let now = sim.now;
+    let spoof_before = sim.nodes[0].shared.stats.snapshot().drop_spoof;
     sim.nodes[0]
         .engine
         .handle(now, WorkerMsg::Learn { net: NetId(0), mac, ip: Some(ip), loc: Loc::Peer(h2) });
     sim.collect_all();
     sim.run_for(Duration::from_millis(10));
     assert_eq!(loc(&sim, 0, &mac), Some(Loc::Local), "a local MAC is never moved behind a peer");
-    assert_eq!(sim.nodes[0].engine.learn_refused, 1);
+    assert_eq!(sim.nodes[0].shared.stats.snapshot().drop_spoof, spoof_before + 1, "the refusal is counted");
     // An unknown network index is ignored.
     sim.nodes[0].engine.handle(now, WorkerMsg::Learn { net: NetId(9), mac, ip: None, loc: Loc::Peer(h2) });
     let other = [2, 0x55, 0, 0, 0, 1];
