@@ -191,10 +191,12 @@ pub struct Announced {
 }
 
 /// Whether other nodes believe a member's instance at `ip`: inside the subnets its
-/// certificate lets it source, or at its own underlay address. The one rule for the engine
-/// (what it accepts from members) and the registry (what it refuses to register).
-pub fn believable(subnets: &[ipnet::IpNet], underlay: IpAddr, ip: IpAddr) -> bool {
-    ip == underlay || subnets.iter().any(|n| n.contains(&ip))
+/// certificate lets it source, or at its underlay address — for a member, the address its
+/// authenticated traffic comes from (`None` before any session), never the one its record
+/// declares. The one rule for the engine (what it accepts from members) and the registry
+/// (what it refuses to register).
+pub fn believable(subnets: &[ipnet::IpNet], underlay: Option<IpAddr>, ip: IpAddr) -> bool {
+    underlay == Some(ip) || subnets.iter().any(|n| n.contains(&ip))
 }
 
 /// Encodes our announced instances for the record's `services` bytes.

@@ -70,7 +70,7 @@ impl OwnAddresses {
     /// Refuses an `address` instance that other nodes would drop, saying which addresses work.
     pub fn check(&self, spec: &ServiceSpec) -> Result<()> {
         let Target::Address(ip) = spec.target else { return Ok(()) };
-        if super::catalog::believable(&self.subnets, self.underlay, ip) {
+        if super::catalog::believable(&self.subnets, Some(self.underlay), ip) {
             return Ok(());
         }
         let subnets: Vec<String> = self.subnets.iter().map(IpNet::to_string).collect();

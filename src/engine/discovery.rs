@@ -57,7 +57,12 @@ impl Engine {
                 Some(MemberState::Down) => continue,
                 _ => NodeState::Alive,
             };
-            nodes.push(Node { record: r, cert: Some(cert), state, services: decode_lenient(r, Some(cert)) });
+            // Host-mode instances are believed at the address the member's authenticated
+            // traffic comes from, never at the endpoint its record declares (a member could
+            // declare a victim's address there and announce services "at home").
+            let seen_at = self.endpoint.peer_info(peer).and_then(|i| i.endpoint).map(|e| e.ip());
+            let services = decode_lenient(r, Some((cert, seen_at)));
+            nodes.push(Node { record: r, cert: Some(cert), state, services });
         }
         nodes
     }
@@ -146,13 +151,14 @@ fn push_host(d: &mut Directory, name: String, ip: IpAddr) {
     }
 }
 
-/// A record's instances; for other members only those at addresses its certificate allows
-/// (or its own underlay address). An undecodable list counts as empty.
-fn decode_lenient(r: &Record, cert: Option<&Arc<NodeCert>>) -> Vec<Announced> {
+/// A record's instances; for other members only those at addresses its certificate allows,
+/// or at the underlay address its authenticated traffic comes from (`seen_at`). An
+/// undecodable list counts as empty.
+fn decode_lenient(r: &Record, owner: Option<(&Arc<NodeCert>, Option<IpAddr>)>) -> Vec<Announced> {
     match catalog::decode(&r.services) {
         Ok(list) => list
             .into_iter()
-            .filter(|s| cert.is_none_or(|c| catalog::believable(&c.subnets, r.endpoint.ip(), s.ip)))
+            .filter(|s| owner.is_none_or(|(c, seen_at)| catalog::believable(&c.subnets, seen_at, s.ip)))
             .collect(),
         Err(e) => {
             debug!(node = %r.name, %e, "services of a member refused");

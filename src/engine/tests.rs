@@ -357,6 +357,40 @@ fn rogue_service_at_someone_elses_address_is_not_believed() {
     assert!(!sim.nodes[0].engine.catalog().services.contains_key("bank"));
 }
 
+fn service(name: &str, ip: &str) -> crate::discovery::catalog::Announced {
+    crate::discovery::catalog::Announced {
+        name: name.into(),
+        vni: super::sim::VNI,
+        ip: ip.parse().unwrap(),
+        port: 443,
+        protocol: crate::discovery::directory::Protocol::Tcp,
+        tags: vec![],
+        container: None,
+        healthy: true,
+    }
+}
+
+#[test]
+fn rogue_record_endpoint_at_a_victims_address_does_not_place_services_there() {
+    let mut sim = converged(3);
+    // h3 declares h2's container address as its underlay endpoint and announces a "host"
+    // service there; also one at its real underlay address.
+    let now = sim.now;
+    sim.nodes[2].engine.members.layer.update_own(now, |r| r.endpoint = "10.42.2.2:51820".parse().unwrap());
+    sim.nodes[2]
+        .engine
+        .set_services(now, vec![service("bank", "10.42.2.2"), service("metrics", "10.200.0.3")]);
+    let seen = sim
+        .run_until(Duration::from_secs(10), |s| s.nodes[0].engine.catalog().services.contains_key("metrics"));
+    assert!(seen, "a service at the address h3's traffic comes from is believed");
+    assert!(
+        !sim.nodes[0].engine.catalog().services.contains_key("bank"),
+        "not at its self-declared endpoint"
+    );
+    sim.nodes[0].engine.publish_directory();
+    assert!(!sim.nodes[0].engine.members.directory.load().services.contains_key("bank"), "DNS stays clean");
+}
+
 fn policy(text: &str) -> std::sync::Arc<crate::policy::Compiled> {
     let file: crate::policy::PolicyFile = toml::from_str(text).expect("policy TOML");
     std::sync::Arc::new(crate::policy::Compiled::new(crate::policy::validate(&file).expect("valid policy")))
