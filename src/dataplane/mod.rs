@@ -10,7 +10,7 @@ pub mod frame;
 pub mod offload;
 mod worker;
 
-pub use worker::{deliver, run_worker};
+pub use worker::{admit, deliver, run_worker};
 // The contract with the engine thread lives in `crate::plane`; these names keep the workers'
 // `super::…` paths short.
 use crate::plane::{inc, tables, NetInfo, Shared, WorkerMsg as EngineMsg};

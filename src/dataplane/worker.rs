@@ -715,8 +715,15 @@ pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: NetId, f: &[u8
         inc(&shared.stats.drop_link_local);
         return false;
     }
-    if !entry.subnets.iter().any(|s| s.contains(&ip)) {
+    let Some(info) = shared.nets.net(net) else { return false };
+    // The source must be the peer's to use (certified) and belong to this network, and the
+    // peer must serve the network: no frames injected across networks.
+    if !entry.subnets.iter().any(|s| s.contains(&ip)) || !info.subnet.contains(&ip) {
         inc(&shared.stats.drop_spoof);
+        return false;
+    }
+    if entry.networks.as_ref().is_some_and(|n| !n.contains(&info.vni)) {
+        inc(&shared.stats.drop_no_network);
         return false;
     }
     let Some(nt) = tables.nets.net(net) else { return false };

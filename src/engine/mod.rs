@@ -13,7 +13,7 @@
 
 use overlay_proto::consts::INNER_HEADER_LEN;
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
-use overlay_proto::wire::Inner;
+use overlay_proto::wire::{Inner, Vni};
 use overlay_proto::{
     DatagramError, EncapError, Encapsulated, Endpoint, Event as ProtoEvent, PeerId, Received, Transmit,
 };
@@ -421,6 +421,12 @@ impl Engine {
                     subnets: Arc::new(cert.subnets.clone()),
                     name: Arc::from(cert.name.as_str()),
                     groups: Arc::new(cert.groups.clone()),
+                    networks: self.members.certs.contains_key(&id).then(|| {
+                        let record = self.members.layer.record(&crate::membership::NodeKey(info.key));
+                        Arc::new(record.map_or_else(Vec::new, |r| {
+                            r.networks.iter().filter_map(|&v| Vni::new(v)).collect()
+                        }))
+                    }),
                 },
             );
             if !self.members.down.contains(&id) {

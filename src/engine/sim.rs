@@ -26,8 +26,7 @@ use rand::{RngExt, SeedableRng};
 use super::{Engine, Event, Members};
 use crate::config::Encryption;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
-use crate::packet::ethernet::{EtherType, EthernetFrame};
-use crate::packet::ipv4::Ipv4Packet;
+use crate::packet::ethernet::EthernetFrame;
 use crate::packet::Mac;
 use crate::plane::tables::{Loc, Tables};
 use crate::plane::{EngineMsg, NetId, NetInfo, Shared, WorkerMsg};
@@ -83,10 +82,12 @@ pub struct SimNode {
     pub up: bool,
     /// Frames delivered to its TAP, oldest first.
     pub delivered: Vec<Delivered>,
+    /// Frames the data plane's admission check refused, oldest first.
+    pub refused: Vec<Delivered>,
     /// Events the harness does not consume (answered probes), oldest first.
     pub events: Vec<Event>,
     next_wake: Instant,
-    _rx: Receiver<EngineMsg>,
+    rx: Receiver<EngineMsg>,
 }
 
 struct Datagram {
@@ -177,7 +178,7 @@ impl Sim {
             Box::new(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(rng_seed)),
         )
         .expect("endpoint");
-        let (tx, rx) = sync_channel(1);
+        let (tx, rx) = sync_channel(1024);
         let net = NetInfo {
             name: "sim".into(),
             vni: Vni::new(VNI).expect("vni"),
@@ -229,7 +230,8 @@ impl Sim {
             delivered: Vec::new(),
             events: Vec::new(),
             next_wake: now,
-            _rx: rx,
+            rx,
+            refused: Vec::new(),
         }
     }
 
@@ -310,31 +312,33 @@ impl Sim {
         }
         while let Some(ev) = self.nodes[i].engine.poll_event() {
             match ev {
-                Event::Deliver { peer, buf, at, .. } => {
+                Event::Deliver { peer, net, buf, at } => {
                     let frame = buf[at..].to_vec();
-                    self.learn(i, peer, &frame);
-                    self.nodes[i].delivered.push(Delivered { peer, frame });
+                    // The workers' admission check (source, network, MAC binding, policy) runs
+                    // as in the daemon; what it hands the engine (learning) is fed back.
+                    let tables = self.nodes[i].shared.tables.load_full();
+                    let admitted = crate::dataplane::admit(&self.nodes[i].shared, &tables, peer, net, &frame);
+                    self.feed_worker_messages(i);
+                    if admitted {
+                        self.nodes[i].delivered.push(Delivered { peer, frame });
+                    } else {
+                        self.nodes[i].refused.push(Delivered { peer, frame });
+                    }
                 }
                 other => self.nodes[i].events.push(other),
             }
         }
     }
 
-    /// What a worker does with a delivered frame's source: learn it behind the sender unless
-    /// the snapshot already places it there.
-    fn learn(&mut self, i: usize, peer: PeerId, frame: &[u8]) {
-        let Ok(eth) = EthernetFrame::new_checked(frame) else { return };
-        let src = eth.src_addr();
-        let tables = self.nodes[i].shared.tables.load();
-        if tables.nets[0].macs.get(&src) == Some(&Loc::Peer(peer)) {
-            return;
-        }
-        let ip = ipv4_source(&eth).map(IpAddr::V4);
+    /// Hands node `i`'s engine what its workers queued for it (learned MACs).
+    fn feed_worker_messages(&mut self, i: usize) {
         let now = self.now;
-        self.nodes[i]
-            .engine
-            .handle(now, WorkerMsg::Learn { net: NetId(0), mac: src, ip, loc: Loc::Peer(peer) });
-        self.collect_after_input(i);
+        while let Ok(msg) = self.nodes[i].rx.try_recv() {
+            if let EngineMsg::Worker(m) = msg {
+                self.nodes[i].engine.handle(now, m);
+            }
+        }
+        self.nodes[i].next_wake = self.nodes[i].next_wake.min(now);
     }
 
     /// A container on node `i` sends `frame`: the workers' lookup in the published snapshot,
@@ -451,13 +455,6 @@ pub fn udp_frame(src: (Mac, IpAddr), dst: (Mac, IpAddr), payload: &[u8]) -> Vec<
     f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
     f.extend_from_slice(payload);
     f
-}
-
-fn ipv4_source(eth: &EthernetFrame<&[u8]>) -> Option<Ipv4Addr> {
-    if eth.ethertype() != EtherType::IPV4 {
-        return None;
-    }
-    Some(Ipv4Packet::new_checked(eth.payload()).ok()?.src_addr())
 }
 
 /// Node `i`'s underlay address.

@@ -225,6 +225,56 @@ fn rogue_record_carrying_another_members_certificate_is_refused() {
     assert_eq!(certs[&h3].name, "h3", "h3 is still only h3");
 }
 
+/// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
+fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
+    let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");
+    assert!(!sim.send_frame(i, &frame).is_empty(), "flooded to somebody");
+    frame
+}
+
+#[test]
+fn rogue_frames_from_outside_the_network_or_the_senders_subnet_are_refused() {
+    let mut sim = converged(2);
+    // A member certified for 10.99.3.0/24 (another network's range) joins this one.
+    let secret = secret_of(7, 2);
+    let cert = sim.sign("h3", &secret, &["10.99.3.0/24"], &[]);
+    let ca = sim.ca_cert.clone();
+    sim.add_node(secret, cert, ca);
+    assert!(sim.run_until(Duration::from_secs(60), Sim::converged));
+    let spoof_before = sim.nodes[0].shared.stats.snapshot().drop_spoof;
+    // Its own certified address, but outside this network's subnet: refused.
+    let outside = flood_from(&mut sim, 2, [0x02, 0x99, 0, 0, 0, 1], "10.99.3.5");
+    // An address of this network, but of h2's subnet, not its own: refused.
+    let neighbours = flood_from(&mut sim, 2, [0x02, 0x99, 0, 0, 0, 2], "10.42.2.5");
+    sim.run_for(Duration::from_millis(300));
+    let refused: Vec<&Vec<u8>> = sim.nodes[0].refused.iter().map(|d| &d.frame).collect();
+    assert!(refused.contains(&&outside) && refused.contains(&&neighbours), "both refused");
+    assert!(sim.nodes[0].delivered.is_empty(), "nothing reached the bridge");
+    assert_eq!(loc(&sim, 0, &[0x02, 0x99, 0, 0, 0, 1]), None, "nothing learned");
+    assert_eq!(loc(&sim, 0, &[0x02, 0x99, 0, 0, 0, 2]), None);
+    assert!(sim.nodes[0].shared.stats.snapshot().drop_spoof >= spoof_before + 2, "counted");
+}
+
+#[test]
+fn rogue_frames_for_a_network_the_senders_record_does_not_serve_are_refused() {
+    let mut sim = converged(3);
+    // h3's record says it serves only VNI 7; it still sends into this network (VNI 42) from
+    // an address of its own subnet.
+    let now = sim.now;
+    sim.nodes[2].engine.members.layer.update_own(now, |r| r.networks = vec![7]);
+    sim.run_for(Duration::from_secs(5));
+    let before = sim.nodes[0].shared.stats.snapshot().drop_no_network;
+    let frame = flood_from(&mut sim, 2, [0x02, 0x99, 0, 0, 0, 3], "10.42.3.9");
+    sim.run_for(Duration::from_millis(300));
+    assert!(sim.nodes[0].refused.iter().any(|d| d.frame == frame), "refused");
+    assert!(sim.nodes[0].delivered.is_empty());
+    assert!(sim.nodes[0].shared.stats.snapshot().drop_no_network > before, "counted");
+    // h2 serves it: its frames pass.
+    let ok = flood_from(&mut sim, 1, [0x02, 0x99, 0, 0, 0, 4], "10.42.2.9");
+    sim.run_for(Duration::from_millis(300));
+    assert!(sim.nodes[0].delivered.iter().any(|d| d.frame == ok));
+}
+
 #[test]
 fn rogue_node_with_a_certificate_from_another_ca_never_joins() {
     let mut sim = converged(2);

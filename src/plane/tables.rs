@@ -43,6 +43,9 @@ pub struct PeerEntry {
     pub name: Arc<str>,
     /// Certified groups (policy `groups` selectors).
     pub groups: Arc<Vec<String>>,
+    /// The networks (VNIs) the member's verified record says it serves; `None` until its
+    /// record arrives. Frames for other networks are refused.
+    pub networks: Option<Arc<Vec<Vni>>>,
 }
 
 /// One network's tables.
