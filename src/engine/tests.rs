@@ -276,6 +276,34 @@ fn rogue_frames_for_a_network_the_senders_record_does_not_serve_are_refused() {
 }
 
 #[test]
+fn rogue_version_bomb_freezes_no_record() {
+    use crate::membership::wire::{Msg, Notice};
+    let mut sim = converged(3);
+    sim.run_for(Duration::from_secs(3));
+    let (h1, h2) = (sim.nodes[0].cert.public_key, sim.nodes[1].cert.public_key);
+    let own_before = sim.nodes[0].engine.members.layer.own().version;
+    // h3 (authenticated) tells h1 that h1's own record and h2's exist at the top of the
+    // version range, as gossip would arrive through its session.
+    let bomb = Msg::Notices(vec![
+        Notice { key: crate::membership::NodeKey(h1), version: u64::MAX - 1 },
+        Notice { key: crate::membership::NodeKey(h2), version: u64::MAX - 1 },
+    ])
+    .encode();
+    let (now, rogue) = (sim.now, crate::membership::NodeKey(sim.nodes[2].cert.public_key));
+    let _ = sim.nodes[0].engine.members.layer.handle_message(now, rogue, &bomb);
+    sim.collect_all();
+    let own = sim.nodes[0].engine.members.layer.own().version;
+    assert!(own < own_before.saturating_add(1 << 40), "h1's version did not jump: {own_before} -> {own}");
+    assert_eq!(sim.nodes[0].engine.members.layer.stats().versions_refused, 2, "both refused and counted");
+    // Both records still move: containers attached on h1 and h2 reach the others.
+    let (a, _) = sim.attach(0, 2, "a");
+    let (b, _) = sim.attach(1, 2, "b");
+    let moved =
+        sim.run_until(Duration::from_secs(10), |s| loc(s, 1, &a).is_some() && loc(s, 0, &b).is_some());
+    assert!(moved, "a record is frozen");
+}
+
+#[test]
 fn rogue_node_with_a_certificate_from_another_ca_never_joins() {
     let mut sim = converged(2);
     // A third node whose certificate comes from a CA the network does not trust.

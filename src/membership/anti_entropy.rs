@@ -87,8 +87,8 @@ impl Membership {
             theirs.into_iter().filter(|(k, _)| range.contains(k.prefix64())).collect();
         for (&key, &version) in &theirs {
             if key == self.own.key {
-                self.bump_own_above(version);
-            } else if self.wants(now, &key, version) {
+                self.bump_own_above(now, version);
+            } else if self.version_plausible(now, version) && self.wants(now, &key, version) {
                 let deadline = now + self.cfg.tick() * 10;
                 self.pulls.insert(key, PendingPull { version, deadline, hot: false });
                 pulls.push(PullReq { key, version, chunks: None });
@@ -113,8 +113,8 @@ impl Membership {
         let mut pulls = Vec::new();
         for Notice { key, version } in notices {
             if key == self.own.key {
-                self.bump_own_above(version);
-            } else if self.wants(now, &key, version) {
+                self.bump_own_above(now, version);
+            } else if self.version_plausible(now, version) && self.wants(now, &key, version) {
                 let deadline = now + self.cfg.tick() * 10;
                 self.pulls.insert(key, PendingPull { version, deadline, hot: true });
                 pulls.push(PullReq { key, version, chunks: None });
@@ -150,7 +150,10 @@ impl Membership {
     ) -> Result<(), MembershipError> {
         let (key, version) = (chunk.key, chunk.version);
         if key == self.own.key {
-            self.bump_own_above(version);
+            self.bump_own_above(now, version);
+            return Ok(());
+        }
+        if !self.version_plausible(now, version) {
             return Ok(());
         }
         if !self.is_newer(&key, version) {

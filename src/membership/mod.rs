@@ -137,7 +137,13 @@ pub struct Membership {
     next_tick: Instant,
     next_anti_entropy: Instant,
     stats: MembershipStats,
+    /// `now` and our record's version at start: versions are wall-clock millis << 16, so no
+    /// honest version can be far above `start version + elapsed millis << 16`.
+    version_clock: (Instant, u64),
 }
+
+/// How far ahead of our own clock a record version may claim to be (other hosts' clocks).
+pub const VERSION_SKEW: Duration = Duration::from_secs(3600);
 
 impl Membership {
     /// Starts with our own record; its `version` (the engine passes unix-millis << 16) is the
@@ -177,6 +183,7 @@ impl Membership {
             rng,
             next_anti_entropy,
             stats: MembershipStats::default(),
+            version_clock: (now, own.version),
         };
         m.set_own(own);
         m
@@ -336,19 +343,34 @@ impl Membership {
         self.rumors.add(key, self.own.version, rounds);
     }
 
+    /// Whether `version` could have been made by an honest clock by `now` (within
+    /// [`VERSION_SKEW`]); a version beyond that (a "version bomb" that would freeze a record
+    /// at the top of the range) is refused and counted.
+    fn version_plausible(&mut self, now: Instant, version: u64) -> bool {
+        let (at, start) = self.version_clock;
+        let millis = (now.saturating_duration_since(at) + VERSION_SKEW).as_millis();
+        let limit = start.saturating_add(u64::try_from(millis).unwrap_or(u64::MAX).saturating_mul(1 << 16));
+        let ok = version <= limit;
+        if !ok {
+            self.stats.versions_refused += 1;
+        }
+        ok
+    }
+
     /// Our record was seen at `version` elsewhere (an earlier run of ours): move above it.
-    fn bump_own_above(&mut self, version: u64) {
-        if version <= self.own.version {
+    fn bump_own_above(&mut self, now: Instant, version: u64) {
+        if version <= self.own.version || !self.version_plausible(now, version) {
             return;
         }
+        let Some(next) = version.checked_add(1) else { return };
         if self.id.renewal <= version {
-            let new_id = SwimId { renewal: version + 1, ..self.id.clone() };
+            let new_id = SwimId { renewal: next, ..self.id.clone() };
             if self.foca.change_identity(new_id.clone(), &mut self.swim_out).is_ok() {
                 self.id = new_id;
             }
         }
         let mut r = self.own.clone();
-        r.version = version + 1;
+        r.version = next;
         self.set_own(r);
     }
 

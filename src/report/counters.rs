@@ -177,6 +177,11 @@ overlay_proto::counters! {
             "weft_membership_suspicions_expired",
             "Suspicions learned by gossip that nobody resolved in time, declared down here",
         ),
+        /// Record versions refused for claiming a time beyond our clock plus the allowed skew.
+        versions_refused => Metric::new(
+            "weft_membership_versions_refused",
+            "Record versions refused for claiming a time beyond this node's clock plus the allowed skew",
+        ),
     }
 }
 
@@ -323,7 +328,8 @@ mod tests {
                 "transmit_dropped",
                 "own_record_too_large",
                 "turn_undead_challenged",
-                "suspicions_expired"
+                "suspicions_expired",
+                "versions_refused"
             ]
         );
         assert_eq!(fields::<ConntrackStats>(), ["inserts", "table_full", "peer_full", "expired"]);
