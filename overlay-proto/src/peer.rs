@@ -215,6 +215,16 @@ impl Peer {
         if !s.is_confirmed() && age >= REKEY_TIMEOUT {
             return Due::Handshake;
         }
+        // Any authenticated packet from the peer answers our data, whichever of our sessions
+        // it arrived on (WireGuard keeps this timer per peer). After simultaneous handshakes
+        // the two sides can send on different sessions, each the other's `previous`: replies
+        // then never land on the session we send on, and a per-session timer re-handshaked
+        // such a pair 15 s after it formed, however busy the tunnel.
+        if let Some(u) = s.unanswered_since() {
+            if let Some(heard) = self.sessions().filter_map(|x| x.last_received()).filter(|&r| r >= u).max() {
+                s.answered_elsewhere(heard);
+            }
+        }
         // Sent data and heard nothing back for a while: the peer may have lost our session
         // (it restarted). Counted from the first unanswered send, so steady traffic into a
         // black hole does not keep pushing the deadline out.
@@ -303,7 +313,7 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consts::TRANSPORT_HEADER_LEN;
+    use crate::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
 
     fn session(now: Instant, idx: u32, initiator: bool) -> Arc<Session> {
         Arc::new(Session::new(now, idx, idx + 100, initiator, true, &[1; 32], &[2; 32]))
@@ -339,6 +349,32 @@ mod tests {
         }
         assert_eq!(dropped, [2]);
         assert_eq!(p.draining.len(), MAX_DRAINING);
+    }
+
+    #[test]
+    fn a_reply_on_another_session_of_the_peer_answers_our_data() {
+        let now = Instant::now();
+        let at = |secs| now + Duration::from_secs(secs);
+        let mut p = Peer::new([1; 32]);
+        let previous = session(now, 1, true);
+        p.install_current(previous.clone());
+        let current = session(now, 2, false);
+        p.install_current(current.clone());
+        // The peer's end of our previous session: the one it sends on.
+        let theirs = Session::new(now, 101, 1, false, true, &[2; 32], &[1; 32]);
+        let data = |s: &Session, t| {
+            let mut buf = [0u8; 64];
+            buf[TRANSPORT_HEADER_LEN] = 2;
+            s.seal(t, &mut buf, 4).unwrap();
+            buf
+        };
+        data(&current, at(1));
+        let mut reply = data(&theirs, at(2));
+        previous.open(at(2), &mut reply[..TRANSPORT_HEADER_LEN + 4 + TAG_LEN]).unwrap();
+        assert_eq!(p.due(at(30)), Due::Nothing, "answered on the previous session");
+        // Data the peer never answers still starts a handshake.
+        data(&current, at(40));
+        assert_eq!(p.due(at(40) + NO_REPLY_TIMEOUT), Due::Handshake);
     }
 
     #[test]

@@ -275,6 +275,15 @@ impl Session {
         self.replay.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Our data sent since `since` counts as answered: the peer spoke on another of its
+    /// sessions with us. Leaves a newer unanswered mark (set by a concurrent send) alone.
+    pub(crate) fn answered_elsewhere(&self, since: Instant) {
+        let mark = self.stamps.unanswered.load(Relaxed);
+        if self.instant(mark).is_some_and(|u| u <= since) {
+            let _ = self.stamps.unanswered.compare_exchange(mark, 0, Relaxed, Relaxed);
+        }
+    }
+
     fn stamp(&self, now: Instant) -> u64 {
         u64::try_from(self.age(now).as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
