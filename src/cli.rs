@@ -34,12 +34,18 @@ pub enum Command {
         #[arg(long, short, default_value = "/etc/weft/node.toml")]
         config: PathBuf,
     },
-    /// Generate an X25519 key pair: the private key goes to --out (mode 0600), the public
-    /// key to --out.pub and stdout.
+    /// Generate a node key: the private key goes to --out (mode 0600), the public key (X25519
+    /// and record-signing keys, one base64 string) to --out.pub and stdout.
     Keygen {
         /// Private key file to create.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Print the public key of a private key file, as `weft keygen` prints it.
+    Pubkey {
+        /// Private key file.
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Certificate authority operations.
     #[command(subcommand)]
@@ -124,6 +130,7 @@ impl Command {
             | Command::CheckConfig { .. }
             | Command::Teardown { .. }
             | Command::Keygen { .. }
+            | Command::Pubkey { .. }
             | Command::Ca(_)
             | Command::Cni
             | Command::Completions { .. }
@@ -255,7 +262,7 @@ pub enum CaCommand {
         /// Node name (lowercase letters, digits, - _ .).
         #[arg(long)]
         name: String,
-        /// The node's X25519 public key, base64 (as printed by `weft keygen`).
+        /// The node's public key, base64 (as printed by `weft keygen` or `weft pubkey`).
         #[arg(long, conflicts_with = "public_key_file", required_unless_present = "public_key_file")]
         public_key: Option<String>,
         /// File holding the node's public key (`<key>.pub` from `weft keygen`).

@@ -12,7 +12,8 @@ use crate::pki::{self, fmt_time, AnyCert};
 
 /// `weft keygen`.
 pub fn keygen(out: &Path) -> Result<()> {
-    let (secret, public) = pki::generate_x25519();
+    let secret = pki::generate_secret();
+    let public = pki::encode_public_identity(&secret);
     let pub_path = out.with_extension(match out.extension() {
         Some(e) => format!("{}.pub", e.to_string_lossy()),
         None => "pub".into(),
@@ -20,9 +21,16 @@ pub fn keygen(out: &Path) -> Result<()> {
     if pub_path.exists() {
         bail!("{} already exists; refusing to overwrite", pub_path.display());
     }
-    pki::write_secret(out, &format!("{}\n", pki::encode_key(&secret)))?;
-    pki::write_public(&pub_path, &format!("{}\n", pki::encode_key(&public)))?;
-    println!("{}", pki::encode_key(&public));
+    pki::write_secret(out, &format!("{}\n", pki::encode_key(secret.as_bytes())))?;
+    pki::write_public(&pub_path, &format!("{public}\n"))?;
+    println!("{public}");
+    Ok(())
+}
+
+/// `weft pubkey`: the public key of a private key file, as `weft keygen` prints it.
+pub fn pubkey(key: &Path) -> Result<()> {
+    let secret = pki::load_private_key(key)?;
+    println!("{}", pki::encode_public_identity(&secret));
     Ok(())
 }
 
@@ -62,13 +70,14 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
                 (None, Some(f)) => pki::read_text(&f)?,
                 (None, None) => bail!("give --public-key or --public-key-file"),
             };
-            let public_key = pki::decode_key(&key_text, "public key")?;
+            let (public_key, signing_key) = pki::decode_public_identity(&key_text, "public key")?;
             let ca = pki::load_ca_cert(&ca_cert)?;
             let now = pki::unix_now();
             let not_after = (now + days * 86_400).min(ca.not_after);
             let req = NodeCertRequest {
                 name,
                 public_key,
+                signing_key,
                 subnets,
                 groups,
                 not_before: now.saturating_sub(60).max(ca.not_before),
@@ -369,6 +378,7 @@ mod tests {
         let req = NodeCertRequest {
             name: "h1".into(),
             public_key: [7; 32],
+            signing_key: [8; 32],
             subnets: vec!["10.42.1.0/24".parse().unwrap()],
             groups: vec![],
             not_before: from,

@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         Command::Teardown { config } => teardown(&config),
         Command::CheckConfig { config } => commands::check_config(&config),
         Command::Keygen { out } => commands::keygen(&out),
+        Command::Pubkey { key } => commands::pubkey(&key),
         Command::Ca(c) => commands::ca(c),
         Command::Cert(c) => commands::cert(c),
         Command::Attach(a) => client::attach(a),

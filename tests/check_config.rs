@@ -138,11 +138,13 @@ fn a_key_of_another_node_names_node_key() {
 fn reissue(dir: &Path, ca_window: (u64, u64), cert_window: (u64, u64)) {
     let key = CaKey::from_seed(&[7; 32]);
     let ca = key.self_sign("test", ca_window.0, ca_window.1).expect("self-sign");
-    let public =
-        weft::pki::decode_key(&std::fs::read_to_string(dir.join("h1.key.pub")).unwrap(), "pub").unwrap();
+    let (public, signing) =
+        weft::pki::decode_public_identity(&std::fs::read_to_string(dir.join("h1.key.pub")).unwrap(), "pub")
+            .unwrap();
     let req = NodeCertRequest {
         name: "h1".into(),
         public_key: public,
+        signing_key: signing,
         subnets: vec!["10.42.1.0/24".parse().unwrap()],
         groups: vec![],
         not_before: cert_window.0,

@@ -56,6 +56,7 @@ fn write_node(dir: &TempDir, name: &str, key: &CaKey, ca: &CaCert, from: u64, to
     let req = NodeCertRequest {
         name: name.into(),
         public_key: [9; 32],
+        signing_key: [10; 32],
         subnets: vec!["10.42.1.0/24".parse().unwrap()],
         groups: vec![],
         not_before: from,
@@ -150,12 +151,26 @@ fn sign(dir: &TempDir, out: &str, extra: &[&str]) -> Output {
         assert!(init.status.success(), "{}", stderr(&init));
     }
     let out = path(dir, out);
-    let pubkey = weft::pki::encode_key(&[7; 32]);
+    let pubkey = weft::pki::encode_public_identity(&overlay_proto::keys::SecretKey::from_bytes([7; 32]));
     let mut args =
         vec!["ca", "sign", "--ca-key", &key, "--ca-cert", &cert, "--name", "h1", "--public-key", &pubkey];
     args.extend_from_slice(&["--out", &out]);
     args.extend_from_slice(extra);
     weft(&args)
+}
+
+#[test]
+fn ca_sign_refuses_a_public_key_without_its_signing_key_and_says_how_to_get_one() {
+    let dir = TempDir::new("cli-ca", "oldpub");
+    let (key, cert) = (path(&dir, "ca.key"), path(&dir, "ca.crt"));
+    let init = weft(&["ca", "init", "--name", "test", "--out-key", &key, "--out-cert", &cert]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let old = weft::pki::encode_key(&[7; 32]);
+    let out = path(&dir, "h1.crt");
+    let args = ["ca", "sign", "--ca-key", &key, "--ca-cert", &cert, "--name", "h1", "--public-key", &old];
+    let out = weft(&[&args[..], &["--subnet", "10.42.1.0/24", "--out", &out]].concat());
+    assert!(!out.status.success(), "a bare X25519 key must be refused");
+    assert!(stderr(&out).contains("weft pubkey --key"), "{}", stderr(&out));
 }
 
 #[test]

@@ -5,12 +5,19 @@
 //! versioned binary layout (all integers little-endian):
 //!
 //! ```text
-//! node: "WFTN" version(1) name_len(1) name public_key(32) n_subnets(1) {family(1) addr(4|16) prefix(1)}*
-//!       n_groups(1) {len(1) group}* not_before(8) not_after(8) issuer(32) signature(64)
+//! node: "WFTN" version(2) name_len(1) name public_key(32) signing_key(32)
+//!       n_subnets(1) {family(1) addr(4|16) prefix(1)}* n_groups(1) {len(1) group}*
+//!       not_before(8) not_after(8) issuer(32) signature(64)
 //! ca:   "WFTA" version(1) name_len(1) name public_key(32) not_before(8) not_after(8) signature(64)
 //! ```
 //! The signature covers every byte before it. Decoding rejects trailing bytes, so one
 //! certificate has exactly one encoding.
+//!
+//! A node certificate names two keys of the node: its X25519 key (the Noise handshake's static
+//! key, the node's identity) and an Ed25519 key that signs what the node says about itself in
+//! membership, so a record relayed by anyone can be checked against its author (see
+//! [`crate::keys::SecretKey::record_signing_key`]). Version 1 certificates had no signing key;
+//! they are refused with a message that says to re-sign them.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -20,8 +27,10 @@ use crate::consts::MAX_CERT_LEN;
 
 const NODE_MAGIC: &[u8; 4] = b"WFTN";
 const CA_MAGIC: &[u8; 4] = b"WFTA";
-/// The certificate encoding version this crate writes and reads.
-pub const CERT_VERSION: u8 = 1;
+/// The node certificate encoding version this crate writes and reads.
+pub const CERT_VERSION: u8 = 2;
+/// The CA certificate encoding version this crate writes and reads.
+pub const CA_CERT_VERSION: u8 = 1;
 /// Most subnets one certificate may carry.
 pub const MAX_SUBNETS: usize = 16;
 /// Most groups one certificate may carry.
@@ -38,6 +47,13 @@ pub enum CertError {
     /// An encoding version we do not read.
     #[error("unsupported certificate version {0}")]
     Version(u8),
+    /// A version 1 node certificate: it names no record-signing key.
+    #[error(
+        "version 1 node certificate: it names no record-signing key (weft now signs membership \
+         records); re-sign it with `weft ca sign --public-key-file <key>.pub` after printing the \
+         current public key with `weft pubkey --key <key>`"
+    )]
+    NoSigningKey,
     /// Signed by a different CA than the network's.
     #[error("certificate was issued by a different CA")]
     ForeignCa,
@@ -115,6 +131,7 @@ impl CaKey {
         let mut cert = NodeCert {
             name: req.name,
             public_key: req.public_key,
+            signing_key: req.signing_key,
             subnets: req.subnets,
             groups: req.groups,
             not_before: req.not_before,
@@ -135,6 +152,8 @@ pub struct NodeCertRequest {
     pub name: String,
     /// The node's X25519 static public key.
     pub public_key: [u8; 32],
+    /// The node's Ed25519 record-signing public key.
+    pub signing_key: [u8; 32],
     /// Overlay subnets the node may source (1..=16, no host bits set).
     pub subnets: Vec<IpNet>,
     /// Groups for policy.
@@ -164,7 +183,7 @@ impl CaCert {
     fn body(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(128);
         b.extend_from_slice(CA_MAGIC);
-        b.push(CERT_VERSION);
+        b.push(CA_CERT_VERSION);
         b.push(self.name.len() as u8);
         b.extend_from_slice(self.name.as_bytes());
         b.extend_from_slice(&self.public_key);
@@ -183,7 +202,7 @@ impl CaCert {
     /// Decodes and checks the self-signature (not the validity window: see [`CaCert::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, CertError> {
         let mut r = Reader::new(bytes)?;
-        r.magic(CA_MAGIC)?;
+        r.magic(CA_MAGIC, CA_CERT_VERSION)?;
         let name = r.name()?;
         let public_key = r.array::<32>()?;
         let not_before = r.u64()?;
@@ -209,6 +228,8 @@ pub struct NodeCert {
     pub name: String,
     /// X25519 static public key.
     pub public_key: [u8; 32],
+    /// Ed25519 key that signs the node's membership records.
+    pub signing_key: [u8; 32],
     /// Overlay subnets the node may source.
     pub subnets: Vec<IpNet>,
     /// Groups for policy.
@@ -231,6 +252,7 @@ impl NodeCert {
         b.push(self.name.len() as u8);
         b.extend_from_slice(self.name.as_bytes());
         b.extend_from_slice(&self.public_key);
+        b.extend_from_slice(&self.signing_key);
         b.push(self.subnets.len() as u8);
         for net in &self.subnets {
             match net {
@@ -285,9 +307,13 @@ impl NodeCert {
     /// Decodes the structure and field rules; the signature is checked by [`NodeCert::verify`].
     pub fn decode(bytes: &[u8]) -> Result<Self, CertError> {
         let mut r = Reader::new(bytes)?;
-        r.magic(NODE_MAGIC)?;
+        match r.magic(NODE_MAGIC, CERT_VERSION) {
+            Err(CertError::Version(1)) => return Err(CertError::NoSigningKey),
+            other => other?,
+        }
         let name = r.name()?;
         let public_key = r.array::<32>()?;
+        let signing_key = r.array::<32>()?;
         let n = r.u8()? as usize;
         if n > MAX_SUBNETS {
             return Err(CertError::Malformed("too many subnets"));
@@ -318,6 +344,7 @@ impl NodeCert {
         let cert = Self {
             name,
             public_key,
+            signing_key,
             subnets,
             groups,
             not_before: r.u64()?,
@@ -338,6 +365,12 @@ impl NodeCert {
         verify_sig(&ca.public_key, &self.body(), &self.signature)?;
         ca.verify(now)?;
         check_time(self.not_before, self.not_after, now)
+    }
+
+    /// Whether `signature` over `msg` was made with the certified record-signing key.
+    pub fn verify_signed(&self, msg: &[u8], signature: &[u8]) -> Result<(), CertError> {
+        let sig: &[u8; 64] = signature.try_into().map_err(|_| CertError::Malformed("signature length"))?;
+        verify_sig(&self.signing_key, msg, sig)
     }
 
     /// Whether `ip` lies in one of the certified subnets.
@@ -406,12 +439,12 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn magic(&mut self, m: &[u8; 4]) -> Result<(), CertError> {
+    fn magic(&mut self, m: &[u8; 4], version: u8) -> Result<(), CertError> {
         if self.take(4)? != m {
             return Err(CertError::Malformed("not a weft certificate of this kind"));
         }
         match self.u8()? {
-            CERT_VERSION => Ok(()),
+            v if v == version => Ok(()),
             v => Err(CertError::Version(v)),
         }
     }
@@ -462,6 +495,7 @@ mod tests {
         NodeCertRequest {
             name: "h1".into(),
             public_key: [9; 32],
+            signing_key: [10; 32],
             subnets: vec!["10.42.1.0/24".parse().unwrap(), "fd00::/64".parse().unwrap()],
             groups: vec!["web".into(), "Prod".into()],
             not_before: NOW - 10,
@@ -509,9 +543,14 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(NodeCert::decode(&longer), Err(CertError::Malformed("trailing bytes")));
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
-        assert_eq!(NodeCert::decode(&v2), Err(CertError::Version(2)));
+        let mut v3 = bytes.clone();
+        v3[4] = 3;
+        assert_eq!(NodeCert::decode(&v3), Err(CertError::Version(3)));
+        // A version 1 certificate (no record-signing key) says what to do about it.
+        let mut v1 = bytes.clone();
+        v1[4] = 1;
+        assert_eq!(NodeCert::decode(&v1), Err(CertError::NoSigningKey));
+        assert!(CertError::NoSigningKey.to_string().contains("weft ca sign"));
         assert!(NodeCert::decode(&ca.encode()).is_err());
         let mut ca_bytes = ca.encode();
         let last = ca_bytes.len() - 1;

@@ -15,6 +15,7 @@ fn node(ca: &CaKey, ca_cert: &overlay_proto::cert::CaCert, i: u8, now: Instant) 
             NodeCertRequest {
                 name: format!("h{i}"),
                 public_key: public_key(&secret),
+                signing_key: [0; 32],
                 subnets: vec![format!("10.42.{i}.0/24").parse().unwrap()],
                 groups: vec![],
                 not_before: 1_000,

@@ -13,7 +13,6 @@ pub use network::TornDown;
 pub use reload::{needs_restart, LogLevelSetter};
 
 use anyhow::Result;
-use overlay_proto::cert::NodeCert;
 use overlay_proto::{Endpoint, EndpointConfig};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ use crate::discovery::directory::Directory;
 use crate::discovery::registry::{Registry, Source};
 use crate::dns::{DnsServer, DnsSettings};
 use crate::engine::driver::Driver;
-use crate::engine::{Engine, Members};
+use crate::engine::{CertAuth, Engine, Members};
 use crate::ipam::Leases;
 use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
 use crate::netlink::Netlink;
@@ -122,7 +121,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let endpoint = Endpoint::new(
         EndpointConfig {
-            static_secret: id.secret,
+            static_secret: id.secret.clone(),
             cert: id.cert.clone(),
             ca: id.ca.clone(),
             wall_clock: (Instant::now(), wall),
@@ -155,7 +154,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
     let dns = start_dns(cfg, &gateways, &directory, &dns_stats)
         .await
         .map_err(|e| e.context("starting DNS (set [dns] enable = false to run without it)"))?;
-    let members = Members::new(membership(cfg, &id.cert, wall), id.ca.clone(), Arc::clone(&directory));
+    let members = Members::new(membership(cfg, &id, wall), id.ca.clone(), Arc::clone(&directory));
     let engine =
         Engine::new(Instant::now(), wall, endpoint, Arc::clone(&shared), &cfg.dial_targets(), members);
     let mut driver = Driver::new(engine, Arc::clone(&shared), sockets.udp[0].try_clone()?);
@@ -298,7 +297,8 @@ async fn announce_services(registry: Arc<Registry>, tx: std::sync::mpsc::SyncSen
 }
 
 /// Our membership layer, starting from a record whose version beats any earlier run's.
-fn membership(cfg: &Config, cert: &NodeCert, wall: std::time::Duration) -> Membership {
+fn membership(cfg: &Config, id: &Identity, wall: std::time::Duration) -> Membership {
+    let cert = &id.cert;
     let own = Record {
         key: NodeKey(cert.public_key),
         name: cfg.node.name.clone(),
@@ -310,7 +310,9 @@ fn membership(cfg: &Config, cert: &NodeCert, wall: std::time::Duration) -> Membe
         services: Vec::new(),
     };
     let seed = u64::from_le_bytes(pki::random32()[..8].try_into().expect("8 bytes"));
-    Membership::new(own, MembershipConfig::default(), seed, Instant::now())
+    let now = Instant::now();
+    let auth = CertAuth::new(id.ca.clone(), &id.secret, now, wall);
+    Membership::new(own, MembershipConfig::default(), Box::new(auth), seed, now)
 }
 
 /// Waits for SIGTERM/SIGINT; meanwhile reloads on SIGHUP and on `weft reload`.

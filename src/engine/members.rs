@@ -5,17 +5,18 @@
 //! are believed, so a member cannot claim another node's addresses.
 
 use overlay_proto::cert::{CaCert, NodeCert};
-use overlay_proto::wire::Inner;
+use overlay_proto::keys::{RecordSigningKey, SecretKey};
+use overlay_proto::wire::{Inner, Vni};
 use overlay_proto::PeerId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, trace};
 
 use super::Engine;
 use crate::discovery::directory::Directory;
-use crate::membership::{ContainerEntry, MemberEvent, Membership, NodeKey};
+use crate::membership::{ContainerEntry, MemberEvent, Membership, NodeKey, Record, RecordAuth};
 use crate::packet::Mac;
 use crate::plane::NetId;
 use arc_swap::ArcSwap;
@@ -26,6 +27,9 @@ pub(crate) struct Members {
     pub layer: Membership,
     /// Verified certificates from members' records, by peer.
     pub certs: BTreeMap<PeerId, Arc<NodeCert>>,
+    /// The networks each member's verified record says it serves, kept with `certs` (one is
+    /// never present without the other): the workers refuse its frames for any other network.
+    pub networks: BTreeMap<PeerId, Arc<Vec<Vni>>>,
     /// Members declared down: not flooded to, their entries gone.
     pub down: BTreeSet<PeerId>,
     /// The network CA, to verify records' certificates.
@@ -43,12 +47,45 @@ impl Members {
         Self {
             layer,
             certs: BTreeMap::new(),
+            networks: BTreeMap::new(),
             down: BTreeSet::new(),
             ca,
             refused: 0,
             directory,
             directory_dirty: true,
         }
+    }
+}
+
+/// Record signatures backed by certificates: our record is signed with our record-signing key,
+/// and another's is believed only if signed by the key its certificate names, the certificate
+/// verifying against the network CA and naming the record's key and name.
+pub(crate) struct CertAuth {
+    ca: CaCert,
+    key: RecordSigningKey,
+    wall: (Instant, Duration),
+}
+
+impl CertAuth {
+    /// `wall` is the wall-clock time at `now` (certificates are checked in wall time).
+    pub(crate) fn new(ca: CaCert, secret: &SecretKey, now: Instant, wall: Duration) -> Self {
+        Self { ca, key: secret.record_signing_key(), wall: (now, wall) }
+    }
+}
+
+impl RecordAuth for CertAuth {
+    fn sign(&self, body: &[u8]) -> Vec<u8> {
+        self.key.sign(body).to_vec()
+    }
+
+    fn verify(&self, now: Instant, record: &Record, body: &[u8], signature: &[u8]) -> Result<(), String> {
+        let cert = NodeCert::decode(&record.cert).map_err(|e| format!("its certificate: {e}"))?;
+        cert.verify(&self.ca, super::unix_secs(self.wall, now))
+            .map_err(|e| format!("its certificate: {e}"))?;
+        if cert.public_key != record.key.0 || cert.name != record.name {
+            return Err(format!("it carries the certificate of {:?}, another node", cert.name));
+        }
+        cert.verify_signed(body, signature).map_err(|_| "not signed by the node it describes".to_owned())
     }
 }
 
@@ -91,6 +128,7 @@ impl Engine {
                         }
                         self.forget_conntrack(p);
                         self.members.certs.remove(&p);
+                        self.members.networks.remove(&p);
                         self.rtt.remove(&p);
                         self.members.down.remove(&p);
                         self.endpoint.remove_peer(p);
@@ -153,6 +191,7 @@ impl Engine {
             }
         }
         let name = record.name.clone();
+        let networks: Vec<Vni> = record.networks.iter().filter_map(|&v| Vni::new(v)).collect();
         let peer = self.endpoint.add_peer(key.0, hint);
         // A node that moved (restarted on a new address or port) says so in its record; an
         // address learned from live authenticated traffic is better evidence, so the record
@@ -166,6 +205,7 @@ impl Engine {
             info!(peer = %name, "member up");
         }
         self.members.certs.insert(peer, Arc::new(cert));
+        self.members.networks.insert(peer, Arc::new(networks));
         for (f, entries) in self.fdbs.iter_mut().zip(per_net) {
             f.set_announced(peer, &entries, now);
         }

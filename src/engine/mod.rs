@@ -13,7 +13,7 @@
 
 use overlay_proto::consts::INNER_HEADER_LEN;
 use overlay_proto::consts::{TAG_LEN, TRANSPORT_HEADER_LEN};
-use overlay_proto::wire::{Inner, Vni};
+use overlay_proto::wire::Inner;
 use overlay_proto::{
     DatagramError, EncapError, Encapsulated, Endpoint, Event as ProtoEvent, PeerId, Received, Transmit,
 };
@@ -44,7 +44,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use members::Members;
+pub(crate) use members::{CertAuth, Members};
 pub use probe::PingError;
 
 /// What the engine asks its driver to do besides sending datagrams.
@@ -275,11 +275,7 @@ impl Engine {
 
     /// Wall-clock seconds at `now`.
     fn unix_secs(&self, now: Instant) -> u64 {
-        let (at, wall) = self.wall;
-        match now.checked_duration_since(at) {
-            Some(d) => (wall + d).as_secs(),
-            None => wall.saturating_sub(at.saturating_duration_since(now)).as_secs(),
-        }
+        unix_secs(self.wall, now)
     }
 
     /// Seals the inner payload at `buf[TRANSPORT_HEADER_LEN..][..len]` for `peer` and queues
@@ -421,12 +417,7 @@ impl Engine {
                     subnets: Arc::new(cert.subnets.clone()),
                     name: Arc::from(cert.name.as_str()),
                     groups: Arc::new(cert.groups.clone()),
-                    networks: self.members.certs.contains_key(&id).then(|| {
-                        let record = self.members.layer.record(&crate::membership::NodeKey(info.key));
-                        Arc::new(record.map_or_else(Vec::new, |r| {
-                            r.networks.iter().filter_map(|&v| Vni::new(v)).collect()
-                        }))
-                    }),
+                    networks: self.members.networks.get(&id).cloned(),
                 },
             );
             if !self.members.down.contains(&id) {
@@ -444,5 +435,13 @@ impl Engine {
         self.shared.tables.store(Arc::new(t));
         self.published = Some(self.endpoint.generation());
         self.dirty = false;
+    }
+}
+
+/// Seconds since the Unix epoch at `now`, given the wall-clock time `wall` at instant `at`.
+pub(crate) fn unix_secs((at, wall): (Instant, Duration), now: Instant) -> u64 {
+    match now.checked_duration_since(at) {
+        Some(d) => (wall + d).as_secs(),
+        None => wall.saturating_sub(at.saturating_duration_since(now)).as_secs(),
     }
 }

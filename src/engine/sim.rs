@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest};
 use overlay_proto::handshake::public_key;
+use overlay_proto::keys::SecretKey;
 use overlay_proto::wire::{Inner, Vni};
 use overlay_proto::{Endpoint, EndpointConfig, PeerId};
 use rand::rngs::SmallRng;
@@ -153,6 +154,7 @@ impl Sim {
         let req = NodeCertRequest {
             name: name.to_owned(),
             public_key: public_key(secret),
+            signing_key: SecretKey::from_bytes(*secret).record_signing_key().public_key(),
             subnets: subnets.iter().map(|s| s.parse().expect("subnet")).collect(),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             not_before: WALL.as_secs() - 3600,
@@ -168,7 +170,7 @@ impl Sim {
         let rng_seed = self.rng.random::<u64>();
         let endpoint = Endpoint::new(
             EndpointConfig {
-                static_secret: overlay_proto::keys::SecretKey::from_bytes(secret),
+                static_secret: SecretKey::from_bytes(secret),
                 cert: cert.clone(),
                 ca: ca.clone(),
                 wall_clock: (now, wall),
@@ -211,7 +213,8 @@ impl Sim {
             containers: Vec::new(),
             services: Vec::new(),
         };
-        let layer = Membership::new(own, MembershipConfig::default(), rng_seed ^ 0x5eed, now);
+        let auth = super::members::CertAuth::new(ca.clone(), &SecretKey::from_bytes(secret), now, wall);
+        let layer = Membership::new(own, MembershipConfig::default(), Box::new(auth), rng_seed ^ 0x5eed, now);
         let members = Members::new(layer, ca, Default::default());
         let seeds = if i == 0 { Vec::new() } else { vec![addr_of(0)] };
         let mut engine = Engine::new(now, wall, endpoint, Arc::clone(&shared), &seeds, members);

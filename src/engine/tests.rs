@@ -10,9 +10,10 @@ use overlay_proto::PeerId;
 
 use super::sim::{addr_of, secret_of, udp_frame, Sim, SimConfig};
 use super::{Event, Pinged};
-use crate::membership::MemberState;
+use crate::membership::{ContainerEntry, MemberState, NodeKey};
 use crate::plane::tables::Loc;
 use crate::plane::{NetId, WorkerMsg};
+use overlay_proto::wire::Inner;
 
 /// A network of `n` nodes that has converged (every node sees every other alive).
 fn converged(n: usize) -> Sim {
@@ -197,7 +198,7 @@ fn rogue_member_announcing_containers_outside_its_subnet_is_not_believed() {
 fn rogue_record_carrying_another_members_certificate_is_refused() {
     let mut sim = converged(3);
     sim.run_for(Duration::from_secs(3));
-    let refused = sim.nodes[0].engine.members.refused;
+    let refused = sim.nodes[0].engine.members.layer.stats().records_forged;
     // h3 puts h2's certificate and name into its own record, hoping to be taken for h2 (its
     // groups, its subnet), and announces a container at an address of h2's subnet: only the
     // certificate's key betrays it.
@@ -217,12 +218,57 @@ fn rogue_record_carrying_another_members_certificate_is_refused() {
         r.containers = fake;
     });
     sim.run_for(Duration::from_secs(5));
-    assert!(sim.nodes[0].engine.members.refused > refused, "the record is refused");
+    assert!(sim.nodes[0].engine.members.layer.stats().records_forged > refused, "the record is refused");
     assert_eq!(loc(&sim, 0, &[0x02, 0x66, 0, 0, 0, 2]), None, "nothing from the refused record is believed");
     let (h2, h3) = (sim.peer_id(0, 1).unwrap(), sim.peer_id(0, 2).unwrap());
     let certs = &sim.nodes[0].engine.members.certs;
     assert_eq!(certs[&h2].public_key, sim.nodes[1].cert.public_key, "h2 keeps its own identity");
     assert_eq!(certs[&h3].name, "h3", "h3 is still only h3");
+}
+
+#[test]
+fn rogue_forged_record_of_another_node_is_refused_and_changes_nothing() {
+    let mut sim = converged(3);
+    sim.run_for(Duration::from_secs(3));
+    let h2_key = NodeKey(sim.nodes[1].cert.public_key);
+    let genuine = sim.nodes[0].engine.members.layer.record(&h2_key).cloned().expect("h1 holds h2's record");
+    let h2 = sim.peer_id(0, 1).unwrap();
+    let (mac, ip) = ([0x02, 0x66, 0, 0, 0, 3], "10.42.2.77");
+    let claim = ContainerEntry {
+        vni: super::sim::VNI,
+        mac,
+        ip: ip.parse().unwrap(),
+        name: "impostor".into(),
+        labels: BTreeMap::new(),
+    };
+    let rogue_endpoint = sim.nodes[2].addr;
+    // h3 rewrites h2's record (a container of h2's subnet, h3's address as h2's endpoint, a
+    // higher version) and sends it to h1 twice: under h2's own signature (altered in transit)
+    // and under its own (h3 signs for h2).
+    for resign in [false, true] {
+        let forged = sim.nodes[2].engine.members.layer.forged_record(&h2_key, resign, |r| {
+            r.version += 1_000;
+            r.endpoint = rogue_endpoint;
+            r.containers.push(claim.clone());
+        });
+        let forged_before = sim.nodes[0].engine.members.layer.stats().records_forged;
+        let to_h1 = sim.peer_id(2, 0).unwrap();
+        let now = sim.now;
+        for m in &forged {
+            sim.nodes[2].engine.send_inner(now, to_h1, &Inner::Gossip(m)).unwrap();
+        }
+        sim.run_for(Duration::from_secs(2));
+        let layer = &sim.nodes[0].engine.members.layer;
+        assert!(layer.stats().records_forged > forged_before, "the forgery is counted (resigned: {resign})");
+        assert_eq!(
+            layer.record(&h2_key),
+            Some(&genuine),
+            "h1 keeps h2's genuine record (resigned: {resign})"
+        );
+        assert_eq!(loc(&sim, 0, &mac), None, "the claimed container is not believed (resigned: {resign})");
+        let info = sim.nodes[0].engine.endpoint.peer_info(h2).unwrap();
+        assert_ne!(info.endpoint, Some(rogue_endpoint), "h2 is not redirected to h3 (resigned: {resign})");
+    }
 }
 
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
@@ -313,6 +359,7 @@ fn rogue_node_with_a_certificate_from_another_ca_never_joins() {
     let req = overlay_proto::cert::NodeCertRequest {
         name: "intruder".into(),
         public_key: overlay_proto::handshake::public_key(&secret),
+        signing_key: overlay_proto::keys::SecretKey::from_bytes(secret).record_signing_key().public_key(),
         subnets: vec!["10.42.3.0/24".parse().unwrap()],
         groups: vec![],
         not_before: 0,

@@ -6,15 +6,21 @@
 //! An item list ends it: its receiver pulls what it lacks and pushes what the sender lacks.
 //! Each step goes one nibble deeper or ends, so an exchange takes at most 17 round trips.
 //!
-//! Acceptance: a record for key K is taken from anyone, if its version is above the one held
-//! and above K's tombstone; our own key's record never is (a newer copy makes us bump ours).
+//! Acceptance: a record for key K is taken from anyone, if K's owner signed it (see [`super::auth`]),
+//! its version is above the one held and above K's tombstone; our own key's record never is (a
+//! newer copy makes us bump ours).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::MembershipError;
 use super::record::NodeKey;
-use super::wire::{self, Chunk, Msg, Notice, PullReq, Range, RangeId, Summary, WireRecord, MAX_DEPTH};
+#[cfg(test)]
+use super::record::Record;
+use super::wire::{
+    self, Chunk, Msg, Notice, PullReq, Range, RangeId, SignedRecord, Summary, WireRecord, MAX_DEPTH,
+};
 use super::{Held, Live, MemberEvent, Membership, MembershipConfig, PendingPull};
 
 /// Ranges holding at most this many items are exchanged as item lists.
@@ -165,18 +171,18 @@ impl Membership {
             Ok(None) => return Ok(()),
             Err(what) => return Err(MembershipError::Invalid(what)),
         };
-        let (wr, rest) = postcard::take_from_bytes::<WireRecord>(&bytes)?;
-        if !rest.is_empty() {
-            return Err(MembershipError::TrailingBytes);
-        }
+        let (signed, wr) = SignedRecord::decode(&bytes)?;
         if wr.record.key != key || wr.id.key != key || wr.record.version != version {
             return Err(MembershipError::Invalid("record does not match its chunks"));
         }
-        self.accept_record(now, wr);
+        self.auth
+            .verify(now, &wr.record, &signed.body, &signed.signature)
+            .map_err(MembershipError::Forged)?;
+        self.accept_record(now, wr, Arc::new(bytes));
         Ok(())
     }
 
-    fn accept_record(&mut self, now: Instant, wr: WireRecord) {
+    fn accept_record(&mut self, now: Instant, wr: WireRecord, signed: Arc<Vec<u8>>) {
         let key = wr.record.key;
         let version = wr.record.version;
         self.tombstones.remove(&key);
@@ -188,7 +194,7 @@ impl Membership {
         }
         self.reassembly.forget_upto(&key, version);
         let id = wr.id.clone();
-        self.touch_peer(key, |p| p.held = Some(Held { id: wr.id, record: wr.record }));
+        self.touch_peer(key, |p| p.held = Some(Held { record: wr.record, signed }));
         self.stats.records_accepted += 1;
         self.learn_identity(now, &id);
         if self.peers.get(&key).is_some_and(|p| p.live == Live::Unknown) {
@@ -213,8 +219,7 @@ impl Membership {
             (self.own.version, self.own_wire.clone())
         } else {
             let Some(h) = self.peers.get(&key).and_then(|p| p.held.as_ref()) else { return 0 };
-            let wr = WireRecord { id: h.id.clone(), record: h.record.clone() };
-            (h.record.version, postcard::to_allocvec(&wr).expect("in-memory encoding cannot fail"))
+            (h.record.version, h.signed.to_vec())
         };
         if encoded.len() > self.cfg.max_record_len {
             return 0;
@@ -247,5 +252,26 @@ impl Membership {
         self.is_newer(key, version)
             && !self.pulls.get(key).is_some_and(|p| p.version >= version && p.deadline > now)
             && !self.reassembly.in_progress(key, version)
+    }
+}
+
+#[cfg(test)]
+impl Membership {
+    /// A rogue's tool for tests: the chunk messages of `key`'s record as this node holds it,
+    /// altered by `f`, with the owner's signature kept (`resign` false) or replaced by this
+    /// node's own (`resign` true).
+    pub(crate) fn forged_record(
+        &self,
+        key: &NodeKey,
+        resign: bool,
+        f: impl FnOnce(&mut Record),
+    ) -> Vec<Vec<u8>> {
+        let held = self.peers.get(key).and_then(|p| p.held.as_ref()).expect("a record of that node");
+        let (signed, mut wr) = SignedRecord::decode(&held.signed).expect("a held record decodes");
+        f(&mut wr.record);
+        let body = postcard::to_allocvec(&wr).expect("in-memory encoding cannot fail");
+        let signature = if resign { self.auth.sign(&body) } else { signed.signature };
+        let bytes = postcard::to_allocvec(&SignedRecord { body, signature }).expect("in-memory encoding");
+        wire::chunk_record(*key, wr.record.version, &bytes, None)
     }
 }

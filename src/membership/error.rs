@@ -30,6 +30,10 @@ pub enum MembershipError {
     /// A digest range, chunk or record field out of bounds.
     #[error("invalid {0}")]
     Invalid(&'static str),
+    /// A record not signed by the node it describes (or whose certificate does not vouch for
+    /// it).
+    #[error("record refused: {0}")]
+    Forged(String),
     /// foca refused the SWIM packet.
     #[error("SWIM: {0}")]
     Swim(#[from] foca::Error),

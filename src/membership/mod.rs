@@ -23,6 +23,7 @@
 //! input drain [`Membership::poll_transmit`] and [`Membership::poll_event`] until `None`.
 
 mod anti_entropy;
+mod auth;
 mod config;
 mod digest;
 mod error;
@@ -45,6 +46,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tracing::warn;
 
+pub use auth::{RecordAuth, TrustAll};
 pub use config::MembershipConfig;
 pub use error::MembershipError;
 pub use record::{ContainerEntry, NodeKey, Record};
@@ -55,7 +57,7 @@ use peers::{Held, Live, Peer, UpSet};
 use reassembly::Reassembly;
 use rumors::Rumors;
 use swim::{Foca, SwimId, SwimOut};
-use wire::{Msg, WireRecord};
+use wire::{Msg, SignedRecord, WireRecord};
 
 /// Most messages queued for sending; beyond it new ones are dropped (and counted).
 const MAX_QUEUED: usize = 16_384;
@@ -110,6 +112,7 @@ struct PendingPull {
 /// One node's membership state machine.
 pub struct Membership {
     cfg: MembershipConfig,
+    auth: Box<dyn RecordAuth>,
     own: Record,
     own_wire: Vec<u8>,
     id: SwimId,
@@ -148,7 +151,14 @@ pub const VERSION_SKEW: Duration = Duration::from_secs(3600);
 impl Membership {
     /// Starts with our own record; its `version` (the engine passes unix-millis << 16) is the
     /// starting point, so a restarted node's record and identity win over its old ones.
-    pub fn new(own: Record, cfg: MembershipConfig, rng_seed: u64, now: Instant) -> Self {
+    /// `auth` signs our record and judges every other one before it is believed.
+    pub fn new(
+        own: Record,
+        cfg: MembershipConfig,
+        auth: Box<dyn RecordAuth>,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Self {
         let id = SwimId { key: own.key, endpoint: own.endpoint, renewal: own.version };
         let swim_cfg = cfg.swim_config(1);
         let swim_tuned = (swim_cfg.max_transmissions.get(), swim_cfg.suspect_to_down_after);
@@ -159,6 +169,7 @@ impl Membership {
         let mut m = Self {
             next_tick: now + cfg.tick(),
             cfg,
+            auth,
             own_wire: Vec::new(),
             own: own.clone(),
             id,
@@ -246,6 +257,7 @@ impl Membership {
             match e {
                 MembershipError::Swim(_) => self.stats.swim_errors += 1,
                 MembershipError::Spoofed => self.stats.spoofed += 1,
+                MembershipError::Forged(_) => self.stats.records_forged += 1,
                 _ => self.stats.malformed += 1,
             }
             tracing::debug!(peer = %from, error = %e, "membership message refused");
@@ -326,8 +338,8 @@ impl Membership {
 
     fn set_own(&mut self, own: Record) {
         self.own = own;
-        self.own_wire = postcard::to_allocvec(&WireRecord { id: self.id.clone(), record: self.own.clone() })
-            .expect("in-memory encoding cannot fail");
+        let wr = WireRecord { id: self.id.clone(), record: self.own.clone() };
+        self.own_wire = SignedRecord::encode(&wr, self.auth.as_ref());
         if self.own_wire.len() > self.cfg.max_record_len {
             self.stats.own_record_too_large += 1;
             warn!(

@@ -4,6 +4,7 @@
 //! A member's record is in the anti-entropy set unless the member is known to be down.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::record::{NodeKey, Record};
@@ -30,8 +31,9 @@ pub(super) enum Live {
 
 #[derive(Debug)]
 pub(super) struct Held {
-    pub(super) id: SwimId,
     pub(super) record: Record,
+    /// The owner's signed bytes, relayed unchanged.
+    pub(super) signed: Arc<Vec<u8>>,
 }
 
 impl Peer {

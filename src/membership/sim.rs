@@ -202,8 +202,13 @@ impl Sim {
         let key = self.key_of(i);
         let version = self.version_now();
         let record = self.record_for(i, version);
-        let m =
-            Membership::new(record, self.cfg.membership.clone(), self.cfg.seed ^ (i as u64) << 20, self.now);
+        let m = Membership::new(
+            record,
+            self.cfg.membership.clone(),
+            Box::new(super::TrustAll),
+            self.cfg.seed ^ (i as u64) << 20,
+            self.now,
+        );
         self.nodes.push(SimNode { m, key, up: true, generation: 0 });
         self.by_key.insert(key, i);
         if let Some(s) = seed {
@@ -234,7 +239,13 @@ impl Sim {
         let version = self.version_now();
         let record = self.record_for(i, version);
         let rng_seed = self.cfg.seed ^ (i as u64) << 20 ^ self.restarts;
-        let m = Membership::new(record, self.cfg.membership.clone(), rng_seed, self.now);
+        let m = Membership::new(
+            record,
+            self.cfg.membership.clone(),
+            Box::new(super::TrustAll),
+            rng_seed,
+            self.now,
+        );
         let node = &mut self.nodes[i];
         node.m = m;
         node.up = true;

@@ -208,7 +208,13 @@ fn lone(k: u8) -> Membership {
         containers: vec![],
         services: vec![],
     };
-    Membership::new(own, MembershipConfig::default(), u64::from(k), std::time::Instant::now())
+    Membership::new(
+        own,
+        MembershipConfig::default(),
+        Box::new(super::TrustAll),
+        u64::from(k),
+        std::time::Instant::now(),
+    )
 }
 
 #[test]

@@ -86,12 +86,43 @@ pub(crate) struct Range {
     pub summary: Summary,
 }
 
-/// A record as gossiped: with the foca identity its owner uses, so a receiver can tell
-/// foca about a member it learned of through records.
+/// What a record's owner signs: the record with the foca identity its owner uses, so a
+/// receiver can tell foca about a member it learned of through records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WireRecord {
     pub id: SwimId,
     pub record: Record,
+}
+
+/// A record as gossiped and relayed byte for byte: the owner's encoding of a [`WireRecord`]
+/// and the owner's signature over exactly those bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SignedRecord {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl SignedRecord {
+    /// Signs `wr` with `auth`; returns the encoded signed record.
+    pub(crate) fn encode(wr: &WireRecord, auth: &dyn super::RecordAuth) -> Vec<u8> {
+        let body = postcard::to_allocvec(wr).expect("in-memory encoding cannot fail");
+        let signature = auth.sign(&body);
+        postcard::to_allocvec(&SignedRecord { body, signature }).expect("in-memory encoding cannot fail")
+    }
+
+    /// The signed record in `bytes` and the record in its body; rejects trailing bytes at
+    /// either level (one record, one encoding).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(SignedRecord, WireRecord), MembershipError> {
+        let (signed, rest) = postcard::take_from_bytes::<SignedRecord>(bytes)?;
+        if !rest.is_empty() {
+            return Err(MembershipError::TrailingBytes);
+        }
+        let (wr, rest) = postcard::take_from_bytes::<WireRecord>(&signed.body)?;
+        if !rest.is_empty() {
+            return Err(MembershipError::TrailingBytes);
+        }
+        Ok((signed, wr))
+    }
 }
 
 impl RangeId {

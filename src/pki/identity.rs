@@ -77,6 +77,19 @@ pub fn check_identity(
             )
             .into());
     }
+    if cert.signing_key != secret.record_signing_key().public_key() {
+        return Err(cfg
+            .error(
+                "node.cert",
+                &format!(
+                    "{cert_path} names another record-signing key than {} derives; re-sign the \
+                     certificate with the public key `weft pubkey --key {}` prints",
+                    cfg.node.key.display(),
+                    cfg.node.key.display()
+                ),
+            )
+            .into());
+    }
     if cert.name != cfg.node.name {
         return Err(cfg
             .error(

@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest};
-use overlay_proto::handshake::public_key;
 use overlay_proto::keys::SecretKey;
 use rand_core::{OsRng, RngCore};
 use std::fs::OpenOptions;
@@ -51,6 +50,31 @@ pub fn decode_key(s: &str, what: &str) -> Result<[u8; 32]> {
     bytes.try_into().map_err(|b: Vec<u8>| anyhow::anyhow!("{what} must be 32 bytes, got {}", b.len()))
 }
 
+/// A node's public key as `weft keygen` prints it and `weft ca sign` takes it: base64 of its
+/// X25519 key followed by its Ed25519 record-signing key (64 bytes, 88 characters).
+pub fn encode_public_identity(secret: &SecretKey) -> String {
+    let mut b = [0u8; 64];
+    b[..32].copy_from_slice(&secret.public_key());
+    b[32..].copy_from_slice(&secret.record_signing_key().public_key());
+    B64.encode(b)
+}
+
+/// The X25519 and record-signing public keys from [`encode_public_identity`]'s text.
+pub fn decode_public_identity(s: &str, what: &str) -> Result<([u8; 32], [u8; 32])> {
+    let bytes = B64.decode(s.trim()).with_context(|| format!("{what} is not valid base64"))?;
+    match bytes.len() {
+        64 => {
+            let (x, e) = bytes.split_at(32);
+            Ok((x.try_into().expect("32 bytes"), e.try_into().expect("32 bytes")))
+        }
+        32 => bail!(
+            "{what} is an X25519 key alone (as an earlier weft wrote it) and lacks the node's \
+             record-signing key; print the full public key with `weft pubkey --key <private key file>`"
+        ),
+        n => bail!("{what} must be 64 bytes (X25519 key and record-signing key), got {n}"),
+    }
+}
+
 /// Writes a new secret file with mode 0600; refuses to replace an existing file.
 pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
     write_new(path, contents, 0o600)
@@ -80,10 +104,9 @@ pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Generates an X25519 key pair: (private, public).
-pub fn generate_x25519() -> ([u8; 32], [u8; 32]) {
-    let secret = random32();
-    (secret, public_key(&secret))
+/// Generates a node's private key.
+pub fn generate_secret() -> SecretKey {
+    SecretKey::from_bytes(random32())
 }
 
 /// Reads a private key file, refusing one whose mode lets its group or other users access it
@@ -261,15 +284,26 @@ mod tests {
     }
 
     #[test]
+    fn a_public_key_carries_both_keys_and_an_old_one_says_how_to_fix_it() {
+        let secret = generate_secret();
+        let text = encode_public_identity(&secret);
+        let (x, e) = decode_public_identity(&text, "public key").unwrap();
+        assert_eq!(x, secret.public_key());
+        assert_eq!(e, secret.record_signing_key().public_key());
+        let old = decode_public_identity(&encode_key(&x), "public key").unwrap_err().to_string();
+        assert!(old.contains("weft pubkey --key"), "{old}");
+    }
+
+    #[test]
     fn private_keys_are_written_0600_and_refused_when_others_can_read_them() {
         let dir = std::env::temp_dir().join(format!("weft-pki-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let key = dir.join("h1.key");
-        let (secret, _) = generate_x25519();
-        write_secret(&key, &format!("{}\n", encode_key(&secret))).unwrap();
+        let secret = generate_secret();
+        write_secret(&key, &format!("{}\n", encode_key(secret.as_bytes()))).unwrap();
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(load_private_key(&key).unwrap().as_bytes(), &secret);
+        assert_eq!(load_private_key(&key).unwrap(), secret);
         for (mode, who) in [(0o644, "its group and every user"), (0o640, "its group"), (0o604, "every user")]
         {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -140,6 +140,9 @@ overlay_proto::counters! {
         spoofed => MEMBERSHIP_REFUSED.label("spoofed"),
         /// SWIM packets foca refused.
         swim_errors => MEMBERSHIP_REFUSED.label("swim_error"),
+        /// Records not signed by the node they describe, or whose certificate does not vouch
+        /// for them.
+        records_forged => MEMBERSHIP_REFUSED.label("forged"),
         /// Newer records accepted.
         records_accepted => Metric::new("weft_membership_records_accepted", "Newer member records accepted"),
         /// Chunks of records we already held at that version or newer.
@@ -321,6 +324,7 @@ mod tests {
                 "malformed",
                 "spoofed",
                 "swim_errors",
+                "records_forged",
                 "records_accepted",
                 "chunks_stale",
                 "reassemblies_dropped",

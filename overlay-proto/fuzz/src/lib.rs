@@ -38,6 +38,7 @@ pub fn fixture() -> &'static Fixture {
                 NodeCertRequest {
                     name: format!("n{i}"),
                     public_key: public_key(secret),
+                    signing_key: [0; 32],
                     subnets: vec![format!("10.42.{i}.0/24").parse().unwrap()],
                     groups: vec!["fuzz".into()],
                     not_before: 1_000,

@@ -35,6 +35,7 @@ impl Network {
                 NodeCertRequest {
                     name: format!("h{i}"),
                     public_key: public_key(secret),
+                    signing_key: [0; 32],
                     subnets: vec![format!("10.{}.{}.0/24", 42 + i / 256, i % 256).parse().unwrap()],
                     groups: vec!["sim".into()],
                     not_before,
