@@ -251,6 +251,22 @@ pub enum CaCommand {
         #[arg(long, default_value_t = 3650)]
         days: u64,
     },
+    /// Revoke a node certificate's key: append a CA-signed revocation to --out (created if
+    /// missing). Nodes load the file (`[node] revocations`) and spread it to every member.
+    Revoke {
+        /// CA private key.
+        #[arg(long, default_value = "ca.key")]
+        ca_key: PathBuf,
+        /// CA certificate.
+        #[arg(long, default_value = "ca.crt")]
+        ca_cert: PathBuf,
+        /// The node certificate to revoke.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Revocation file to append to.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sign a node certificate.
     Sign {
         /// CA private key.
@@ -296,6 +312,9 @@ pub enum CertCommand {
         /// Also verify against this CA certificate.
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Also check this revocation file (needs --ca).
+        #[arg(long, requires = "ca")]
+        revocations: Option<PathBuf>,
     },
 }
 

@@ -52,6 +52,17 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
             );
             Ok(())
         }
+        CaCommand::Revoke { ca_key, ca_cert, cert, out } => {
+            let r = pki::ca_revoke(&ca_key, &ca_cert, &cert, &out)?;
+            println!(
+                "revoked {:?} (key {}) in {}; give the file to the nodes as [node] revocations and \
+                 `weft reload` one of them: the revocation spreads to every member",
+                r.name,
+                pki::fingerprint(&r.public_key),
+                out.display()
+            );
+            Ok(())
+        }
         CaCommand::Sign {
             ca_key,
             ca_cert,
@@ -143,6 +154,8 @@ pub enum Verdict {
     ForeignCa(String),
     /// Anything else `verify` refuses (a bad signature).
     Invalid(String),
+    /// Its key is revoked (since then).
+    Revoked(u64),
 }
 
 impl Verdict {
@@ -162,6 +175,7 @@ impl Verdict {
             Verdict::CaNotYetValid(_) => "ca_not_yet_valid",
             Verdict::ForeignCa(_) => "foreign_ca",
             Verdict::Invalid(_) => "invalid",
+            Verdict::Revoked(_) => "revoked",
         }
     }
 }
@@ -179,6 +193,7 @@ impl std::fmt::Display for Verdict {
                 write!(f, "WRONG CA: issued by CA {issuer}, not by the one given with --ca")
             }
             Verdict::Invalid(why) => write!(f, "INVALID: {why}"),
+            Verdict::Revoked(t) => write!(f, "REVOKED on {}", fmt_time(*t)),
         }
     }
 }
@@ -238,12 +253,19 @@ fn window_verdict(not_before: u64, not_after: u64, now: u64) -> Option<Verdict> 
 
 /// `weft cert show`: prints the certificate and its verdict; fails unless it is usable now.
 pub fn cert(cmd: CertCommand) -> Result<()> {
-    let CertCommand::Show { path, json, ca } = cmd;
+    let CertCommand::Show { path, json, ca, revocations } = cmd;
     let cert = pki::load_any_cert(&path)?;
     let ca = ca.map(|p| pki::load_ca_cert(&p)).transpose()?;
+    let revoked = match (&revocations, &ca) {
+        (Some(f), Some(ca)) => pki::load_revocations(f, ca)?,
+        _ => Vec::new(),
+    };
     let now = pki::unix_now();
     let verdict = match &cert {
-        AnyCert::Node(n) => node_verdict(n, ca.as_ref(), now),
+        AnyCert::Node(n) => match revoked.iter().find(|r| r.public_key == n.public_key) {
+            Some(r) if n.issuer == r.issuer => Verdict::Revoked(r.revoked_at),
+            _ => node_verdict(n, ca.as_ref(), now),
+        },
         AnyCert::Ca(c) => ca_verdict(c, ca.as_ref(), now),
     };
     let failed = || format!("{}: {verdict}", path.display());

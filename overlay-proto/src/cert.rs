@@ -27,6 +27,9 @@ use crate::consts::MAX_CERT_LEN;
 
 const NODE_MAGIC: &[u8; 4] = b"WFTN";
 const CA_MAGIC: &[u8; 4] = b"WFTA";
+const REVOCATION_MAGIC: &[u8; 4] = b"WFTR";
+/// The revocation encoding version this crate writes and reads.
+pub const REVOCATION_VERSION: u8 = 1;
 /// The node certificate encoding version this crate writes and reads.
 pub const CERT_VERSION: u8 = 2;
 /// The CA certificate encoding version this crate writes and reads.
@@ -115,6 +118,25 @@ impl CaKey {
         };
         ca.signature = self.signing.sign(&ca.body()).to_bytes();
         Ok(ca)
+    }
+
+    /// Revokes `cert`'s key: every certificate for that key is refused from then on.
+    pub fn revoke(&self, ca: &CaCert, cert: &NodeCert, revoked_at: u64) -> Result<Revocation, CertError> {
+        if ca.public_key != self.public_key() {
+            return Err(CertError::Invalid("CA key does not match the CA certificate".into()));
+        }
+        if cert.issuer != ca.public_key {
+            return Err(CertError::ForeignCa);
+        }
+        let mut r = Revocation {
+            name: cert.name.clone(),
+            public_key: cert.public_key,
+            revoked_at,
+            issuer: ca.public_key,
+            signature: [0; 64],
+        };
+        r.signature = self.signing.sign(&r.body()).to_bytes();
+        Ok(r)
     }
 
     /// Signs a node certificate. The window must lie inside the CA's.
@@ -379,6 +401,72 @@ impl NodeCert {
     }
 }
 
+/// A CA-signed statement that a node key is revoked: every member refuses handshakes, records
+/// and frames of that key. Any member may relay it (the CA's signature is what counts).
+///
+/// ```text
+/// "WFTR" version(1) name_len(1) name public_key(32) revoked_at(8) issuer(32) signature(64)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The revoked node's name (informational: the key is what is revoked).
+    pub name: String,
+    /// The revoked X25519 key.
+    pub public_key: [u8; 32],
+    /// When it was revoked, seconds since the Unix epoch.
+    pub revoked_at: u64,
+    /// The CA's public key.
+    pub issuer: [u8; 32],
+    /// Ed25519 signature by the CA.
+    pub signature: [u8; 64],
+}
+
+impl Revocation {
+    fn body(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(160);
+        b.extend_from_slice(REVOCATION_MAGIC);
+        b.push(REVOCATION_VERSION);
+        b.push(self.name.len() as u8);
+        b.extend_from_slice(self.name.as_bytes());
+        b.extend_from_slice(&self.public_key);
+        b.extend_from_slice(&self.revoked_at.to_le_bytes());
+        b.extend_from_slice(&self.issuer);
+        b
+    }
+
+    /// The binary encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = self.body();
+        b.extend_from_slice(&self.signature);
+        b
+    }
+
+    /// Decodes the structure; the signature is checked by [`Revocation::verify`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, CertError> {
+        let mut r = Reader::new(bytes)?;
+        r.magic(REVOCATION_MAGIC, REVOCATION_VERSION)?;
+        let name = r.name()?;
+        check_name(&name, "name")?;
+        let rev = Self {
+            name,
+            public_key: r.array::<32>()?,
+            revoked_at: r.u64()?,
+            issuer: r.array::<32>()?,
+            signature: r.array::<64>()?,
+        };
+        r.finish()?;
+        Ok(rev)
+    }
+
+    /// Issued by `ca`, signature valid. (A revocation does not expire.)
+    pub fn verify(&self, ca: &CaCert) -> Result<(), CertError> {
+        if self.issuer != ca.public_key {
+            return Err(CertError::ForeignCa);
+        }
+        verify_sig(&ca.public_key, &self.body(), &self.signature)
+    }
+}
+
 fn verify_sig(key: &[u8; 32], body: &[u8], sig: &[u8; 64]) -> Result<(), CertError> {
     let key = VerifyingKey::from_bytes(key).map_err(|_| CertError::Malformed("public key"))?;
     key.verify(body, &Signature::from_bytes(sig)).map_err(|_| CertError::BadSignature)
@@ -531,6 +619,27 @@ mod tests {
         assert_eq!(altered.verify(&ca1, NOW), Err(CertError::BadSignature));
         assert!(matches!(cert.verify(&ca1, NOW + 1000), Err(CertError::Expired { .. })));
         assert!(matches!(cert.verify(&ca1, NOW - 11), Err(CertError::NotYetValid { .. })));
+    }
+
+    #[test]
+    fn revocations_verify_only_against_their_ca_and_never_when_altered() {
+        let (key, network) = ca(1);
+        let ca = network;
+        let cert = key.sign(&ca, request()).unwrap();
+        let r = key.revoke(&ca, &cert, NOW).unwrap();
+        let back = Revocation::decode(&r.encode()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.verify(&ca), Ok(()));
+        assert_eq!(back.public_key, cert.public_key);
+        let (other_key, other) = super::tests::ca(2);
+        assert_eq!(r.verify(&other), Err(CertError::ForeignCa));
+        assert!(other_key.revoke(&ca, &cert, NOW).is_err(), "a key that is not the CA's");
+        let mut bytes = r.encode();
+        bytes[10] ^= 1;
+        assert!(Revocation::decode(&bytes).and_then(|r| r.verify(&ca)).is_err());
+        for n in 0..r.encode().len() {
+            assert!(Revocation::decode(&r.encode()[..n]).is_err(), "prefix {n}");
+        }
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub(super) struct NodeFile {
     pub state_dir: Option<Spanned<PathBuf>>,
     pub control_socket: Option<Spanned<PathBuf>>,
     pub log_level: Option<Spanned<String>>,
+    pub revocations: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

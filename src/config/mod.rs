@@ -119,6 +119,8 @@ pub struct Node {
     /// Log filter (default `info`; `RUST_LOG` wins): levels or `target=level` directives,
     /// checked by [`log_level::check`].
     pub log_level: String,
+    /// Revocation file (`weft ca revoke`), if any; its entries also spread through membership.
+    pub revocations: Option<PathBuf>,
 }
 
 /// `[underlay]`.
@@ -256,7 +258,11 @@ impl Config {
         at("node.key", n.key.span());
         at("node.cert", n.cert.span());
         at("node.ca", n.ca.span());
-        for (key, value) in [("node.state_dir", &n.state_dir), ("node.control_socket", &n.control_socket)] {
+        for (key, value) in [
+            ("node.state_dir", &n.state_dir),
+            ("node.control_socket", &n.control_socket),
+            ("node.revocations", &n.revocations),
+        ] {
             if let Some(v) = value {
                 at(key, v.span());
             }
@@ -280,6 +286,7 @@ impl Config {
                 .map(resolve)
                 .unwrap_or_else(|| "/run/weft/weft.sock".into()),
             log_level,
+            revocations: n.revocations.as_ref().map(resolve),
         };
         let underlay = ctx.underlay(&f.underlay, &mut at)?;
         let mut networks = Vec::new();

@@ -163,6 +163,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         &id.cert.name,
         &id.cert.groups,
     );
+    driver.engine().revoke(Instant::now(), id.revocations.clone());
     let own = crate::discovery::registry::OwnAddresses {
         subnets: id.cert.subnets.clone(),
         underlay: cfg.underlay.advertise.ip(),
@@ -250,6 +251,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         gateways,
         set_log_level,
         applied_new: false,
+        revoked: id.revocations.iter().map(|r| r.public_key).collect(),
     };
     bridges.keep();
     Ok(Node { tasks, reloader, reload_rx, _socket: socket, _threads: threads, _locks: locks })

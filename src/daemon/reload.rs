@@ -1,6 +1,6 @@
 //! Live reload (SIGHUP, `weft reload`): re-reads the node TOML and applies what can change
 //! without touching tunnels: seeds and static peers, policy, services, DNS settings, log
-//! level. A file that does not validate, or a change only a restart can apply (identity,
+//! level, new revocations. A file that does not validate, or a change only a restart can apply (identity,
 //! underlay, a network's shape, the control socket, the metrics listener), is refused as a
 //! whole with the reason, and the running configuration stays.
 
@@ -29,6 +29,9 @@ pub(super) struct Reloader {
     pub set_log_level: Option<LogLevelSetter>,
     /// The last reload got as far as making its file the running configuration.
     pub applied_new: bool,
+    /// Keys revoked through `node.revocations` so far (the engine also learns revocations
+    /// from members; a revocation is never undone without a restart).
+    pub revoked: std::collections::BTreeSet<[u8; 32]>,
 }
 
 /// The parts of a network only a restart can change.
@@ -109,6 +112,18 @@ impl Reloader {
                     .with_context(|| format!("node.log_level {:?}", new.node.log_level))?;
             }
             changed.push(Change::LogLevel);
+        }
+        // The revocation file is read again at every reload, changed path or not: `weft ca
+        // revoke` appends to it in place.
+        let ca =
+            crate::pki::load_ca_cert(&new.node.ca).map_err(|e| new.error("node.ca", &format!("{e:#}")))?;
+        let revocations = crate::pki::load_revocations_of(&new, &ca)?;
+        let fresh: Vec<_> =
+            revocations.into_iter().filter(|r| !self.revoked.contains(&r.public_key)).collect();
+        if !fresh.is_empty() {
+            self.revoked.extend(fresh.iter().map(|r| r.public_key));
+            self.to_engine(ControlMsg::Revoke(fresh)).await;
+            changed.push(Change::Revocations);
         }
         if new.dial_targets() != old.dial_targets() {
             self.to_engine(ControlMsg::SetDialTargets(new.dial_targets())).await;

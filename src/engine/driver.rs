@@ -93,6 +93,7 @@ impl Driver {
             }
             ControlMsg::SetPolicies(p) => e.replace_policies(p),
             ControlMsg::SetDialTargets(targets) => e.set_dial_targets(now, &targets),
+            ControlMsg::Revoke(list) => e.revoke(now, list),
             ControlMsg::Ping { peer, reply } => match e.ping(now, &peer) {
                 Ok(id) => {
                     self.pings.insert(id, reply);

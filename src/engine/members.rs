@@ -4,7 +4,7 @@
 //! network CA and name the record's key, and only containers inside the certified subnets
 //! are believed, so a member cannot claim another node's addresses.
 
-use overlay_proto::cert::{CaCert, NodeCert};
+use overlay_proto::cert::{CaCert, NodeCert, Revocation};
 use overlay_proto::keys::{RecordSigningKey, SecretKey};
 use overlay_proto::wire::{Inner, Vni};
 use overlay_proto::PeerId;
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, trace};
+use tracing::{debug, info, trace, warn};
 
 use super::Engine;
 use crate::discovery::directory::Directory;
@@ -36,10 +36,14 @@ pub(crate) struct Members {
     pub ca: CaCert,
     /// Records refused (bad certificate, wrong key or name).
     pub refused: u64,
+    /// Revocations refused (not signed by the network CA, or malformed).
+    pub revocations_refused: u64,
     /// The name table DNS answers from, rebuilt when `directory_dirty`.
     pub directory: Arc<ArcSwap<Directory>>,
     /// A record, liveness or our services changed since the directory was built.
     pub directory_dirty: bool,
+    /// Keys the CA revoked, with the revocation (relayed to every member that comes up).
+    pub revoked: BTreeMap<[u8; 32], Revocation>,
 }
 
 impl Members {
@@ -51,8 +55,10 @@ impl Members {
             down: BTreeSet::new(),
             ca,
             refused: 0,
+            revocations_refused: 0,
             directory,
             directory_dirty: true,
+            revoked: BTreeMap::new(),
         }
     }
 }
@@ -109,7 +115,16 @@ impl Engine {
         while let Some(ev) = self.members.layer.poll_event() {
             self.members.directory_dirty = true;
             match ev {
-                MemberEvent::Up(key) | MemberEvent::RecordChanged(key) => self.apply_record(now, key),
+                MemberEvent::Up(key) => {
+                    // A member that joins (or comes back from a partition) learns every
+                    // revocation we know.
+                    if !self.members.revoked.is_empty() {
+                        let list = self.members.revoked.values().map(Revocation::encode).collect();
+                        self.members.layer.send_revocations(Some(key), list);
+                    }
+                    self.apply_record(now, key);
+                }
+                MemberEvent::RecordChanged(key) => self.apply_record(now, key),
                 MemberEvent::Down(key) => {
                     if let Some(p) = self.endpoint.peer_by_key(&key.0) {
                         info!(peer = %self.member_name(&key), "member down");
@@ -149,6 +164,48 @@ impl Engine {
         if let Err(e) = self.members.layer.handle_message(now, NodeKey(info.key), bytes) {
             trace!(%peer, %e, "gossip dropped");
         }
+        let mut heard = Vec::new();
+        while let Some(bytes) = self.members.layer.poll_revocation() {
+            match Revocation::decode(&bytes).and_then(|r| r.verify(&self.members.ca).map(|()| r)) {
+                Ok(r) => heard.push(r),
+                Err(e) => {
+                    self.members.revocations_refused += 1;
+                    debug!(%peer, %e, "revocation refused");
+                }
+            }
+        }
+        self.revoke(now, heard);
+    }
+
+    /// Applies CA-signed revocations (verified by the caller): every revoked member's
+    /// sessions, record, forwarding entries, flows and services go at once, its handshakes are
+    /// refused from now on, and each new revocation is passed on to every member.
+    pub(crate) fn revoke(&mut self, now: Instant, list: Vec<Revocation>) {
+        let own = self.endpoint.public_key();
+        let mut fresh = Vec::new();
+        for r in list {
+            if r.public_key == own {
+                warn!("the CA revoked this node's key: members will refuse it");
+                continue;
+            }
+            if self.members.revoked.contains_key(&r.public_key) {
+                continue;
+            }
+            info!(peer = %r.name, "member revoked");
+            self.members.layer.ban(now, NodeKey(r.public_key));
+            fresh.push(r.encode());
+            self.members.revoked.insert(r.public_key, r);
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        // The layer reported each banned member `Removed`: forget it everywhere first, then
+        // make the endpoint refuse its key.
+        self.flush_members(now);
+        self.endpoint.set_revoked(self.members.revoked.keys().copied().collect());
+        self.members.layer.send_revocations(None, fresh);
+        self.members.directory_dirty = true;
+        self.dirty = true;
     }
 
     fn send_gossip(&mut self, now: Instant, to: NodeKey, hint: Option<SocketAddr>, bytes: &[u8]) {

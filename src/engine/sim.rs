@@ -35,7 +35,7 @@ use crate::plane::{EngineMsg, NetId, NetInfo, Shared, WorkerMsg};
 /// The one network every simulated node serves.
 pub const VNI: u32 = 42;
 /// Wall-clock time at the start of every simulation (certificates are valid around it).
-const WALL: Duration = Duration::from_secs(1_800_000_000);
+pub const WALL: Duration = Duration::from_secs(1_800_000_000);
 /// Simulation step.
 const STEP: Duration = Duration::from_millis(5);
 

@@ -80,7 +80,11 @@ impl Engine {
         let counters = Counters {
             proto: self.shared.proto_stats.snapshot(),
             dataplane: self.shared.stats.snapshot(),
-            engine: EngineCounters { records_refused: self.members.refused },
+            engine: EngineCounters {
+                records_refused: self.members.refused,
+                revocations_refused: self.members.revocations_refused,
+                members_revoked: self.members.revoked.len() as u64,
+            },
         };
         let fdb: Vec<usize> = self.fdbs.iter().map(Fdb::len).collect();
         let names: BTreeMap<PeerId, String> = self

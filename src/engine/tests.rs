@@ -271,6 +271,69 @@ fn rogue_forged_record_of_another_node_is_refused_and_changes_nothing() {
     }
 }
 
+#[test]
+fn rogue_revoked_member_is_dropped_by_every_member_and_reaches_nothing() {
+    let mut sim = converged(4);
+    let victim = sim.attach(0, 2, "db");
+    let h4c = sim.attach(3, 2, "h4c");
+    sim.run_for(Duration::from_secs(3));
+    let h4_key = sim.nodes[3].cert.public_key;
+    assert!(sim.peer_id(1, 3).is_some() && loc(&sim, 1, &h4c.0).is_some(), "h4 and its container are known");
+    // The CA revokes h4; only h1 is told (its revocation file and a reload).
+    let revocation = sim.ca.revoke(&sim.ca_cert, &sim.nodes[3].cert, super::sim::WALL.as_secs()).unwrap();
+    let now = sim.now;
+    sim.nodes[0].engine.revoke(now, vec![revocation]);
+    sim.run_for(Duration::from_secs(2));
+    for i in 0..3 {
+        let e = &sim.nodes[i].engine;
+        assert!(e.members.revoked.contains_key(&h4_key), "h{} learned the revocation", i + 1);
+        assert!(e.endpoint.peer_by_key(&h4_key).is_none(), "h{} dropped h4's sessions", i + 1);
+        assert!(e.members.layer.record(&NodeKey(h4_key)).is_none(), "h{} dropped h4's record", i + 1);
+        assert!(!e.members.layer.members().iter().any(|(k, _)| k.0 == h4_key), "h{}: not a member", i + 1);
+        assert_eq!(loc(&sim, i, &h4c.0), None, "h{} forgot h4's container", i + 1);
+    }
+    // h4 keeps trying for a while: nothing it sends is delivered, and nobody takes it back.
+    sim.run_for(Duration::from_secs(30));
+    let frame = udp_frame(h4c, victim, b"still here?");
+    sim.send_frame(3, &frame);
+    sim.run_for(Duration::from_secs(2));
+    assert!(!delivered_payloads(&sim, 0).contains(&frame), "h4's frame reached h1's container");
+    for i in 0..3 {
+        assert!(sim.nodes[i].engine.endpoint.peer_by_key(&h4_key).is_none(), "h{} took h4 back", i + 1);
+    }
+    assert!(
+        sim.nodes[0].engine.endpoint.stats().snapshot().revoked > 0,
+        "h4's handshakes are refused and counted"
+    );
+}
+
+#[test]
+fn rogue_revocation_not_signed_by_the_network_ca_is_refused() {
+    let mut sim = converged(3);
+    sim.run_for(Duration::from_secs(2));
+    // h3 forges a revocation of h2 with a CA key of its own.
+    let own_ca = overlay_proto::cert::CaKey::from_seed(&[99; 32]);
+    let own_ca_cert = own_ca.self_sign("evil", 0, u64::MAX / 2).unwrap();
+    let mut victim_cert = sim.nodes[1].cert.clone();
+    victim_cert.issuer = own_ca_cert.public_key;
+    let mut forged = own_ca.revoke(&own_ca_cert, &victim_cert, 1).unwrap();
+    // Even claiming the network CA as issuer does not help: the signature is not the CA's.
+    forged.issuer = sim.ca_cert.public_key;
+    let msgs =
+        crate::membership::wire::pack(vec![forged.encode()], crate::membership::wire::Msg::Revocations);
+    let to_h1 = sim.peer_id(2, 0).unwrap();
+    let now = sim.now;
+    for m in &msgs {
+        sim.nodes[2].engine.send_inner(now, to_h1, &Inner::Gossip(m)).unwrap();
+    }
+    sim.run_for(Duration::from_secs(2));
+    let e = &sim.nodes[0].engine;
+    assert_eq!(e.members.revocations_refused, 1, "the forgery is counted");
+    assert!(e.members.revoked.is_empty(), "nobody is revoked");
+    assert!(e.endpoint.peer_by_key(&sim.nodes[1].cert.public_key).is_some(), "h2 stays");
+    assert_eq!(state_of(&sim, 0, 1), Some(MemberState::Alive));
+}
+
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
 fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
     let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");

@@ -243,7 +243,8 @@ impl Membership {
 
     /// Whether `version` of `key` would be news: above what we hold and its tombstone.
     fn is_newer(&self, key: &NodeKey, version: u64) -> bool {
-        self.held_version(key).is_none_or(|v| version > v)
+        !self.banned.contains(key)
+            && self.held_version(key).is_none_or(|v| version > v)
             && self.tombstones.get(key).is_none_or(|(v, _)| version > *v)
     }
 

@@ -34,6 +34,9 @@ pub enum MembershipError {
     /// it).
     #[error("record refused: {0}")]
     Forged(String),
+    /// From a member whose key the CA revoked.
+    #[error("message from a revoked member")]
+    Banned,
     /// foca refused the SWIM packet.
     #[error("SWIM: {0}")]
     Swim(#[from] foca::Error),

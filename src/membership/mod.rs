@@ -65,6 +65,9 @@ const MAX_QUEUED: usize = 16_384;
 const RUMOR_FANOUT: usize = 3;
 /// Notices in one rumor round.
 const MAX_NOTICES: usize = 24;
+/// Received revocations waiting for the engine; beyond it more are dropped (they are only
+/// ever relayed again, and the engine drains the queue after every message).
+const MAX_REVOCATIONS_QUEUED: usize = 256;
 
 /// What we know of a member's liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +139,11 @@ pub struct Membership {
     suspicions: BTreeMap<NodeKey, (SwimId, foca::Incarnation, Instant)>,
     transmits: VecDeque<(NodeKey, Vec<u8>)>,
     events: VecDeque<MemberEvent>,
+    /// Keys revoked by the CA: no record of theirs is taken, nothing is sent to them, foca
+    /// holds them down.
+    banned: BTreeSet<NodeKey>,
+    /// Revocations received, for the engine to verify.
+    revocations_in: VecDeque<Vec<u8>>,
     rng: SmallRng,
     next_tick: Instant,
     next_anti_entropy: Instant,
@@ -191,6 +199,8 @@ impl Membership {
             suspicions: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            banned: BTreeSet::new(),
+            revocations_in: VecDeque::new(),
             rng,
             next_anti_entropy,
             stats: MembershipStats::default(),
@@ -240,6 +250,9 @@ impl Membership {
             self.stats.malformed += 1;
             return Err(MembershipError::FromOurselves);
         }
+        if self.banned.contains(&from) {
+            return Err(MembershipError::Banned);
+        }
         let result = Msg::decode(bytes).and_then(|msg| match msg {
             Msg::Swim(packet) => self.handle_swim(now, from, &packet),
             Msg::Notices(notices) => {
@@ -252,12 +265,18 @@ impl Membership {
             }
             Msg::Chunk(chunk) => self.handle_chunk(now, from, chunk),
             Msg::Digest(ranges) => self.handle_digest(now, from, ranges),
+            Msg::Revocations(list) => {
+                let room = MAX_REVOCATIONS_QUEUED.saturating_sub(self.revocations_in.len());
+                self.revocations_in.extend(list.into_iter().take(room));
+                Ok(())
+            }
         });
         if let Err(e) = &result {
             match e {
                 MembershipError::Swim(_) => self.stats.swim_errors += 1,
                 MembershipError::Spoofed => self.stats.spoofed += 1,
                 MembershipError::Forged(_) => self.stats.records_forged += 1,
+                MembershipError::Banned => {}
                 _ => self.stats.malformed += 1,
             }
             tracing::debug!(peer = %from, error = %e, "membership message refused");
@@ -329,6 +348,57 @@ impl Membership {
     /// Records of alive-or-suspect members (not dead or removed), ourselves excluded.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.peers.values().filter(|p| p.live == Live::Up).filter_map(|p| p.held.as_ref().map(|h| &h.record))
+    }
+
+    /// The CA revoked `key`: its record goes now (the engine gets `Removed`), no record of it
+    /// is taken again, nothing is sent to it, and foca holds it down so nobody probes it.
+    pub fn ban(&mut self, now: Instant, key: NodeKey) {
+        if key == self.own.key || !self.banned.insert(key) {
+            return;
+        }
+        let down: Vec<_> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.id().key == key)
+            .map(|m| foca::Member::new(m.id().clone(), m.incarnation(), foca::State::Down))
+            .collect();
+        if let Err(e) = self.foca.apply_many(down.into_iter(), true, &mut self.swim_out) {
+            tracing::trace!(error = %e, "SWIM apply");
+        }
+        self.drain_swim(now);
+        if self.peers.contains_key(&key) {
+            self.touch_peer(key, |p| p.held = None);
+            self.peers.remove(&key);
+            self.up.remove(&key);
+        }
+        self.pulls.remove(&key);
+        self.rumors.forget(&key);
+        self.events.push_back(MemberEvent::Removed(key));
+    }
+
+    /// Whether `key` was banned.
+    pub fn is_banned(&self, key: &NodeKey) -> bool {
+        self.banned.contains(key)
+    }
+
+    /// Sends encoded revocations to `to`, or to every member that is up.
+    pub fn send_revocations(&mut self, to: Option<NodeKey>, list: Vec<Vec<u8>>) {
+        let targets = match to {
+            Some(k) => vec![k],
+            None => self.up.keys.clone(),
+        };
+        let msgs = wire::pack(list, Msg::Revocations);
+        for t in targets {
+            for m in &msgs {
+                self.send(t, m.clone());
+            }
+        }
+    }
+
+    /// Next revocation received from a member (unverified: the engine checks the CA's
+    /// signature).
+    pub fn poll_revocation(&mut self) -> Option<Vec<u8>> {
+        self.revocations_in.pop_front()
     }
 
     /// Counters.
@@ -519,7 +589,7 @@ impl Membership {
     }
 
     fn send(&mut self, to: NodeKey, bytes: Vec<u8>) {
-        if to == self.own.key {
+        if to == self.own.key || self.banned.contains(&to) {
             return;
         }
         if self.transmits.len() >= MAX_QUEUED {

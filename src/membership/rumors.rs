@@ -21,6 +21,11 @@ pub(crate) struct Rumors {
 }
 
 impl Rumors {
+    /// Stops spreading `key`'s record.
+    pub(crate) fn forget(&mut self, key: &NodeKey) {
+        self.map.remove(key);
+    }
+
     /// Spreads `key`'s record at `version` for `rounds` rounds (replacing older rumors of it).
     pub(crate) fn add(&mut self, key: NodeKey, version: u64, rounds: u8) {
         let r = self.map.entry(key).or_insert(Rumor { version, rounds_left: 0 });

@@ -146,6 +146,10 @@ impl Membership {
 
     fn on_swim_note(&mut self, now: Instant, note: OwnedNotification<SwimId>) {
         match note {
+            OwnedNotification::MemberUp(id) if self.banned.contains(&id.key) => {
+                // Gossip from a member that has not heard of the revocation yet.
+                tracing::debug!(key = %id.key, "revoked member reported up; ignored");
+            }
             OwnedNotification::MemberUp(id) => {
                 let key = id.key;
                 let came_up = self.touch_peer(key, |p| {
@@ -187,7 +191,7 @@ impl Membership {
 
     /// Tells foca about an identity learned from a record, unless it knows it or a newer one.
     pub(super) fn learn_identity(&mut self, now: Instant, id: &super::swim::SwimId) {
-        if id.key == self.own.key {
+        if id.key == self.own.key || self.banned.contains(&id.key) {
             return;
         }
         let known = self.peers.get(&id.key).and_then(|p| p.id.as_ref());

@@ -34,6 +34,8 @@ pub(crate) enum Msg {
     Chunk(Chunk),
     /// Anti-entropy: summaries of key ranges of the sender's record set.
     Digest(Vec<Range>),
+    /// CA-signed revocations, opaque here (the engine verifies them); any member relays them.
+    Revocations(Vec<Vec<u8>>),
 }
 
 /// "I hold `key`'s record at `version`."

@@ -3,7 +3,7 @@
 //! anything starts. Every error names the config key (and its line) to fix.
 
 use anyhow::Result;
-use overlay_proto::cert::{CaCert, NodeCert};
+use overlay_proto::cert::{CaCert, NodeCert, Revocation};
 use overlay_proto::keys::SecretKey;
 
 use crate::config::Config;
@@ -17,6 +17,8 @@ pub struct Identity {
     pub cert: NodeCert,
     /// The network CA.
     pub ca: CaCert,
+    /// Revocations from `node.revocations` (each verified against the CA).
+    pub revocations: Vec<Revocation>,
 }
 
 impl Identity {
@@ -29,7 +31,22 @@ impl Identity {
             pki::load_node_cert(&cfg.node.cert).map_err(|e| cfg.error("node.cert", &format!("{e:#}")))?;
         let ca = pki::load_ca_cert(&cfg.node.ca).map_err(|e| cfg.error("node.ca", &format!("{e:#}")))?;
         check_identity(cfg, &secret, &cert, &ca)?;
-        Ok(Self { secret, cert, ca })
+        let revocations = load_revocations_of(cfg, &ca)?;
+        if revocations.iter().any(|r| r.public_key == cert.public_key) {
+            return Err(cfg
+                .error("node.revocations", "this node's own key is revoked: it may not join the network")
+                .into());
+        }
+        Ok(Self { secret, cert, ca, revocations })
+    }
+}
+
+/// The entries of `node.revocations` (none when it is not set), verified against `ca`.
+pub fn load_revocations_of(cfg: &Config, ca: &CaCert) -> Result<Vec<Revocation>> {
+    match &cfg.node.revocations {
+        Some(path) => pki::load_revocations(path, ca)
+            .map_err(|e| cfg.error("node.revocations", &format!("{e:#}")).into()),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -37,12 +54,7 @@ impl Identity {
 /// certificates are inside their validity windows (the error gives the dates), the certificate
 /// is the CA's and is for `node.key` and `node.name`, and every network's subnet contains one
 /// of the certificate's subnets. Each error names the config key to look at.
-pub fn check_identity(
-    cfg: &Config,
-    secret: &SecretKey,
-    cert: &NodeCert,
-    ca: &overlay_proto::cert::CaCert,
-) -> Result<()> {
+pub fn check_identity(cfg: &Config, secret: &SecretKey, cert: &NodeCert, ca: &CaCert) -> Result<()> {
     let now = pki::unix_now();
     let (cert_path, ca_path) = (cfg.node.cert.display(), cfg.node.ca.display());
     if let Some(why) = outside_window(ca.not_before, ca.not_after, now) {

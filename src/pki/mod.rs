@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest};
+use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest, Revocation};
 use overlay_proto::keys::SecretKey;
 use rand_core::{OsRng, RngCore};
 use std::fs::OpenOptions;
@@ -18,12 +18,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 mod identity;
-pub use identity::{check_identity, Identity};
+pub use identity::{check_identity, load_revocations_of, Identity};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const NODE_LABEL: &str = "WEFT NODE CERTIFICATE";
 const CA_LABEL: &str = "WEFT CA CERTIFICATE";
 const CA_KEY_LABEL: &str = "WEFT CA PRIVATE KEY";
+const REVOCATION_LABEL: &str = "WEFT REVOCATION";
 /// Longest key or certificate file we read.
 const MAX_FILE_LEN: u64 = 16 * 1024;
 
@@ -222,6 +223,72 @@ pub fn ca_sign(ca_key: &Path, ca_cert: &Path, req: NodeCertRequest, out: &Path) 
     let cert = key.sign(&ca, req)?;
     write_node_cert(out, &cert)?;
     Ok(cert)
+}
+
+/// Longest revocation file we read (thousands of entries).
+const MAX_REVOCATIONS_LEN: u64 = 4 * 1024 * 1024;
+
+/// Loads a revocation file: PEM-style blocks, each one CA-signed revocation. Every entry must
+/// verify against `ca` (a file with a foreign or altered entry is refused whole: it was not
+/// written by `weft ca revoke` for this network).
+pub fn load_revocations(path: &Path, ca: &CaCert) -> Result<Vec<Revocation>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.len() > MAX_REVOCATIONS_LEN {
+        bail!(
+            "{} is {} bytes; a revocation file is at most {MAX_REVOCATIONS_LEN}",
+            path.display(),
+            meta.len()
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let end_marker = format!("-----END {REVOCATION_LABEL}-----");
+        let end =
+            rest[start..].find(&end_marker).map(|e| start + e + end_marker.len()).with_context(|| {
+                format!("{}: entry {} has no END {REVOCATION_LABEL} line", path.display(), out.len() + 1)
+            })?;
+        let (label, bytes) = dearmor(&rest[start..end], path)?;
+        if label != REVOCATION_LABEL {
+            bail!("{}: expected {REVOCATION_LABEL} entries, found {label}", path.display());
+        }
+        let r = Revocation::decode(&bytes).and_then(|r| r.verify(ca).map(|()| r)).with_context(|| {
+            format!("{}: entry {} is not a revocation by this CA", path.display(), out.len() + 1)
+        })?;
+        out.push(r);
+        rest = &rest[end..];
+    }
+    Ok(out)
+}
+
+/// `weft ca revoke`: signs a revocation of `cert`'s key and appends it to `out` (created 0644
+/// if missing). Returns the entry.
+pub fn ca_revoke(ca_key: &Path, ca_cert: &Path, cert: &Path, out: &Path) -> Result<Revocation> {
+    let key = load_ca_key(ca_key)?;
+    let ca = load_ca_cert(ca_cert)?;
+    let node = load_node_cert(cert)?;
+    let existing = if out.exists() { load_revocations(out, &ca)? } else { Vec::new() };
+    if let Some(r) = existing.iter().find(|r| r.public_key == node.public_key) {
+        bail!(
+            "{}'s key is already revoked in {} (since {})",
+            node.name,
+            out.display(),
+            fmt_time(r.revoked_at)
+        );
+    }
+    let r = key
+        .revoke(&ca, &node, unix_now())
+        .with_context(|| format!("{} was not issued by {}", cert.display(), ca_cert.display()))?;
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(out)
+        .with_context(|| format!("cannot open {}", out.display()))?;
+    f.write_all(armor(REVOCATION_LABEL, &r.encode()).as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(r)
 }
 
 /// Hex fingerprint prefix of a key, for humans.

@@ -173,6 +173,8 @@ pub enum ControlMsg {
     SetPolicies(Vec<Arc<crate::policy::Compiled>>),
     /// New dial targets (seeds and static peers) after a reload.
     SetDialTargets(Vec<SocketAddr>),
+    /// Revocations loaded from `node.revocations` (verified against the CA).
+    Revoke(Vec<overlay_proto::cert::Revocation>),
     /// An overlay probe to a member (by name, public key or endpoint); answered with the RTT.
     Ping {
         /// The member.

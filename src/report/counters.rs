@@ -96,6 +96,10 @@ overlay_proto::counters! {
     {
         /// Member records refused (bad signature, certificate, or out of bounds).
         records_refused => DROPS.label("record_refused"),
+        /// Revocations refused (not signed by the network CA, or malformed).
+        revocations_refused => DROPS.label("revocation_refused"),
+        /// Member keys the CA revoked, as this node knows them (a gauge in the flat counters).
+        members_revoked => Metric::new("weft_members_revoked", "Member keys revoked by the CA, as this node knows them"),
     }
 }
 
@@ -309,7 +313,7 @@ mod tests {
                 "gro_segments"
             ]
         );
-        assert_eq!(fields::<EngineCounters>(), ["records_refused"]);
+        assert_eq!(fields::<EngineCounters>(), ["records_refused", "revocations_refused", "members_revoked"]);
         assert_eq!(
             fields::<DnsSnapshot>(),
             ["answered", "nodata", "nxdomain", "forwarded", "forward_failed", "refused", "malformed"]

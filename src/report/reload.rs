@@ -28,6 +28,9 @@ pub enum Change {
     /// `[dns]`.
     #[serde(rename = "dns")]
     Dns,
+    /// New entries in `node.revocations`.
+    #[serde(rename = "revocations")]
+    Revocations,
 }
 
 impl fmt::Display for Change {
@@ -38,6 +41,7 @@ impl fmt::Display for Change {
             Change::Policy => "policy",
             Change::Services => "services",
             Change::Dns => "dns",
+            Change::Revocations => "revocations",
         })
     }
 }
