@@ -20,7 +20,7 @@ pub fn keygen(out: &Path) -> Result<()> {
     if pub_path.exists() {
         bail!("{} already exists; refusing to overwrite", pub_path.display());
     }
-    pki::write_secret(out, &format!("{}\n", pki::encode_key(&secret)))?;
+    pki::write_secret(out, &pki::secret_key_text(&secret))?;
     pki::write_public(&pub_path, &format!("{}\n", pki::encode_key(&public)))?;
     println!("{}", pki::encode_key(&public));
     Ok(())
