@@ -279,6 +279,7 @@ mod tests {
             mac: "02:00:00:00:00:02".into(),
             netns: name.into(),
             host_ifname: "wv00000001".into(),
+            container_id: None,
         }
     }
 

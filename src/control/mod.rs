@@ -45,6 +45,10 @@ pub enum Request {
         /// recorded.
         #[serde(default)]
         enter: Option<String>,
+        /// The runtime's container id (`CNI_CONTAINERID`), recorded in the lease so that the
+        /// CNI plugin's DEL finds this container by it.
+        #[serde(default)]
+        container_id: Option<String>,
     },
     /// Register a service instance on this node.
     ServiceAdd {
@@ -93,6 +97,10 @@ pub enum Request {
         /// The container's network namespace as given at attach time.
         #[serde(default)]
         netns: Option<String>,
+        /// The runtime's container id it was attached with (the CNI plugin's DEL): only that
+        /// container, whatever its name.
+        #[serde(default)]
+        container_id: Option<String>,
     },
 }
 

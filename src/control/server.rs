@@ -111,9 +111,10 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
 async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
     Ok(match req {
         Request::Status => Answer::Status(Box::new(status(ctx).await?)),
-        Request::Attach { netns, network, name, ip, ifname, labels, enter } => Answer::Attached(
-            attach(ctx, &netns, enter.as_deref(), &network, &name, ip, &ifname, labels).await?,
-        ),
+        Request::Attach { netns, network, name, ip, ifname, labels, enter, container_id } => {
+            let who = Who { name: &name, container_id: container_id.as_deref() };
+            Answer::Attached(attach(ctx, &netns, enter.as_deref(), &network, who, ip, &ifname, labels).await?)
+        }
         Request::ServiceAdd { mut spec } => {
             if spec.network.is_empty() {
                 spec.network = ctx.nets.first().map(|n| n.name.clone()).unwrap_or_default();
@@ -163,8 +164,13 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
             Answer::Policies(rx.await.context("engine did not answer")?)
         }
         Request::Catalog => Answer::Catalog(catalog(ctx).await?),
-        Request::Detach { network, name, netns } => {
-            Answer::Detached(detach(ctx, &network, name.as_deref(), netns.as_deref()).await?)
+        Request::Detach { network, name, netns, container_id } => {
+            let by = Wanted {
+                name: name.as_deref(),
+                netns: netns.as_deref(),
+                container_id: container_id.as_deref(),
+            };
+            Answer::Detached(detach(ctx, &network, by).await?)
         }
     })
 }
@@ -228,19 +234,41 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// Who is being attached: its name at weft, and the runtime's id for it when the CNI plugin
+/// asks.
+struct Who<'a> {
+    name: &'a str,
+    container_id: Option<&'a str>,
+}
+
+/// The runtime's container id, as the CNI plugin checks it too.
+fn check_container_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        bail!("container id must be 1..=1024 characters of A-Z a-z 0-9 - _ .");
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn attach(
     ctx: &ControlCtx,
     netns: &str,
     enter: Option<&str>,
     network: &str,
-    name: &str,
+    who: Who<'_>,
     ip: Option<IpAddr>,
     ifname: &str,
     labels: BTreeMap<String, String>,
 ) -> Result<Attached> {
     let net = net_index(ctx, network)?;
+    let name = who.name;
     check_name(name)?;
+    if let Some(id) = who.container_id {
+        check_container_id(id)?;
+    }
     check_labels(&labels)?;
     if let Some(v) = labels.get(crate::discovery::registry::SERVICE_LABEL) {
         crate::discovery::registry::parse_service_label(v, network, name)?;
@@ -256,6 +284,13 @@ async fn attach(
     let mut leases = ctx.leases.lock().await;
     if leases.find(network, name).is_some() {
         bail!("a container named {name:?} is already attached to {network}");
+    }
+    if let Some((_, l)) = who.container_id.and_then(|id| leases.find_container_id(network, id)) {
+        bail!(
+            "container id {:?} is already attached to {network} (as {:?})",
+            l.container_id.as_deref().unwrap_or_default(),
+            l.name
+        );
     }
     let addr = leases.pick(network, ctx.pools[net], info.gateway, ip)?;
     let host_ifname = format!("wv{:08x}", u32::from_le_bytes(crate::pki::random32()[..4].try_into()?));
@@ -285,6 +320,7 @@ async fn attach(
         ifname: ifname.to_owned(),
         mac: link.mac,
         labels: labels.clone(),
+        container_id: who.container_id.map(str::to_owned),
     };
     leases.insert(network, addr, lease);
     if let Err(e) = leases.save() {
@@ -345,15 +381,29 @@ fn attach_error(e: netlink::NetlinkError, leases: &Leases, netns: &str, ifname: 
     anyhow!("namespace {netns} already has an interface {ifname}{holder}: detach it first or pass --ifname")
 }
 
-/// Finds the lease `weft detach` means: by name (and then `netns`, if also given, must be the
-/// namespace it was attached with), or by namespace.
-fn find_lease(
-    leases: &Leases,
-    network: &str,
-    name: Option<&str>,
-    netns: Option<&str>,
-) -> Result<(IpAddr, Lease)> {
-    match (name, netns) {
+/// What a detach names: a container name and/or netns (`weft detach`), or the runtime's
+/// container id (the CNI plugin's DEL).
+#[derive(Debug, Clone, Copy, Default)]
+struct Wanted<'a> {
+    name: Option<&'a str>,
+    netns: Option<&'a str>,
+    container_id: Option<&'a str>,
+}
+
+/// Finds the lease a detach means: by container id (and then a name, if also given, must be
+/// its name: pod names repeat across Kubernetes namespaces, ids do not), by name (and then
+/// `netns`, if also given, must be the namespace it was attached with), or by namespace.
+fn find_lease(leases: &Leases, network: &str, want: Wanted<'_>) -> Result<(IpAddr, Lease)> {
+    if let Some(id) = want.container_id {
+        let (ip, lease) = leases
+            .find_container_id(network, id)
+            .ok_or_else(|| anyhow!("no container with container id {id:?} on network {network}"))?;
+        if let Some(n) = want.name.filter(|n| *n != lease.name) {
+            bail!("container id {id:?} on network {network} is {:?}, not {n:?}", lease.name);
+        }
+        return Ok((ip, lease.clone()));
+    }
+    match (want.name, want.netns) {
         (Some(n), ns) => {
             let (ip, lease) = leases
                 .find(network, n)
@@ -391,15 +441,10 @@ fn same_netns(a: &str, b: &str) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-async fn detach(
-    ctx: &ControlCtx,
-    network: &str,
-    name: Option<&str>,
-    netns: Option<&str>,
-) -> Result<Detached> {
+async fn detach(ctx: &ControlCtx, network: &str, want: Wanted<'_>) -> Result<Detached> {
     let net = net_index(ctx, network)?;
     let mut leases = ctx.leases.lock().await;
-    let (ip, lease) = find_lease(&leases, network, name, netns)?;
+    let (ip, lease) = find_lease(&leases, network, want)?;
     let name = lease.name.as_str();
     netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
     leases.remove(network, &ip);
@@ -458,6 +503,7 @@ pub async fn status(ctx: &ControlCtx) -> Result<Status> {
                     mac: mac_string(&l.mac),
                     netns: l.netns.clone(),
                     host_ifname: l.host_ifname.clone(),
+                    container_id: l.container_id.clone(),
                 })
                 .collect(),
         })
@@ -483,7 +529,12 @@ mod tests {
             ifname: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 1],
             labels: BTreeMap::new(),
+            container_id: None,
         }
+    }
+
+    fn by(name: Option<&'static str>, netns: Option<&'static str>) -> Wanted<'static> {
+        Wanted { name, netns, container_id: None }
     }
 
     fn leases() -> Leases {
@@ -496,22 +547,41 @@ mod tests {
     #[test]
     fn detach_by_name_and_another_netns_is_refused() {
         let l = leases();
-        let e = find_lease(&l, "default", Some("web1"), Some("web2")).unwrap_err().to_string();
+        let e = find_lease(&l, "default", by(Some("web1"), Some("web2"))).unwrap_err().to_string();
         assert!(e.contains("attached with netns web1, not web2"), "{e}");
-        let (ip, found) = find_lease(&l, "default", Some("web1"), Some("web1")).unwrap();
+        let (ip, found) = find_lease(&l, "default", by(Some("web1"), Some("web1"))).unwrap();
         assert_eq!((ip.to_string().as_str(), found.name.as_str()), ("10.42.1.2", "web1"));
-        let (_, found) = find_lease(&l, "default", Some("web1"), Some("/run/netns/web1")).unwrap();
+        let (_, found) = find_lease(&l, "default", by(Some("web1"), Some("/run/netns/web1"))).unwrap();
         assert_eq!(found.name, "web1", "a name and its path are one namespace");
     }
 
     #[test]
     fn detach_by_name_or_by_netns_alone_still_works() {
         let l = leases();
-        assert_eq!(find_lease(&l, "default", Some("web2"), None).unwrap().1.name, "web2");
-        assert_eq!(find_lease(&l, "default", None, Some("web2")).unwrap().1.name, "web2");
-        let e = find_lease(&l, "default", None, Some("web3")).unwrap_err().to_string();
+        assert_eq!(find_lease(&l, "default", by(Some("web2"), None)).unwrap().1.name, "web2");
+        assert_eq!(find_lease(&l, "default", by(None, Some("web2"))).unwrap().1.name, "web2");
+        let e = find_lease(&l, "default", by(None, Some("web3"))).unwrap_err().to_string();
         assert!(e.contains("no container in netns"), "{e}");
-        assert!(find_lease(&l, "other", Some("web1"), None).is_err());
+        assert!(find_lease(&l, "other", by(Some("web1"), None)).is_err());
+    }
+
+    /// Two pods named `web` in two Kubernetes namespaces: the CNI plugin's DEL of one (by its
+    /// container id, with no netns) must never detach the other.
+    #[test]
+    fn rogue_detach_by_another_pods_container_id_leaves_the_namesake_attached() {
+        let mut l = leases();
+        let prod =
+            Lease { container_id: Some("c0ffee-prod".into()), ..lease("web", "/var/run/netns/cni-prod") };
+        l.insert("default", "10.42.1.4".parse().unwrap(), prod);
+        let dev = Wanted { name: None, netns: None, container_id: Some("c0ffee-dev") };
+        let e = find_lease(&l, "default", dev).unwrap_err().to_string();
+        assert!(e.starts_with("no container with container id \"c0ffee-dev\""), "{e}");
+        let dev_named = Wanted { name: Some("web"), ..dev };
+        assert!(find_lease(&l, "default", dev_named).is_err(), "the name does not stand in for the id");
+        let prod_id = Wanted { container_id: Some("c0ffee-prod"), ..Wanted::default() };
+        assert_eq!(find_lease(&l, "default", prod_id).unwrap().1.name, "web");
+        let e = find_lease(&l, "default", Wanted { name: Some("web1"), ..prod_id }).unwrap_err().to_string();
+        assert!(e.contains("is \"web\", not \"web1\""), "{e}");
     }
 
     #[test]

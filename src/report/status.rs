@@ -63,6 +63,9 @@ pub struct LocalContainer {
     pub netns: String,
     /// Host end of its veth pair.
     pub host_ifname: String,
+    /// The runtime's container id (`CNI_CONTAINERID`), for containers the CNI plugin attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// A row of `weft networks --json`: a network with its FDB size.
@@ -310,7 +313,10 @@ mod tests {
                 "name": "default", "vni": 42, "subnet": "10.42.0.0/16", "node_subnet": "10.42.1.0/24",
                 "gateway": "10.42.1.1", "mtu": 1420, "encryption": "chacha20poly1305",
                 "containers": [{"name": "c1", "ip": "10.42.1.2", "mac": "02:00:0a:2a:01:02",
-                                "netns": "c1", "host_ifname": "wv0a0b0c0d"}],
+                                "netns": "c1", "host_ifname": "wv0a0b0c0d"},
+                               {"name": "pod-a", "ip": "10.42.1.3", "mac": "02:00:0a:2a:01:03",
+                                "netns": "/var/run/netns/cni-1", "host_ifname": "wv0a0b0c0e",
+                                "container_id": "c0ffee"}],
             }],
             "engine": {
                 "uptime_secs": 12, "members_alive": 1, "members": 2,
