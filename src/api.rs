@@ -353,6 +353,7 @@ mod tests {
             dns_domain: None,
             dns_stats: Arc::default(),
             reload,
+            local_stats: Arc::default(),
         })
     }
 

@@ -341,6 +341,11 @@ pub fn check_config(path: &Path) -> Result<()> {
         );
     }
     println!("  certificate valid until {}", fmt_time(id.cert.not_after));
+    let who = match &cfg.node.control_group {
+        Some(g) => format!("mode 0660: root and group {} (gid {})", g.name, g.gid),
+        None => "mode 0600: root only".to_owned(),
+    };
+    println!("  control socket {} ({who})", cfg.node.control_socket.display());
     Ok(())
 }
 

@@ -102,6 +102,7 @@ pub fn render(status: &Status) -> String {
     let mut counters = CounterFamilies::default();
     counters.add(e.counters.readings(), &[]);
     counters.add(status.dns.readings(), &[]);
+    counters.add(status.local.readings(), &[]);
     counters.add(e.membership.readings(), &[]);
     for p in &e.policy {
         counters.add(p.conntrack.stats.readings(), &[("network", &p.network)]);
@@ -258,7 +259,7 @@ mod tests {
     use crate::policy::{Direction, Verdict};
     use crate::report::counters::{
         ConntrackStats, Counters, DataplaneSnapshot, DnsSnapshot, EndpointSnapshot, EngineCounters,
-        MembershipStats,
+        LocalSnapshot, MembershipStats,
     };
     use crate::report::policy::{ConntrackReport, NetworkPolicy, PolicyView, RuleHits};
     use crate::report::status::{
@@ -356,6 +357,7 @@ mod tests {
             },
             dns,
             services: HealthCounts { passing: 2, critical: 1, pending: 0 },
+            local: LocalSnapshot::default(),
         }
     }
 
@@ -424,6 +426,7 @@ mod tests {
             ("weft_policy_decisions_total", "network,rule,direction,action"),
             ("weft_conntrack_entries", "network"),
             ("weft_dns_queries_total", "result"),
+            ("weft_local_refused_total", "reason"),
             ("weft_service_instances", "health"),
             ("weft_uptime_seconds", ""),
         ] {
@@ -460,13 +463,15 @@ mod tests {
         let dns = DnsSnapshot::from_fn(&mut value);
         let membership = MembershipStats::from_fn(&mut value);
         let ct = ConntrackStats::from_fn(&mut value);
-        let t = render(&status(counters, dns, membership, ct));
+        let local = LocalSnapshot::from_fn(&mut value);
+        let t = render(&Status { local, ..status(counters, dns, membership, ct) });
         type Group<'a> = (Vec<Reading>, &'a [(&'a str, &'a str)]);
-        let groups: [Group; 6] = [
+        let groups: [Group; 7] = [
             (counters.proto.readings().collect(), &[]),
             (counters.dataplane.readings().collect(), &[]),
             (counters.engine.readings().collect(), &[]),
             (dns.readings().collect(), &[]),
+            (local.readings().collect(), &[]),
             (membership.readings().collect(), &[]),
             (ct.readings().collect(), &[("network", "default")]),
         ];

@@ -220,3 +220,25 @@ fn file_errors_and_syntax_errors_look_alike() {
     let e = check(&dir.0, &CONFIG.replace("[node]", "[node]\nlog_level = \"warning\"")).unwrap_err();
     assert_names(&dir.0, &e, 2, "node.log_level", &["did you mean \"warn\""]);
 }
+
+#[test]
+fn an_unknown_control_group_names_the_key_and_how_to_fix_it() {
+    let dir = identity("group");
+    let with = |g: &str| {
+        CONFIG.replace(
+            "control_socket = \"weft.sock\"",
+            &format!("control_socket = \"weft.sock\"\ncontrol_group = \"{g}\""),
+        )
+    };
+    let e = check(&dir.0, &with("weft-no-such-group")).unwrap_err();
+    assert_names(
+        &dir.0,
+        &e,
+        8,
+        "node.control_group",
+        &["group \"weft-no-such-group\" does not exist", "groupadd"],
+    );
+    let out = check(&dir.0, &with("root")).unwrap();
+    assert!(out.contains("(mode 0660: root and group root (gid 0))"), "{out}");
+    assert!(check(&dir.0, CONFIG).unwrap().contains("(mode 0600: root only)"));
+}

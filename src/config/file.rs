@@ -85,6 +85,7 @@ pub(super) struct NodeFile {
     pub ca: Spanned<PathBuf>,
     pub state_dir: Option<Spanned<PathBuf>>,
     pub control_socket: Option<Spanned<PathBuf>>,
+    pub control_group: Option<Spanned<String>>,
     pub log_level: Option<Spanned<String>>,
 }
 

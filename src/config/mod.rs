@@ -9,6 +9,7 @@
 mod advertise;
 mod discovery;
 mod file;
+mod local_access;
 mod locate;
 pub mod log_level;
 mod underlay;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use advertise::{AdvertiseFrom, HostAddrs, System};
+pub use local_access::ControlGroup;
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,8 @@ pub struct Config {
     /// Line of each key that checks after parsing may complain about (`node.key`,
     /// `network[0].subnet`, …).
     lines: BTreeMap<String, usize>,
+    /// `node.control_group` as written, until [`Config::resolve_control_group`] resolves it.
+    control_group_name: Option<String>,
 }
 
 /// `[dns]`.
@@ -116,6 +120,9 @@ pub struct Node {
     pub state_dir: PathBuf,
     /// Control socket (default `/run/weft/weft.sock`).
     pub control_socket: PathBuf,
+    /// Besides root, the group whose members may use the control socket (default none); its
+    /// gid is resolved by [`Config::load`].
+    pub control_group: Option<ControlGroup>,
     /// Log filter (default `info`; `RUST_LOG` wins): levels or `target=level` directives,
     /// checked by [`log_level::check`].
     pub log_level: String,
@@ -192,6 +199,7 @@ impl Config {
         })?;
         let mut cfg = Self::parse(path, &text)?;
         cfg.resolve_advertise(&System)?;
+        cfg.resolve_control_group(&crate::control::access::group_id)?;
         Ok(cfg)
     }
 
@@ -261,6 +269,10 @@ impl Config {
                 at(key, v.span());
             }
         }
+        let control_group_name = ctx.control_group_name(&n.control_group)?;
+        if let Some(g) = &n.control_group {
+            at("node.control_group", g.span());
+        }
         let log_level = match &n.log_level {
             Some(l) => {
                 log_level::check(l.get_ref()).map_err(|m| ctx.err(l, "node.log_level", &m))?;
@@ -279,6 +291,7 @@ impl Config {
                 .as_ref()
                 .map(resolve)
                 .unwrap_or_else(|| "/run/weft/weft.sock".into()),
+            control_group: None,
             log_level,
         };
         let underlay = ctx.underlay(&f.underlay, &mut at)?;
@@ -361,6 +374,7 @@ impl Config {
             services,
             dns,
             lines,
+            control_group_name,
         })
     }
 }

@@ -1,7 +1,9 @@
-//! The local control API: newline-delimited JSON over a Unix socket that only root can open.
+//! The local control API: newline-delimited JSON over a Unix socket that only root (and the
+//! members of `node.control_group`) can open and use (`access`).
 //! One request per line, one response per line: `{"ok":true,"data":…}` or
 //! `{"ok":false,"error":"…"}`. Requests are bounded in size.
 
+pub mod access;
 pub(crate) mod resolv_conf;
 pub mod server;
 
@@ -171,7 +173,10 @@ pub enum Answer {
 /// [`crate::report`] type of that request's answer).
 pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<T> {
     let mut s = UnixStream::connect(socket).with_context(|| {
-        format!("cannot reach the weft daemon at {} (is it running? are you root?)", socket.display())
+        format!(
+            "cannot reach the weft daemon at {} (is it running? are you root or in node.control_group?)",
+            socket.display()
+        )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_vec(req)?;

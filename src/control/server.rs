@@ -1,11 +1,14 @@
-//! The daemon side of the control API: accepts connections, decodes requests, and carries out
+//! The daemon side of the control API: accepts connections from the peers [`ControlAccess`]
+//! admits (telling the others why not, and counting them), decodes requests, and carries out
 //! attach/detach (netlink + leases + engine) and status queries.
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -14,13 +17,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
+use super::access::{self, ControlAccess, PeerCred};
 use super::{resolv_conf, Answer, Request, Response, MAX_REQUEST};
+use crate::discovery::catalog::CheckTemplate;
 use crate::discovery::registry::{Registry, Source};
 use crate::ipam::{mac_string, Lease, Leases};
 use crate::netlink::{self, Netlink};
 use crate::plane::{ControlMsg, NetId};
 use crate::plane::{EngineMsg, NetInfo};
 use crate::report::containers::AttachedDns;
+use crate::report::counters::LocalStats;
 use crate::report::status::{LocalContainer, NetworkStatus};
 use crate::report::{Attached, Catalog, Detached, Reloaded, ServiceAdded, ServicesRemoved, Status};
 use std::collections::BTreeMap;
@@ -47,6 +53,8 @@ pub struct ControlCtx {
     pub dns_stats: Arc<crate::dns::DnsStats>,
     /// To the daemon's main loop, which owns reloads.
     pub reload: tokio::sync::mpsc::Sender<ReloadReply>,
+    /// What the control socket and the HTTP listener refused.
+    pub local_stats: Arc<LocalStats>,
 }
 
 /// Where the daemon's main loop answers one reload: what changed, or why nothing did.
@@ -55,36 +63,52 @@ pub type ReloadReply = tokio::sync::oneshot::Sender<Result<Reloaded, String>>;
 /// Reload requests as the daemon's main loop receives them.
 pub type ReloadRequests = tokio::sync::mpsc::Receiver<ReloadReply>;
 
-/// Serves connections on a bound listener until the task is dropped.
-pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>) -> Result<()> {
+/// Serves connections on a bound listener (see [`access::bind`]) until the task is dropped;
+/// a peer `access` does not admit gets one line saying why, and is counted.
+pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>, access: ControlAccess) -> Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
+        let admitted = match access::peer_cred(stream.as_fd()) {
+            Ok(peer) => access.admits(&peer).map(|()| peer).inspect_err(|_| {
+                debug!("control connection refused");
+            }),
+            Err(e) => Err(format!("cannot tell who is connecting: {e}")),
+        };
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &ctx).await {
+            let r = match admitted {
+                Ok(peer) => connection(stream, &ctx, &peer).await,
+                Err(why) => {
+                    ctx.local_stats.control_refused.fetch_add(1, Relaxed);
+                    refuse(stream, &why).await
+                }
+            };
+            if let Err(e) = r {
                 debug!(%e, "control connection ended with an error");
             }
         });
     }
 }
 
-/// Creates the socket file, replacing a stale one, readable and writable by root only.
-pub fn bind(path: &Path) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another daemon is already listening on {}", path.display());
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
+/// Tells a refused peer why in one response line, and hangs up. Its request is read (at most
+/// a bounded amount, for at most a second) and dropped unseen, so that closing does not reset
+/// the connection before the client reads the answer.
+async fn refuse(stream: UnixStream, why: &str) -> Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut out = serde_json::to_vec(&Response::<()>::error(why))?;
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    w.shutdown().await?;
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::copy(&mut r.take(MAX_REQUEST as u64 + 1), &mut sink),
+    )
+    .await;
+    Ok(())
 }
 
-async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
+async fn connection(stream: UnixStream, ctx: &ControlCtx, peer: &PeerCred) -> Result<()> {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r.take(MAX_REQUEST as u64 + 1));
     let mut line = String::new();
@@ -93,7 +117,7 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
             Response::error("request too large")
         } else {
             match serde_json::from_str::<Request>(&line) {
-                Ok(req) => match handle(ctx, req).await {
+                Ok(req) => match handle(ctx, peer, req).await {
                     Ok(data) => Response::ok(data),
                     Err(e) => Response::error(format!("{e:#}")),
                 },
@@ -108,7 +132,12 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
     Ok(())
 }
 
-async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
+/// Carries out one request of `peer` (root, or a member of the control group: see
+/// [`beyond_the_group`] for what only root may ask).
+async fn handle(ctx: &ControlCtx, peer: &PeerCred, req: Request) -> Result<Answer> {
+    if peer.uid != 0 {
+        beyond_the_group(&req, peer)?;
+    }
     Ok(match req {
         Request::Status => Answer::Status(Box::new(status(ctx).await?)),
         Request::Attach { netns, network, name, ip, ifname, labels, enter, container_id } => {
@@ -173,6 +202,27 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
             Answer::Detached(detach(ctx, &network, by).await?)
         }
     })
+}
+
+/// What a control group member may not ask, though root may: a command check (it would run
+/// as the daemon's user, root: a member could run anything as root), and an attach through
+/// another process's open file (only its own `/proc/<its pid>/fd/N`, as the CNI plugin
+/// passes: another's could be a namespace the member cannot open).
+fn beyond_the_group(req: &Request, peer: &PeerCred) -> Result<()> {
+    match req {
+        Request::ServiceAdd { spec }
+            if matches!(spec.check.as_ref().map(|c| &c.template), Some(CheckTemplate::Command { .. })) =>
+        {
+            bail!("command checks run as the daemon's user: only root may add them (uid {})", peer.uid)
+        }
+        Request::Attach { enter: Some(e), .. } if !e.starts_with(&format!("/proc/{}/fd/", peer.pid)) => {
+            bail!(
+                "enter {e:?}: a client other than root may pass only its own open files (/proc/{}/fd/N)",
+                peer.pid
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn net_index(ctx: &ControlCtx, network: &str) -> Result<NetId> {
@@ -514,6 +564,7 @@ pub async fn status(ctx: &ControlCtx) -> Result<Status> {
         engine,
         dns: ctx.dns_stats.snapshot(),
         services: ctx.registry.health_counts(),
+        local: ctx.local_stats.snapshot(),
     })
 }
 
@@ -582,6 +633,47 @@ mod tests {
         assert_eq!(find_lease(&l, "default", prod_id).unwrap().1.name, "web");
         let e = find_lease(&l, "default", Wanted { name: Some("web1"), ..prod_id }).unwrap_err().to_string();
         assert!(e.contains("is \"web\", not \"web1\""), "{e}");
+    }
+
+    #[test]
+    fn rogue_group_member_may_not_add_command_checks_or_enter_others_files() {
+        use crate::discovery::catalog::{Check, ServiceSpec, Target};
+        let member = PeerCred { pid: 4242, uid: 1000, gid: 990, groups: vec![] };
+        let check = |template| Check {
+            template,
+            interval: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(2),
+            rise: 1,
+            fall: 2,
+        };
+        let spec = |template| ServiceSpec {
+            name: "web".into(),
+            network: "default".into(),
+            target: Target::Address("10.42.1.1".parse().unwrap()),
+            port: 80,
+            protocol: crate::discovery::directory::Protocol::Tcp,
+            tags: vec![],
+            check: Some(check(template)),
+        };
+        let command =
+            Request::ServiceAdd { spec: spec(CheckTemplate::Command { argv: vec!["/bin/sh".into()] }) };
+        let e = beyond_the_group(&command, &member).unwrap_err().to_string();
+        assert!(e.contains("only root may add them"), "{e}");
+        assert!(beyond_the_group(&Request::ServiceAdd { spec: spec(CheckTemplate::Tcp) }, &member).is_ok());
+        let attach = |enter: &str| Request::Attach {
+            netns: "/var/run/netns/x".into(),
+            network: "default".into(),
+            name: "c".into(),
+            ip: None,
+            ifname: "eth0".into(),
+            labels: BTreeMap::new(),
+            enter: Some(enter.into()),
+            container_id: None,
+        };
+        assert!(beyond_the_group(&attach("/proc/4242/fd/7"), &member).is_ok());
+        let e = beyond_the_group(&attach("/proc/1/fd/7"), &member).unwrap_err().to_string();
+        assert!(e.contains("only its own open files (/proc/4242/fd/N)"), "{e}");
+        assert!(beyond_the_group(&attach("/proc/42420/fd/7"), &member).is_err(), "a prefix is not the pid");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Live reload (SIGHUP, `weft reload`): re-reads the node TOML and applies what can change
 //! without touching tunnels: seeds and static peers, policy, services, DNS settings, log
 //! level. A file that does not validate, or a change only a restart can apply (identity,
-//! underlay, a network's shape, the control socket, the metrics listener), is refused as a
-//! whole with the reason, and the running configuration stays.
+//! underlay, a network's shape, the control socket or group, the metrics listener), is refused
+//! as a whole with the reason, and the running configuration stays.
 
 use anyhow::{bail, Context, Result};
 use std::sync::Arc;
@@ -54,8 +54,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if (&o.name, &o.key, &o.cert, &o.ca) != (&n.name, &n.key, &n.cert, &n.ca) {
         v.push("node identity (name, key, cert, ca)".to_owned());
     }
-    if (&o.state_dir, &o.control_socket) != (&n.state_dir, &n.control_socket) {
-        v.push("node.state_dir / node.control_socket".to_owned());
+    if (&o.state_dir, &o.control_socket, &o.control_group)
+        != (&n.state_dir, &n.control_socket, &n.control_group)
+    {
+        v.push("node.state_dir / node.control_socket / node.control_group".to_owned());
     }
     let (o, n) = (&old.underlay, &new.underlay);
     if (o.listen, o.advertise, o.mtu, o.workers, o.offload, o.busy_poll)

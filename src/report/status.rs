@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
-use super::counters::{Counters, DnsSnapshot, MembershipStats};
+use super::counters::{Counters, DnsSnapshot, LocalSnapshot, MembershipStats};
 use super::policy::NetworkPolicy;
 use crate::config::Encryption;
 
@@ -27,6 +27,9 @@ pub struct Status {
     pub dns: DnsSnapshot,
     /// This node's service instances by health.
     pub services: HealthCounts,
+    /// What the control socket and the HTTP listener refused.
+    #[serde(default)]
+    pub local: LocalSnapshot,
 }
 
 /// One network of this node.
@@ -302,11 +305,12 @@ mod tests {
     /// it must read into the types and write back as the very same JSON.
     #[test]
     fn a_whole_status_keeps_its_published_shape() {
-        use crate::report::counters::{Counters, DnsSnapshot, MembershipStats};
+        use crate::report::counters::{Counters, DnsSnapshot, LocalSnapshot, MembershipStats};
         use overlay_proto::counters::Snapshot;
         let counters = serde_json::to_value(Counters::default()).unwrap();
         let membership = serde_json::to_value(MembershipStats::from_fn(|_| 2)).unwrap();
         let dns = serde_json::to_value(DnsSnapshot::from_fn(|_| 3)).unwrap();
+        let local = serde_json::to_value(LocalSnapshot::from_fn(|_| 4)).unwrap();
         let text = serde_json::json!({
             "node": "h1",
             "networks": [{
@@ -353,6 +357,7 @@ mod tests {
             },
             "dns": dns,
             "services": {"passing": 1, "critical": 0, "pending": 2},
+            "local": local,
         });
         let status: Status = serde_json::from_value(text.clone()).unwrap();
         assert_eq!(serde_json::to_value(&status).unwrap(), text);
