@@ -326,6 +326,7 @@ fn check_state_dir(cfg: &Config) -> Result<(), crate::config::ConfigError> {
 /// `weft check-config`.
 pub fn check_config(path: &Path) -> Result<()> {
     let (cfg, id) = load_checked(path)?;
+    let http = crate::http_access::HttpAccess::load(&cfg)?;
     println!("{}: OK", path.display());
     println!(
         "  node {} ({}), listening on {}",
@@ -346,6 +347,13 @@ pub fn check_config(path: &Path) -> Result<()> {
         None => "mode 0600: root only".to_owned(),
     };
     println!("  control socket {} ({who})", cfg.node.control_socket.display());
+    if let Some(listen) = cfg.metrics {
+        let writes = match &cfg.http.token_file {
+            Some(f) if http.has_token() => format!("with the token in {}", f.display()),
+            _ => "off (no metrics.api_token_file)".to_owned(),
+        };
+        println!("  HTTP listener {listen}, registry writes {writes}");
+    }
     Ok(())
 }
 

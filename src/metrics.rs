@@ -17,22 +17,28 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::control::ControlCtx;
+use crate::http_access::HttpAccess;
 use crate::report::status::PeerState;
 use crate::report::Status;
 
 type Labels = Vec<(String, String)>;
 
 /// Serves `/metrics` on `addr` until the task is dropped.
-pub async fn serve(listener: std::net::TcpListener, ctx: Arc<ControlCtx>) -> Result<()> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    ctx: Arc<ControlCtx>,
+    access: Arc<HttpAccess>,
+) -> Result<()> {
     let addr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    info!(%addr, "metrics at http://{addr}/metrics");
-    axum::serve(listener, app(ctx)).await.context("metrics server")
+    info!(%addr, writes = access.has_token(), "metrics at http://{addr}/metrics");
+    axum::serve(listener, app(ctx, access)).await.context("metrics server")
 }
 
 /// Everything the listener serves: `/metrics`, the registry API and the status page, with
-/// errors in JSON on every route.
-pub fn app(ctx: Arc<ControlCtx>) -> axum::Router {
+/// errors in JSON on every route, each request first checked against `access`.
+pub fn app(ctx: Arc<ControlCtx>, access: Arc<HttpAccess>) -> axum::Router {
+    let stats = Arc::clone(&ctx.local_stats);
     let api = crate::api::router(Arc::clone(&ctx));
     let app = axum::Router::new().route(
         "/metrics",
@@ -47,7 +53,7 @@ pub fn app(ctx: Arc<ControlCtx>) -> axum::Router {
             }
         }),
     );
-    crate::api::with_json_errors(app.merge(api))
+    crate::api::guarded(crate::api::with_json_errors(app.merge(api)), access, stats)
 }
 
 /// Binds the metrics/API listener; done before the daemon changes anything, so a port in use

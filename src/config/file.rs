@@ -67,6 +67,9 @@ pub(super) struct CheckFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct MetricsFile {
     pub listen: Option<Spanned<String>>,
+    pub api_token_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

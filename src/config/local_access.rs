@@ -1,16 +1,22 @@
 //! The keys that say who may use this node's local surfaces: `node.control_group` (besides
-//! root, the group whose members may use the control socket).
+//! root, the group whose members may use the control socket) and `[metrics]` `api_token_file`
+//! and `allowed_hosts` (the HTTP listener's write token, and the Host names it answers besides
+//! IP addresses and `localhost`).
 //!
 //! The group name is checked by [`Config::parse`] and resolved to its gid by
 //! [`Config::load`] ([`Config::resolve_control_group`]): a group that does not exist is an
-//! error naming the key, never a socket quietly left to root alone.
+//! error naming the key, never a socket quietly left to root alone. The token file is read
+//! later, by the daemon and `weft check-config` (`crate::http_access`).
 
+use std::path::PathBuf;
 use toml::Spanned;
 
-use super::{Config, ConfigError, Ctx};
+use super::{file, Config, ConfigError, Ctx};
 
 /// Longest group name accepted (what `groupadd` accepts).
 const MAX_GROUP_NAME: usize = 32;
+/// Most `metrics.allowed_hosts` entries.
+const MAX_ALLOWED_HOSTS: usize = 64;
 
 /// `[node] control_group`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +25,17 @@ pub struct ControlGroup {
     pub name: String,
     /// Its gid on this host.
     pub gid: u32,
+}
+
+/// `[metrics] api_token_file` and `allowed_hosts`: who may use the HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAccessConfig {
+    /// The file holding the bearer token registry writes must present (none: no writes over
+    /// HTTP at all).
+    pub token_file: Option<PathBuf>,
+    /// Host names (lower case, no trailing dot) the listener answers besides IP literals and
+    /// `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -44,6 +61,50 @@ impl Ctx<'_> {
         }
         Ok(Some(name.clone()))
     }
+
+    /// `[metrics] api_token_file` (resolved against the file's directory) and `allowed_hosts`.
+    pub(super) fn http_access(
+        &self,
+        m: &file::MetricsFile,
+        resolve: impl Fn(&Spanned<PathBuf>) -> PathBuf,
+    ) -> Result<HttpAccessConfig, ConfigError> {
+        if let Some(extra) = m.allowed_hosts.get(MAX_ALLOWED_HOSTS) {
+            return Err(self.err(
+                extra,
+                "metrics.allowed_hosts",
+                &format!("at most {MAX_ALLOWED_HOSTS} names"),
+            ));
+        }
+        let mut allowed_hosts = Vec::new();
+        for (i, h) in m.allowed_hosts.iter().enumerate() {
+            let name = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+            if !is_host_name(&name) {
+                return Err(self.err(
+                    h,
+                    &format!("metrics.allowed_hosts[{i}]"),
+                    "must be a host name (dot-separated labels of a-z 0-9 -, at most 253 characters, \
+                     no port); IP addresses and localhost are always allowed",
+                ));
+            }
+            if !allowed_hosts.contains(&name) {
+                allowed_hosts.push(name);
+            }
+        }
+        Ok(HttpAccessConfig { token_file: m.api_token_file.as_ref().map(resolve), allowed_hosts })
+    }
+}
+
+/// A DNS host name: labels of 1..=63 of `a-z 0-9 -`, not starting or ending with `-`.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 impl Config {
@@ -75,6 +136,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{parse, GOOD};
+    use std::path::PathBuf;
 
     #[test]
     fn control_group_is_resolved_at_load_or_named_as_the_error() {
@@ -94,5 +156,22 @@ mod tests {
         let mut plain = parse(GOOD).unwrap();
         plain.resolve_control_group(&|_| panic!("no lookup without the key")).unwrap();
         assert_eq!(plain.node.control_group, None);
+    }
+
+    #[test]
+    fn api_token_file_and_allowed_hosts() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!((c.http.token_file.as_ref(), c.http.allowed_hosts.len()), (None, 0));
+        let text = format!(
+            "{GOOD}\n[metrics]\napi_token_file = \"api.token\"\nallowed_hosts = [\"Weft-H1.example.\", \"weft-h1.example\"]\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.http.token_file, Some(PathBuf::from("/etc/weft/api.token")));
+        assert_eq!(c.http.allowed_hosts, ["weft-h1.example"]);
+        for bad in ["*", "evil.example:80", "a..b", "-x.example", ""] {
+            let text = format!("{GOOD}\n[metrics]\nallowed_hosts = [\"ok.example\", \"{bad}\"]\n");
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key, "metrics.allowed_hosts[1]", "{bad:?}: {e}");
+        }
     }
 }

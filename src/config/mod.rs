@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use advertise::{AdvertiseFrom, HostAddrs, System};
-pub use local_access::ControlGroup;
+pub use local_access::{ControlGroup, HttpAccessConfig};
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,8 @@ pub struct Config {
     pub seeds: Vec<SocketAddr>,
     /// `[metrics] listen`: the Prometheus endpoint (default `127.0.0.1:9571`; `"off"` disables).
     pub metrics: Option<SocketAddr>,
+    /// `[metrics] api_token_file` and `allowed_hosts`: who may use that listener.
+    pub http: HttpAccessConfig,
     /// `[[service]]`: service instances this node owns.
     pub services: Vec<ServiceSpec>,
     /// `[dns]`.
@@ -273,6 +275,10 @@ impl Config {
         if let Some(g) = &n.control_group {
             at("node.control_group", g.span());
         }
+        if let Some(t) = &f.metrics.api_token_file {
+            at("metrics.api_token_file", t.span());
+        }
+        let http = ctx.http_access(&f.metrics, resolve)?;
         let log_level = match &n.log_level {
             Some(l) => {
                 log_level::check(l.get_ref()).map_err(|m| ctx.err(l, "node.log_level", &m))?;
@@ -371,6 +377,7 @@ impl Config {
             peers,
             seeds,
             metrics,
+            http,
             services,
             dns,
             lines,

@@ -109,6 +109,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         .map(|(_, gw)| lock::gateway(gw))
         .collect();
     let locks = lock::HostLocks::acquire(cfg, "daemon", &gateways)?;
+    let http_access = Arc::new(crate::http_access::HttpAccess::load(cfg)?);
     let metrics = cfg.metrics.map(crate::metrics::bind).transpose()?;
     let control_access = control::access::ControlAccess::new(cfg.node.control_group.clone());
     let listener = control::access::bind(&cfg.node.control_socket, &control_access)?;
@@ -220,7 +221,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
     if let Some(listener) = metrics {
         let ctx = Arc::clone(&ctx);
         tasks.add(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, ctx).await {
+            if let Err(e) = crate::metrics::serve(listener, ctx, http_access).await {
                 warn!("{e:#}");
             }
         }));

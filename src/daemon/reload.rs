@@ -1,8 +1,9 @@
 //! Live reload (SIGHUP, `weft reload`): re-reads the node TOML and applies what can change
 //! without touching tunnels: seeds and static peers, policy, services, DNS settings, log
 //! level. A file that does not validate, or a change only a restart can apply (identity,
-//! underlay, a network's shape, the control socket or group, the metrics listener), is refused
-//! as a whole with the reason, and the running configuration stays.
+//! underlay, a network's shape, the control socket or group, the metrics listener and its
+//! token file or allowed hosts), is refused as a whole with the reason, and the running
+//! configuration stays.
 
 use anyhow::{bail, Context, Result};
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.metrics != new.metrics {
         v.push("metrics.listen".to_owned());
+    }
+    if old.http != new.http {
+        v.push("metrics.api_token_file / metrics.allowed_hosts".to_owned());
     }
     v
 }

@@ -34,7 +34,8 @@ const MEMBERSHIP_REFUSED: Family =
 const LOCAL_REFUSED: Family = Family::new(
     "weft_local_refused",
     "Local requests refused, by reason: control socket connections from users other than root \
-     and node.control_group (control_peer)",
+     and node.control_group (control_peer), HTTP writes without the right API token (api_token), \
+     HTTP requests naming a foreign Host (api_host)",
     "reason",
 );
 const CONNTRACK_REFUSED: Family = Family::new(
@@ -136,6 +137,10 @@ overlay_proto::counters! {
     {
         /// Control socket connections refused for their peer's credentials.
         control_refused => LOCAL_REFUSED.label("control_peer"),
+        /// HTTP writes refused: no token configured, or none or a wrong one presented.
+        api_token_refused => LOCAL_REFUSED.label("api_token"),
+        /// HTTP requests refused for a Host that is not an IP address, localhost or allowed.
+        api_host_refused => LOCAL_REFUSED.label("api_host"),
     }
 }
 
@@ -351,6 +356,6 @@ mod tests {
             ]
         );
         assert_eq!(fields::<ConntrackStats>(), ["inserts", "table_full", "peer_full", "expired"]);
-        assert_eq!(fields::<LocalSnapshot>(), ["control_refused"]);
+        assert_eq!(fields::<LocalSnapshot>(), ["control_refused", "api_token_refused", "api_host_refused"]);
     }
 }
