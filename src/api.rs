@@ -4,20 +4,24 @@
 //!
 //! Every error, from a handler or from routing itself, is `{"error": "…"}` with its status:
 //! 400 for a body or query that does not parse (the message names the field, never a Rust
-//! type), 403, 404 (also for unknown routes), 405 with `Allow`, 413 beyond [`MAX_BODY`], 503
-//! when the engine does not answer. Request bodies refuse unknown fields, so a misspelt key
+//! type), 401 for a write without the right token, 403, 404 (also for unknown routes), 405
+//! with `Allow`, 413 beyond [`MAX_BODY`], 421 for a foreign `Host`, 503 when the engine does
+//! not answer. [`guarded`] applies `crate::http_access`'s rules before any route. Request bodies refuse unknown fields, so a misspelt key
 //! is an error rather than a silently ignored default.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +30,8 @@ use crate::control::ControlCtx;
 use crate::discovery::catalog::{Check, CheckTemplate, ServiceSpec, Target};
 use crate::discovery::directory::Protocol;
 use crate::discovery::registry::Source;
+use crate::http_access::{HttpAccess, Refusal};
+use crate::report::counters::LocalStats;
 use crate::report::{Catalog, CatalogInstance, ErrorReply, ServiceAdded, ServiceSummary, ServicesRemoved};
 
 /// Largest request body.
@@ -50,6 +56,59 @@ pub fn router(ctx: Arc<ControlCtx>) -> Router {
 /// both as JSON. Applies to the routes `app` has now: call it after the last `route`/`merge`.
 pub fn with_json_errors(app: Router) -> Router {
     app.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Checks every request against `access` before it reaches a route (unknown routes too):
+/// a foreign `Host` is 421, a write without a configured token 403, one without the right
+/// token 401; each refusal is counted in `stats`. Call it after [`with_json_errors`].
+pub fn guarded(app: Router, access: Arc<HttpAccess>, stats: Arc<LocalStats>) -> Router {
+    app.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let (access, stats) = (Arc::clone(&access), Arc::clone(&stats));
+        async move {
+            let h = req.headers();
+            let verdict = access.check(
+                req.method(),
+                h.get(HOST).map(|v| v.as_bytes()),
+                h.get(AUTHORIZATION).map(|v| v.as_bytes()),
+            );
+            match verdict {
+                Ok(()) => next.run(req).await,
+                Err(r) => refused(r, &stats),
+            }
+        }
+    }))
+}
+
+fn refused(r: Refusal, stats: &LocalStats) -> Response {
+    match r {
+        Refusal::Host(why) => {
+            stats.api_host_refused.fetch_add(1, Relaxed);
+            error(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "{why}: this listener answers only requests for an IP address, localhost or a \
+                     name in metrics.allowed_hosts (a defence against DNS rebinding)"
+                ),
+            )
+        }
+        Refusal::NoToken => {
+            stats.api_token_refused.fetch_add(1, Relaxed);
+            error(
+                StatusCode::FORBIDDEN,
+                "writes over HTTP are off: use `weft service add` / `weft service remove` (control \
+                 socket), or set metrics.api_token_file and send Authorization: Bearer <token>",
+            )
+        }
+        Refusal::BadToken => {
+            stats.api_token_refused.fetch_add(1, Relaxed);
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "a write needs Authorization: Bearer <the token in metrics.api_token_file>",
+            );
+            resp.headers_mut().insert(WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -353,8 +412,12 @@ mod tests {
             dns_domain: None,
             dns_stats: Arc::default(),
             reload,
+            local_stats: Arc::default(),
         })
     }
+
+    /// The token the test listener is configured with.
+    const TOKEN: &str = "test-token-0123456789";
 
     struct Answer {
         status: u16,
@@ -372,19 +435,48 @@ mod tests {
         }
     }
 
-    /// One HTTP/1.1 exchange with the whole listener app (as `weft run` serves it).
+    /// One HTTP/1.1 exchange with the whole listener app (as `weft run` serves it), as a
+    /// well-behaved local client: a loopback Host and the right token.
     async fn ask(method: &str, path: &str, body: &str) -> Answer {
+        let headers = [("Host", "127.0.0.1:9571"), ("Authorization", &format!("Bearer {TOKEN}"))];
+        ask_with(method, path, body, &headers, Some(TOKEN)).await.0
+    }
+
+    /// One exchange with exactly `headers`, with `token` configured (or none); also the
+    /// listener's refusal counters afterwards.
+    async fn ask_with(
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> (Answer, crate::report::counters::LocalSnapshot) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let token = token.map(|t| {
+            let dir =
+                std::env::temp_dir().join(format!("weft-api-token-{}-{}", std::process::id(), addr.port()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("api.token");
+            std::fs::write(&file, t).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            let token = crate::http_access::ApiToken::load(&file).unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            token
+        });
+        let access = Arc::new(HttpAccess::new(token, vec!["weft-h1.example".into()]));
+        let ctx = ctx().await;
+        let stats = Arc::clone(&ctx.local_stats);
         let server = tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
             listener,
-            crate::metrics::app(ctx().await),
+            crate::metrics::app(ctx, access),
         )));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
         s.write_all(head.as_bytes()).await.unwrap();
         // A refused oversized body may be answered before it is all sent.
         let _ = s.write_all(body.as_bytes()).await;
@@ -398,7 +490,7 @@ mod tests {
         let headers =
             lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
-        Answer { status, headers, body }
+        (Answer { status, headers, body }, stats.snapshot())
     }
 
     fn service(fields: &str) -> String {
@@ -489,6 +581,79 @@ mod tests {
         let a = ask("PUT", "/v1/agent/services", &udp).await;
         assert_eq!(a.status, 400, "{udp}");
         assert!(a.error().contains("TCP check on a UDP service"), "{}", a.error());
+    }
+
+    const HOST: (&str, &str) = ("Host", "127.0.0.1:9571");
+
+    #[tokio::test]
+    async fn rogue_write_without_a_configured_token_is_refused_and_reads_still_work() {
+        let bearer = format!("Bearer {TOKEN}");
+        let (a, stats) =
+            ask_with("PUT", "/v1/agent/services", &service(""), &[HOST, ("Authorization", &bearer)], None)
+                .await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert!(
+            a.error().contains("weft service add") && a.error().contains("metrics.api_token_file"),
+            "{}",
+            a.error()
+        );
+        assert_eq!(stats.api_token_refused, 1);
+        let (a, _) = ask_with("DELETE", "/v1/agent/service/cache", "", &[HOST], None).await;
+        assert_eq!(a.status, 403);
+        let (a, stats) = ask_with("GET", "/v1/agent/services", "", &[HOST], None).await;
+        assert_eq!((a.status, stats.api_token_refused), (200, 0), "{}", a.body);
+    }
+
+    #[tokio::test]
+    async fn rogue_write_without_or_with_a_wrong_token_is_refused() {
+        for auth in [None, Some("Bearer test-token-0123456788"), Some("Bearer test"), Some(TOKEN)] {
+            let mut headers = vec![HOST];
+            headers.extend(auth.map(|a| ("Authorization", a)));
+            let (a, stats) = ask_with("PUT", "/v1/agent/services", &service(""), &headers, Some(TOKEN)).await;
+            assert_eq!(a.status, 401, "{auth:?}: {}", a.body);
+            assert_eq!(a.header("www-authenticate"), Some("Bearer"));
+            assert!(a.error().contains("Authorization: Bearer"), "{}", a.error());
+            assert_eq!(stats.api_token_refused, 1);
+        }
+        let bearer = format!("Bearer {TOKEN}");
+        let (a, stats) = ask_with(
+            "PUT",
+            "/v1/agent/services",
+            &service(""),
+            &[HOST, ("Authorization", &bearer)],
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!((a.status, stats.api_token_refused), (201, 0), "{}", a.body);
+        let (a, _) = ask_with("GET", "/v1/agent/services", "", &[HOST], Some(TOKEN)).await;
+        assert_eq!(a.status, 200, "reads need no token");
+    }
+
+    #[tokio::test]
+    async fn rogue_host_header_is_refused_on_every_route() {
+        let bearer = format!("Bearer {TOKEN}");
+        for (method, path) in [
+            ("GET", "/metrics"),
+            ("GET", "/v1/agent/services"),
+            ("GET", "/"),
+            ("PUT", "/v1/agent/services"),
+            ("GET", "/nope"),
+        ] {
+            for host in
+                [Some("evil.example"), Some("evil.example:9571"), Some("127.0.0.1.evil.example"), None]
+            {
+                let mut headers = vec![("Authorization", bearer.as_str())];
+                headers.extend(host.map(|h| ("Host", h)));
+                let (a, stats) = ask_with(method, path, &service(""), &headers, Some(TOKEN)).await;
+                assert_eq!(a.status, 421, "{method} {path} Host {host:?}: {}", a.body);
+                assert!(a.error().contains("DNS rebinding"), "{}", a.error());
+                assert_eq!((stats.api_host_refused, stats.api_token_refused), (1, 0));
+            }
+        }
+        for host in ["localhost:9571", "[::1]:9571", "weft-h1.example", "10.200.0.1:9571"] {
+            let (a, _) = ask_with("GET", "/v1/agent/services", "", &[("Host", host)], Some(TOKEN)).await;
+            assert_eq!(a.status, 200, "{host}: {}", a.body);
+        }
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ pub fn attach(a: AttachArgs) -> Result<()> {
         ifname: a.ifname,
         labels,
         enter: None,
+        container_id: None,
     };
     let v: Attached = call(&a.client.socket, &req)?;
     if a.client.json {
@@ -55,7 +56,7 @@ pub fn detach(d: DetachArgs) -> Result<()> {
     if d.name.is_none() && d.netns.is_none() {
         anyhow::bail!("give --name or --netns");
     }
-    let req = Request::Detach { network: d.network, name: d.name, netns: d.netns };
+    let req = Request::Detach { network: d.network, name: d.name, netns: d.netns, container_id: None };
     let v: Detached = call(&d.client.socket, &req)?;
     if d.client.json {
         return print_json(&v);

@@ -21,7 +21,7 @@ pub fn keygen(out: &Path) -> Result<()> {
     if pub_path.exists() {
         bail!("{} already exists; refusing to overwrite", pub_path.display());
     }
-    pki::write_secret(out, &format!("{}\n", pki::encode_key(secret.as_bytes())))?;
+    pki::write_secret(out, &pki::secret_key_text(&secret))?;
     pki::write_public(&pub_path, &format!("{public}\n"))?;
     println!("{public}");
     Ok(())
@@ -357,6 +357,7 @@ fn check_state_dir(cfg: &Config) -> Result<(), crate::config::ConfigError> {
 /// `weft check-config`.
 pub fn check_config(path: &Path) -> Result<()> {
     let (cfg, id) = load_checked(path)?;
+    let http = crate::http_access::HttpAccess::load(&cfg)?;
     println!("{}: OK", path.display());
     println!(
         "  node {} ({}), listening on {}",
@@ -372,6 +373,18 @@ pub fn check_config(path: &Path) -> Result<()> {
         );
     }
     println!("  certificate valid until {}", fmt_time(id.cert.not_after));
+    let who = match &cfg.node.control_group {
+        Some(g) => format!("mode 0660: root and group {} (gid {})", g.name, g.gid),
+        None => "mode 0600: root only".to_owned(),
+    };
+    println!("  control socket {} ({who})", cfg.node.control_socket.display());
+    if let Some(listen) = cfg.metrics {
+        let writes = match &cfg.http.token_file {
+            Some(f) if http.has_token() => format!("with the token in {}", f.display()),
+            _ => "off (no metrics.api_token_file)".to_owned(),
+        };
+        println!("  HTTP listener {listen}, registry writes {writes}");
+    }
     Ok(())
 }
 

@@ -26,6 +26,10 @@ pub struct Lease {
     /// Labels given at attach (policy selectors; `weft.service` declares services).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The runtime's container id (`CNI_CONTAINERID`) when the CNI plugin attached it: what
+    /// its DEL finds the lease by (pod names repeat across Kubernetes namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// Leases of every network, keyed by network name then address.
@@ -66,6 +70,11 @@ impl Leases {
     /// Finds a lease by container name.
     pub fn find(&self, network: &str, name: &str) -> Option<(IpAddr, &Lease)> {
         self.of(network).find(|(_, l)| l.name == name).map(|(ip, l)| (*ip, l))
+    }
+
+    /// Finds a lease by the runtime's container id.
+    pub fn find_container_id(&self, network: &str, id: &str) -> Option<(IpAddr, &Lease)> {
+        self.of(network).find(|(_, l)| l.container_id.as_deref() == Some(id)).map(|(ip, l)| (*ip, l))
     }
 
     /// Picks `wanted` or the lowest free host address of `pool` (skipping the network
@@ -149,6 +158,7 @@ mod tests {
             ifname: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 1],
             labels: Default::default(),
+            container_id: None,
         }
     }
 

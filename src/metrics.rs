@@ -17,22 +17,28 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::control::ControlCtx;
+use crate::http_access::HttpAccess;
 use crate::report::status::PeerState;
 use crate::report::Status;
 
 type Labels = Vec<(String, String)>;
 
 /// Serves `/metrics` on `addr` until the task is dropped.
-pub async fn serve(listener: std::net::TcpListener, ctx: Arc<ControlCtx>) -> Result<()> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    ctx: Arc<ControlCtx>,
+    access: Arc<HttpAccess>,
+) -> Result<()> {
     let addr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    info!(%addr, "metrics at http://{addr}/metrics");
-    axum::serve(listener, app(ctx)).await.context("metrics server")
+    info!(%addr, writes = access.has_token(), "metrics at http://{addr}/metrics");
+    axum::serve(listener, app(ctx, access)).await.context("metrics server")
 }
 
 /// Everything the listener serves: `/metrics`, the registry API and the status page, with
-/// errors in JSON on every route.
-pub fn app(ctx: Arc<ControlCtx>) -> axum::Router {
+/// errors in JSON on every route, each request first checked against `access`.
+pub fn app(ctx: Arc<ControlCtx>, access: Arc<HttpAccess>) -> axum::Router {
+    let stats = Arc::clone(&ctx.local_stats);
     let api = crate::api::router(Arc::clone(&ctx));
     let app = axum::Router::new().route(
         "/metrics",
@@ -47,7 +53,7 @@ pub fn app(ctx: Arc<ControlCtx>) -> axum::Router {
             }
         }),
     );
-    crate::api::with_json_errors(app.merge(api))
+    crate::api::guarded(crate::api::with_json_errors(app.merge(api)), access, stats)
 }
 
 /// Binds the metrics/API listener; done before the daemon changes anything, so a port in use
@@ -102,6 +108,7 @@ pub fn render(status: &Status) -> String {
     let mut counters = CounterFamilies::default();
     counters.add(e.counters.readings(), &[]);
     counters.add(status.dns.readings(), &[]);
+    counters.add(status.local.readings(), &[]);
     counters.add(e.membership.readings(), &[]);
     for p in &e.policy {
         counters.add(p.conntrack.stats.readings(), &[("network", &p.network)]);
@@ -258,7 +265,7 @@ mod tests {
     use crate::policy::{Direction, Verdict};
     use crate::report::counters::{
         ConntrackStats, Counters, DataplaneSnapshot, DnsSnapshot, EndpointSnapshot, EngineCounters,
-        MembershipStats,
+        LocalSnapshot, MembershipStats,
     };
     use crate::report::policy::{ConntrackReport, NetworkPolicy, PolicyView, RuleHits};
     use crate::report::status::{
@@ -279,6 +286,7 @@ mod tests {
             mac: "02:00:00:00:00:02".into(),
             netns: name.into(),
             host_ifname: "wv00000001".into(),
+            container_id: None,
         }
     }
 
@@ -355,6 +363,7 @@ mod tests {
             },
             dns,
             services: HealthCounts { passing: 2, critical: 1, pending: 0 },
+            local: LocalSnapshot::default(),
         }
     }
 
@@ -423,6 +432,7 @@ mod tests {
             ("weft_policy_decisions_total", "network,rule,direction,action"),
             ("weft_conntrack_entries", "network"),
             ("weft_dns_queries_total", "result"),
+            ("weft_local_refused_total", "reason"),
             ("weft_service_instances", "health"),
             ("weft_uptime_seconds", ""),
         ] {
@@ -459,13 +469,15 @@ mod tests {
         let dns = DnsSnapshot::from_fn(&mut value);
         let membership = MembershipStats::from_fn(&mut value);
         let ct = ConntrackStats::from_fn(&mut value);
-        let t = render(&status(counters, dns, membership, ct));
+        let local = LocalSnapshot::from_fn(&mut value);
+        let t = render(&Status { local, ..status(counters, dns, membership, ct) });
         type Group<'a> = (Vec<Reading>, &'a [(&'a str, &'a str)]);
-        let groups: [Group; 6] = [
+        let groups: [Group; 7] = [
             (counters.proto.readings().collect(), &[]),
             (counters.dataplane.readings().collect(), &[]),
             (counters.engine.readings().collect(), &[]),
             (dns.readings().collect(), &[]),
+            (local.readings().collect(), &[]),
             (membership.readings().collect(), &[]),
             (ct.readings().collect(), &[("network", "default")]),
         ];

@@ -222,3 +222,40 @@ fn file_errors_and_syntax_errors_look_alike() {
     let e = check(&dir.0, &CONFIG.replace("[node]", "[node]\nlog_level = \"warning\"")).unwrap_err();
     assert_names(&dir.0, &e, 2, "node.log_level", &["did you mean \"warn\""]);
 }
+
+#[test]
+fn an_unknown_control_group_names_the_key_and_how_to_fix_it() {
+    let dir = identity("group");
+    let with = |g: &str| {
+        CONFIG.replace(
+            "control_socket = \"weft.sock\"",
+            &format!("control_socket = \"weft.sock\"\ncontrol_group = \"{g}\""),
+        )
+    };
+    let e = check(&dir.0, &with("weft-no-such-group")).unwrap_err();
+    assert_names(
+        &dir.0,
+        &e,
+        8,
+        "node.control_group",
+        &["group \"weft-no-such-group\" does not exist", "groupadd"],
+    );
+    let out = check(&dir.0, &with("root")).unwrap();
+    assert!(out.contains("(mode 0660: root and group root (gid 0))"), "{out}");
+    assert!(check(&dir.0, CONFIG).unwrap().contains("(mode 0600: root only)"));
+}
+
+#[test]
+fn an_api_token_file_every_user_can_read_is_refused_with_a_chmod_hint() {
+    let dir = identity("token");
+    let token = dir.0.join("api.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = format!("{CONFIG}\n[metrics]\napi_token_file = \"api.token\"\n");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = check(&dir.0, &config).unwrap_err();
+    assert_names(&dir.0, &e, 21, "metrics.api_token_file", &["mode 0644", "every user", "chmod 640"]);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = check(&dir.0, &config).unwrap();
+    assert!(out.contains(&format!("registry writes with the token in {}", token.display())), "{out}");
+    assert!(check(&dir.0, CONFIG).unwrap().contains("registry writes off (no metrics.api_token_file)"));
+}

@@ -226,7 +226,8 @@ fn cni_plugin_conformance() {
     let bad_check =
         plugin(&lab, &env("CHECK", id, &path, args), &conf(&lab, "1.0.0", "default", Some(&wrong)));
     assert_eq!(expect_err(&bad_check, "CHECK with a wrong address"), 101);
-    let other = plugin(&lab, &env("CHECK", id, &path, "K8S_POD_NAME=nobody"), &check_conf);
+    let nobody = "c0ffee000000000000000000000000ff";
+    let other = plugin(&lab, &env("CHECK", nobody, &path, "K8S_POD_NAME=nobody"), &check_conf);
     assert_eq!(expect_err(&other, "CHECK of an unknown container"), 3);
 
     // An ADD of a name already attached is refused by the daemon, with its reason.
@@ -295,4 +296,27 @@ fn cni_plugin_conformance() {
     assert_eq!(expect_ok(&unknown_del, "DEL on an unknown network"), None);
     assert!(attached(&lab).is_empty(), "a failed ADD left a lease behind");
     drop(ns);
+}
+
+/// Pods named `web` in Kubernetes namespaces `prod` and `dev` on one node: dev's ADD is refused
+/// (the name is taken here), and the runtime cleans up after it with a DEL of dev's container
+/// id, without a netns. That DEL must leave prod's `web` attached; prod's own DEL removes it.
+#[test]
+fn rogue_del_of_a_namesake_pod_in_another_namespace_leaves_it_attached() {
+    let lab = Lab::up(1, 0);
+    let prod_ns = Netns::add(format!("{}cnip", lab.tag));
+    let dev_ns = Netns::add(format!("{}cnid", lab.tag));
+    let (prod, dev) = ("c0ffee0000000000000000000000aaaa", "c0ffee0000000000000000000000bbbb");
+    let (prod_args, dev_args) =
+        ("K8S_POD_NAME=web;K8S_POD_NAMESPACE=prod", "K8S_POD_NAME=web;K8S_POD_NAMESPACE=dev");
+    let good = conf(&lab, "1.0.0", "default", None);
+    expect_ok(&plugin(&lab, &env("ADD", prod, &prod_ns.path(), prod_args), &good), "ADD of prod's web");
+    let refused = plugin(&lab, &env("ADD", dev, &dev_ns.path(), dev_args), &good);
+    assert_eq!(expect_err(&refused, "ADD of dev's web"), 100);
+    let del = plugin(&lab, &env("DEL", dev, "", dev_args), &good);
+    assert_eq!(expect_ok(&del, "DEL of dev's web"), None);
+    assert_eq!(attached(&lab), vec!["web".to_owned()], "dev's DEL detached prod's pod");
+    let del = plugin(&lab, &env("DEL", prod, "", prod_args), &good);
+    assert_eq!(expect_ok(&del, "DEL of prod's web"), None);
+    assert!(attached(&lab).is_empty(), "prod's DEL did not detach it");
 }

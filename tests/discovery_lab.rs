@@ -67,6 +67,29 @@ fn wait_for<T: std::fmt::Debug>(
     }
 }
 
+/// An API token file of this test (mode 0600), removed on drop.
+struct ApiTokenFile {
+    path: std::path::PathBuf,
+}
+
+impl ApiTokenFile {
+    const TOKEN: &str = "discovery-lab-token-0123456789";
+
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::path::PathBuf::from(format!("/tmp/weft-discovery-lab-{}.token", std::process::id()));
+        std::fs::write(&path, Self::TOKEN).expect("write the API token file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Self { path }
+    }
+}
+
+impl Drop for ApiTokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 const WEB_SERVICE: &str = r#"
 [[service]]
 name = "web"
@@ -87,7 +110,10 @@ ttl = 1
 fn service_discovery_end_to_end() {
     let h1 = WEB_SERVICE.replace("CONTAINER", "h1c1");
     let h2 = WEB_SERVICE.replace("CONTAINER", "h2c1");
-    let lab = Lab::up_with(3, 1, &[("all", UPSTREAM), ("h1", &h1), ("h2", &h2)]);
+    // h3 takes registry writes over HTTP, with a token (without one, PUT is refused).
+    let token = ApiTokenFile::new();
+    let h3 = format!("[metrics]\napi_token_file = \"{}\"\n", token.path.display());
+    let lab = Lab::up_with(3, 1, &[("all", UPSTREAM), ("h1", &h1), ("h2", &h2), ("h3", &h3)]);
     let (ip1, ip2) = (lab.ip("h1c1"), lab.ip("h2c1"));
     let _upstream = spawn_in(
         &lab,
@@ -200,8 +226,12 @@ fn service_discovery_end_to_end() {
     let out = lab.weft("h3", &["service", "add", "db", "--container", "h3c1", "--port", "5432"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let body = r#"{"name":"cache","network":"default","target":{"address":"10.42.3.1"},"port":6379,"protocol":"tcp"}"#;
-    let out =
-        lab.exec("h3", &["curl", "-sf", "-X", "PUT", "-d", body, "http://127.0.0.1:9571/v1/agent/services"]);
+    let url = "http://127.0.0.1:9571/v1/agent/services";
+    let out = lab
+        .exec("h3", &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-d", body, url]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401", "PUT without the token");
+    let auth = format!("Authorization: Bearer {}", ApiTokenFile::TOKEN);
+    let out = lab.exec("h3", &["curl", "-sf", "-X", "PUT", "-H", &auth, "-d", body, url]);
     assert!(out.status.success(), "PUT /v1/agent/services: {}", String::from_utf8_lossy(&out.stdout));
     let ip3 = lab.ip("h3c1");
     wait_for(

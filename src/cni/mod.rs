@@ -4,9 +4,12 @@
 //! daemon over the control socket, whose lease file is the only record of what is held.
 //!
 //! Contract: exactly one JSON document on stdout (a result, or the spec's error object with a
-//! non-zero exit), nothing else there. DEL is idempotent: a container the daemon does not know
-//! (by name, or by netns path), or a network it does not have, is success with no output, and
-//! a vanished netns does not matter since the daemon detaches by name. A daemon that cannot be
+//! non-zero exit), nothing else there. ADD records `CNI_CONTAINERID` in the lease, and DEL and
+//! CHECK find the container by it, never by its name alone: pod names repeat across Kubernetes
+//! namespaces, so a DEL by name could detach another namespace's pod. (Leases an older weft
+//! wrote have no id; those are still found by name and netns.) DEL is idempotent: a container
+//! the daemon does not know, or a network it does not have, is success with no output, and a
+//! vanished netns does not matter since the daemon detaches by id. A daemon that cannot be
 //! reached is error 11 ("try again later") for every command, DEL included: its leases live on
 //! disk across restarts, so an unreachable daemon may still hold the address and the runtime
 //! must retry rather than forget it.
@@ -94,6 +97,7 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
         ip: inv.args.ip,
         ifname: inv.ifname.clone(),
         labels: conf.labels_for(&inv.args),
+        container_id: Some(inv.container_id.clone()),
     };
     let attached: Attached = daemon_link::call(&conf.socket, &req)?;
     drop(file);
@@ -102,14 +106,20 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<Value, CniError> {
 
 fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     let Ok(net) = network_status(conf)? else { return Ok(()) };
-    let Some(found) = find_container(&net, &inv.container_name(), inv.netns.as_deref(), true) else {
+    let Some(found) = find_container(&net, inv, true) else {
         return Ok(());
     };
-    let req = Request::Detach { network: conf.network.clone(), name: Some(found.name), netns: None };
+    // By id, so that the daemon too detaches only this container; a lease of an older weft
+    // has none and goes by name.
+    let (name, container_id) = match found.container_id {
+        Some(id) => (None, Some(id)),
+        None => (Some(found.name), None),
+    };
+    let req = Request::Detach { network: conf.network.clone(), name, netns: None, container_id };
     match daemon_link::call::<Detached>(&conf.socket, &req) {
         Ok(_) => Ok(()),
         // Released meanwhile by someone else: what DEL wanted.
-        Err(daemon_link::LinkError::Refused(m)) if m.starts_with("no container named") => Ok(()),
+        Err(daemon_link::LinkError::Refused(m)) if m.starts_with("no container ") => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -123,12 +133,18 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     let want = result::address_of(prev, &inv.ifname, netns)?;
     let net = network_status(conf)?.map_err(|have| unknown_network(conf, have))?;
     let name = inv.container_name();
-    let found = find_container(&net, &name, Some(netns), false).ok_or_else(|| {
+    let found = find_container(&net, inv, false).ok_or_else(|| {
         CniError::new(
             error::UNKNOWN_CONTAINER,
             format!("container {name:?} is not attached to weft network {:?}", conf.network),
         )
     })?;
+    if found.netns != netns {
+        return Err(CniError::new(
+            error::CHECK_MISMATCH,
+            format!("container {name:?} was attached from netns {}, not {netns}", found.netns),
+        ));
+    }
     let have = found.ip;
     if have != want.addr() {
         return Err(CniError::new(
@@ -152,19 +168,22 @@ fn network_status(conf: &NetConf) -> Result<Result<NetworkStatus, Vec<String>>, 
     Ok(status.networks.into_iter().find(|n| n.name == conf.network).ok_or(names))
 }
 
-/// The attached container named `name` whose netns is `netns` (any, if not given), or else,
-/// with `or_by_netns`, the one attached from `netns` (a DEL whose `CNI_ARGS` changed).
-fn find_container(
-    net: &NetworkStatus,
-    name: &str,
-    netns: Option<&str>,
-    or_by_netns: bool,
-) -> Option<LocalContainer> {
+/// The attached container of this invocation: the one attached with its `CNI_CONTAINERID`.
+/// A container an older weft attached has no id; it is the one named as this invocation
+/// names it whose netns is `CNI_NETNS` (any, if not given), or else, with `or_by_netns`, the
+/// one attached from `CNI_NETNS` (a DEL whose `CNI_ARGS` changed). A container with an id is
+/// never found by its name or netns: another pod may share its name.
+fn find_container(net: &NetworkStatus, inv: &Invocation, or_by_netns: bool) -> Option<LocalContainer> {
     let containers = &net.containers;
-    containers
-        .iter()
+    if let Some(c) = containers.iter().find(|c| c.container_id.as_deref() == Some(inv.container_id.as_str()))
+    {
+        return Some(c.clone());
+    }
+    let (name, netns) = (inv.container_name(), inv.netns.as_deref());
+    let legacy = || containers.iter().filter(|c| c.container_id.is_none());
+    legacy()
         .find(|c| c.name == name && netns.is_none_or(|ns| c.netns == ns))
-        .or_else(|| netns.filter(|_| or_by_netns).and_then(|ns| containers.iter().find(|c| c.netns == ns)))
+        .or_else(|| netns.filter(|_| or_by_netns).and_then(|ns| legacy().find(|c| c.netns == ns)))
         .cloned()
 }
 
@@ -190,6 +209,64 @@ mod tests {
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
+    }
+
+    fn container(name: &str, netns: &str, id: Option<&str>) -> LocalContainer {
+        LocalContainer {
+            name: name.into(),
+            ip: "10.42.1.2".parse().unwrap(),
+            mac: "02:00:00:00:00:02".into(),
+            netns: netns.into(),
+            host_ifname: "wv00000001".into(),
+            container_id: id.map(str::to_owned),
+        }
+    }
+
+    fn network(containers: Vec<LocalContainer>) -> NetworkStatus {
+        NetworkStatus {
+            name: "default".into(),
+            vni: 42,
+            subnet: "10.42.0.0/16".parse().unwrap(),
+            node_subnet: "10.42.1.0/24".parse().unwrap(),
+            gateway: "10.42.1.1".parse().unwrap(),
+            mtu: 1420,
+            encryption: crate::config::Encryption::ChaCha20Poly1305,
+            containers,
+        }
+    }
+
+    fn del(id: &str, netns: Option<&str>, args: &str) -> Invocation {
+        let mut e = vec![("CNI_CONTAINERID", id), ("CNI_IFNAME", "eth0"), ("CNI_ARGS", args)];
+        e.extend(netns.map(|ns| ("CNI_NETNS", ns)));
+        Invocation::from_env(Cmd::Del, env(&e)).unwrap()
+    }
+
+    /// Pod `web` of namespace `prod` is attached; the runtime deletes pod `web` of namespace
+    /// `dev` (another container id), without a netns as runtimes do once it is gone.
+    #[test]
+    fn rogue_del_with_another_namespaces_pod_name_leaves_it_attached() {
+        let net = network(vec![container("web", "/var/run/netns/cni-prod", Some("prod0001"))]);
+        let dev = del("dev00002", None, "K8S_POD_NAME=web;K8S_POD_NAMESPACE=dev");
+        assert_eq!(find_container(&net, &dev, true), None);
+        let dev_in_prods_netns = del("dev00002", Some("/var/run/netns/cni-prod"), "K8S_POD_NAME=web");
+        assert_eq!(find_container(&net, &dev_in_prods_netns, true), None);
+        let prod = del("prod0001", None, "K8S_POD_NAME=renamed");
+        assert_eq!(find_container(&net, &prod, true).unwrap().name, "web", "found by its id alone");
+    }
+
+    #[test]
+    fn containers_an_older_weft_attached_are_found_by_name_and_netns() {
+        let net = network(vec![container("web", "/var/run/netns/a", None)]);
+        assert!(find_container(&net, &del("x1", None, "K8S_POD_NAME=web"), true).is_some());
+        assert!(
+            find_container(&net, &del("x1", Some("/var/run/netns/b"), "K8S_POD_NAME=web"), true).is_none()
+        );
+        assert!(
+            find_container(&net, &del("x1", Some("/var/run/netns/a"), "K8S_POD_NAME=other"), true).is_some()
+        );
+        assert!(
+            find_container(&net, &del("x1", Some("/var/run/netns/a"), "K8S_POD_NAME=other"), false).is_none()
+        );
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub(super) struct CheckFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct MetricsFile {
     pub listen: Option<Spanned<String>>,
+    pub api_token_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +88,7 @@ pub(super) struct NodeFile {
     pub ca: Spanned<PathBuf>,
     pub state_dir: Option<Spanned<PathBuf>>,
     pub control_socket: Option<Spanned<PathBuf>>,
+    pub control_group: Option<Spanned<String>>,
     pub log_level: Option<Spanned<String>>,
     pub revocations: Option<Spanned<PathBuf>>,
 }

@@ -9,6 +9,7 @@
 mod advertise;
 mod discovery;
 mod file;
+mod local_access;
 mod locate;
 pub mod log_level;
 mod underlay;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use advertise::{AdvertiseFrom, HostAddrs, System};
+pub use local_access::{ControlGroup, HttpAccessConfig};
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,8 @@ pub struct Config {
     pub seeds: Vec<SocketAddr>,
     /// `[metrics] listen`: the Prometheus endpoint (default `127.0.0.1:9571`; `"off"` disables).
     pub metrics: Option<SocketAddr>,
+    /// `[metrics] api_token_file` and `allowed_hosts`: who may use that listener.
+    pub http: HttpAccessConfig,
     /// `[[service]]`: service instances this node owns.
     pub services: Vec<ServiceSpec>,
     /// `[dns]`.
@@ -74,6 +78,8 @@ pub struct Config {
     /// Line of each key that checks after parsing may complain about (`node.key`,
     /// `network[0].subnet`, …).
     lines: BTreeMap<String, usize>,
+    /// `node.control_group` as written, until [`Config::resolve_control_group`] resolves it.
+    control_group_name: Option<String>,
 }
 
 /// `[dns]`.
@@ -116,6 +122,9 @@ pub struct Node {
     pub state_dir: PathBuf,
     /// Control socket (default `/run/weft/weft.sock`).
     pub control_socket: PathBuf,
+    /// Besides root, the group whose members may use the control socket (default none); its
+    /// gid is resolved by [`Config::load`].
+    pub control_group: Option<ControlGroup>,
     /// Log filter (default `info`; `RUST_LOG` wins): levels or `target=level` directives,
     /// checked by [`log_level::check`].
     pub log_level: String,
@@ -194,6 +203,7 @@ impl Config {
         })?;
         let mut cfg = Self::parse(path, &text)?;
         cfg.resolve_advertise(&System)?;
+        cfg.resolve_control_group(&crate::control::access::group_id)?;
         Ok(cfg)
     }
 
@@ -267,6 +277,14 @@ impl Config {
                 at(key, v.span());
             }
         }
+        let control_group_name = ctx.control_group_name(&n.control_group)?;
+        if let Some(g) = &n.control_group {
+            at("node.control_group", g.span());
+        }
+        if let Some(t) = &f.metrics.api_token_file {
+            at("metrics.api_token_file", t.span());
+        }
+        let http = ctx.http_access(&f.metrics, resolve)?;
         let log_level = match &n.log_level {
             Some(l) => {
                 log_level::check(l.get_ref()).map_err(|m| ctx.err(l, "node.log_level", &m))?;
@@ -285,6 +303,7 @@ impl Config {
                 .as_ref()
                 .map(resolve)
                 .unwrap_or_else(|| "/run/weft/weft.sock".into()),
+            control_group: None,
             log_level,
             revocations: n.revocations.as_ref().map(resolve),
         };
@@ -365,9 +384,11 @@ impl Config {
             peers,
             seeds,
             metrics,
+            http,
             services,
             dns,
             lines,
+            control_group_name,
         })
     }
 }

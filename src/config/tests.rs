@@ -1,6 +1,6 @@
 use super::*;
 
-const GOOD: &str = r#"
+pub(super) const GOOD: &str = r#"
 [node]
 name = "h1"
 key = "h1.key"
@@ -19,7 +19,7 @@ subnet = "10.42.0.0/16"
 endpoint = "10.200.0.2:51820"
 "#;
 
-fn parse(t: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(t: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/weft/node.toml"), t)
 }
 

@@ -1,7 +1,9 @@
-//! The local control API: newline-delimited JSON over a Unix socket that only root can open.
+//! The local control API: newline-delimited JSON over a Unix socket that only root (and the
+//! members of `node.control_group`) can open and use (`access`).
 //! One request per line, one response per line: `{"ok":true,"data":…}` or
 //! `{"ok":false,"error":"…"}`. Requests are bounded in size.
 
+pub mod access;
 pub(crate) mod resolv_conf;
 pub mod server;
 
@@ -45,6 +47,10 @@ pub enum Request {
         /// recorded.
         #[serde(default)]
         enter: Option<String>,
+        /// The runtime's container id (`CNI_CONTAINERID`), recorded in the lease so that the
+        /// CNI plugin's DEL finds this container by it.
+        #[serde(default)]
+        container_id: Option<String>,
     },
     /// Register a service instance on this node.
     ServiceAdd {
@@ -93,6 +99,10 @@ pub enum Request {
         /// The container's network namespace as given at attach time.
         #[serde(default)]
         netns: Option<String>,
+        /// The runtime's container id it was attached with (the CNI plugin's DEL): only that
+        /// container, whatever its name.
+        #[serde(default)]
+        container_id: Option<String>,
     },
 }
 
@@ -163,7 +173,10 @@ pub enum Answer {
 /// [`crate::report`] type of that request's answer).
 pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<T> {
     let mut s = UnixStream::connect(socket).with_context(|| {
-        format!("cannot reach the weft daemon at {} (is it running? are you root?)", socket.display())
+        format!(
+            "cannot reach the weft daemon at {} (is it running? are you root or in node.control_group?)",
+            socket.display()
+        )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_vec(req)?;

@@ -1,11 +1,14 @@
-//! The daemon side of the control API: accepts connections, decodes requests, and carries out
+//! The daemon side of the control API: accepts connections from the peers [`ControlAccess`]
+//! admits (telling the others why not, and counting them), decodes requests, and carries out
 //! attach/detach (netlink + leases + engine) and status queries.
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -14,13 +17,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
+use super::access::{self, ControlAccess, PeerCred};
 use super::{resolv_conf, Answer, Request, Response, MAX_REQUEST};
+use crate::discovery::catalog::CheckTemplate;
 use crate::discovery::registry::{Registry, Source};
 use crate::ipam::{mac_string, Lease, Leases};
 use crate::netlink::{self, Netlink};
 use crate::plane::{ControlMsg, NetId};
 use crate::plane::{EngineMsg, NetInfo};
 use crate::report::containers::AttachedDns;
+use crate::report::counters::LocalStats;
 use crate::report::status::{LocalContainer, NetworkStatus};
 use crate::report::{Attached, Catalog, Detached, Reloaded, ServiceAdded, ServicesRemoved, Status};
 use std::collections::BTreeMap;
@@ -47,6 +53,8 @@ pub struct ControlCtx {
     pub dns_stats: Arc<crate::dns::DnsStats>,
     /// To the daemon's main loop, which owns reloads.
     pub reload: tokio::sync::mpsc::Sender<ReloadReply>,
+    /// What the control socket and the HTTP listener refused.
+    pub local_stats: Arc<LocalStats>,
 }
 
 /// Where the daemon's main loop answers one reload: what changed, or why nothing did.
@@ -55,36 +63,52 @@ pub type ReloadReply = tokio::sync::oneshot::Sender<Result<Reloaded, String>>;
 /// Reload requests as the daemon's main loop receives them.
 pub type ReloadRequests = tokio::sync::mpsc::Receiver<ReloadReply>;
 
-/// Serves connections on a bound listener until the task is dropped.
-pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>) -> Result<()> {
+/// Serves connections on a bound listener (see [`access::bind`]) until the task is dropped;
+/// a peer `access` does not admit gets one line saying why, and is counted.
+pub async fn serve_on(listener: UnixListener, ctx: Arc<ControlCtx>, access: ControlAccess) -> Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
+        let admitted = match access::peer_cred(stream.as_fd()) {
+            Ok(peer) => access.admits(&peer).map(|()| peer).inspect_err(|_| {
+                debug!("control connection refused");
+            }),
+            Err(e) => Err(format!("cannot tell who is connecting: {e}")),
+        };
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &ctx).await {
+            let r = match admitted {
+                Ok(peer) => connection(stream, &ctx, &peer).await,
+                Err(why) => {
+                    ctx.local_stats.control_refused.fetch_add(1, Relaxed);
+                    refuse(stream, &why).await
+                }
+            };
+            if let Err(e) = r {
                 debug!(%e, "control connection ended with an error");
             }
         });
     }
 }
 
-/// Creates the socket file, replacing a stale one, readable and writable by root only.
-pub fn bind(path: &Path) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another daemon is already listening on {}", path.display());
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
+/// Tells a refused peer why in one response line, and hangs up. Its request is read (at most
+/// a bounded amount, for at most a second) and dropped unseen, so that closing does not reset
+/// the connection before the client reads the answer.
+async fn refuse(stream: UnixStream, why: &str) -> Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut out = serde_json::to_vec(&Response::<()>::error(why))?;
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    w.shutdown().await?;
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::copy(&mut r.take(MAX_REQUEST as u64 + 1), &mut sink),
+    )
+    .await;
+    Ok(())
 }
 
-async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
+async fn connection(stream: UnixStream, ctx: &ControlCtx, peer: &PeerCred) -> Result<()> {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r.take(MAX_REQUEST as u64 + 1));
     let mut line = String::new();
@@ -93,7 +117,7 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
             Response::error("request too large")
         } else {
             match serde_json::from_str::<Request>(&line) {
-                Ok(req) => match handle(ctx, req).await {
+                Ok(req) => match handle(ctx, peer, req).await {
                     Ok(data) => Response::ok(data),
                     Err(e) => Response::error(format!("{e:#}")),
                 },
@@ -108,12 +132,18 @@ async fn connection(stream: UnixStream, ctx: &ControlCtx) -> Result<()> {
     Ok(())
 }
 
-async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
+/// Carries out one request of `peer` (root, or a member of the control group: see
+/// [`beyond_the_group`] for what only root may ask).
+async fn handle(ctx: &ControlCtx, peer: &PeerCred, req: Request) -> Result<Answer> {
+    if peer.uid != 0 {
+        beyond_the_group(&req, peer)?;
+    }
     Ok(match req {
         Request::Status => Answer::Status(Box::new(status(ctx).await?)),
-        Request::Attach { netns, network, name, ip, ifname, labels, enter } => Answer::Attached(
-            attach(ctx, &netns, enter.as_deref(), &network, &name, ip, &ifname, labels).await?,
-        ),
+        Request::Attach { netns, network, name, ip, ifname, labels, enter, container_id } => {
+            let who = Who { name: &name, container_id: container_id.as_deref() };
+            Answer::Attached(attach(ctx, &netns, enter.as_deref(), &network, who, ip, &ifname, labels).await?)
+        }
         Request::ServiceAdd { mut spec } => {
             if spec.network.is_empty() {
                 spec.network = ctx.nets.first().map(|n| n.name.clone()).unwrap_or_default();
@@ -163,10 +193,36 @@ async fn handle(ctx: &ControlCtx, req: Request) -> Result<Answer> {
             Answer::Policies(rx.await.context("engine did not answer")?)
         }
         Request::Catalog => Answer::Catalog(catalog(ctx).await?),
-        Request::Detach { network, name, netns } => {
-            Answer::Detached(detach(ctx, &network, name.as_deref(), netns.as_deref()).await?)
+        Request::Detach { network, name, netns, container_id } => {
+            let by = Wanted {
+                name: name.as_deref(),
+                netns: netns.as_deref(),
+                container_id: container_id.as_deref(),
+            };
+            Answer::Detached(detach(ctx, &network, by).await?)
         }
     })
+}
+
+/// What a control group member may not ask, though root may: a command check (it would run
+/// as the daemon's user, root: a member could run anything as root), and an attach through
+/// another process's open file (only its own `/proc/<its pid>/fd/N`, as the CNI plugin
+/// passes: another's could be a namespace the member cannot open).
+fn beyond_the_group(req: &Request, peer: &PeerCred) -> Result<()> {
+    match req {
+        Request::ServiceAdd { spec }
+            if matches!(spec.check.as_ref().map(|c| &c.template), Some(CheckTemplate::Command { .. })) =>
+        {
+            bail!("command checks run as the daemon's user: only root may add them (uid {})", peer.uid)
+        }
+        Request::Attach { enter: Some(e), .. } if !e.starts_with(&format!("/proc/{}/fd/", peer.pid)) => {
+            bail!(
+                "enter {e:?}: a client other than root may pass only its own open files (/proc/{}/fd/N)",
+                peer.pid
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn net_index(ctx: &ControlCtx, network: &str) -> Result<NetId> {
@@ -228,19 +284,41 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// Who is being attached: its name at weft, and the runtime's id for it when the CNI plugin
+/// asks.
+struct Who<'a> {
+    name: &'a str,
+    container_id: Option<&'a str>,
+}
+
+/// The runtime's container id, as the CNI plugin checks it too.
+fn check_container_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        bail!("container id must be 1..=1024 characters of A-Z a-z 0-9 - _ .");
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn attach(
     ctx: &ControlCtx,
     netns: &str,
     enter: Option<&str>,
     network: &str,
-    name: &str,
+    who: Who<'_>,
     ip: Option<IpAddr>,
     ifname: &str,
     labels: BTreeMap<String, String>,
 ) -> Result<Attached> {
     let net = net_index(ctx, network)?;
+    let name = who.name;
     check_name(name)?;
+    if let Some(id) = who.container_id {
+        check_container_id(id)?;
+    }
     check_labels(&labels)?;
     if let Some(v) = labels.get(crate::discovery::registry::SERVICE_LABEL) {
         crate::discovery::registry::parse_service_label(v, network, name)?;
@@ -256,6 +334,13 @@ async fn attach(
     let mut leases = ctx.leases.lock().await;
     if leases.find(network, name).is_some() {
         bail!("a container named {name:?} is already attached to {network}");
+    }
+    if let Some((_, l)) = who.container_id.and_then(|id| leases.find_container_id(network, id)) {
+        bail!(
+            "container id {:?} is already attached to {network} (as {:?})",
+            l.container_id.as_deref().unwrap_or_default(),
+            l.name
+        );
     }
     let addr = leases.pick(network, ctx.pools[net], info.gateway, ip)?;
     let host_ifname = format!("wv{:08x}", u32::from_le_bytes(crate::pki::random32()[..4].try_into()?));
@@ -285,6 +370,7 @@ async fn attach(
         ifname: ifname.to_owned(),
         mac: link.mac,
         labels: labels.clone(),
+        container_id: who.container_id.map(str::to_owned),
     };
     leases.insert(network, addr, lease);
     if let Err(e) = leases.save() {
@@ -345,15 +431,29 @@ fn attach_error(e: netlink::NetlinkError, leases: &Leases, netns: &str, ifname: 
     anyhow!("namespace {netns} already has an interface {ifname}{holder}: detach it first or pass --ifname")
 }
 
-/// Finds the lease `weft detach` means: by name (and then `netns`, if also given, must be the
-/// namespace it was attached with), or by namespace.
-fn find_lease(
-    leases: &Leases,
-    network: &str,
-    name: Option<&str>,
-    netns: Option<&str>,
-) -> Result<(IpAddr, Lease)> {
-    match (name, netns) {
+/// What a detach names: a container name and/or netns (`weft detach`), or the runtime's
+/// container id (the CNI plugin's DEL).
+#[derive(Debug, Clone, Copy, Default)]
+struct Wanted<'a> {
+    name: Option<&'a str>,
+    netns: Option<&'a str>,
+    container_id: Option<&'a str>,
+}
+
+/// Finds the lease a detach means: by container id (and then a name, if also given, must be
+/// its name: pod names repeat across Kubernetes namespaces, ids do not), by name (and then
+/// `netns`, if also given, must be the namespace it was attached with), or by namespace.
+fn find_lease(leases: &Leases, network: &str, want: Wanted<'_>) -> Result<(IpAddr, Lease)> {
+    if let Some(id) = want.container_id {
+        let (ip, lease) = leases
+            .find_container_id(network, id)
+            .ok_or_else(|| anyhow!("no container with container id {id:?} on network {network}"))?;
+        if let Some(n) = want.name.filter(|n| *n != lease.name) {
+            bail!("container id {id:?} on network {network} is {:?}, not {n:?}", lease.name);
+        }
+        return Ok((ip, lease.clone()));
+    }
+    match (want.name, want.netns) {
         (Some(n), ns) => {
             let (ip, lease) = leases
                 .find(network, n)
@@ -391,15 +491,10 @@ fn same_netns(a: &str, b: &str) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-async fn detach(
-    ctx: &ControlCtx,
-    network: &str,
-    name: Option<&str>,
-    netns: Option<&str>,
-) -> Result<Detached> {
+async fn detach(ctx: &ControlCtx, network: &str, want: Wanted<'_>) -> Result<Detached> {
     let net = net_index(ctx, network)?;
     let mut leases = ctx.leases.lock().await;
-    let (ip, lease) = find_lease(&leases, network, name, netns)?;
+    let (ip, lease) = find_lease(&leases, network, want)?;
     let name = lease.name.as_str();
     netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
     leases.remove(network, &ip);
@@ -458,6 +553,7 @@ pub async fn status(ctx: &ControlCtx) -> Result<Status> {
                     mac: mac_string(&l.mac),
                     netns: l.netns.clone(),
                     host_ifname: l.host_ifname.clone(),
+                    container_id: l.container_id.clone(),
                 })
                 .collect(),
         })
@@ -468,6 +564,7 @@ pub async fn status(ctx: &ControlCtx) -> Result<Status> {
         engine,
         dns: ctx.dns_stats.snapshot(),
         services: ctx.registry.health_counts(),
+        local: ctx.local_stats.snapshot(),
     })
 }
 
@@ -483,7 +580,12 @@ mod tests {
             ifname: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 1],
             labels: BTreeMap::new(),
+            container_id: None,
         }
+    }
+
+    fn by(name: Option<&'static str>, netns: Option<&'static str>) -> Wanted<'static> {
+        Wanted { name, netns, container_id: None }
     }
 
     fn leases() -> Leases {
@@ -496,22 +598,82 @@ mod tests {
     #[test]
     fn detach_by_name_and_another_netns_is_refused() {
         let l = leases();
-        let e = find_lease(&l, "default", Some("web1"), Some("web2")).unwrap_err().to_string();
+        let e = find_lease(&l, "default", by(Some("web1"), Some("web2"))).unwrap_err().to_string();
         assert!(e.contains("attached with netns web1, not web2"), "{e}");
-        let (ip, found) = find_lease(&l, "default", Some("web1"), Some("web1")).unwrap();
+        let (ip, found) = find_lease(&l, "default", by(Some("web1"), Some("web1"))).unwrap();
         assert_eq!((ip.to_string().as_str(), found.name.as_str()), ("10.42.1.2", "web1"));
-        let (_, found) = find_lease(&l, "default", Some("web1"), Some("/run/netns/web1")).unwrap();
+        let (_, found) = find_lease(&l, "default", by(Some("web1"), Some("/run/netns/web1"))).unwrap();
         assert_eq!(found.name, "web1", "a name and its path are one namespace");
     }
 
     #[test]
     fn detach_by_name_or_by_netns_alone_still_works() {
         let l = leases();
-        assert_eq!(find_lease(&l, "default", Some("web2"), None).unwrap().1.name, "web2");
-        assert_eq!(find_lease(&l, "default", None, Some("web2")).unwrap().1.name, "web2");
-        let e = find_lease(&l, "default", None, Some("web3")).unwrap_err().to_string();
+        assert_eq!(find_lease(&l, "default", by(Some("web2"), None)).unwrap().1.name, "web2");
+        assert_eq!(find_lease(&l, "default", by(None, Some("web2"))).unwrap().1.name, "web2");
+        let e = find_lease(&l, "default", by(None, Some("web3"))).unwrap_err().to_string();
         assert!(e.contains("no container in netns"), "{e}");
-        assert!(find_lease(&l, "other", Some("web1"), None).is_err());
+        assert!(find_lease(&l, "other", by(Some("web1"), None)).is_err());
+    }
+
+    /// Two pods named `web` in two Kubernetes namespaces: the CNI plugin's DEL of one (by its
+    /// container id, with no netns) must never detach the other.
+    #[test]
+    fn rogue_detach_by_another_pods_container_id_leaves_the_namesake_attached() {
+        let mut l = leases();
+        let prod =
+            Lease { container_id: Some("c0ffee-prod".into()), ..lease("web", "/var/run/netns/cni-prod") };
+        l.insert("default", "10.42.1.4".parse().unwrap(), prod);
+        let dev = Wanted { name: None, netns: None, container_id: Some("c0ffee-dev") };
+        let e = find_lease(&l, "default", dev).unwrap_err().to_string();
+        assert!(e.starts_with("no container with container id \"c0ffee-dev\""), "{e}");
+        let dev_named = Wanted { name: Some("web"), ..dev };
+        assert!(find_lease(&l, "default", dev_named).is_err(), "the name does not stand in for the id");
+        let prod_id = Wanted { container_id: Some("c0ffee-prod"), ..Wanted::default() };
+        assert_eq!(find_lease(&l, "default", prod_id).unwrap().1.name, "web");
+        let e = find_lease(&l, "default", Wanted { name: Some("web1"), ..prod_id }).unwrap_err().to_string();
+        assert!(e.contains("is \"web\", not \"web1\""), "{e}");
+    }
+
+    #[test]
+    fn rogue_group_member_may_not_add_command_checks_or_enter_others_files() {
+        use crate::discovery::catalog::{Check, ServiceSpec, Target};
+        let member = PeerCred { pid: 4242, uid: 1000, gid: 990, groups: vec![] };
+        let check = |template| Check {
+            template,
+            interval: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(2),
+            rise: 1,
+            fall: 2,
+        };
+        let spec = |template| ServiceSpec {
+            name: "web".into(),
+            network: "default".into(),
+            target: Target::Address("10.42.1.1".parse().unwrap()),
+            port: 80,
+            protocol: crate::discovery::directory::Protocol::Tcp,
+            tags: vec![],
+            check: Some(check(template)),
+        };
+        let command =
+            Request::ServiceAdd { spec: spec(CheckTemplate::Command { argv: vec!["/bin/sh".into()] }) };
+        let e = beyond_the_group(&command, &member).unwrap_err().to_string();
+        assert!(e.contains("only root may add them"), "{e}");
+        assert!(beyond_the_group(&Request::ServiceAdd { spec: spec(CheckTemplate::Tcp) }, &member).is_ok());
+        let attach = |enter: &str| Request::Attach {
+            netns: "/var/run/netns/x".into(),
+            network: "default".into(),
+            name: "c".into(),
+            ip: None,
+            ifname: "eth0".into(),
+            labels: BTreeMap::new(),
+            enter: Some(enter.into()),
+            container_id: None,
+        };
+        assert!(beyond_the_group(&attach("/proc/4242/fd/7"), &member).is_ok());
+        let e = beyond_the_group(&attach("/proc/1/fd/7"), &member).unwrap_err().to_string();
+        assert!(e.contains("only its own open files (/proc/4242/fd/N)"), "{e}");
+        assert!(beyond_the_group(&attach("/proc/42420/fd/7"), &member).is_err(), "a prefix is not the pid");
     }
 
     #[test]

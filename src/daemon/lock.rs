@@ -170,7 +170,7 @@ fn holder(addr: &UnixAddr) -> String {
     let Ok(mut s) = UnixStream::connect_addr(addr) else {
         return "a process that did not say who it is".to_owned();
     };
-    let cred = peer_cred(&s);
+    let cred = crate::control::access::peer_cred(std::os::fd::AsFd::as_fd(&s)).ok().map(|c| (c.pid, c.uid));
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let mut buf = [0u8; 512];
     let said =
@@ -182,23 +182,6 @@ fn holder(addr: &UnixAddr) -> String {
         None if said.is_empty() => "a process that did not say who it is".to_owned(),
         None => said,
     }
-}
-
-/// The pid and uid of the process at the other end of a unix stream (SO_PEERCRED).
-fn peer_cred(s: &UnixStream) -> Option<(i32, u32)> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred we own.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (r == 0).then_some((cred.pid, cred.uid))
 }
 
 #[cfg(test)]

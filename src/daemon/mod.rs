@@ -108,8 +108,10 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         .map(|(_, gw)| lock::gateway(gw))
         .collect();
     let locks = lock::HostLocks::acquire(cfg, "daemon", &gateways)?;
+    let http_access = Arc::new(crate::http_access::HttpAccess::load(cfg)?);
     let metrics = cfg.metrics.map(crate::metrics::bind).transpose()?;
-    let listener = control::server::bind(&cfg.node.control_socket)?;
+    let control_access = control::access::ControlAccess::new(cfg.node.control_group.clone());
+    let listener = control::access::bind(&cfg.node.control_socket, &control_access)?;
     let socket = guards::SocketFile(cfg.node.control_socket.clone());
     let nl = Netlink::new().await?;
     let mut leases = Leases::load(&cfg.node.state_dir)?;
@@ -200,6 +202,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         dns_domain: cfg.dns.enable.then(|| cfg.dns.domain.clone()),
         dns_stats,
         reload: reload_tx,
+        local_stats: Arc::default(),
     });
     let mut tasks = guards::Tasks::default();
     tasks.add(tokio::spawn(announce_services(Arc::clone(&registry), tx.clone())));
@@ -214,11 +217,11 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
             warn!("service {}: {e:#}", spec.id());
         }
     }
-    tasks.add(tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx))));
+    tasks.add(tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx), control_access)));
     if let Some(listener) = metrics {
         let ctx = Arc::clone(&ctx);
         tasks.add(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, ctx).await {
+            if let Err(e) = crate::metrics::serve(listener, ctx, http_access).await {
                 warn!("{e:#}");
             }
         }));

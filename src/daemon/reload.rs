@@ -1,8 +1,9 @@
 //! Live reload (SIGHUP, `weft reload`): re-reads the node TOML and applies what can change
 //! without touching tunnels: seeds and static peers, policy, services, DNS settings, log
 //! level, new revocations. A file that does not validate, or a change only a restart can apply (identity,
-//! underlay, a network's shape, the control socket, the metrics listener), is refused as a
-//! whole with the reason, and the running configuration stays.
+//! underlay, a network's shape, the control socket or group, the metrics listener and its
+//! token file or allowed hosts), is refused as a whole with the reason, and the running
+//! configuration stays.
 
 use anyhow::{bail, Context, Result};
 use std::sync::Arc;
@@ -57,8 +58,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if (&o.name, &o.key, &o.cert, &o.ca) != (&n.name, &n.key, &n.cert, &n.ca) {
         v.push("node identity (name, key, cert, ca)".to_owned());
     }
-    if (&o.state_dir, &o.control_socket) != (&n.state_dir, &n.control_socket) {
-        v.push("node.state_dir / node.control_socket".to_owned());
+    if (&o.state_dir, &o.control_socket, &o.control_group)
+        != (&n.state_dir, &n.control_socket, &n.control_group)
+    {
+        v.push("node.state_dir / node.control_socket / node.control_group".to_owned());
     }
     let (o, n) = (&old.underlay, &new.underlay);
     if (o.listen, o.advertise, o.mtu, o.workers, o.offload, o.busy_poll)
@@ -72,6 +75,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.metrics != new.metrics {
         v.push("metrics.listen".to_owned());
+    }
+    if old.http != new.http {
+        v.push("metrics.api_token_file / metrics.allowed_hosts".to_owned());
     }
     v
 }

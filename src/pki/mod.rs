@@ -4,7 +4,9 @@
 //! Formats: X25519 private and public keys are one line of base64 (as WireGuard's); the CA key
 //! and all certificates are PEM-style armoured base64 of the binary encoding in
 //! `overlay_proto::cert`. Private keys are created with mode 0600 and never overwritten, and
-//! a private key that its group or other users may access is refused when loaded.
+//! a private key that its group or other users may access is refused when loaded. Every copy
+//! of secret bytes made here (file text, base64, decoded bytes, seeds) is wiped when dropped
+//! (`zeroize`); the keys themselves are [`SecretKey`] and [`CaKey`], which wipe themselves.
 
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -16,6 +18,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use zeroize::Zeroizing;
 
 mod identity;
 pub use identity::{check_identity, load_revocations_of, Identity};
@@ -110,9 +113,16 @@ pub fn generate_secret() -> SecretKey {
     SecretKey::from_bytes(random32())
 }
 
+/// The key file text of a private key (base64 and a newline), wiped when dropped.
+pub fn secret_key_text(secret: &SecretKey) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(B64.encode(secret.as_bytes()));
+    text.push('\n');
+    text
+}
+
 /// Reads a private key file, refusing one whose mode lets its group or other users access it
-/// (a key others could read is no longer this node's alone).
-pub fn read_secret(path: &Path) -> Result<String> {
+/// (a key others could read is no longer this node's alone). The text is wiped when dropped.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<String>> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -127,18 +137,29 @@ pub fn read_secret(path: &Path) -> Result<String> {
             path.display()
         );
     }
-    read_text(path)
+    read_text(path).map(Zeroizing::new)
 }
 
 /// Loads an X25519 private key file (mode 0600 or stricter), strict about its shape.
 pub fn load_private_key(path: &Path) -> Result<SecretKey> {
-    decode_key(&read_secret(path)?, &format!("private key {}", path.display())).map(SecretKey::from_bytes)
+    let text = read_secret(path)?;
+    let what = format!("private key {}", path.display());
+    let bytes =
+        Zeroizing::new(B64.decode(text.trim()).with_context(|| format!("{what} is not valid base64"))?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    if bytes.len() != key.len() {
+        bail!("{what} must be 32 bytes, got {}", bytes.len());
+    }
+    key.copy_from_slice(&bytes);
+    Ok(SecretKey::from_bytes(*key))
 }
 
-/// PEM-style armour.
+/// PEM-style armour. Its base64 is wiped, and the result is allocated once (no copy left
+/// behind by growing it), so that armouring a secret leaves only the result to wipe.
 pub fn armor(label: &str, bytes: &[u8]) -> String {
-    let b = B64.encode(bytes);
-    let mut out = format!("-----BEGIN {label}-----\n");
+    let b = Zeroizing::new(B64.encode(bytes));
+    let mut out = String::with_capacity(b.len() + b.len() / 64 + 2 * label.len() + 40);
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
     for chunk in b.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
         out.push('\n');
@@ -147,7 +168,8 @@ pub fn armor(label: &str, bytes: &[u8]) -> String {
     out
 }
 
-/// Removes PEM-style armour, returning the label and the bytes.
+/// Removes PEM-style armour, returning the label and the bytes. The base64 it gathers is wiped
+/// (it may be a private key's); wipe the returned bytes too when they are secret.
 pub fn dearmor(text: &str, path: &Path) -> Result<(String, Vec<u8>)> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default();
@@ -156,10 +178,11 @@ pub fn dearmor(text: &str, path: &Path) -> Result<(String, Vec<u8>)> {
         .and_then(|l| l.strip_suffix("-----"))
         .with_context(|| format!("{}: not a weft PEM file (no BEGIN line)", path.display()))?
         .to_owned();
-    let mut body = String::new();
+    let mut body = Zeroizing::new(String::with_capacity(text.len()));
     for l in lines {
         if l == format!("-----END {label}-----") {
-            let bytes = B64.decode(&body).with_context(|| format!("{}: bad base64", path.display()))?;
+            let bytes =
+                B64.decode(body.as_bytes()).with_context(|| format!("{}: bad base64", path.display()))?;
             return Ok((label, bytes));
         }
         body.push_str(l);
@@ -188,20 +211,25 @@ pub fn load_node_cert(path: &Path) -> Result<NodeCert> {
 /// Loads a CA private key (mode 0600 or stricter).
 pub fn load_ca_key(path: &Path) -> Result<CaKey> {
     let (label, bytes) = dearmor(&read_secret(path)?, path)?;
+    let bytes = Zeroizing::new(bytes);
     if label != CA_KEY_LABEL {
         bail!("{}: expected a {CA_KEY_LABEL}, found {label}", path.display());
     }
-    let seed: [u8; 32] =
-        bytes.try_into().map_err(|_| anyhow::anyhow!("{}: CA key must be 32 bytes", path.display()))?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    if bytes.len() != seed.len() {
+        bail!("{}: CA key must be 32 bytes", path.display());
+    }
+    seed.copy_from_slice(&bytes);
     Ok(CaKey::from_seed(&seed))
 }
 
 /// Creates a CA: key file (0600) and self-signed certificate valid for `days`.
 pub fn ca_init(name: &str, key_out: &Path, cert_out: &Path, days: u64) -> Result<CaCert> {
-    let key = CaKey::from_seed(&random32());
+    let key = CaKey::from_seed(&Zeroizing::new(random32()));
     let now = unix_now();
     let cert = key.self_sign(name, now.saturating_sub(60), now + days * 86_400)?;
-    write_secret(key_out, &armor(CA_KEY_LABEL, &key.seed()))?;
+    let seed = Zeroizing::new(key.seed());
+    write_secret(key_out, &Zeroizing::new(armor(CA_KEY_LABEL, seed.as_slice())))?;
     write_ca_cert(cert_out, &cert)?;
     Ok(cert)
 }
@@ -368,7 +396,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let key = dir.join("h1.key");
         let secret = generate_secret();
-        write_secret(&key, &format!("{}\n", encode_key(secret.as_bytes()))).unwrap();
+        write_secret(&key, &secret_key_text(&secret)).unwrap();
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(load_private_key(&key).unwrap(), secret);
         for (mode, who) in [(0o644, "its group and every user"), (0o640, "its group"), (0o604, "every user")]

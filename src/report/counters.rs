@@ -1,10 +1,10 @@
 //! Every counter group the daemon reports, each counter declared once with
 //! [`overlay_proto::counters!`]: its field (also its JSON name), its doc, and the Prometheus
 //! metric `/metrics` exports it as. The protocol's own group, [`EndpointSnapshot`], is declared
-//! in `overlay-proto`; the data plane's, DNS's, membership's, conntrack's and the engine's are
-//! declared here, where the control API's types live, so that this module depends on no part
-//! of the daemon (the data plane, DNS server, membership layer and connection table use the
-//! atomic structs generated here).
+//! in `overlay-proto`; the data plane's, DNS's, the local surfaces', membership's, conntrack's
+//! and the engine's are declared here, where the control API's types live, so that this module
+//! depends on no part of the daemon (the data plane, DNS server, control socket, HTTP listener,
+//! membership layer and connection table use the atomic structs generated here).
 //!
 //! Invariant: the groups flattened into [`Counters`] have no field name in common (a test
 //! checks it), so `engine.counters` stays one flat object, as it always was.
@@ -31,6 +31,13 @@ const MEMBERSHIP_BYTES: Family =
     Family::new("weft_membership_bytes", "Bytes of membership messages received and sent", "direction");
 const MEMBERSHIP_REFUSED: Family =
     Family::new("weft_membership_refused", "Membership messages refused, by reason", "reason");
+const LOCAL_REFUSED: Family = Family::new(
+    "weft_local_refused",
+    "Local requests refused, by reason: control socket connections from users other than root \
+     and node.control_group (control_peer), HTTP writes without the right API token (api_token), \
+     HTTP requests naming a foreign Host (api_host)",
+    "reason",
+);
 const CONNTRACK_REFUSED: Family = Family::new(
     "weft_conntrack_refused",
     "New flows the connection table refused, by reason, per network",
@@ -123,6 +130,21 @@ overlay_proto::counters! {
         refused => DNS_QUERIES.label("refused"),
         /// Messages undecodable, cut short, or answered FORMERR.
         malformed => DNS_QUERIES.label("malformed"),
+    }
+}
+
+overlay_proto::counters! {
+    /// Counters of the local surfaces (control socket, HTTP listener): what they refused.
+    pub struct LocalStats;
+    /// A copy of [`LocalStats`]: `weft status --json`'s `local`.
+    pub struct LocalSnapshot;
+    {
+        /// Control socket connections refused for their peer's credentials.
+        control_refused => LOCAL_REFUSED.label("control_peer"),
+        /// HTTP writes refused: no token configured, or none or a wrong one presented.
+        api_token_refused => LOCAL_REFUSED.label("api_token"),
+        /// HTTP requests refused for a Host that is not an IP address, localhost or allowed.
+        api_host_refused => LOCAL_REFUSED.label("api_host"),
     }
 }
 
@@ -262,11 +284,12 @@ mod tests {
     /// Counters sharing a metric family share its help text and differ in their label.
     #[test]
     fn a_family_is_one_help_text_and_distinct_labels() {
-        let groups: [&[Counter]; 6] = [
+        let groups: [&[Counter]; 7] = [
             EndpointSnapshot::COUNTERS,
             DataplaneSnapshot::COUNTERS,
             EngineCounters::COUNTERS,
             DnsSnapshot::COUNTERS,
+            LocalSnapshot::COUNTERS,
             MembershipStats::COUNTERS,
             ConntrackStats::COUNTERS,
         ];
@@ -341,5 +364,6 @@ mod tests {
             ]
         );
         assert_eq!(fields::<ConntrackStats>(), ["inserts", "table_full", "peer_full", "expired"]);
+        assert_eq!(fields::<LocalSnapshot>(), ["control_refused", "api_token_refused", "api_host_refused"]);
     }
 }

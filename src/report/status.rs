@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
-use super::counters::{Counters, DnsSnapshot, MembershipStats};
+use super::counters::{Counters, DnsSnapshot, LocalSnapshot, MembershipStats};
 use super::policy::NetworkPolicy;
 use crate::config::Encryption;
 
@@ -27,6 +27,9 @@ pub struct Status {
     pub dns: DnsSnapshot,
     /// This node's service instances by health.
     pub services: HealthCounts,
+    /// What the control socket and the HTTP listener refused.
+    #[serde(default)]
+    pub local: LocalSnapshot,
 }
 
 /// One network of this node.
@@ -63,6 +66,9 @@ pub struct LocalContainer {
     pub netns: String,
     /// Host end of its veth pair.
     pub host_ifname: String,
+    /// The runtime's container id (`CNI_CONTAINERID`), for containers the CNI plugin attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// A row of `weft networks --json`: a network with its FDB size.
@@ -299,18 +305,22 @@ mod tests {
     /// it must read into the types and write back as the very same JSON.
     #[test]
     fn a_whole_status_keeps_its_published_shape() {
-        use crate::report::counters::{Counters, DnsSnapshot, MembershipStats};
+        use crate::report::counters::{Counters, DnsSnapshot, LocalSnapshot, MembershipStats};
         use overlay_proto::counters::Snapshot;
         let counters = serde_json::to_value(Counters::default()).unwrap();
         let membership = serde_json::to_value(MembershipStats::from_fn(|_| 2)).unwrap();
         let dns = serde_json::to_value(DnsSnapshot::from_fn(|_| 3)).unwrap();
+        let local = serde_json::to_value(LocalSnapshot::from_fn(|_| 4)).unwrap();
         let text = serde_json::json!({
             "node": "h1",
             "networks": [{
                 "name": "default", "vni": 42, "subnet": "10.42.0.0/16", "node_subnet": "10.42.1.0/24",
                 "gateway": "10.42.1.1", "mtu": 1420, "encryption": "chacha20poly1305",
                 "containers": [{"name": "c1", "ip": "10.42.1.2", "mac": "02:00:0a:2a:01:02",
-                                "netns": "c1", "host_ifname": "wv0a0b0c0d"}],
+                                "netns": "c1", "host_ifname": "wv0a0b0c0d"},
+                               {"name": "pod-a", "ip": "10.42.1.3", "mac": "02:00:0a:2a:01:03",
+                                "netns": "/var/run/netns/cni-1", "host_ifname": "wv0a0b0c0e",
+                                "container_id": "c0ffee"}],
             }],
             "engine": {
                 "uptime_secs": 12, "members_alive": 1, "members": 2,
@@ -347,6 +357,7 @@ mod tests {
             },
             "dns": dns,
             "services": {"passing": 1, "critical": 0, "pending": 2},
+            "local": local,
         });
         let status: Status = serde_json::from_value(text.clone()).unwrap();
         assert_eq!(serde_json::to_value(&status).unwrap(), text);
