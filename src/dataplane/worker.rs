@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::batch::{Added, Batch, Run, Sock, ARENA_LEN};
 use super::offload::{self, Gro, Tso, VnetHdr};
 use super::tables::{Loc, Tables};
-use super::{filter, frame};
+use super::{filter, frame, source_guard};
 use super::{inc, EngineMsg, Shared};
 use crate::config::Encryption;
 use crate::device::{self, VNET_HDR_LEN};
@@ -252,6 +252,11 @@ impl Worker {
             return self.too_big(net, f);
         }
         let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.net(net)) else { return };
+        // A local container sends only as its lease, the host only as its gateway.
+        if !source_guard::allows(nt, info, f) {
+            inc(&shared.stats.drop_local_spoof);
+            return;
+        }
         // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
         // would accept them, as they lie outside every certified subnet.
         let encrypted = info.encryption == Encryption::ChaCha20Poly1305;
