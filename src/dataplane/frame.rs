@@ -1,19 +1,23 @@
 //! What the data plane asks of a frame and the frames it writes itself, on top of
-//! [`crate::packet`]: the destination and source MAC, the source address a frame claims (for
-//! anti-spoofing), ARP requests and the replies that suppress them, and the ICMP
-//! "fragmentation needed" / ICMPv6 "packet too big" answers to oversize frames.
+//! [`crate::packet`]: the destination and source MAC, the source address a frame claims and
+//! everything else it says about its sender (for anti-spoofing: ARP sender, neighbour
+//! advertisement target, link-layer address options), ARP requests and the replies that
+//! suppress them, and the ICMP "fragmentation needed" / ICMPv6 "packet too big" answers to
+//! oversize frames.
 //!
-//! Every query goes through a checked view, so a short or odd frame yields `None`, never a
-//! panic; every reply is emitted by the packet module's Reprs into the caller's buffer.
+//! Every query goes through a checked view, so a short or odd frame yields `None` (or an
+//! error), never a panic; every reply is emitted by the packet module's Reprs into the
+//! caller's buffer.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use crate::packet::ethernet::is_multicast;
-use crate::packet::Mac;
+use crate::packet::ndisc::{self, NdiscPacket, NdiscRepr};
 use crate::packet::{
     arp, ethernet, icmp, ip_proto, ipv4, ipv6, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame,
     EthernetRepr, IcmpPacket, Icmpv4Repr, Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
 };
+use crate::packet::{Error, Mac};
 
 /// Length of an ARP reply frame.
 pub const ARP_REPLY_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
@@ -42,6 +46,83 @@ pub fn source_ip(f: &[u8]) -> Option<IpAddr> {
         EtherType::IPV6 => Some(Ipv6Packet::new_checked(eth.payload()).ok()?.src_addr().into()),
         _ => None,
     }
+}
+
+/// Everything a frame says about who sent it: the addresses it uses as its own. A local
+/// container may use only its lease's (see [`super::source_guard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClaims {
+    /// Ethernet source.
+    pub mac: Mac,
+    /// Source address: IPv4 or IPv6 source, or ARP sender address.
+    pub ip: Option<IpAddr>,
+    /// The address a neighbour advertisement advertises (its target): what it binds, whatever
+    /// its source.
+    pub advertised: Option<Ipv6Addr>,
+    /// The link-layer address the message binds to its sender inside it: ARP sender MAC, a
+    /// solicitation's source or an advertisement's target link-layer option.
+    pub lladdr: Option<Mac>,
+}
+
+/// What a frame (untagged or under one 802.1Q tag) claims about its sender. An IPv4, IPv6 or
+/// ARP frame whose headers cannot be read, and an ARP or neighbour discovery message too odd to
+/// check (not Ethernet/IPv4 ARP, malformed options, two link-layer addresses), is an error:
+/// its sender cannot be vouched for. Other ethertypes claim no address.
+pub fn sender_claims(f: &[u8]) -> Result<SenderClaims, Error> {
+    let eth = EthernetFrame::new_checked(f)?;
+    let (ethertype, at) = eth.network()?;
+    let body = &f[at..];
+    let mut c = SenderClaims { mac: eth.src_addr(), ip: None, advertised: None, lladdr: None };
+    match ethertype {
+        EtherType::IPV4 => c.ip = Some(Ipv4Packet::new_checked(body)?.src_addr().into()),
+        EtherType::ARP => {
+            let arp = ArpRepr::parse(&ArpPacket::new_checked(body)?)?;
+            c.ip = Some(arp.sender_ip.into());
+            c.lladdr = Some(arp.sender_mac);
+        }
+        EtherType::IPV6 => {
+            let ip = Ipv6Packet::new_checked(body)?;
+            c.ip = Some(ip.src_addr().into());
+            if let Some(nd) = neighbour_message(&ip)? {
+                match NdiscRepr::parse(&nd)? {
+                    NdiscRepr::NeighborSolicit { lladdr, .. } => c.lladdr = lladdr,
+                    NdiscRepr::NeighborAdvert { target_addr, lladdr, .. } => {
+                        c.advertised = Some(target_addr);
+                        c.lladdr = lladdr;
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(c)
+}
+
+/// The target of an (untagged) neighbour advertisement: the address it binds to a link-layer
+/// address. Read from the fixed part alone, so odd options do not hide it.
+pub fn advertised_target(f: &[u8]) -> Option<Ipv6Addr> {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    if eth.ethertype() != EtherType::IPV6 {
+        return None;
+    }
+    let nd = neighbour_message(&Ipv6Packet::new_checked(eth.payload()).ok()?).ok()??;
+    (nd.msg_type() == ndisc::kind::NEIGHBOR_ADVERT).then(|| nd.target_addr())
+}
+
+/// The neighbour solicitation or advertisement an IPv6 packet carries, if it carries one
+/// (a later fragment carries none: RFC 6980 forbids fragmented neighbour discovery).
+fn neighbour_message<'a>(ip: &Ipv6Packet<&'a [u8]>) -> Result<Option<NdiscPacket<&'a [u8]>>, Error> {
+    let upper = ip.upper_layer()?;
+    let is_nd = upper.protocol == ip_proto::ICMPV6
+        && !upper.fragment
+        && matches!(
+            upper.payload.first(),
+            Some(&(ndisc::kind::NEIGHBOR_SOLICIT | ndisc::kind::NEIGHBOR_ADVERT))
+        );
+    if !is_nd {
+        return Ok(None);
+    }
+    NdiscPacket::new_checked(upper.payload).map(Some)
 }
 
 /// Unspecified or link-local: an address no certificate can vouch for.
@@ -190,6 +271,74 @@ mod tests {
         .concat();
         assert_eq!(&out[..], &expect[..]);
         assert_eq!(arp_request(&out), None, "a reply is not a request");
+    }
+
+    /// An ND message in an IPv6 frame from 02:00:00:00:00:02 (fd00::2), checksum unset.
+    fn nd_frame(repr: NdiscRepr, extra: &[u8]) -> Vec<u8> {
+        let mut nd = vec![0xa5; repr.buffer_len()];
+        repr.emit(&mut NdiscPacket::new_unchecked(&mut nd[..]), 0);
+        nd.extend_from_slice(extra);
+        ipv6_frame(ip_proto::ICMPV6, &nd)
+    }
+
+    #[test]
+    fn sender_claims_of_each_kind() {
+        let me = [2, 0, 0, 0, 0, 2];
+        let claims = |ip: Option<IpAddr>, advertised: Option<Ipv6Addr>, lladdr: Option<Mac>| {
+            Ok(SenderClaims { mac: me, ip, advertised, lladdr })
+        };
+        let mut f = arp_req();
+        f[6..12].copy_from_slice(&me);
+        assert_eq!(
+            sender_claims(&f),
+            claims(source_ip(&f), None, Some([2, 0, 0, 0, 0, 1])),
+            "its sender MAC"
+        );
+        let src = Some(IpAddr::V6(addrs("fd00::2")));
+        assert_eq!(sender_claims(&ipv6_frame(17, &[0; 8])), claims(src, None, None));
+        let advert = NdiscRepr::NeighborAdvert { flags: 0, target_addr: addrs("fd00::9"), lladdr: Some(me) };
+        assert_eq!(sender_claims(&nd_frame(advert, &[])), claims(src, Some(addrs("fd00::9")), Some(me)));
+        let solicit = NdiscRepr::NeighborSolicit { target_addr: addrs("fd00::9"), lladdr: Some(me) };
+        assert_eq!(
+            sender_claims(&nd_frame(solicit, &[])),
+            claims(src, None, Some(me)),
+            "its target is asked for"
+        );
+        // Under a VLAN tag, the same.
+        let plain = nd_frame(advert, &[]);
+        let tagged = [&plain[..12], &[0x81, 0, 0, 7], &plain[12..]].concat();
+        assert_eq!(sender_claims(&tagged), sender_claims(&plain));
+        // Other ethertypes claim no address.
+        let mut lldp = plain.clone();
+        lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert_eq!(sender_claims(&lldp), claims(None, None, None));
+    }
+
+    #[test]
+    fn rogue_frames_too_odd_to_vouch_for_are_errors_but_show_their_target() {
+        let me = [2, 0, 0, 0, 0, 2];
+        let advert = NdiscRepr::NeighborAdvert { flags: 0, target_addr: addrs("fd00::9"), lladdr: Some(me) };
+        // A second target link-layer option naming another MAC.
+        let f = nd_frame(advert, &[ndisc::option::TARGET_LLADDR, 1, 2, 0, 0, 0, 0, 9]);
+        assert_eq!(sender_claims(&f), Err(Error::Malformed));
+        assert_eq!(advertised_target(&f), Some(addrs("fd00::9")), "the target is in the fixed part");
+        let zero = nd_frame(advert, &[ndisc::option::TARGET_LLADDR, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            (sender_claims(&zero), advertised_target(&zero)),
+            (Err(Error::Malformed), Some(addrs("fd00::9")))
+        );
+        let solicit =
+            nd_frame(NdiscRepr::NeighborSolicit { target_addr: addrs("fd00::9"), lladdr: None }, &[]);
+        assert_eq!(advertised_target(&solicit), None, "a solicitation advertises nothing");
+        let short = &nd_frame(advert, &[])[..L3 + ipv6::HEADER_LEN + 20];
+        assert_eq!(sender_claims(short), Err(Error::Truncated));
+        assert_eq!(advertised_target(short), None);
+        let mut cut_ip = arp_req();
+        cut_ip[12..14].copy_from_slice(&[8, 0]);
+        assert!(sender_claims(&cut_ip[..L3 + 10]).is_err(), "an IPv4 header cut short");
+        let mut rarp = arp_req();
+        rarp[L3 + 7] = 3;
+        assert_eq!(sender_claims(&rarp), Err(Error::Unsupported));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod batch;
 pub mod filter;
 pub mod frame;
 pub mod offload;
+pub mod source_guard;
 mod worker;
 
 pub use worker::{admit, deliver, run_worker};

@@ -13,7 +13,7 @@ use overlay_proto::wire::{Inner, MessageType, TransportHeader, VxlanHeader, VXLA
 use overlay_proto::{PeerId, SealError};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use std::io::IoSliceMut;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::batch::{Added, Batch, Run, Sock, ARENA_LEN};
 use super::offload::{self, Gro, Tso, VnetHdr};
 use super::tables::{Loc, Tables};
-use super::{filter, frame};
+use super::{filter, frame, source_guard};
 use super::{inc, EngineMsg, Shared};
 use crate::config::Encryption;
 use crate::device::{self, VNET_HDR_LEN};
@@ -252,6 +252,11 @@ impl Worker {
             return self.too_big(net, f);
         }
         let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.net(net)) else { return };
+        // A local container sends only as its lease, the host only as its gateway.
+        if !source_guard::allows(nt, info, f) {
+            inc(&shared.stats.drop_local_spoof);
+            return;
+        }
         // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
         // would accept them, as they lie outside every certified subnet.
         let encrypted = info.encryption == Encryption::ChaCha20Poly1305;
@@ -703,8 +708,9 @@ pub fn deliver(
 }
 
 /// Whether a decrypted frame from `peer` may reach network `net`'s bridge: the inner source
-/// IP must lie in the peer's certified subnets, the source MAC must not belong to anyone
-/// else, and the network's policy must allow it. Learns the MAC/IP as a side effect.
+/// IP (and a neighbour advertisement's target) must lie in the peer's certified subnets and
+/// the network's, the source MAC must not belong to anyone else, and the network's policy must
+/// allow it. Learns the MAC/IP as a side effect.
 pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: NetId, f: &[u8]) -> bool {
     let (Some(src), Some(ip)) = (frame::src_mac(f), frame::source_ip(f)) else {
         inc(&shared.stats.drop_ethertype);
@@ -721,6 +727,13 @@ pub fn admit(shared: &Shared, tables: &Tables, peer: PeerId, net: NetId, f: &[u8
     if !entry.subnets.iter().any(|s| s.contains(&ip)) || !info.subnet.contains(&ip) {
         inc(&shared.stats.drop_spoof);
         return false;
+    }
+    // A neighbour advertisement binds its target, whatever its source: held to the same rule.
+    if let Some(target) = frame::advertised_target(f).map(IpAddr::V6) {
+        if !entry.subnets.iter().any(|s| s.contains(&target)) || !info.subnet.contains(&target) {
+            inc(&shared.stats.drop_spoof);
+            return false;
+        }
     }
     if entry.networks.as_ref().is_some_and(|n| !n.contains(&info.vni)) {
         inc(&shared.stats.drop_no_network);
@@ -762,6 +775,118 @@ impl offload::Sink for TapSink<'_> {
                 }
             }
             Err(_) => inc(&stats.io_errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ndisc::{self, NdiscPacket, NdiscRepr};
+    use crate::packet::{ip_proto, EtherType, EthernetFrame, EthernetRepr, Ipv6Packet, Ipv6Repr};
+    use crate::plane::tables::{NetTables, PeerEntry};
+    use crate::plane::NetInfo;
+    use overlay_proto::wire::Vni;
+    use std::net::Ipv6Addr;
+    use std::sync::atomic::AtomicBool;
+
+    const PEER: PeerId = PeerId(3);
+    /// The peer's container, known to be behind it.
+    const B1: [u8; 6] = [2, 0, 0, 0, 2, 2];
+
+    fn addr(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// This node (fd42:0:1::/64) on network fd42::/32, with peer B (certified for
+    /// fd42:0:2::/64) and its container b1 at fd42:0:2::2.
+    fn node() -> (Shared, Tables) {
+        let net = NetInfo {
+            name: "default".into(),
+            vni: Vni::new(42).unwrap(),
+            mtu: 1400,
+            subnet: "fd42::/32".parse().unwrap(),
+            gateway: "fd42:0:1::1".parse().unwrap(),
+            gateway_mac: [2, 0, 0, 0, 1, 1],
+            encryption: Encryption::ChaCha20Poly1305,
+            remotes: Vec::new(),
+        };
+        let (engine, _) = std::sync::mpsc::sync_channel(16);
+        let shared = Shared {
+            tables: Default::default(),
+            proto_stats: Default::default(),
+            stats: Default::default(),
+            nets: vec![net],
+            taps: vec![Vec::new()],
+            engine,
+            stop: AtomicBool::new(false),
+            conntrack: vec![crate::policy::Conntrack::new(1024, 256)],
+            epoch: Instant::now(),
+            busy_poll: std::time::Duration::ZERO,
+        };
+        let mut tables = Tables::default();
+        tables.peers.insert(
+            PEER,
+            PeerEntry {
+                session: None,
+                endpoint: None,
+                subnets: Arc::new(vec!["fd42:0:2::/64".parse().unwrap()]),
+                name: Arc::from("b"),
+                groups: Arc::new(Vec::new()),
+                networks: Some(Arc::new(vec![Vni::new(42).unwrap()])),
+            },
+        );
+        let mut nt = NetTables::default();
+        nt.macs.insert(B1, Loc::Peer(PEER));
+        nt.ips.insert(IpAddr::V6(addr("fd42:0:2::2")), B1);
+        tables.nets.push(nt);
+        (shared, tables)
+    }
+
+    /// A neighbour advertisement from b1 (source `src`) for `target`.
+    fn advert(src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+        let nd = NdiscRepr::NeighborAdvert {
+            flags: ndisc::flags::OVERRIDE,
+            target_addr: target,
+            lladdr: Some(B1),
+        };
+        let mut f = vec![0u8; ethernet::HEADER_LEN + 40 + nd.buffer_len()];
+        EthernetRepr { src_addr: B1, dst_addr: [0x33, 0x33, 0, 0, 0, 1], ethertype: EtherType::IPV6 }
+            .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+        let mut ip = Ipv6Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+        Ipv6Repr {
+            src_addr: src,
+            dst_addr: addr("ff02::1"),
+            next_header: ip_proto::ICMPV6,
+            payload_len: nd.buffer_len() as u16,
+            hop_limit: 255,
+        }
+        .emit(&mut ip);
+        let pseudo = ip.pseudo_header(ip_proto::ICMPV6, nd.buffer_len() as u32);
+        nd.emit(&mut NdiscPacket::new_unchecked(ip.payload_mut()), pseudo);
+        f
+    }
+
+    #[test]
+    fn a_peers_own_advertisement_is_admitted() {
+        let (shared, tables) = node();
+        let b1 = addr("fd42:0:2::2");
+        assert!(admit(&shared, &tables, PEER, NetId(0), &advert(b1, b1)));
+        assert_eq!(shared.stats.drop_spoof.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn rogue_peer_advertising_an_address_it_does_not_own_is_refused() {
+        let (shared, tables) = node();
+        let b1 = addr("fd42:0:2::2");
+        for (what, target) in [
+            ("our container's address", "fd42:0:1::2"),
+            ("our gateway's", "fd42:0:1::1"),
+            ("outside the network", "fd43:0:2::2"),
+        ] {
+            let before = shared.stats.drop_spoof.load(Relaxed);
+            assert!(!admit(&shared, &tables, PEER, NetId(0), &advert(b1, addr(target))), "{what}");
+            assert_eq!(shared.stats.drop_spoof.load(Relaxed), before + 1, "{what} counted");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The one parser for the frames weft carries on its overlay: typed views over Ethernet (with
-//! at most one 802.1Q tag), ARP, IPv4, IPv6 (with its extension headers), TCP, UDP and
-//! ICMPv4/ICMPv6, in the shape of smoltcp's `wire` module, and the one Internet checksum.
+//! at most one 802.1Q tag), ARP, IPv4, IPv6 (with its extension headers), TCP, UDP,
+//! ICMPv4/ICMPv6 and IPv6 neighbour discovery, in the shape of smoltcp's `wire` module, and
+//! the one Internet checksum.
 //!
 //! Each header has a view, `XPacket<T: AsRef<[u8]>>`, whose fields are named byte ranges in a
 //! public `field` module. `new_checked` verifies once that the buffer holds the whole header
@@ -21,6 +22,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndisc;
 pub mod tcp;
 pub mod udp;
 
@@ -29,6 +31,7 @@ pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, Mac};
 pub use icmp::{IcmpPacket, Icmpv4Repr, Icmpv6Repr};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use ndisc::{NdiscPacket, NdiscRepr};
 pub use tcp::TcpPacket;
 pub use udp::{UdpPacket, UdpRepr};
 

@@ -64,6 +64,10 @@ overlay_proto::counters! {
         /// Frames whose inner source is outside the sender's certified subnets, or whose MAC is
         /// bound to another owner.
         drop_spoof => DROPS.label("spoof"),
+        /// Frames from a local container (read from our TAP) whose source MAC, IP, ARP sender or
+        /// neighbour discovery addresses are not its lease's (or, from the host, not the
+        /// gateway's): local anti-spoofing.
+        drop_local_spoof => DROPS.label("local_spoof"),
         /// Frames whose source is link-local or unspecified (IPv6 ND, ARP probes): not carried.
         drop_link_local => DROPS.label("link_local"),
         /// Frames for a VNI this node does not serve.
@@ -319,6 +323,7 @@ mod tests {
                 "arp_suppressed",
                 "flooded",
                 "drop_spoof",
+                "drop_local_spoof",
                 "drop_link_local",
                 "drop_no_network",
                 "drop_ethertype",

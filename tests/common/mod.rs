@@ -338,3 +338,26 @@ impl Lab {
         Bg(child)
     }
 }
+
+impl Lab {
+    /// `host`'s counter `name` from `weft status --json` (`engine.counters`).
+    pub fn counter(&self, host: &str, name: &str) -> u64 {
+        let out = self.weft(host, &["status", "--json"]);
+        assert!(out.status.success(), "weft status on {host}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+        v["engine"]["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {v}"))
+    }
+
+    /// ICMP echo requests `node`'s kernel has received (`Icmp: InEchos` of the /proc/net/snmp
+    /// it sees, which is its own namespace's): evidence that needs no packet capture.
+    pub fn echo_requests_received(&self, node: &str) -> u64 {
+        let out = self.exec(node, &["cat", "/proc/net/snmp"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp: "));
+        let (Some(names), Some(values)) = (icmp.next(), icmp.next()) else {
+            panic!("no Icmp lines in {node}'s /proc/net/snmp:\n{text}")
+        };
+        let at = names.split_whitespace().position(|n| n == "InEchos").expect("an InEchos column");
+        values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("an InEchos value")
+    }
+}
