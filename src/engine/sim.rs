@@ -117,6 +117,8 @@ pub struct Sim {
     cut: BTreeSet<(usize, usize)>,
     /// Datagrams dropped by loss or partition.
     pub dropped: u64,
+    /// Datagrams sent to addresses no node has, by sending node and address.
+    pub unroutable: BTreeMap<(usize, SocketAddr), usize>,
 }
 
 impl Sim {
@@ -138,6 +140,7 @@ impl Sim {
             seq: 0,
             cut: BTreeSet::new(),
             dropped: 0,
+            unroutable: BTreeMap::new(),
         };
         for i in 0..n {
             let secret = secret_of(sim.cfg.seed, i);
@@ -301,7 +304,10 @@ impl Sim {
     fn collect(&mut self, i: usize) {
         let now = self.now;
         while let Some(t) = self.nodes[i].engine.poll_transmit() {
-            let Some(j) = self.nodes.iter().position(|n| n.addr == t.dst) else { continue };
+            let Some(j) = self.nodes.iter().position(|n| n.addr == t.dst) else {
+                *self.unroutable.entry((i, t.dst)).or_default() += 1;
+                continue;
+            };
             if self.cut.contains(&(i.min(j), i.max(j))) || self.rng.random::<f64>() < self.cfg.loss {
                 self.dropped += 1;
                 continue;

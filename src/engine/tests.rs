@@ -334,6 +334,45 @@ fn rogue_revocation_not_signed_by_the_network_ca_is_refused() {
     assert_eq!(state_of(&sim, 0, 1), Some(MemberState::Alive));
 }
 
+#[test]
+fn rogue_invented_swim_identities_never_become_members_or_handshake_targets() {
+    let mut sim = converged(3);
+    sim.run_for(Duration::from_secs(2));
+    // h3 gossips 20 members that do not exist, "at" a victim's address.
+    let victim: SocketAddr = "10.200.0.99:51820".parse().unwrap();
+    let invented: Vec<NodeKey> = (0..20u8)
+        .map(|i| {
+            NodeKey([
+                0xee, i, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                24, 25, 26, 27, 28, 29, 30,
+            ])
+        })
+        .collect();
+    let now = sim.now;
+    for k in &invented {
+        sim.nodes[2].engine.members.layer.invent_identity(now, *k, victim);
+    }
+    sim.run_for(Duration::from_secs(20));
+    for i in 0..2 {
+        let e = &sim.nodes[i].engine;
+        let members = e.members.layer.members();
+        assert!(!members.iter().any(|(k, _)| invented.contains(k)), "h{} took an invented member", i + 1);
+        assert!(
+            invented.iter().all(|k| e.endpoint.peer_by_key(&k.0).is_none()),
+            "h{}: a peer for one",
+            i + 1
+        );
+        assert_eq!(members.len(), 2, "h{} still sees exactly its two real members", i + 1);
+    }
+    // Only h3 itself, which believes its own lies, sends anything there.
+    for i in 0..2 {
+        let sent = sim.unroutable.get(&(i, victim)).copied().unwrap_or(0);
+        assert_eq!(sent, 0, "h{} sent {sent} datagrams to the victim's address", i + 1);
+    }
+    assert!(sim.nodes[0].engine.members.layer.stats().unvouched_sends_dropped > 0, "the refusal is counted");
+    assert_eq!(state_of(&sim, 0, 2), Some(MemberState::Alive), "h3 itself stays a member");
+}
+
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
 fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
     let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");

@@ -195,6 +195,7 @@ impl Membership {
         self.reassembly.forget_upto(&key, version);
         let id = wr.id.clone();
         self.touch_peer(key, |p| p.held = Some(Held { record: wr.record, signed }));
+        self.admit(now, key);
         self.stats.records_accepted += 1;
         self.learn_identity(now, &id);
         if self.peers.get(&key).is_some_and(|p| p.live == Live::Unknown) {

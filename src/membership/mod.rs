@@ -65,6 +65,10 @@ const MAX_QUEUED: usize = 16_384;
 const RUMOR_FANOUT: usize = 3;
 /// Notices in one rumor round.
 const MAX_NOTICES: usize = 24;
+/// SWIM identities waiting to be vouched for; beyond it more are ignored (counted).
+const MAX_PENDING_UP: usize = 1024;
+/// Messages held for one identity waiting to be vouched for.
+const MAX_HELD_PER_IDENTITY: usize = 4;
 /// Received revocations waiting for the engine; beyond it more are dropped (they are only
 /// ever relayed again, and the engine drains the queue after every message).
 const MAX_REVOCATIONS_QUEUED: usize = 256;
@@ -144,6 +148,18 @@ pub struct Membership {
     banned: BTreeSet<NodeKey>,
     /// Revocations received, for the engine to verify.
     revocations_in: VecDeque<Vec<u8>>,
+    /// Keys vouched for: a verified record of theirs, an authenticated message from them, or
+    /// a seed the engine reached (kept after the member leaves: only certified nodes get in,
+    /// and one that comes back is let in at once). Only these are SWIM members here and only these are sent
+    /// to; a SWIM identity that gossip alone brings waits in `pending_up`, so a member cannot
+    /// invent identities that make every node handshake with addresses of its choosing.
+    admitted: BTreeSet<NodeKey>,
+    /// SWIM identities reported up before they were vouched for (bounded), with the messages
+    /// for them held until they are (at most `MAX_HELD_PER_IDENTITY` each; sent when the
+    /// identity is vouched for, dropped if it never is).
+    pending_up: BTreeMap<NodeKey, (SwimId, Vec<Vec<u8>>)>,
+    /// The sender of the SWIM packet being handled.
+    swim_from: Option<NodeKey>,
     rng: SmallRng,
     next_tick: Instant,
     next_anti_entropy: Instant,
@@ -201,6 +217,9 @@ impl Membership {
             events: VecDeque::new(),
             banned: BTreeSet::new(),
             revocations_in: VecDeque::new(),
+            admitted: BTreeSet::new(),
+            pending_up: BTreeMap::new(),
+            swim_from: None,
             rng,
             next_anti_entropy,
             stats: MembershipStats::default(),
@@ -234,6 +253,7 @@ impl Membership {
         }
         let backoff = self.cfg.probe_period.min(self.cfg.seed_backoff_max);
         self.seeds.insert(key, Seed { endpoint, next: now + backoff, backoff });
+        self.admit(now, key);
         self.announce_to_seed(now, key);
     }
 
@@ -253,6 +273,7 @@ impl Membership {
         if self.banned.contains(&from) {
             return Err(MembershipError::Banned);
         }
+        self.admit(now, from);
         let result = Msg::decode(bytes).and_then(|msg| match msg {
             Msg::Swim(packet) => self.handle_swim(now, from, &packet),
             Msg::Notices(notices) => {
@@ -373,7 +394,22 @@ impl Membership {
         }
         self.pulls.remove(&key);
         self.rumors.forget(&key);
+        self.admitted.remove(&key);
+        self.pending_up.remove(&key);
         self.events.push_back(MemberEvent::Removed(key));
+    }
+
+    /// `key` is vouched for (see `admitted`): a SWIM identity of it waiting is let in.
+    pub(crate) fn admit(&mut self, now: Instant, key: NodeKey) {
+        if key == self.own.key || self.banned.contains(&key) || !self.admitted.insert(key) {
+            return;
+        }
+        if let Some((id, held)) = self.pending_up.remove(&key) {
+            self.on_swim_note(now, foca::OwnedNotification::MemberUp(id));
+            for bytes in held {
+                self.send(key, bytes);
+            }
+        }
     }
 
     /// Whether `key` was banned.
@@ -590,6 +626,13 @@ impl Membership {
 
     fn send(&mut self, to: NodeKey, bytes: Vec<u8>) {
         if to == self.own.key || self.banned.contains(&to) {
+            return;
+        }
+        if !self.admitted.contains(&to) {
+            match self.pending_up.get_mut(&to) {
+                Some((_, held)) if held.len() < MAX_HELD_PER_IDENTITY => held.push(bytes),
+                _ => self.stats.unvouched_sends_dropped += 1,
+            }
             return;
         }
         if self.transmits.len() >= MAX_QUEUED {

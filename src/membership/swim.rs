@@ -90,7 +90,9 @@ impl Membership {
             return Ok(());
         }
         let result = self.foca.handle_data(packet, &mut self.swim_out);
+        self.swim_from = Some(from);
         self.drain_swim(now);
+        self.swim_from = None;
         Ok(result?)
     }
 
@@ -144,11 +146,29 @@ impl Membership {
         }
     }
 
-    fn on_swim_note(&mut self, now: Instant, note: OwnedNotification<SwimId>) {
+    pub(super) fn on_swim_note(&mut self, now: Instant, note: OwnedNotification<SwimId>) {
         match note {
             OwnedNotification::MemberUp(id) if self.banned.contains(&id.key) => {
                 // Gossip from a member that has not heard of the revocation yet.
                 tracing::debug!(key = %id.key, "revoked member reported up; ignored");
+            }
+            OwnedNotification::MemberUp(id) if !self.admitted.contains(&id.key) => {
+                if self.pending_up.len() < super::MAX_PENDING_UP || self.pending_up.contains_key(&id.key) {
+                    // Whoever told us of it most likely holds its record: ask for it, so a
+                    // real member is vouched for within a round trip.
+                    if let Some(from) = self.swim_from.filter(|f| *f != id.key) {
+                        let req = super::wire::PullReq { key: id.key, version: 0, chunks: None };
+                        self.send(from, Msg::Pull(vec![req]).encode());
+                    }
+                    match self.pending_up.get_mut(&id.key) {
+                        Some(entry) => entry.0 = id,
+                        None => {
+                            self.pending_up.insert(id.key, (id, Vec::new()));
+                        }
+                    }
+                } else {
+                    self.stats.identities_unvouched += 1;
+                }
             }
             OwnedNotification::MemberUp(id) => {
                 let key = id.key;
@@ -159,6 +179,9 @@ impl Membership {
                 if came_up {
                     self.events.push_back(MemberEvent::Up(key));
                 }
+            }
+            OwnedNotification::MemberDown(id) if !self.peers.contains_key(&id.key) => {
+                self.pending_up.remove(&id.key);
             }
             OwnedNotification::MemberDown(id) => {
                 let key = id.key;
@@ -231,5 +254,18 @@ impl Membership {
         if tuned != self.swim_tuned && self.foca.set_config(cfg).is_ok() {
             self.swim_tuned = tuned;
         }
+    }
+}
+
+#[cfg(test)]
+impl Membership {
+    /// A rogue's tool for tests: makes this node's foca believe in a member `key` at
+    /// `endpoint`, which it then gossips like any other.
+    pub(crate) fn invent_identity(&mut self, now: Instant, key: NodeKey, endpoint: SocketAddr) {
+        let id = SwimId { key, endpoint, renewal: 1 };
+        if let Err(e) = self.foca.apply_many(std::iter::once(Member::alive(id)), false, &mut self.swim_out) {
+            tracing::trace!(error = %e, "SWIM apply");
+        }
+        self.drain_swim(now);
     }
 }

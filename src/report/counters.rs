@@ -210,6 +210,17 @@ overlay_proto::counters! {
             "weft_membership_suspicions_expired",
             "Suspicions learned by gossip that nobody resolved in time, declared down here",
         ),
+        /// Messages not sent to a SWIM identity nobody vouched for (no verified record, no
+        /// authenticated message, not a seed): no handshakes to invented members.
+        unvouched_sends_dropped => Metric::new(
+            "weft_membership_unvouched_sends_dropped",
+            "Membership messages not sent to a SWIM identity without a verified record or session",
+        ),
+        /// SWIM identities ignored because too many were already waiting to be vouched for.
+        identities_unvouched => Metric::new(
+            "weft_membership_identities_unvouched",
+            "SWIM identities ignored because too many were waiting for a verified record or session",
+        ),
         /// Record versions refused for claiming a time beyond our clock plus the allowed skew.
         versions_refused => Metric::new(
             "weft_membership_versions_refused",
@@ -365,6 +376,8 @@ mod tests {
                 "own_record_too_large",
                 "turn_undead_challenged",
                 "suspicions_expired",
+                "unvouched_sends_dropped",
+                "identities_unvouched",
                 "versions_refused"
             ]
         );
