@@ -16,7 +16,7 @@
 
 use rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,6 +153,9 @@ pub enum DatagramError {
     /// Too many half-open XX handshakes.
     #[error("too many pending handshakes")]
     PendingFull,
+    /// Too many half-open XX handshakes from this source address.
+    #[error("too many pending handshakes from this address")]
+    PendingSourceFull,
 }
 
 /// Why a payload could not be sent.
@@ -224,6 +227,8 @@ struct PendingResponder {
     hs: snow::HandshakeState,
     remote_index: u32,
     created: Instant,
+    /// The address it came from (its share of [`MAX_PENDING_PER_SOURCE`]).
+    source: IpAddr,
 }
 
 enum Slot {
@@ -232,7 +237,17 @@ enum Slot {
     Pending(Box<PendingResponder>),
 }
 
-const MAX_PENDING: usize = 1024;
+/// Half-open XX handshakes held at once (each holds a Noise state until it completes or
+/// [`REKEY_TIMEOUT`] passes).
+pub const MAX_PENDING: usize = 1024;
+/// Half-open XX handshakes one source address may hold: one address cannot take the table
+/// that every first contact needs (1024 / 5 s would be ~205 initiations/s, far below any rate
+/// limit).
+pub const MAX_PENDING_PER_SOURCE: usize = 8;
+/// Half-open handshakes above which every XX initiation must carry a cookie (proof that its
+/// sender receives at its address), whatever the handshake rate: many spoofed sources, each
+/// under its own cap, cannot fill the table either.
+pub const PENDING_COOKIE_THRESHOLD: usize = MAX_PENDING / 4;
 const NOISE_BUF: usize = MAX_HANDSHAKE_NOISE_LEN;
 
 /// All peers of one node.
@@ -248,6 +263,8 @@ pub struct Endpoint {
     next_peer: u32,
     indices: HashMap<u32, Slot>,
     pending: usize,
+    /// Half-open handshakes per source address (no entry at zero; at most `pending` entries).
+    pending_by_source: HashMap<IpAddr, usize>,
     dials: BTreeMap<SocketAddr, u32>,
     /// Cookies received per destination, kept across handshake retries.
     cookies: BTreeMap<SocketAddr, ([u8; 16], Instant)>,
@@ -280,6 +297,7 @@ impl Endpoint {
             next_peer: 0,
             indices: HashMap::new(),
             pending: 0,
+            pending_by_source: HashMap::new(),
             dials: BTreeMap::new(),
             cookies: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -497,8 +515,9 @@ impl Endpoint {
         retry.sort_unstable();
         expired_pending.sort_unstable();
         for idx in expired_pending {
-            self.indices.remove(&idx);
-            self.pending -= 1;
+            if let Some(Slot::Pending(p)) = self.indices.remove(&idx) {
+                self.release_pending(p.source);
+            }
         }
         for idx in retry {
             let Some(Slot::Initiation(i)) = self.indices.remove(&idx) else { continue };
@@ -753,13 +772,18 @@ impl Endpoint {
         Ok((cert, payload.timestamp))
     }
 
+    /// Whether the initiation may proceed: under handshake load (rate, or half-open pressure
+    /// for XX) only with a valid cookie; otherwise a cookie reply is sent.
     fn check_load(
         &mut self,
         now: Instant,
         from: SocketAddr,
         packet: &HandshakePacket<&[u8]>,
+        half_open: bool,
     ) -> Result<(), DatagramError> {
-        if !self.jar.under_load(now) {
+        let rate = self.jar.under_load(now);
+        let pressure = half_open && self.pending >= PENDING_COOKIE_THRESHOLD;
+        if !rate && !pressure {
             return Ok(());
         }
         let mut fresh = [0u8; 32];
@@ -776,16 +800,32 @@ impl Endpoint {
         Err(DatagramError::CookieRequired)
     }
 
+    /// One half-open handshake from `source` is gone (completed, failed or expired).
+    fn release_pending(&mut self, source: IpAddr) {
+        self.pending -= 1;
+        if let Some(n) = self.pending_by_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_by_source.remove(&source);
+            }
+        }
+    }
+
     fn handle_init(
         &mut self,
         now: Instant,
         from: SocketAddr,
         packet: &HandshakePacket<&[u8]>,
     ) -> Result<Received, DatagramError> {
-        self.check_load(now, from, packet)?;
         let pattern = packet.pattern().ok_or(WireError::BadField("pattern"))?;
-        if pattern == Pattern::Xx && self.pending >= MAX_PENDING {
-            return Err(DatagramError::PendingFull);
+        self.check_load(now, from, packet, pattern == Pattern::Xx)?;
+        if pattern == Pattern::Xx {
+            if self.pending_by_source.get(&from.ip()).is_some_and(|n| *n >= MAX_PENDING_PER_SOURCE) {
+                return Err(DatagramError::PendingSourceFull);
+            }
+            if self.pending >= MAX_PENDING {
+                return Err(DatagramError::PendingFull);
+            }
         }
         let entropy = self.entropy();
         let mut hs = handshake::build(
@@ -814,9 +854,15 @@ impl Endpoint {
                 };
                 let (d, _) = self.seal_handshake(&repr, None);
                 self.transmits.push_back(Transmit { dst: from, payload: d });
-                let p = PendingResponder { hs, remote_index: packet.sender_index(), created: now };
+                let p = PendingResponder {
+                    hs,
+                    remote_index: packet.sender_index(),
+                    created: now,
+                    source: from.ip(),
+                };
                 self.indices.insert(idx, Slot::Pending(Box::new(p)));
                 self.pending += 1;
+                *self.pending_by_source.entry(from.ip()).or_insert(0) += 1;
             }
             Pattern::Ik => {
                 let (cert, ts) = self.verify_payload(now, &plain[..n], hs.get_remote_static())?;
@@ -932,7 +978,7 @@ impl Endpoint {
             return Err(DatagramError::UnknownIndex);
         }
         let Some(Slot::Pending(mut p)) = self.indices.remove(&idx) else { unreachable!("checked above") };
-        self.pending -= 1;
+        self.release_pending(p.source);
         let mut plain = [0u8; NOISE_BUF];
         let n = p.hs.read_message(packet.noise(), &mut plain).map_err(HandshakeError::from)?;
         let (cert, _) = self.verify_payload(now, &plain[..n], p.hs.get_remote_static())?;

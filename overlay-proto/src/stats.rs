@@ -50,6 +50,8 @@ crate::counters! {
         replayed_init => HANDSHAKES.label("replayed_init"),
         /// Half-open handshakes refused for lack of room.
         pending_full => HANDSHAKES.label("pending_full"),
+        /// Half-open handshakes refused because their source address holds its share.
+        pending_source_full => HANDSHAKES.label("pending_source_full"),
         /// Handshakes we started (retries included).
         handshakes_initiated =>
             Metric::new("weft_handshakes_initiated", "Handshake initiations sent, retries included"),
@@ -101,6 +103,7 @@ impl EndpointStats {
             DatagramError::Revoked => Self::inc(&self.revoked),
             DatagramError::ReplayedInit => Self::inc(&self.replayed_init),
             DatagramError::PendingFull => Self::inc(&self.pending_full),
+            DatagramError::PendingSourceFull => Self::inc(&self.pending_source_full),
         }
     }
 }
@@ -131,6 +134,7 @@ mod tests {
             "revoked",
             "replayed_init",
             "pending_full",
+            "pending_source_full",
             "handshakes_initiated",
             "handshakes_completed",
             "handshake_timeouts",

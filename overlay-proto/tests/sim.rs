@@ -288,6 +288,7 @@ const DROPS: &[&str] = &[
     "revoked",
     "replayed_init",
     "pending_full",
+    "pending_source_full",
 ];
 
 fn drops(d: &BTreeMap<&'static str, u64>) -> u64 {
@@ -691,4 +692,73 @@ fn cookies_let_real_initiators_through_a_flood() {
         "the first retry, with mac2, gets through: {done:?}"
     );
     assert_eq!(sim.nodes[0].ep.stats().handshakes_completed.load(Relaxed), 1);
+}
+
+/// Floods the responder `r` with copies of one member's genuine XX initiation (valid mac1),
+/// `per_10ms` every 10 ms until `until`, from `source(k)` for the k-th copy; node 0 dials `r`
+/// at `dial_at`. Returns when node 0's handshake with `r` completed, if it did.
+fn half_open_flood(
+    sim: &mut Sim,
+    r: usize,
+    per_10ms: u32,
+    until: Duration,
+    dial_at: Duration,
+    source: impl Fn(u32) -> std::net::SocketAddr,
+) -> Option<Duration> {
+    let mut attacker = sim.network.endpoint(2, sim.base, 8);
+    attacker.dial(sim.instant(), sim.nodes[r].addr);
+    let init = attacker.poll_transmit().unwrap().payload;
+    let (mut k, mut dialled, mut done) = (0u32, false, None);
+    while sim.now < until {
+        for _ in 0..per_10ms {
+            k += 1;
+            sim.inject(source(k), sim.nodes[r].addr, init.clone());
+        }
+        if !dialled && sim.now >= dial_at {
+            sim.dial(0, r);
+            dialled = true;
+        }
+        sim.run_for(10 * MS);
+        if done.is_none() && sim.established(0, r) {
+            done = Some(sim.now);
+        }
+    }
+    done
+}
+
+/// One address sending ~300 valid-looking XX initiations per second (below the rate limit)
+/// holds at most its share of half-open handshakes: a new member's first contact goes through
+/// at once, without even being asked for a cookie.
+#[test]
+fn rogue_half_open_flood_from_one_address_leaves_room_for_a_new_member() {
+    let link = Link { loss: 0.0, dup: 0.0, delay_min: 5 * MS, delay_max: 15 * MS };
+    let mut sim = Sim::new(1, link, 9);
+    let mut cfg = sim.network.config(1, sim.base);
+    cfg.handshake_rate_limit = 500;
+    let r = sim.add_node(identity::endpoint(cfg, 9), harness::addr(1));
+    let flooder = std::net::SocketAddr::from(([100, 64, 0, 1], 4000));
+    let done = half_open_flood(&mut sim, r, 3, 12 * SEC, 6 * SEC, |_| flooder);
+    let stats = sim.nodes[r].ep.stats();
+    assert!(done.is_some(), "the new member's handshake completes during the flood");
+    assert!(stats.pending_source_full.load(Relaxed) > 1000, "the flooder's extra initiations are refused");
+    assert_eq!(stats.pending_full.load(Relaxed), 0, "the table never fills");
+    assert_eq!(stats.cookies_sent.load(Relaxed), 0, "one address does not put the node under load");
+}
+
+/// Spoofed sources, each under its per-address cap, at ~300 initiations per second (below the
+/// rate limit): half-open pressure alone makes the responder ask for cookies, so the table
+/// never fills and a new member, which can receive its cookie, still gets through.
+#[test]
+fn rogue_half_open_flood_from_spoofed_sources_triggers_cookies() {
+    let link = Link { loss: 0.0, dup: 0.0, delay_min: 5 * MS, delay_max: 15 * MS };
+    let mut sim = Sim::new(1, link, 10);
+    let mut cfg = sim.network.config(1, sim.base);
+    cfg.handshake_rate_limit = 500;
+    let r = sim.add_node(identity::endpoint(cfg, 10), harness::addr(1));
+    let spoofed = |k: u32| std::net::SocketAddr::from(([100, 64, (k >> 8) as u8, k as u8], 4000));
+    let done = half_open_flood(&mut sim, r, 3, 25 * SEC, 6 * SEC, spoofed);
+    let stats = sim.nodes[r].ep.stats();
+    assert!(done.is_some(), "the new member's handshake completes during the flood");
+    assert!(stats.cookies_sent.load(Relaxed) > 1000, "half-open pressure asks for cookies");
+    assert_eq!(stats.pending_full.load(Relaxed), 0, "the table never fills");
 }

@@ -35,8 +35,9 @@ use crate::plane::{ControlMsg, EngineMsg, Shared};
 
 /// Handshakes per second above which initiators must present a cookie.
 const HANDSHAKE_RATE_LIMIT: u32 = 500;
-/// Capacity of the workers → engine channel.
-const ENGINE_QUEUE: usize = 4096;
+/// Capacity of the engine's control channel (control requests and the workers' wake-ups;
+/// the workers' own work has its lanes, see [`crate::plane::Lanes`]).
+const ENGINE_QUEUE: usize = 256;
 
 /// The tracing filter for a configured level: hickory's own per-query chatter is capped at warn.
 pub fn log_filter(level: &str) -> String {
@@ -133,6 +134,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         Box::new(rand_core::OsRng),
     )?;
     let (tx, rx) = sync_channel::<EngineMsg>(ENGINE_QUEUE);
+    let (lanes, lane_rx) = crate::plane::Lanes::new();
     let shared = Arc::new(Shared {
         tables: Default::default(),
         proto_stats: Arc::clone(endpoint.stats()),
@@ -140,6 +142,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         nets: up.nets.clone(),
         taps: up.taps,
         engine: tx.clone(),
+        lanes,
         stop: Default::default(),
         conntrack: cfg
             .networks
@@ -181,7 +184,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         workers: Vec::new(),
     };
     threads.engine =
-        Some(std::thread::Builder::new().name("weft-engine".into()).spawn(move || driver.run(rx))?);
+        Some(std::thread::Builder::new().name("weft-engine".into()).spawn(move || driver.run(rx, lane_rx))?);
     for (i, udp) in sockets.udp.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let vxlan = sockets.vxlan.get(i).map(|s| s.try_clone()).transpose()?;

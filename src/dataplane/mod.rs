@@ -8,6 +8,7 @@ mod batch;
 pub mod filter;
 pub mod frame;
 pub mod offload;
+mod preauth;
 pub mod source_guard;
 mod worker;
 

@@ -4,12 +4,19 @@
 //! datagrams arrive in batches (recvmmsg, GRO) and are opened in place. A frame is copied only
 //! when it is replicated to several peers or handed to the engine.
 //!
+//! Pre-auth work is bounded here, before the engine: datagrams of unknown type, oversized
+//! handshakes and transport data on unknown sessions from non-members are dropped and counted;
+//! handshakes (and, from members, unknown-session notices without the datagram) go to the
+//! engine's pre-auth lane, rate-limited per source address ([`super::preauth`]).
+//!
 //! Slot layout (encrypted): `[transport header 16][inner header 4][frame]`, read from the
 //! TAP at offset 10 so its 10-byte virtio-net header lands on bytes 10..20 and is overwritten.
 //! Plain VXLAN uses bytes 12..20 for the VXLAN header.
 
 use overlay_proto::consts::{INNER_HEADER_LEN, MAX_DATAGRAM_LEN, TAG_LEN, TRANSPORT_HEADER_LEN};
-use overlay_proto::wire::{Inner, MessageType, TransportHeader, VxlanHeader, VXLAN_HEADER_LEN};
+use overlay_proto::wire::{
+    Inner, MessageType, TransportHeader, VxlanHeader, COOKIE_REPLY_LEN, MAX_HANDSHAKE_LEN, VXLAN_HEADER_LEN,
+};
 use overlay_proto::{PeerId, SealError};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use std::io::IoSliceMut;
@@ -21,6 +28,7 @@ use std::time::Instant;
 
 use super::batch::{Added, Batch, Run, Sock, ARENA_LEN};
 use super::offload::{self, Gro, Tso, VnetHdr};
+use super::preauth::PreauthLimiter;
 use super::tables::{Loc, Tables};
 use super::{filter, frame, source_guard};
 use super::{inc, EngineMsg, Shared};
@@ -68,6 +76,8 @@ struct Worker {
     gso_lost: [bool; 2],
     /// When GSO was last probed again.
     gso_probed: Option<Instant>,
+    /// Per-source budget for the engine's pre-auth lane.
+    preauth: PreauthLimiter,
 }
 
 /// Runs worker `index` until `shared.stop` is set.
@@ -102,6 +112,7 @@ pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Opti
         now: Instant::now(),
         gso_lost: [false; 2],
         gso_probed: None,
+        preauth: PreauthLimiter::new(Instant::now()),
     };
     w.run();
 }
@@ -450,10 +461,25 @@ impl Worker {
 
     /// Opens one datagram in place; returns the network and the position of a frame to
     /// deliver (`d[start..][..len]`, with room for the virtio-net header before it).
-    fn ingress(&self, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(NetId, usize, usize)> {
+    fn ingress(&mut self, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(NetId, usize, usize)> {
         let shared = &self.shared;
-        if MessageType::of(d) != Ok(MessageType::Transport) {
-            shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
+        let max = match MessageType::of(d) {
+            Ok(MessageType::Transport) => 0,
+            Ok(MessageType::CookieReply) => COOKIE_REPLY_LEN,
+            Ok(_) => MAX_HANDSHAKE_LEN,
+            Err(_) => {
+                inc(&shared.stats.drop_unknown_type);
+                return None;
+            }
+        };
+        if max > 0 {
+            if d.len() > max {
+                inc(&shared.stats.drop_handshake_size);
+            } else if !self.preauth.allow(self.now, from.ip()) {
+                inc(&shared.stats.drop_handshake_rate);
+            } else {
+                shared.preauth_to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
+            }
             return None;
         }
         let Ok(h) = TransportHeader::parse(d) else {
@@ -461,8 +487,16 @@ impl Worker {
             return None;
         };
         let Some((peer, session)) = tables.sessions.get(&h.receiver_index) else {
-            // Perhaps a session the engine has just made and not yet published.
-            shared.to_engine(EngineMsg::Datagram { from, bytes: d.to_vec() });
+            // The engine publishes every session before its peer can use it: this one is stale
+            // (the sender lost our session, e.g. we restarted) or forged. Only a member's
+            // endpoint gets a notice through, so that the engine handshakes with it again.
+            if !tables.endpoints.contains_key(&from) {
+                inc(&shared.proto_stats.unknown_index);
+            } else if !self.preauth.allow(self.now, from.ip()) {
+                inc(&shared.stats.drop_handshake_rate);
+            } else {
+                shared.preauth_to_engine(EngineMsg::UnknownSession { from });
+            }
             return None;
         };
         let range = match session.open(self.now, d) {
@@ -819,6 +853,7 @@ mod tests {
             nets: vec![net],
             taps: vec![Vec::new()],
             engine,
+            lanes: crate::plane::Lanes::new().0,
             stop: AtomicBool::new(false),
             conntrack: vec![crate::policy::Conntrack::new(1024, 256)],
             epoch: Instant::now(),

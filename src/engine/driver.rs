@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Engine, Event, Pinged};
-use crate::plane::{ControlMsg, EngineMsg, Shared};
+use crate::plane::{ControlMsg, EngineMsg, LaneReceivers, Shared};
 use crate::report::Pong;
 
 /// How many queued messages are handled before the timer pass runs.
@@ -38,22 +38,47 @@ impl Driver {
         &mut self.engine
     }
 
-    /// Runs until a `Stop` arrives or every sender is gone.
-    pub fn run(mut self, rx: Receiver<EngineMsg>) {
+    /// Runs until a `Stop` arrives or every sender is gone. Each round takes at most one
+    /// message from each of the control channel, the session lane and the pre-auth lane in
+    /// turn, so a flood in one of them costs the others at most a share of the engine.
+    pub fn run(mut self, rx: Receiver<EngineMsg>, lanes: LaneReceivers) {
+        let mut more = false;
         loop {
             let now = Instant::now();
-            let wait = self.engine.poll_timeout(now).saturating_duration_since(now);
+            let wait = if more {
+                std::time::Duration::ZERO
+            } else {
+                self.engine.poll_timeout(now).saturating_duration_since(now)
+            };
             match rx.recv_timeout(wait) {
                 Ok(EngineMsg::Control(ControlMsg::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            // Work queued after this point sends a new wake-up.
+            self.shared.lanes.woken();
             // Drain what queued up meanwhile before the (comparatively) slow timer pass.
+            more = true;
             for _ in 0..BATCH {
+                let mut got = false;
                 match rx.try_recv() {
                     Ok(EngineMsg::Control(ControlMsg::Stop)) => return,
-                    Ok(msg) => self.handle(msg),
-                    Err(_) => break,
+                    Ok(msg) => {
+                        self.handle(msg);
+                        got = true;
+                    }
+                    Err(_) => {}
+                }
+                for lane in [&lanes.session, &lanes.preauth] {
+                    if let Ok(m) = lane.try_recv() {
+                        self.engine.handle(Instant::now(), m);
+                        self.flush();
+                        got = true;
+                    }
+                }
+                if !got {
+                    more = false;
+                    break;
                 }
             }
             self.engine.handle_timeout(Instant::now());
@@ -64,7 +89,7 @@ impl Driver {
     fn handle(&mut self, msg: EngineMsg) {
         let now = Instant::now();
         match msg {
-            EngineMsg::Worker(m) => self.engine.handle(now, m),
+            EngineMsg::Wake => {}
             EngineMsg::Control(c) => self.control(now, c),
         }
         self.flush();
@@ -148,7 +173,8 @@ mod tests {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
         let driver = Driver::new(node.engine, node.shared, udp);
         let (tx, rx) = sync_channel(8);
-        let thread = std::thread::spawn(move || driver.run(rx));
+        let lanes = node.lanes;
+        let thread = std::thread::spawn(move || driver.run(rx, lanes));
         let (status_tx, status_rx) = tokio::sync::oneshot::channel();
         tx.send(EngineMsg::Control(ControlMsg::Status(status_tx))).unwrap();
         let (ping_tx, ping_rx) = tokio::sync::oneshot::channel();

@@ -228,9 +228,19 @@ impl Engine {
                     }
                 }
             }
+            WorkerMsg::UnknownSession { from } => {
+                overlay_proto::EndpointStats::inc(&self.shared.proto_stats.unknown_index);
+                self.unknown_session(now, from);
+            }
             WorkerMsg::Roamed { peer, addr } => self.endpoint.note_roamed(peer, addr),
         }
         self.drain(now);
+        // A session made by this input is in the workers' table before anything we send can
+        // make its peer use it: workers may then drop transport data on unknown indices
+        // themselves, as stale or forged.
+        if self.published != Some(self.endpoint.generation()) {
+            self.publish(now);
+        }
     }
 
     /// The timer pass: protocol and membership timers, seeds, probes, ageing, and publishing
@@ -405,6 +415,7 @@ impl Engine {
             let Some(info) = self.endpoint.peer_info(id) else { continue };
             if let Some(e) = info.endpoint {
                 self.by_endpoint.insert(e, id);
+                t.endpoints.insert(e, id);
             }
             // The handshake's certificate, or (before any session) the member record's.
             let Some(cert) = info.cert.or_else(|| self.members.certs.get(&id).cloned()) else { continue };

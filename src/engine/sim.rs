@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use crate::membership::{Membership, MembershipConfig, NodeKey, Record};
 use crate::packet::ethernet::EthernetFrame;
 use crate::packet::Mac;
 use crate::plane::tables::{Loc, Tables};
-use crate::plane::{EngineMsg, NetId, NetInfo, Shared, WorkerMsg};
+use crate::plane::{LaneReceivers, Lanes, NetId, NetInfo, Shared, WorkerMsg};
 
 /// The one network every simulated node serves.
 pub const VNI: u32 = 42;
@@ -88,7 +88,8 @@ pub struct SimNode {
     /// Events the harness does not consume (answered probes), oldest first.
     pub events: Vec<Event>,
     next_wake: Instant,
-    rx: Receiver<EngineMsg>,
+    /// The engine's ends of the workers' lanes.
+    pub lanes: LaneReceivers,
 }
 
 struct Datagram {
@@ -183,7 +184,8 @@ impl Sim {
             Box::new(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(rng_seed)),
         )
         .expect("endpoint");
-        let (tx, rx) = sync_channel(1024);
+        let (tx, _) = sync_channel(1);
+        let (lanes, lane_rx) = Lanes::new();
         let net = NetInfo {
             name: "sim".into(),
             vni: Vni::new(VNI).expect("vni"),
@@ -201,6 +203,7 @@ impl Sim {
             nets: vec![net],
             taps: vec![Vec::new()],
             engine: tx,
+            lanes,
             stop: AtomicBool::new(false),
             conntrack: vec![crate::policy::Conntrack::new(1024, 256)],
             epoch: now,
@@ -236,7 +239,7 @@ impl Sim {
             delivered: Vec::new(),
             events: Vec::new(),
             next_wake: now,
-            rx,
+            lanes: lane_rx,
             refused: Vec::new(),
         }
     }
@@ -342,10 +345,10 @@ impl Sim {
     /// Hands node `i`'s engine what its workers queued for it (learned MACs).
     fn feed_worker_messages(&mut self, i: usize) {
         let now = self.now;
-        while let Ok(msg) = self.nodes[i].rx.try_recv() {
-            if let EngineMsg::Worker(m) = msg {
-                self.nodes[i].engine.handle(now, m);
-            }
+        loop {
+            let lanes = &self.nodes[i].lanes;
+            let Some(m) = lanes.session.try_recv().or_else(|_| lanes.preauth.try_recv()).ok() else { break };
+            self.nodes[i].engine.handle(now, m);
         }
         self.nodes[i].next_wake = self.nodes[i].next_wake.min(now);
     }

@@ -2,6 +2,14 @@
 //! workers and the control API send it ([`EngineMsg`]), the read-mostly [`tables::Tables`]
 //! snapshot it publishes for the workers, the counters both sides bump, and the static facts
 //! of each network. Engine and data plane both depend on this module, never on each other.
+//!
+//! Three bounded queues reach the engine, so that no kind of work can starve another: the
+//! control channel ([`EngineMsg`], blocking sends from the control API), the session lane
+//! (authenticated work from workers: gossip, learning, roaming, frames awaiting a session)
+//! and the pre-auth lane (handshake datagrams, at most [`MAX_HANDSHAKE_LEN`](overlay_proto::wire::MAX_HANDSHAKE_LEN) bytes each, and
+//! unknown-session notices, rate-limited per source address by the workers). Workers never
+//! block: a full lane drops and counts. A worker that queued something sends one
+//! [`EngineMsg::Wake`] unless one is already pending.
 
 pub mod tables;
 
@@ -11,8 +19,8 @@ use overlay_proto::wire::Vni;
 use overlay_proto::{EndpointStats, PeerId};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::SyncSender;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use crate::config::Encryption;
@@ -73,12 +81,20 @@ impl<T> std::ops::IndexMut<NetId> for Vec<T> {
 /// What workers hand the engine: everything that is not a steady-state frame.
 #[derive(Debug)]
 pub enum WorkerMsg {
-    /// A datagram the workers do not handle (handshake, cookie, unknown session).
+    /// A datagram for the protocol endpoint: from workers, a handshake or cookie reply of at
+    /// most [`MAX_HANDSHAKE_LEN`](overlay_proto::wire::MAX_HANDSHAKE_LEN) bytes (the simulation hands it every datagram).
     Datagram {
         /// Source.
         from: SocketAddr,
         /// Bytes.
         bytes: Vec<u8>,
+    },
+    /// Transport data on a session the workers do not hold, from a member's endpoint: only
+    /// the source, never the datagram (the engine publishes every session before its peer can
+    /// use it, so such a datagram is stale or forged; the member may have lost our session).
+    UnknownSession {
+        /// Source.
+        from: SocketAddr,
     },
     /// An inner payload (header included) for a peer without a usable session.
     Unroutable {
@@ -114,13 +130,53 @@ pub enum WorkerMsg {
     },
 }
 
-/// Messages to the engine thread.
+/// Messages on the engine's control channel.
 #[derive(Debug)]
 pub enum EngineMsg {
-    /// From a worker (sent without blocking: dropped and counted when the queue is full).
-    Worker(WorkerMsg),
+    /// Workers queued work in a lane (see [`Lanes`]).
+    Wake,
     /// A request from the control API (sent blocking: never dropped).
     Control(ControlMsg),
+}
+
+/// Room in the session lane (authenticated work from workers).
+pub const SESSION_QUEUE: usize = 4096;
+/// Room in the pre-auth lane (handshakes, unknown-session notices): at most
+/// `PREAUTH_QUEUE` handshake datagrams bytes (~1 MiB) wait there.
+pub const PREAUTH_QUEUE: usize = 1024;
+
+/// The workers' ends of the engine's two lanes.
+pub struct Lanes {
+    session: SyncSender<WorkerMsg>,
+    preauth: SyncSender<WorkerMsg>,
+    /// Set when a wake-up is pending on the control channel; the engine clears it before it
+    /// drains the lanes.
+    wake: AtomicBool,
+}
+
+/// The engine's ends of the lanes.
+pub struct LaneReceivers {
+    /// Authenticated work.
+    pub session: Receiver<WorkerMsg>,
+    /// Handshakes and unknown-session notices.
+    pub preauth: Receiver<WorkerMsg>,
+}
+
+impl Lanes {
+    /// Two lanes of [`SESSION_QUEUE`] and [`PREAUTH_QUEUE`] messages.
+    pub fn new() -> (Lanes, LaneReceivers) {
+        let (session, session_rx) = sync_channel(SESSION_QUEUE);
+        let (preauth, preauth_rx) = sync_channel(PREAUTH_QUEUE);
+        (
+            Lanes { session, preauth, wake: AtomicBool::new(false) },
+            LaneReceivers { session: session_rx, preauth: preauth_rx },
+        )
+    }
+
+    /// The engine is about to drain the lanes: later work needs a new wake-up.
+    pub fn woken(&self) {
+        self.wake.store(false, Relaxed);
+    }
 }
 
 /// Requests from the control API to the engine.
@@ -223,8 +279,10 @@ pub struct Shared {
     pub nets: Vec<NetInfo>,
     /// TAP queues: `taps[net][worker]`.
     pub taps: Vec<Vec<Arc<Tap>>>,
-    /// To the engine.
+    /// To the engine: its control channel (wake-ups only, from workers).
     pub engine: SyncSender<EngineMsg>,
+    /// To the engine: the workers' lanes.
+    pub lanes: Lanes,
     /// Set to stop the workers.
     pub stop: AtomicBool,
     /// Connection tracking per network (survives policy reloads).
@@ -241,10 +299,26 @@ impl Shared {
         u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
     }
 
-    /// Sends to the engine without blocking; counts a drop when the channel is full.
+    /// Queues authenticated work for the engine without blocking; counts a drop when the
+    /// session lane is full.
     pub fn to_engine(&self, msg: WorkerMsg) {
-        if self.engine.try_send(EngineMsg::Worker(msg)).is_err() {
-            self.stats.drop_queue_full.fetch_add(1, Relaxed);
+        self.queue(&self.lanes.session, msg, &self.stats.drop_queue_full);
+    }
+
+    /// Queues a handshake datagram or an unknown-session notice for the engine without
+    /// blocking; counts a drop when the pre-auth lane is full.
+    pub fn preauth_to_engine(&self, msg: WorkerMsg) {
+        self.queue(&self.lanes.preauth, msg, &self.stats.drop_preauth_queue_full);
+    }
+
+    fn queue(&self, lane: &SyncSender<WorkerMsg>, msg: WorkerMsg, full: &AtomicU64) {
+        if lane.try_send(msg).is_err() {
+            inc(full);
+            return;
+        }
+        if !self.lanes.wake.swap(true, AcqRel) {
+            // Full only while the engine is busy with this channel: it drains the lanes anyway.
+            let _ = self.engine.try_send(EngineMsg::Wake);
         }
     }
 }

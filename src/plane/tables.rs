@@ -72,6 +72,9 @@ pub struct Tables {
     pub nets: Vec<NetTables>,
     /// VNI → network index.
     pub vnis: Map<Vni, NetId>,
+    /// Members by underlay endpoint: only these may have a datagram on an unknown session
+    /// passed on to the engine (as a notice, never the datagram).
+    pub endpoints: Map<SocketAddr, PeerId>,
 }
 
 impl Tables {

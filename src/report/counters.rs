@@ -76,8 +76,20 @@ overlay_proto::counters! {
         drop_ethertype => DROPS.label("ethertype"),
         /// Frames larger than the overlay MTU (answered with ICMP when possible).
         drop_mtu => DROPS.label("mtu"),
-        /// Work the engine channel had no room for.
+        /// Authenticated work (gossip, learning, frames awaiting a session) the engine's session
+        /// queue had no room for.
         drop_queue_full => DROPS.label("queue_full"),
+        /// Datagrams of a message type the protocol does not have, dropped by the workers.
+        drop_unknown_type => DROPS.label("unknown_type"),
+        /// Handshake datagrams longer than any handshake message, or cookie replies of the wrong
+        /// length, dropped by the workers.
+        drop_handshake_size => DROPS.label("handshake_size"),
+        /// Handshake datagrams (and unknown-session notices) over their source address's rate,
+        /// dropped by the workers.
+        drop_handshake_rate => DROPS.label("handshake_rate"),
+        /// Handshake datagrams (and unknown-session notices) the engine's pre-auth queue had no
+        /// room for.
+        drop_preauth_queue_full => DROPS.label("preauth_queue_full"),
         /// Frames with no destination (no peers).
         drop_no_route => DROPS.label("no_route"),
         /// Socket or TAP errors.
@@ -340,6 +352,10 @@ mod tests {
                 "drop_ethertype",
                 "drop_mtu",
                 "drop_queue_full",
+                "drop_unknown_type",
+                "drop_handshake_size",
+                "drop_handshake_rate",
+                "drop_preauth_queue_full",
                 "drop_no_route",
                 "io_errors",
                 "drop_policy",

@@ -12,6 +12,9 @@ use super::{check_len, read_u32, MessageType, WireError};
 use crate::consts::{MAC_LEN, MAX_HANDSHAKE_NOISE_LEN};
 
 const HEADER_LEN: usize = 12;
+/// Longest handshake datagram (the largest Noise message with header and MACs): anything
+/// longer is refused before it is queued anywhere.
+pub const MAX_HANDSHAKE_LEN: usize = HEADER_LEN + MAX_HANDSHAKE_NOISE_LEN + 2 * MAC_LEN;
 /// Total length of a cookie reply.
 pub const COOKIE_REPLY_LEN: usize = 8 + 12 + 32;
 

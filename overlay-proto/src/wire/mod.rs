@@ -10,7 +10,9 @@ mod inner;
 mod transport;
 mod vxlan;
 
-pub use handshake::{CookieReply, HandshakePacket, HandshakeRepr, Pattern, COOKIE_REPLY_LEN};
+pub use handshake::{
+    CookieReply, HandshakePacket, HandshakeRepr, Pattern, COOKIE_REPLY_LEN, MAX_HANDSHAKE_LEN,
+};
 pub use inner::{Inner, InnerKind, Vni};
 pub use transport::TransportHeader;
 pub use vxlan::{VxlanHeader, VXLAN_HEADER_LEN};

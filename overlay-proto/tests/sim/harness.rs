@@ -548,5 +548,6 @@ pub fn error_kind(e: &DatagramError) -> &'static str {
         DatagramError::Revoked => "revoked",
         DatagramError::ReplayedInit => "replayed_init",
         DatagramError::PendingFull => "pending_full",
+        DatagramError::PendingSourceFull => "pending_source_full",
     }
 }
