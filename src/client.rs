@@ -109,6 +109,12 @@ pub fn status(c: ClientArgs) -> Result<()> {
             opt(seed.unanswered_secs)
         );
     }
+    for c in &e.conflicts {
+        println!(
+            "conflict in {}: {} is {}'s ({}); {}'s claim ({}) refused",
+            c.network, c.mac, c.owner, c.owner_ip, c.claimant, c.claimant_ip
+        );
+    }
     print_peers(&e.peers);
     // Sorted by name, as they always were.
     let counters: BTreeMap<&str, u64> =

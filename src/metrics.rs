@@ -360,6 +360,7 @@ mod tests {
                 fdb: vec![],
                 membership,
                 seeds: vec![],
+                conflicts: vec![],
             },
             dns,
             services: HealthCounts { passing: 2, critical: 1, pending: 0 },

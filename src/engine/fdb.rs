@@ -35,11 +35,36 @@ enum Source {
     Local,
 }
 
+/// A member's record announcing a MAC (with its IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Claim {
+    owner: PeerId,
+    ip: IpAddr,
+}
+
 /// One network's database.
 #[derive(Debug, Default)]
 pub struct Fdb {
     macs: BTreeMap<Mac, Entry>,
     learned: usize,
+    /// Every member's announced MACs, in the order they were first claimed. The first
+    /// claimant owns a MAC; a later one is a conflict (refused, counted, shown in status) and
+    /// takes over only when the owner withdraws it (a container that moved hosts), so a member
+    /// cannot take a MAC another member announced.
+    claims: BTreeMap<Mac, Vec<Claim>>,
+    /// Claims refused because another member held the MAC.
+    conflicts: u64,
+}
+
+/// A MAC two members claim: who holds it and who was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The MAC.
+    pub mac: Mac,
+    /// Its holder (the first to announce it) and the IP it announced.
+    pub owner: (PeerId, IpAddr),
+    /// A later claimant and the IP it announced.
+    pub claimant: (PeerId, IpAddr),
 }
 
 /// What a learn attempt did.
@@ -100,27 +125,89 @@ impl Fdb {
 
     /// Replaces the entries `owner`'s membership record announces. They override learned
     /// entries (the owner's word beats what a frame suggested) but never local ones.
+    /// A MAC another member announced first stays with it: the claim waits (see `claims`).
     pub fn set_announced(&mut self, owner: PeerId, entries: &[(Mac, IpAddr)], now: Instant) {
-        self.macs.retain(|_, e| !(e.source == Source::Gossip && e.loc == Loc::Peer(owner)));
-        for (mac, ip) in entries {
-            match self.macs.get(mac).map(|e| e.source) {
-                Some(Source::Local) => continue,
-                Some(Source::Learned) => self.learned -= 1,
-                _ => {}
+        let new: BTreeMap<Mac, IpAddr> = entries.iter().copied().collect();
+        let mut touched = self.withdraw(owner, |mac| !new.contains_key(mac));
+        for (&mac, &ip) in &new {
+            let list = self.claims.entry(mac).or_default();
+            match list.iter_mut().find(|c| c.owner == owner) {
+                Some(c) => c.ip = ip,
+                None => {
+                    list.push(Claim { owner, ip });
+                    if list.len() > 1 {
+                        self.conflicts += 1;
+                    }
+                }
             }
-            self.macs.insert(
-                *mac,
-                Entry { loc: Loc::Peer(owner), ip: Some(*ip), seen: now, source: Source::Gossip },
-            );
+            touched.push(mac);
+        }
+        for mac in touched {
+            self.settle(mac, now);
         }
     }
 
-    /// Forgets everything learned or announced behind `peer`.
-    pub fn forget_peer(&mut self, peer: PeerId) {
+    /// Removes `owner`'s claims of the MACs `gone` selects; returns those MACs.
+    fn withdraw(&mut self, owner: PeerId, gone: impl Fn(&Mac) -> bool) -> Vec<Mac> {
+        let mut touched = Vec::new();
+        for (mac, list) in &mut self.claims {
+            if gone(mac) && list.iter().any(|c| c.owner == owner) {
+                list.retain(|c| c.owner != owner);
+                touched.push(*mac);
+            }
+        }
+        self.claims.retain(|_, l| !l.is_empty());
+        touched
+    }
+
+    /// Points `mac`'s entry at its first claimant (or removes the announced entry when nobody
+    /// claims it any more); local entries are never replaced.
+    fn settle(&mut self, mac: Mac, now: Instant) {
+        let source = self.macs.get(&mac).map(|e| e.source);
+        if source == Some(Source::Local) {
+            return;
+        }
+        match self.claims.get(&mac).and_then(|l| l.first()).copied() {
+            Some(Claim { owner, ip }) => {
+                let e = Entry { loc: Loc::Peer(owner), ip: Some(ip), seen: now, source: Source::Gossip };
+                if self.macs.insert(mac, e).is_some_and(|old| old.source == Source::Learned) {
+                    self.learned -= 1;
+                }
+            }
+            None if source == Some(Source::Gossip) => {
+                self.macs.remove(&mac);
+            }
+            None => {}
+        }
+    }
+
+    /// Forgets everything learned or announced behind `peer`; a MAC it held passes to the
+    /// next member that claims it.
+    pub fn forget_peer(&mut self, peer: PeerId, now: Instant) {
+        let touched = self.withdraw(peer, |_| true);
         let learned =
             self.macs.values().filter(|e| e.loc == Loc::Peer(peer) && e.source == Source::Learned).count();
         self.macs.retain(|_, e| e.loc != Loc::Peer(peer));
         self.learned -= learned;
+        for mac in touched {
+            self.settle(mac, now);
+        }
+    }
+
+    /// Claims refused because another member held the MAC, since start.
+    pub fn conflicts_refused(&self) -> u64 {
+        self.conflicts
+    }
+
+    /// The MACs more than one member claims now.
+    pub fn conflicts(&self) -> impl Iterator<Item = Conflict> + '_ {
+        self.claims.iter().filter(|(_, l)| l.len() > 1).flat_map(|(mac, l)| {
+            l[1..].iter().map(move |c| Conflict {
+                mac: *mac,
+                owner: (l[0].owner, l[0].ip),
+                claimant: (c.owner, c.ip),
+            })
+        })
     }
 
     /// Drops learned entries older than [`LEARNED_TTL`].
@@ -184,7 +271,7 @@ mod tests {
         assert_eq!(f.learn([2; 6], None, b, now), Learned::Conflict);
         assert_eq!(f.tables().ips.len(), 2);
         assert_eq!(f.learn([2; 6], None, b, now + LEARNED_TTL), Learned::Ok, "stale entries may move");
-        f.forget_peer(PeerId(2));
+        f.forget_peer(PeerId(2), now);
         assert_eq!(f.len(), 1);
         f.learn([3; 6], None, a, now);
         assert!(f.expire(now + LEARNED_TTL));
@@ -206,8 +293,35 @@ mod tests {
         f.set_announced(PeerId(2), &[], now);
         assert_eq!(f.len(), 1);
         f.set_announced(PeerId(2), &[([3; 6], ip)], now);
-        f.forget_peer(PeerId(2));
+        f.forget_peer(PeerId(2), now);
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn rogue_claim_of_a_mac_another_member_announced_is_refused_until_the_owner_withdraws_it() {
+        let now = crate::testing::clock_origin();
+        let mut f = Fdb::default();
+        let (owner, rogue) = (PeerId(1), PeerId(2));
+        let (theirs, mine): (IpAddr, IpAddr) = ("10.42.1.2".parse().unwrap(), "10.42.2.9".parse().unwrap());
+        f.set_announced(owner, &[([7; 6], theirs)], now);
+        // The rogue lists the victim's MAC with an address of its own subnet.
+        f.set_announced(rogue, &[([7; 6], mine), ([8; 6], mine)], now);
+        let t = f.tables();
+        assert_eq!(t.macs[&[7; 6]], Loc::Peer(owner), "the MAC stays with its first owner");
+        assert_eq!(t.ips.get(&theirs), Some(&[7; 6]));
+        assert_eq!(t.macs[&[8; 6]], Loc::Peer(rogue), "its own MAC is its own");
+        assert_eq!(f.conflicts_refused(), 1);
+        let c: Vec<Conflict> = f.conflicts().collect();
+        assert_eq!(c, [Conflict { mac: [7; 6], owner: (owner, theirs), claimant: (rogue, mine) }]);
+        // Re-announcing changes nothing and is not counted again.
+        f.set_announced(rogue, &[([7; 6], mine), ([8; 6], mine)], now);
+        assert_eq!(f.conflicts_refused(), 1);
+        // A container that moved: the first owner withdraws it, the next claimant takes over.
+        f.set_announced(owner, &[], now);
+        assert_eq!(f.tables().macs[&[7; 6]], Loc::Peer(rogue));
+        assert_eq!(f.conflicts().count(), 0);
+        f.forget_peer(rogue, now);
+        assert!(f.is_empty());
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Engine {
                         info!(peer = %self.member_name(&key), "member down");
                         self.members.down.insert(p);
                         for f in &mut self.fdbs {
-                            f.forget_peer(p);
+                            f.forget_peer(p, now);
                         }
                         self.dirty = true;
                     }
@@ -139,7 +139,7 @@ impl Engine {
                     if let Some(p) = self.endpoint.peer_by_key(&key.0) {
                         debug!(%p, "member removed");
                         for f in &mut self.fdbs {
-                            f.forget_peer(p);
+                            f.forget_peer(p, now);
                         }
                         self.forget_conntrack(p);
                         self.members.certs.remove(&p);

@@ -10,7 +10,7 @@ use crate::membership::MemberState;
 use crate::plane::tables::Loc;
 use crate::report::counters::{Counters, EngineCounters};
 use crate::report::status::{
-    EngineStatus, FdbEntry, FdbTable, PeerSession, PeerState, PeerStatus, SeedState, SeedStatus,
+    EngineStatus, FdbConflict, FdbEntry, FdbTable, PeerSession, PeerState, PeerStatus, SeedState, SeedStatus,
 };
 use overlay_proto::PeerId;
 
@@ -82,6 +82,7 @@ impl Engine {
             dataplane: self.shared.stats.snapshot(),
             engine: EngineCounters {
                 records_refused: self.members.refused,
+                mac_conflicts: self.fdbs.iter().map(Fdb::conflicts_refused).sum(),
                 revocations_refused: self.members.revocations_refused,
                 members_revoked: self.members.revoked.len() as u64,
             },
@@ -119,6 +120,23 @@ impl Engine {
                 FdbTable { network: n.name.clone(), entries }
             })
             .collect();
+        let name_of = |p: &PeerId| names.get(p).cloned().unwrap_or_else(|| p.to_string());
+        let conflicts = self
+            .shared
+            .nets
+            .iter()
+            .zip(&self.fdbs)
+            .flat_map(|(n, f)| {
+                f.conflicts().map(|c| FdbConflict {
+                    network: n.name.clone(),
+                    mac: crate::ipam::mac_string(&c.mac),
+                    owner: name_of(&c.owner.0),
+                    owner_ip: c.owner.1,
+                    claimant: name_of(&c.claimant.0),
+                    claimant_ip: c.claimant.1,
+                })
+            })
+            .collect();
         let alive = states.values().filter(|s| matches!(s, MemberState::Alive)).count();
         EngineStatus {
             uptime_secs: now.saturating_duration_since(self.started).as_secs(),
@@ -131,6 +149,7 @@ impl Engine {
             fdb: tables,
             membership: self.members.layer.stats(),
             seeds: self.seeds_status(now),
+            conflicts,
         }
     }
 }

@@ -373,6 +373,33 @@ fn rogue_invented_swim_identities_never_become_members_or_handshake_targets() {
     assert_eq!(state_of(&sim, 0, 2), Some(MemberState::Alive), "h3 itself stays a member");
 }
 
+#[test]
+fn rogue_member_claiming_another_containers_mac_is_refused_and_shown_in_status() {
+    let mut sim = converged(3);
+    let victim = sim.attach(1, 2, "db");
+    sim.run_for(Duration::from_secs(3));
+    let h2 = sim.peer_id(0, 1).unwrap();
+    assert_eq!(loc(&sim, 0, &victim.0), Some(Loc::Peer(h2)));
+    // h3 lists the victim's MAC in its record, with an address of its own subnet.
+    let now = sim.now;
+    let claim = ContainerEntry {
+        vni: super::sim::VNI,
+        mac: victim.0,
+        ip: "10.42.3.66".parse().unwrap(),
+        name: "thief".into(),
+        labels: BTreeMap::new(),
+    };
+    sim.nodes[2].engine.members.layer.update_own(now, |r| r.containers.push(claim));
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(loc(&sim, 0, &victim.0), Some(Loc::Peer(h2)), "the MAC stays with the victim's host");
+    assert_eq!(sim.tables(0).nets[0].ips.get(&victim.1), Some(&victim.0));
+    let now = sim.now;
+    let status = sim.nodes[0].engine.status(now);
+    assert!(status.counters.engine.mac_conflicts > 0, "the refusal is counted");
+    let c = &status.conflicts;
+    assert!(c.iter().any(|c| c.owner == "h2" && c.claimant == "h3"), "status shows the conflict: {c:?}");
+}
+
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
 fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
     let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");

@@ -119,6 +119,8 @@ overlay_proto::counters! {
     {
         /// Member records refused (bad signature, certificate, or out of bounds).
         records_refused => DROPS.label("record_refused"),
+        /// Member claims of a MAC another member announced first.
+        mac_conflicts => DROPS.label("mac_conflict"),
         /// Revocations refused (not signed by the network CA, or malformed).
         revocations_refused => DROPS.label("revocation_refused"),
         /// Member keys the CA revoked, as this node knows them (a gauge in the flat counters).
@@ -368,7 +370,10 @@ mod tests {
                 "gro_segments"
             ]
         );
-        assert_eq!(fields::<EngineCounters>(), ["records_refused", "revocations_refused", "members_revoked"]);
+        assert_eq!(
+            fields::<EngineCounters>(),
+            ["records_refused", "mac_conflicts", "revocations_refused", "members_revoked"]
+        );
         assert_eq!(
             fields::<DnsSnapshot>(),
             ["answered", "nodata", "nxdomain", "forwarded", "forward_failed", "refused", "malformed"]

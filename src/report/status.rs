@@ -104,6 +104,26 @@ pub struct EngineStatus {
     pub membership: MembershipStats,
     /// Seeds and `[[peer]]` endpoints.
     pub seeds: Vec<SeedStatus>,
+    /// MACs that more than one member announces: the first keeps it, the others are refused.
+    #[serde(default)]
+    pub conflicts: Vec<FdbConflict>,
+}
+
+/// A MAC two members claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbConflict {
+    /// Network name.
+    pub network: String,
+    /// The MAC.
+    pub mac: String,
+    /// The member holding it (the first to announce it).
+    pub owner: String,
+    /// The address the holder announced with it.
+    pub owner_ip: IpAddr,
+    /// The member whose claim was refused.
+    pub claimant: String,
+    /// The address it announced with it.
+    pub claimant_ip: IpAddr,
 }
 
 /// A member or peer as this node sees it.
@@ -354,6 +374,7 @@ mod tests {
                 "membership": membership,
                 "seeds": [{"address": "10.200.0.2:51820", "state": "dialing", "unanswered_secs": 4},
                           {"address": "10.200.0.3:51820", "state": "connected", "unanswered_secs": null}],
+                "conflicts": [],
             },
             "dns": dns,
             "services": {"passing": 1, "critical": 0, "pending": 2},
