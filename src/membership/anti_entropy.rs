@@ -25,6 +25,9 @@ use super::{Held, Live, MemberEvent, Membership, MembershipConfig, PendingPull};
 
 /// Ranges holding at most this many items are exchanged as item lists.
 pub(crate) const ITEMS_MAX: usize = 16;
+/// Most records being pulled at once: notices of invented keys cannot grow the table beyond
+/// it (a refused pull is asked again at the next notice or digest).
+const MAX_PENDING_PULLS: usize = 16_384;
 /// Record bytes pushed in answer to one message (at least one record always goes).
 const PUSH_BUDGET: usize = 256 * 1024;
 
@@ -251,7 +254,8 @@ impl Membership {
 
     /// Whether to pull `version` of `key` now: news, and not already being fetched.
     fn wants(&self, now: Instant, key: &NodeKey, version: u64) -> bool {
-        self.is_newer(key, version)
+        (self.pulls.len() < MAX_PENDING_PULLS || self.pulls.contains_key(key))
+            && self.is_newer(key, version)
             && !self.pulls.get(key).is_some_and(|p| p.version >= version && p.deadline > now)
             && !self.reassembly.in_progress(key, version)
     }

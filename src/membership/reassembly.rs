@@ -12,6 +12,9 @@ use super::wire::{chunk_count, Chunk, PullReq, CHUNK_DATA};
 
 /// Most records reassembled at once.
 pub(crate) const MAX_PARTIALS: usize = 32;
+/// Most of them one member may have started: a member flooding first chunks of records it
+/// will never finish leaves the other half of the slots to everyone else.
+pub(crate) const MAX_PARTIALS_PER_PEER: usize = MAX_PARTIALS / 2;
 /// Re-requests of missing chunks before a partial is dropped.
 const MAX_RETRIES: u8 = 5;
 
@@ -58,6 +61,11 @@ impl Reassembly {
         self.partials.retain(|(k, v), _| *k != chunk.key || *v >= chunk.version);
         if !self.partials.contains_key(&id) && self.partials.len() >= MAX_PARTIALS {
             return Err("reassembly table full");
+        }
+        if !self.partials.contains_key(&id)
+            && self.partials.values().filter(|p| p.from == from).count() >= MAX_PARTIALS_PER_PEER
+        {
+            return Err("reassembly slots of this member full");
         }
         let p = self.partials.entry(id).or_insert_with(|| Partial {
             buf: vec![0; total],
@@ -113,5 +121,37 @@ impl Reassembly {
             true
         });
         (asks, (before - self.partials.len()) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_chunk(key: u8, version: u64) -> Chunk {
+        let total = CHUNK_DATA * 2;
+        Chunk {
+            key: NodeKey([key; 32]),
+            version,
+            total_len: total as u32,
+            index: 0,
+            data: vec![0; CHUNK_DATA],
+        }
+    }
+
+    #[test]
+    fn rogue_chunk_flood_from_one_member_leaves_slots_for_the_others() {
+        let now = crate::testing::clock_origin();
+        let mut r = Reassembly::default();
+        let (rogue, honest) = (NodeKey([1; 32]), NodeKey([2; 32]));
+        let refused = (0..MAX_PARTIALS as u8)
+            .filter(|k| r.insert(now, rogue, first_chunk(100 + k, 1), 1 << 20).is_err())
+            .count();
+        assert_eq!(refused, MAX_PARTIALS - MAX_PARTIALS_PER_PEER, "the rogue holds half the slots at most");
+        assert_eq!(
+            r.insert(now, honest, first_chunk(7, 1), 1 << 20),
+            Ok(None),
+            "an honest member still gets one"
+        );
     }
 }

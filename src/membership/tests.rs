@@ -118,8 +118,9 @@ fn reassembly_is_bounded() {
     assert!(r.insert(now, key(1), chunk(1, 0, 0, 0), 64 * 1024).is_err());
     assert!(r.insert(now, key(1), chunk(1, 5000, 9, CHUNK_DATA), 64 * 1024).is_err());
     assert!(r.insert(now, key(1), chunk(1, 5000, 0, 10), 64 * 1024).is_err());
+    // Two senders, each within its share of the slots.
     for k in 0..MAX_PARTIALS as u8 {
-        assert_eq!(r.insert(now, key(1), chunk(k, 5000, 0, CHUNK_DATA), 64 * 1024), Ok(None));
+        assert_eq!(r.insert(now, key(1 + k % 2), chunk(k, 5000, 0, CHUNK_DATA), 64 * 1024), Ok(None));
     }
     assert!(r.insert(now, key(1), chunk(200, 5000, 0, CHUNK_DATA), 64 * 1024).is_err());
     // A sibling announcing another length is refused.
