@@ -15,6 +15,9 @@ use overlay_proto::PeerId;
 pub const LEARNED_TTL: Duration = Duration::from_secs(300);
 /// Most learned MACs per network: one peer cannot exhaust memory by inventing MACs.
 pub const MAX_LEARNED: usize = 16_384;
+/// Most learned MACs behind one peer: a member inventing MACs of its own subnet leaves room
+/// for everyone else's.
+pub const MAX_LEARNED_PER_PEER: usize = MAX_LEARNED / 4;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -47,6 +50,8 @@ struct Claim {
 pub struct Fdb {
     macs: BTreeMap<Mac, Entry>,
     learned: usize,
+    /// Learned entries behind each peer.
+    learned_by: BTreeMap<PeerId, usize>,
     /// Every member's announced MACs, in the order they were first claimed. The first
     /// claimant owns a MAC; a later one is a conflict (refused, counted, shown in status) and
     /// takes over only when the owner withdraws it (a container that moved hosts), so a member
@@ -85,9 +90,32 @@ impl Fdb {
             self.macs.insert(mac, Entry { loc: Loc::Local, ip, seen: now, source: Source::Local })
         {
             if old.source == Source::Learned {
-                self.learned -= 1;
+                self.count_out(old.loc);
             }
         }
+    }
+
+    fn count_in(&mut self, loc: Loc) {
+        self.learned += 1;
+        if let Loc::Peer(p) = loc {
+            *self.learned_by.entry(p).or_default() += 1;
+        }
+    }
+
+    fn count_out(&mut self, loc: Loc) {
+        self.learned -= 1;
+        if let Loc::Peer(p) = loc {
+            if let Some(n) = self.learned_by.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.learned_by.remove(&p);
+                }
+            }
+        }
+    }
+
+    fn peer_full(&self, loc: Loc) -> bool {
+        matches!(loc, Loc::Peer(p) if self.learned_by.get(&p).is_some_and(|n| *n >= MAX_LEARNED_PER_PEER))
     }
 
     /// Removes a local entry.
@@ -100,25 +128,33 @@ impl Fdb {
     /// Learns `mac` (and its IP) behind `loc`. A MAC already bound elsewhere is not moved:
     /// the binding is what stops one peer from stealing another's traffic.
     pub fn learn(&mut self, mac: Mac, ip: Option<IpAddr>, loc: Loc, now: Instant) -> Learned {
-        if let Some(e) = self.macs.get_mut(&mac) {
-            if e.loc != loc {
+        if let Some(e) = self.macs.get(&mac) {
+            let old = e.loc;
+            if old != loc {
                 let stale =
                     e.source == Source::Learned && now.saturating_duration_since(e.seen) >= LEARNED_TTL;
                 if !stale {
                     return Learned::Conflict;
                 }
-                e.loc = loc;
+                if self.peer_full(loc) {
+                    return Learned::Full;
+                }
+                self.count_out(old);
+                self.count_in(loc);
             }
-            e.seen = now;
-            if ip.is_some() {
-                e.ip = ip;
+            if let Some(e) = self.macs.get_mut(&mac) {
+                e.loc = loc;
+                e.seen = now;
+                if ip.is_some() {
+                    e.ip = ip;
+                }
             }
             return Learned::Ok;
         }
-        if self.learned >= MAX_LEARNED {
+        if self.learned >= MAX_LEARNED || self.peer_full(loc) {
             return Learned::Full;
         }
-        self.learned += 1;
+        self.count_in(loc);
         self.macs.insert(mac, Entry { loc, ip, seen: now, source: Source::Learned });
         Learned::Ok
     }
@@ -170,8 +206,8 @@ impl Fdb {
         match self.claims.get(&mac).and_then(|l| l.first()).copied() {
             Some(Claim { owner, ip }) => {
                 let e = Entry { loc: Loc::Peer(owner), ip: Some(ip), seen: now, source: Source::Gossip };
-                if self.macs.insert(mac, e).is_some_and(|old| old.source == Source::Learned) {
-                    self.learned -= 1;
+                if let Some(old) = self.macs.insert(mac, e).filter(|old| old.source == Source::Learned) {
+                    self.count_out(old.loc);
                 }
             }
             None if source == Some(Source::Gossip) => {
@@ -189,6 +225,7 @@ impl Fdb {
             self.macs.values().filter(|e| e.loc == Loc::Peer(peer) && e.source == Source::Learned).count();
         self.macs.retain(|_, e| e.loc != Loc::Peer(peer));
         self.learned -= learned;
+        self.learned_by.remove(&peer);
         for mac in touched {
             self.settle(mac, now);
         }
@@ -212,13 +249,19 @@ impl Fdb {
 
     /// Drops learned entries older than [`LEARNED_TTL`].
     pub fn expire(&mut self, now: Instant) -> bool {
-        let before = self.macs.len();
-        self.macs.retain(|_, e| {
-            e.source != Source::Learned || now.saturating_duration_since(e.seen) < LEARNED_TTL
-        });
-        let gone = before - self.macs.len();
-        self.learned -= gone;
-        gone > 0
+        let old: Vec<(Mac, Loc)> = self
+            .macs
+            .iter()
+            .filter(|(_, e)| {
+                e.source == Source::Learned && now.saturating_duration_since(e.seen) >= LEARNED_TTL
+            })
+            .map(|(m, e)| (*m, e.loc))
+            .collect();
+        for (mac, loc) in &old {
+            self.macs.remove(mac);
+            self.count_out(*loc);
+        }
+        !old.is_empty()
     }
 
     /// Number of entries.
@@ -325,13 +368,36 @@ mod tests {
     }
 
     #[test]
+    fn rogue_peer_inventing_macs_fills_only_its_share_of_the_learned_table() {
+        let now = crate::testing::clock_origin();
+        let mut f = Fdb::default();
+        let (rogue, honest) = (Loc::Peer(PeerId(1)), Loc::Peer(PeerId(2)));
+        let mac = |i: u32| [0x02, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 1];
+        let refused =
+            (0..MAX_LEARNED as u32).filter(|&i| f.learn(mac(i), None, rogue, now) == Learned::Full).count();
+        assert_eq!(refused, MAX_LEARNED - MAX_LEARNED_PER_PEER);
+        assert_eq!(f.learn([0x02, 9, 9, 9, 9, 9], None, honest, now), Learned::Ok, "room for an honest peer");
+        f.forget_peer(PeerId(1), now);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.learn(mac(0), None, rogue, now), Learned::Ok, "its share is free again");
+        assert!(f.expire(now + LEARNED_TTL));
+        assert!(f.is_empty());
+        assert!(f.learned_by.is_empty() && f.learned == 0, "the counts follow the table");
+    }
+
+    #[test]
     fn bounded() {
         let now = crate::testing::clock_origin();
         let mut f = Fdb::default();
         for i in 0..MAX_LEARNED as u32 {
             let b = i.to_be_bytes();
-            assert_eq!(f.learn([2, 0, b[0], b[1], b[2], b[3]], None, Loc::Peer(PeerId(1)), now), Learned::Ok);
+            let peer = Loc::Peer(PeerId(i % 4));
+            assert_eq!(f.learn([2, 0, b[0], b[1], b[2], b[3]], None, peer, now), Learned::Ok);
         }
-        assert_eq!(f.learn([4; 6], None, Loc::Peer(PeerId(1)), now), Learned::Full);
+        assert_eq!(
+            f.learn([4; 6], None, Loc::Peer(PeerId(9)), now),
+            Learned::Full,
+            "the whole table is full"
+        );
     }
 }
