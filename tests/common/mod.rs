@@ -361,3 +361,46 @@ impl Lab {
         values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("an InEchos value")
     }
 }
+
+/// Runs the weft CLI with `args` only (no `--socket`): offline commands such as `weft ca
+/// revoke` and `weft cert show`, which take no daemon connection.
+pub fn weft_offline(args: &[&str]) -> Output {
+    Command::new(WEFT_BIN).args(args).output().unwrap_or_else(|e| panic!("cannot run {WEFT_BIN}: {e}"))
+}
+
+impl Lab {
+    /// The members `host` lists in `weft peers --json` (one JSON object each: name,
+    /// public_key, state, endpoint, connected, …); panics if the daemon does not answer.
+    pub fn peers(&self, host: &str) -> Vec<serde_json::Value> {
+        let out = self.weft(host, &["peers", "--json"]);
+        assert!(out.status.success(), "weft peers on {host}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("peers is JSON");
+        v.as_array().unwrap_or_else(|| panic!("weft peers --json on {host} is not a list: {v}")).clone()
+    }
+
+    /// Inserts `line` into `host`'s node.toml right below the `[table]` header (which must be
+    /// there), so the key lands in that table whatever follows it.
+    pub fn add_config_line(&self, host: &str, table: &str, line: &str) {
+        let path = self.dir.join(host).join("node.toml");
+        let text = std::fs::read_to_string(&path).expect("reading node.toml");
+        let header = format!("[{table}]\n");
+        assert!(text.contains(&header), "{host}'s node.toml has no {header:?}:\n{text}");
+        std::fs::write(&path, text.replacen(&header, &format!("{header}{line}\n"), 1))
+            .expect("writing node.toml");
+    }
+
+    /// `name` of the `section` lines of the /proc/net/snmp that `node` sees (its own
+    /// namespace's), e.g. `("Udp", "NoPorts")`: kernel evidence that needs no packet capture.
+    pub fn snmp(&self, node: &str, section: &str, name: &str) -> u64 {
+        let out = self.exec(node, &["cat", "/proc/net/snmp"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let prefix = format!("{section}: ");
+        let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            panic!("no {section} lines in {node}'s /proc/net/snmp:\n{text}")
+        };
+        let at =
+            names.split_whitespace().position(|n| n == name).unwrap_or_else(|| panic!("no {section} {name}"));
+        values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("a number")
+    }
+}
