@@ -23,6 +23,10 @@ struct Node<'a> {
     cert: Option<&'a Arc<NodeCert>>,
     state: NodeState,
     services: Vec<Announced>,
+    /// Where the node is: our own advertised address, or the underlay address a member's
+    /// authenticated traffic comes from (none before any) — never the endpoint a member's
+    /// record merely declares, which could be a victim's address.
+    address: Option<IpAddr>,
 }
 
 impl Engine {
@@ -45,6 +49,7 @@ impl Engine {
             cert: None,
             state: NodeState::Alive,
             services: decode_lenient(own, None),
+            address: Some(own.endpoint.ip()),
         }];
         for r in self.members.layer.records() {
             let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
@@ -62,7 +67,7 @@ impl Engine {
             // declare a victim's address there and announce services "at home").
             let seen_at = self.endpoint.peer_info(peer).and_then(|i| i.endpoint).map(|e| e.ip());
             let services = decode_lenient(r, Some((cert, seen_at)));
-            nodes.push(Node { record: r, cert: Some(cert), state, services });
+            nodes.push(Node { record: r, cert: Some(cert), state, services, address: seen_at });
         }
         nodes
     }
@@ -75,7 +80,9 @@ impl Engine {
         let mut d = Directory::default();
         for n in self.discovery_nodes() {
             let node_name = n.record.name.to_ascii_lowercase();
-            push_host(&mut d, format!("{node_name}.node"), n.record.endpoint.ip());
+            if let Some(address) = n.address {
+                push_host(&mut d, format!("{node_name}.node"), address);
+            }
             for c in n.record.containers.iter().filter(|c| n.cert.is_none_or(|cert| cert.may_source(c.ip))) {
                 push_host(&mut d, format!("{}.container", c.name.to_ascii_lowercase()), c.ip);
             }
@@ -111,7 +118,7 @@ impl Engine {
             catalog.nodes.push(CatalogNode {
                 name: n.record.name.clone(),
                 state: n.state,
-                address: n.record.endpoint.ip(),
+                address: n.address.unwrap_or(n.record.endpoint.ip()),
                 endpoint: n.record.endpoint,
                 containers: n
                     .record

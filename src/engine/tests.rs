@@ -642,7 +642,10 @@ fn rogue_record_endpoint_at_a_victims_address_does_not_place_services_there() {
         "not at its self-declared endpoint"
     );
     sim.nodes[0].engine.publish_directory();
-    assert!(!sim.nodes[0].engine.members.directory.load().services.contains_key("bank"), "DNS stays clean");
+    let directory = sim.nodes[0].engine.members.directory.load();
+    assert!(!directory.services.contains_key("bank"), "DNS stays clean");
+    let h3: Vec<IpAddr> = directory.hosts.get("h3.node").cloned().unwrap_or_default();
+    assert_eq!(h3, ["10.200.0.3".parse::<IpAddr>().unwrap()], "h3.node is where its traffic comes from");
 }
 
 fn policy(text: &str) -> std::sync::Arc<crate::policy::Compiled> {
