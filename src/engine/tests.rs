@@ -400,6 +400,31 @@ fn rogue_member_claiming_another_containers_mac_is_refused_and_shown_in_status()
     assert!(c.iter().any(|c| c.owner == "h2" && c.claimant == "h3"), "status shows the conflict: {c:?}");
 }
 
+#[test]
+fn rogue_pull_flood_gets_at_most_its_share_of_answers() {
+    let mut sim = converged(3);
+    sim.run_for(Duration::from_secs(2));
+    // h3 asks h1 for h2's record over and over: 600 messages of 28 requests, ~7 MB of answers.
+    let h2_key = NodeKey(sim.nodes[1].cert.public_key);
+    let reqs: Vec<_> =
+        (0..28).map(|_| crate::membership::wire::PullReq { key: h2_key, version: 0, chunks: None }).collect();
+    let msgs = crate::membership::wire::pack(reqs, crate::membership::wire::Msg::Pull);
+    assert_eq!(msgs.len(), 1);
+    let before = sim.nodes[0].engine.members.layer.stats();
+    let to_h1 = sim.peer_id(2, 0).unwrap();
+    let now = sim.now;
+    for _ in 0..600 {
+        sim.nodes[2].engine.send_inner(now, to_h1, &Inner::Gossip(&msgs[0])).unwrap();
+    }
+    sim.run_for(Duration::from_millis(200));
+    let after = sim.nodes[0].engine.members.layer.stats();
+    assert!(after.pulls_throttled > before.pulls_throttled, "the excess is counted");
+    let sent = after.bytes_out - before.bytes_out;
+    assert!(sent < 5 << 20, "h1 sent {sent} bytes for 600 pull messages");
+    // h2 and h3 still converge with h1 afterwards.
+    assert_eq!(state_of(&sim, 0, 1), Some(MemberState::Alive));
+}
+
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
 fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
     let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");

@@ -28,6 +28,10 @@ pub(crate) const ITEMS_MAX: usize = 16;
 /// Most records being pulled at once: notices of invented keys cannot grow the table beyond
 /// it (a refused pull is asked again at the next notice or digest).
 const MAX_PENDING_PULLS: usize = 16_384;
+/// Record bytes one member may pull from us per second, and in one burst (a joining node
+/// pulling thousands of records from its seed gets them within seconds).
+const PULL_RATE: usize = 1 << 20;
+const PULL_BURST: usize = 4 << 20;
 /// Record bytes pushed in answer to one message (at least one record always goes).
 const PUSH_BUDGET: usize = 256 * 1024;
 
@@ -134,10 +138,11 @@ impl Membership {
         }
     }
 
-    pub(super) fn handle_pull(&mut self, from: NodeKey, reqs: Vec<PullReq>) {
-        let mut budget = PUSH_BUDGET;
+    pub(super) fn handle_pull(&mut self, now: Instant, from: NodeKey, reqs: Vec<PullReq>) {
+        let mut budget = PUSH_BUDGET.min(self.pull_credit(now, from));
         for req in reqs {
             if budget == 0 {
+                self.stats.pulls_throttled += 1;
                 break;
             }
             let held = self.held_version(&req.key);
@@ -148,6 +153,24 @@ impl Membership {
             let chunks = req.chunks.filter(|_| held == Some(req.version));
             let sent = self.push_record(from, req.key, chunks.as_deref());
             budget = budget.saturating_sub(sent);
+            self.spend_pull_credit(from, sent);
+        }
+    }
+
+    /// Record bytes `from` may still pull from us now: a bucket of [`PULL_BURST`] bytes that
+    /// refills at [`PULL_RATE`] per second, so one 1.2 KB pull cannot make us send a member
+    /// 256 KiB again and again.
+    fn pull_credit(&mut self, now: Instant, from: NodeKey) -> usize {
+        let (at, credit) = self.pull_credit.entry(from).or_insert((now, PULL_BURST));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * PULL_RATE as f64;
+        *credit = (*credit as f64 + refill).min(PULL_BURST as f64) as usize;
+        *at = now;
+        *credit
+    }
+
+    fn spend_pull_credit(&mut self, from: NodeKey, sent: usize) {
+        if let Some((_, credit)) = self.pull_credit.get_mut(&from) {
+            *credit = credit.saturating_sub(sent);
         }
     }
 

@@ -160,6 +160,8 @@ pub struct Membership {
     pending_up: BTreeMap<NodeKey, (SwimId, Vec<Vec<u8>>)>,
     /// The sender of the SWIM packet being handled.
     swim_from: Option<NodeKey>,
+    /// Each member's credit of record bytes it may pull from us (see `handle_pull`).
+    pull_credit: BTreeMap<NodeKey, (Instant, usize)>,
     rng: SmallRng,
     next_tick: Instant,
     next_anti_entropy: Instant,
@@ -220,6 +222,7 @@ impl Membership {
             admitted: BTreeSet::new(),
             pending_up: BTreeMap::new(),
             swim_from: None,
+            pull_credit: BTreeMap::new(),
             rng,
             next_anti_entropy,
             stats: MembershipStats::default(),
@@ -281,7 +284,7 @@ impl Membership {
                 Ok(())
             }
             Msg::Pull(reqs) => {
-                self.handle_pull(from, reqs);
+                self.handle_pull(now, from, reqs);
                 Ok(())
             }
             Msg::Chunk(chunk) => self.handle_chunk(now, from, chunk),
@@ -574,6 +577,7 @@ impl Membership {
         }
         self.peers.remove(&key);
         self.up.remove(&key);
+        self.pull_credit.remove(&key);
         self.events.push_back(MemberEvent::Removed(key));
     }
 

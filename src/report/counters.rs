@@ -204,6 +204,11 @@ overlay_proto::counters! {
             "weft_membership_pulls_unserved",
             "Record pulls for records this node does not hold",
         ),
+        /// Pulls left unanswered because their sender had used up its pull credit.
+        pulls_throttled => Metric::new(
+            "weft_membership_pulls_throttled",
+            "Record pulls left unanswered because their sender pulled more than its share",
+        ),
         /// Outgoing messages dropped because the queue was full.
         transmit_dropped => Metric::new(
             "weft_membership_transmit_dropped",
@@ -393,6 +398,7 @@ mod tests {
                 "chunks_stale",
                 "reassemblies_dropped",
                 "pulls_unserved",
+                "pulls_throttled",
                 "transmit_dropped",
                 "own_record_too_large",
                 "turn_undead_challenged",
