@@ -47,6 +47,9 @@ pub struct EndpointConfig {
     pub handshake_rate_limit: u32,
     /// Static keys that never complete a handshake.
     pub revoked: BTreeSet<[u8; 32]>,
+    /// Most peers (distinct static keys) held at once; a handshake from a new key beyond it
+    /// is refused (`DatagramError::PeersFull`) until the owner removes peers.
+    pub max_peers: usize,
 }
 
 /// Why the endpoint refused its configuration.
@@ -156,6 +159,9 @@ pub enum DatagramError {
     /// Too many half-open XX handshakes from this source address.
     #[error("too many pending handshakes from this address")]
     PendingSourceFull,
+    /// A new key while `max_peers` peers are held.
+    #[error("peer table full")]
+    PeersFull,
 }
 
 /// Why a payload could not be sent.
@@ -556,11 +562,16 @@ impl Endpoint {
                 self.generation += 1;
             }
             let mut confirmed_finish = false;
+            let mut finish_unanswered = false;
             if let Some(f) = p.finish.as_mut() {
                 let current = p.current.as_ref().filter(|s| s.local_index() == f.index);
                 match current {
+                    // The responder never took our finish (it refused us): stop resending;
+                    // the unconfirmed session is due for a new handshake, and the payloads
+                    // wait for that one.
+                    Some(s) if !s.is_confirmed() && s.age(now) >= REKEY_TIMEOUT => finish_unanswered = true,
                     Some(s) if !s.is_confirmed() => {
-                        if now >= f.next && s.age(now) < REKEY_TIMEOUT {
+                        if now >= f.next {
                             if let Some(dst) = p.endpoint {
                                 self.transmits.push_back(Transmit { dst, payload: f.datagram.clone() });
                             }
@@ -571,7 +582,7 @@ impl Endpoint {
                     _ => confirmed_finish = true,
                 }
             }
-            if confirmed_finish {
+            if confirmed_finish || finish_unanswered {
                 p.finish = None;
                 self.generation += 1;
             }
@@ -768,6 +779,9 @@ impl Endpoint {
         }
         if self.cfg.revoked.contains(&cert.public_key) {
             return Err(DatagramError::Revoked);
+        }
+        if !self.by_key.contains_key(&cert.public_key) && self.peers.len() >= self.cfg.max_peers {
+            return Err(DatagramError::PeersFull);
         }
         Ok((cert, payload.timestamp))
     }

@@ -52,6 +52,8 @@ crate::counters! {
         pending_full => HANDSHAKES.label("pending_full"),
         /// Half-open handshakes refused because their source address holds its share.
         pending_source_full => HANDSHAKES.label("pending_source_full"),
+        /// Handshakes from new keys refused because the peer table was full.
+        peers_full => HANDSHAKES.label("peers_full"),
         /// Handshakes we started (retries included).
         handshakes_initiated =>
             Metric::new("weft_handshakes_initiated", "Handshake initiations sent, retries included"),
@@ -104,6 +106,7 @@ impl EndpointStats {
             DatagramError::ReplayedInit => Self::inc(&self.replayed_init),
             DatagramError::PendingFull => Self::inc(&self.pending_full),
             DatagramError::PendingSourceFull => Self::inc(&self.pending_source_full),
+            DatagramError::PeersFull => Self::inc(&self.peers_full),
         }
     }
 }
@@ -135,6 +138,7 @@ mod tests {
             "replayed_init",
             "pending_full",
             "pending_source_full",
+            "peers_full",
             "handshakes_initiated",
             "handshakes_completed",
             "handshake_timeouts",

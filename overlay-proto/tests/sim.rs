@@ -289,6 +289,7 @@ const DROPS: &[&str] = &[
     "replayed_init",
     "pending_full",
     "pending_source_full",
+    "peers_full",
 ];
 
 fn drops(d: &BTreeMap<&'static str, u64>) -> u64 {
@@ -497,6 +498,36 @@ fn refuses_handshakes_from_foreign_forged_expired_and_revoked_nodes() {
     sim.connect(0, 1);
     sim.run_for(SEC);
     assert_eq!(delta(&sim, 1, &before), BTreeMap::from([("revoked", 1), ("unknown_index", 1)]));
+}
+
+/// A full peer table (`max_peers`) refuses handshakes from new keys, as responder (XX finish,
+/// IK init) and as initiator (XX response), counted as `peers_full`; the peers it holds keep
+/// working, and the refused initiator neither completes nor spins its timers on the finish
+/// nobody answers (the harness checks `poll_timeout` after every timer run).
+#[test]
+fn a_full_peer_table_refuses_new_keys_and_keeps_the_known_ones() {
+    let mut sim = Sim::new(2, Link::PERFECT, 5);
+    let base = sim.base;
+    let mut cfg = sim.network.config(70, base);
+    cfg.max_peers = 1;
+    let small = sim.add_node(identity::endpoint(cfg, 70), harness::addr(70));
+    sim.connect(0, small);
+    sim.run_for(SEC);
+    assert!(sim.established(0, small), "the first key fits");
+    let before = counters(&sim, small);
+    sim.dial(1, small);
+    sim.run_for(SEC);
+    sim.connect(1, small);
+    sim.run_for(12 * SEC);
+    sim.dial(small, 1);
+    sim.run_for(12 * SEC);
+    let d = delta(&sim, small, &before);
+    assert!(d.get("peers_full").is_some_and(|&n| n >= 3), "XX finish, IK init, XX response: {d:?}");
+    assert_eq!(sim.nodes[small].ep.peer_by_key(&sim.nodes[1].key), None, "no peer was made");
+    assert!(!sim.established(1, small));
+    sim.connect(0, small);
+    sim.run_for(SEC);
+    assert!(sim.established(0, small), "the known peer still works");
 }
 
 /// A node that changes address is followed by its peer on its next authenticated packet, and

@@ -30,6 +30,7 @@ fn node(ca: &CaKey, ca_cert: &overlay_proto::cert::CaCert, i: u8, now: Instant) 
         wall_clock: (now, Duration::from_secs(1_800_000_000)),
         handshake_rate_limit: 1000,
         revoked: Default::default(),
+        max_peers: 10_000,
     };
     Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(i as u64))).unwrap()
 }

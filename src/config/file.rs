@@ -77,6 +77,7 @@ pub(super) struct MetricsFile {
 pub(super) struct MembershipFile {
     #[serde(default)]
     pub seeds: Vec<Spanned<String>>,
+    pub max_members: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

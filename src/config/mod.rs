@@ -67,6 +67,9 @@ pub struct Config {
     pub peers: Vec<SocketAddr>,
     /// `[membership] seeds`: endpoints of members to join through.
     pub seeds: Vec<SocketAddr>,
+    /// `[membership] max_members`: the most members (this node included) this node keeps
+    /// records of and tunnels to (default 10,000); beyond it new identities are refused.
+    pub max_members: usize,
     /// `[metrics] listen`: the Prometheus endpoint (default `127.0.0.1:9571`; `"off"` disables).
     pub metrics: Option<SocketAddr>,
     /// `[metrics] api_token_file` and `allowed_hosts`: who may use that listener.
@@ -190,6 +193,10 @@ impl Network {
 
 /// Longest network name (the TAP name `weft-<name>-t` must fit 15 bytes).
 pub const MAX_NETWORK_NAME: usize = 8;
+/// `[membership] max_members` when not set.
+pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
+/// The largest `[membership] max_members` accepted.
+pub const MAX_MAX_MEMBERS: usize = 1_000_000;
 
 impl Config {
     /// Reads and validates a configuration file, and resolves the default of
@@ -348,6 +355,19 @@ impl Config {
         for (i, e) in f.membership.seeds.iter().enumerate() {
             seeds.push(ctx.endpoint(e, &format!("membership.seeds[{i}]"), "10.200.0.1:51820")?);
         }
+        let max_members = match &f.membership.max_members {
+            None => DEFAULT_MAX_MEMBERS,
+            Some(m) => usize::try_from(*m.get_ref())
+                .ok()
+                .filter(|n| (2..=MAX_MAX_MEMBERS).contains(n))
+                .ok_or_else(|| {
+                    ctx.err(
+                        m,
+                        "membership.max_members",
+                        &format!("expected a number of members from 2 to {MAX_MAX_MEMBERS}"),
+                    )
+                })?,
+        };
         let metrics = match &f.metrics.listen {
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9571))),
             Some(l) if l.get_ref() == "off" => None,
@@ -383,6 +403,7 @@ impl Config {
             networks,
             peers,
             seeds,
+            max_members,
             metrics,
             http,
             services,

@@ -225,6 +225,18 @@ fn seeds_and_advertise() {
 }
 
 #[test]
+fn max_members_defaults_to_ten_thousand_and_is_bounded() {
+    assert_eq!(parse(GOOD).unwrap().max_members, 10_000);
+    let c = parse(&format!("{GOOD}\n[membership]\nmax_members = 500\n")).unwrap();
+    assert_eq!(c.max_members, 500);
+    for bad in ["1", "0", "-3", "1000001"] {
+        let e = parse(&format!("{GOOD}\n[membership]\nmax_members = {bad}\n")).unwrap_err();
+        assert_eq!(e.key, "membership.max_members", "{bad}: {e}");
+        assert!(e.message.contains("from 2 to 1000000"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn duplicates_and_overlaps() {
     let two = format!("{GOOD}\n[[network]]\nname = \"b\"\nvni = 42\nsubnet = \"10.43.0.0/16\"\n");
     assert_eq!(parse(&two).unwrap_err().message, "duplicate VNI");

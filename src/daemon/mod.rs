@@ -130,6 +130,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
             wall_clock: (Instant::now(), wall),
             handshake_rate_limit: HANDSHAKE_RATE_LIMIT,
             revoked: Default::default(),
+            max_peers: cfg.max_members,
         },
         Box::new(rand_core::OsRng),
     )?;
@@ -320,7 +321,8 @@ fn membership(cfg: &Config, id: &Identity, wall: std::time::Duration) -> Members
     let seed = u64::from_le_bytes(pki::random32()[..8].try_into().expect("8 bytes"));
     let now = Instant::now();
     let auth = CertAuth::new(id.ca.clone(), &id.secret, now, wall);
-    Membership::new(own, MembershipConfig::default(), Box::new(auth), seed, now)
+    let mcfg = MembershipConfig { max_members: cfg.max_members, ..MembershipConfig::default() };
+    Membership::new(own, mcfg, Box::new(auth), seed, now)
 }
 
 /// Waits for SIGTERM/SIGINT; meanwhile reloads on SIGHUP and on `weft reload`.

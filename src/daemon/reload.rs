@@ -63,6 +63,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     {
         v.push("node.state_dir / node.control_socket / node.control_group".to_owned());
     }
+    if old.max_members != new.max_members {
+        v.push("membership.max_members".to_owned());
+    }
     let (o, n) = (&old.underlay, &new.underlay);
     if (o.listen, o.advertise, o.mtu, o.workers, o.offload, o.busy_poll)
         != (n.listen, n.advertise, n.mtu, n.workers, n.offload, n.busy_poll)

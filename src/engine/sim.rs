@@ -50,11 +50,19 @@ pub struct SimConfig {
     pub delay_min: Duration,
     /// Longest one-way delay (uniform in between; datagrams reorder).
     pub delay_max: Duration,
+    /// Every node's `[membership] max_members`.
+    pub max_members: usize,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { seed: 1, loss: 0.0, delay_min: Duration::from_millis(1), delay_max: Duration::from_millis(10) }
+        Self {
+            seed: 1,
+            loss: 0.0,
+            delay_min: Duration::from_millis(1),
+            delay_max: Duration::from_millis(10),
+            max_members: crate::config::DEFAULT_MAX_MEMBERS,
+        }
     }
 }
 
@@ -180,6 +188,7 @@ impl Sim {
                 wall_clock: (now, wall),
                 handshake_rate_limit: 1000,
                 revoked: Default::default(),
+                max_peers: self.cfg.max_members,
             },
             Box::new(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(rng_seed)),
         )
@@ -220,7 +229,8 @@ impl Sim {
             services: Vec::new(),
         };
         let auth = super::members::CertAuth::new(ca.clone(), &SecretKey::from_bytes(secret), now, wall);
-        let layer = Membership::new(own, MembershipConfig::default(), Box::new(auth), rng_seed ^ 0x5eed, now);
+        let mcfg = MembershipConfig { max_members: self.cfg.max_members, ..MembershipConfig::default() };
+        let layer = Membership::new(own, mcfg, Box::new(auth), rng_seed ^ 0x5eed, now);
         let members = Members::new(layer, ca, Default::default());
         let seeds = if i == 0 { Vec::new() } else { vec![addr_of(0)] };
         let mut engine = Engine::new(now, wall, endpoint, Arc::clone(&shared), &seeds, members);
@@ -289,7 +299,13 @@ impl Sim {
             if self.nodes[i].up && now >= self.nodes[i].next_wake {
                 self.nodes[i].engine.handle_timeout(now);
                 let wake = self.nodes[i].engine.poll_timeout(now);
-                assert!(wake > now, "node {i} asks to be woken at or before now");
+                assert!(
+                    wake > now,
+                    "node {i} asks to be woken at or before now: endpoint {:?} membership {:?} now {:?}",
+                    self.nodes[i].engine.endpoint.poll_timeout().map(|t| t.duration_since(self.start)),
+                    self.nodes[i].engine.members.layer.poll_timeout().map(|t| t.duration_since(self.start)),
+                    now.duration_since(self.start)
+                );
                 self.nodes[i].next_wake = wake;
                 self.collect(i);
             }

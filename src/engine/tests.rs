@@ -61,6 +61,7 @@ fn a_lossy_reordering_network_still_converges() {
         loss: 0.1,
         delay_min: Duration::from_millis(1),
         delay_max: Duration::from_millis(80),
+        ..SimConfig::default()
     };
     let sim = converged_with(5, cfg);
     assert!(sim.dropped > 0, "the network lost nothing: the test proves nothing");
@@ -334,6 +335,24 @@ fn rogue_revocation_not_signed_by_the_network_ca_is_refused() {
     assert_eq!(state_of(&sim, 0, 1), Some(MemberState::Alive));
 }
 
+/// `[membership] max_members` (issue 15, item 2): with room for three members, a network of
+/// five certified nodes leaves every node with at most two others, the seed refusing the rest
+/// in membership and at the handshake, counted; the members it took work as usual.
+#[test]
+fn identities_beyond_max_members_are_refused_and_counted() {
+    let mut sim = Sim::new(5, SimConfig { max_members: 3, ..SimConfig::default() });
+    sim.run_for(Duration::from_secs(30));
+    for i in 0..5 {
+        let n = sim.nodes[i].engine.members.layer.members().len();
+        assert!(n <= 2, "h{} holds {n} members with room for 2", i + 1);
+    }
+    let alive = (1..5).filter(|&j| state_of(&sim, 0, j) == Some(MemberState::Alive)).count();
+    assert_eq!(alive, 2, "the seed took two members and keeps them alive");
+    let refused = sim.nodes[0].engine.members.layer.stats().members_full;
+    let full = sim.nodes[0].shared.proto_stats.snapshot().peers_full;
+    assert!(refused > 0 && full > 0, "refusals counted: membership {refused}, handshakes {full}");
+}
+
 #[test]
 fn rogue_invented_swim_identities_never_become_members_or_handshake_targets() {
     let mut sim = converged(3);
@@ -423,6 +442,51 @@ fn rogue_pull_flood_gets_at_most_its_share_of_answers() {
     assert!(sent < 5 << 20, "h1 sent {sent} bytes for 600 pull messages");
     // h2 and h3 still converge with h1 afterwards.
     assert_eq!(state_of(&sim, 0, 1), Some(MemberState::Alive));
+}
+
+/// A member that floods revocation entries of keys nobody revoked (each would cost a signature
+/// check) gets at most its share checked: a burst of 4,096 and 64 per second after that; the
+/// rest are dropped unchecked and counted. Entries of keys already revoked are not checked at
+/// all. Without the share, all 8,000 entries are checked.
+#[test]
+fn rogue_revocation_flood_costs_at_most_its_share_of_signature_checks() {
+    let mut sim = converged(3);
+    let real = sim.ca.revoke(&sim.ca_cert, &sim.nodes[1].cert, 1).unwrap();
+    let entries: Vec<Vec<u8>> = (0..8_000u32)
+        .map(|i| {
+            let mut r = real.clone();
+            r.public_key[..4].copy_from_slice(&i.to_le_bytes());
+            r.encode()
+        })
+        .collect();
+    let msgs = crate::membership::wire::pack(entries, crate::membership::wire::Msg::Revocations);
+    let to_h1 = sim.peer_id(2, 0).unwrap();
+    let checked_and_throttled = |sim: &Sim| {
+        let m = &sim.nodes[0].engine.members;
+        (m.revocations_refused, m.layer.stats().revocations_throttled)
+    };
+    let before = checked_and_throttled(&sim);
+    let now = sim.now;
+    for m in &msgs {
+        sim.nodes[2].engine.send_inner(now, to_h1, &Inner::Gossip(m)).unwrap();
+    }
+    sim.run_for(Duration::from_millis(500));
+    let after = checked_and_throttled(&sim);
+    let checked = after.0 - before.0;
+    assert!(checked <= 4_096 + 64, "h1 checked {checked} forged entries");
+    assert!(after.1 - before.1 >= 8_000 - 4_096 - 64, "the rest are counted: {after:?}");
+    // A genuine revocation from the same member still gets through once its share refills,
+    // and repeats of it cost nothing.
+    sim.run_for(Duration::from_secs(2));
+    let genuine =
+        crate::membership::wire::pack(vec![real.encode()], crate::membership::wire::Msg::Revocations);
+    let now = sim.now;
+    for _ in 0..100 {
+        sim.nodes[2].engine.send_inner(now, to_h1, &Inner::Gossip(&genuine[0])).unwrap();
+    }
+    sim.run_for(Duration::from_millis(500));
+    assert!(sim.nodes[0].engine.members.revoked.contains_key(&real.public_key), "h2 is revoked on h1");
+    assert_eq!(checked_and_throttled(&sim).0, after.0, "no repeat was checked as forged");
 }
 
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.

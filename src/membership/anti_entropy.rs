@@ -192,6 +192,10 @@ impl Membership {
             self.stats.chunks_stale += 1;
             return Ok(());
         }
+        if !self.has_room(&key) {
+            self.stats.members_full += 1;
+            return Ok(());
+        }
         let bytes = match self.reassembly.insert(now, from, chunk, self.cfg.max_record_len) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(()),
@@ -278,6 +282,7 @@ impl Membership {
     /// Whether to pull `version` of `key` now: news, and not already being fetched.
     fn wants(&self, now: Instant, key: &NodeKey, version: u64) -> bool {
         (self.pulls.len() < MAX_PENDING_PULLS || self.pulls.contains_key(key))
+            && self.has_room(key)
             && self.is_newer(key, version)
             && !self.pulls.get(key).is_some_and(|p| p.version >= version && p.deadline > now)
             && !self.reassembly.in_progress(key, version)

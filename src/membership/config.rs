@@ -26,6 +26,9 @@ pub struct MembershipConfig {
     pub seed_backoff_max: Duration,
     /// Largest encoded record we accept or send (default 64 KiB).
     pub max_record_len: usize,
+    /// Most members, ourselves included, we keep (default 10,000): the records and SWIM
+    /// identities of further keys are refused (counted as `members_full`) until room frees.
+    pub max_members: usize,
 }
 
 impl Default for MembershipConfig {
@@ -37,6 +40,7 @@ impl Default for MembershipConfig {
             announce_period: Duration::from_secs(10),
             seed_backoff_max: Duration::from_secs(10),
             max_record_len: 64 * 1024,
+            max_members: 10_000,
         }
     }
 }

@@ -72,6 +72,11 @@ const MAX_HELD_PER_IDENTITY: usize = 4;
 /// Received revocations waiting for the engine; beyond it more are dropped (they are only
 /// ever relayed again, and the engine drains the queue after every message).
 const MAX_REVOCATIONS_QUEUED: usize = 256;
+/// Revocation entries of keys not yet banned here that one member may hand us per second, and
+/// in one burst: each costs the engine a signature check, and a member that comes up gets the
+/// whole list from every member at once.
+const REVOCATION_RATE: f64 = 64.0;
+const REVOCATION_BURST: f64 = 4096.0;
 
 /// What we know of a member's liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +167,8 @@ pub struct Membership {
     swim_from: Option<NodeKey>,
     /// Each member's credit of record bytes it may pull from us (see `handle_pull`).
     pull_credit: BTreeMap<NodeKey, (Instant, usize)>,
+    /// Each member's credit of new revocation entries it may hand us (see `take_revocations`).
+    revocation_credit: BTreeMap<NodeKey, (Instant, f64)>,
     rng: SmallRng,
     next_tick: Instant,
     next_anti_entropy: Instant,
@@ -223,6 +230,7 @@ impl Membership {
             pending_up: BTreeMap::new(),
             swim_from: None,
             pull_credit: BTreeMap::new(),
+            revocation_credit: BTreeMap::new(),
             rng,
             next_anti_entropy,
             stats: MembershipStats::default(),
@@ -290,8 +298,7 @@ impl Membership {
             Msg::Chunk(chunk) => self.handle_chunk(now, from, chunk),
             Msg::Digest(ranges) => self.handle_digest(now, from, ranges),
             Msg::Revocations(list) => {
-                let room = MAX_REVOCATIONS_QUEUED.saturating_sub(self.revocations_in.len());
-                self.revocations_in.extend(list.into_iter().take(room));
+                self.take_revocations(now, from, list);
                 Ok(())
             }
         });
@@ -404,8 +411,18 @@ impl Membership {
 
     /// `key` is vouched for (see `admitted`): a SWIM identity of it waiting is let in.
     pub(crate) fn admit(&mut self, now: Instant, key: NodeKey) {
-        if key == self.own.key || self.banned.contains(&key) || !self.admitted.insert(key) {
+        if key == self.own.key || self.banned.contains(&key) || self.admitted.contains(&key) {
             return;
+        }
+        if !self.has_room(&key) {
+            self.stats.members_full += 1;
+            return;
+        }
+        self.admitted.insert(key);
+        if self.admitted.len() > self.cfg.max_members.saturating_mul(2) {
+            // Keys of members long gone: they are vouched for again when they come back.
+            let peers = &self.peers;
+            self.admitted.retain(|k| *k == key || peers.contains_key(k));
         }
         if let Some((id, held)) = self.pending_up.remove(&key) {
             self.on_swim_note(now, foca::OwnedNotification::MemberUp(id));
@@ -413,6 +430,13 @@ impl Membership {
                 self.send(key, bytes);
             }
         }
+    }
+
+    /// Whether `key` may take a place among the members: it holds one, or fewer than
+    /// `max_members` (ourselves included) are known. A certificate is enough to become a
+    /// member, so the count is what bounds the state another member's CA mistakes can cost.
+    pub(super) fn has_room(&self, key: &NodeKey) -> bool {
+        *key == self.own.key || self.peers.contains_key(key) || self.peers.len() + 1 < self.cfg.max_members
     }
 
     /// Whether `key` was banned.
@@ -438,6 +462,30 @@ impl Membership {
     /// signature).
     pub fn poll_revocation(&mut self) -> Option<Vec<u8>> {
         self.revocations_in.pop_front()
+    }
+
+    /// Queues revocation entries from `from` for the engine to verify: those of keys already
+    /// banned here are dropped unread (relays repeat them), the rest spend `from`'s credit
+    /// (a bucket of [`REVOCATION_BURST`] entries refilled at [`REVOCATION_RATE`] per second);
+    /// beyond it, or beyond the queue, they are dropped and counted.
+    fn take_revocations(&mut self, now: Instant, from: NodeKey, list: Vec<Vec<u8>>) {
+        let (at, credit) = self.revocation_credit.entry(from).or_insert((now, REVOCATION_BURST));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * REVOCATION_RATE;
+        *credit = (*credit + refill).min(REVOCATION_BURST);
+        *at = now;
+        for bytes in list {
+            let known = overlay_proto::cert::Revocation::decode(&bytes)
+                .is_ok_and(|r| self.banned.contains(&NodeKey(r.public_key)));
+            if known {
+                continue;
+            }
+            if *credit < 1.0 || self.revocations_in.len() >= MAX_REVOCATIONS_QUEUED {
+                self.stats.revocations_throttled += 1;
+                continue;
+            }
+            *credit -= 1.0;
+            self.revocations_in.push_back(bytes);
+        }
     }
 
     /// Counters.
@@ -578,6 +626,7 @@ impl Membership {
         self.peers.remove(&key);
         self.up.remove(&key);
         self.pull_credit.remove(&key);
+        self.revocation_credit.remove(&key);
         self.events.push_back(MemberEvent::Removed(key));
     }
 

@@ -170,6 +170,10 @@ impl Membership {
                     self.stats.identities_unvouched += 1;
                 }
             }
+            OwnedNotification::MemberUp(id) if !self.has_room(&id.key) => {
+                // Admitted once, gone since, and the table filled up meanwhile.
+                self.stats.members_full += 1;
+            }
             OwnedNotification::MemberUp(id) => {
                 let key = id.key;
                 let came_up = self.touch_peer(key, |p| {

@@ -187,6 +187,8 @@ overlay_proto::counters! {
         /// Records not signed by the node they describe, or whose certificate does not vouch
         /// for them.
         records_forged => MEMBERSHIP_REFUSED.label("forged"),
+        /// Records and identities of new members refused because `max_members` were known.
+        members_full => MEMBERSHIP_REFUSED.label("members_full"),
         /// Newer records accepted.
         records_accepted => Metric::new("weft_membership_records_accepted", "Newer member records accepted"),
         /// Chunks of records we already held at that version or newer.
@@ -203,6 +205,12 @@ overlay_proto::counters! {
         pulls_unserved => Metric::new(
             "weft_membership_pulls_unserved",
             "Record pulls for records this node does not hold",
+        ),
+        /// Revocation entries dropped unchecked: their sender handed us more new ones than its
+        /// share, or the engine's queue was full.
+        revocations_throttled => Metric::new(
+            "weft_membership_revocations_throttled",
+            "Revocation entries dropped unchecked because their sender sent more than its share",
         ),
         /// Pulls left unanswered because their sender had used up its pull credit.
         pulls_throttled => Metric::new(
@@ -394,10 +402,12 @@ mod tests {
                 "spoofed",
                 "swim_errors",
                 "records_forged",
+                "members_full",
                 "records_accepted",
                 "chunks_stale",
                 "reassemblies_dropped",
                 "pulls_unserved",
+                "revocations_throttled",
                 "pulls_throttled",
                 "transmit_dropped",
                 "own_record_too_large",

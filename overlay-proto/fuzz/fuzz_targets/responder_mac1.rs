@@ -33,6 +33,7 @@ fn member(base: Instant) -> Endpoint {
         wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
         handshake_rate_limit: 1000,
         revoked: Default::default(),
+        max_peers: 10_000,
     };
     Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(2))).unwrap()
 }

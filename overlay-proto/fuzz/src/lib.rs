@@ -71,6 +71,7 @@ pub fn endpoint(base: Instant) -> Endpoint {
         wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
         handshake_rate_limit: 4,
         revoked: Default::default(),
+        max_peers: 10_000,
     };
     let mut ep = Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(1))).unwrap();
     ep.add_peer(f.peer_cert.public_key, Some(addr(0)));

@@ -549,5 +549,6 @@ pub fn error_kind(e: &DatagramError) -> &'static str {
         DatagramError::ReplayedInit => "replayed_init",
         DatagramError::PendingFull => "pending_full",
         DatagramError::PendingSourceFull => "pending_source_full",
+        DatagramError::PeersFull => "peers_full",
     }
 }

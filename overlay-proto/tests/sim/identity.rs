@@ -55,6 +55,7 @@ impl Network {
             wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
             handshake_rate_limit: 1_000_000,
             revoked: Default::default(),
+            max_peers: 10_000,
         }
     }
 
