@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::cli::{CaCommand, CertCommand};
 use crate::config::Config;
-use crate::pki::{self, fmt_time, AnyCert};
+use crate::pki::renewal::{self, RenewKeys};
+use crate::pki::{self, expiry, fmt_time, AnyCert};
 
 /// `weft keygen`.
 pub fn keygen(out: &Path) -> Result<()> {
@@ -73,27 +74,37 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
             groups,
             days,
             out,
+            renew,
+            old_ca,
         } => {
             check_days(days)?;
             let subnets = subnets.iter().map(|s| parse_cert_subnet(s)).collect::<Result<Vec<_>>>()?;
             let key_text = match (public_key, public_key_file) {
-                (Some(k), _) => k,
-                (None, Some(f)) => pki::read_text(&f)?,
-                (None, None) => bail!("give --public-key or --public-key-file"),
+                (Some(k), _) => Some(k),
+                (None, Some(f)) => Some(pki::read_text(&f)?),
+                (None, None) => None,
             };
-            let (public_key, signing_key) = pki::decode_public_identity(&key_text, "public key")?;
+            let keys = key_text.map(|k| pki::decode_public_identity(&k, "public key")).transpose()?;
             let ca = pki::load_ca_cert(&ca_cert)?;
             let now = pki::unix_now();
-            let not_after = (now + days * 86_400).min(ca.not_after);
-            let req = NodeCertRequest {
-                name,
-                public_key,
-                signing_key,
-                subnets,
-                groups,
-                not_before: now.saturating_sub(60).max(ca.not_before),
-                not_after,
+            let (not_before, not_after) = node_window(&ca, now, days);
+            if let Some(old) = renew {
+                let keys = match keys {
+                    Some((public_key, signing_key)) => RenewKeys::New { public_key, signing_key },
+                    None => RenewKeys::Keep,
+                };
+                let renewal =
+                    Renewal { ca_key: &ca_key, ca_cert: &ca_cert, ca: &ca, old: &old, old_ca: old_ca.as_deref() };
+                return renewal.run(keys, (not_before, not_after), &out, now);
+            }
+            if old_ca.is_some() {
+                // clap's `requires` is skipped when --renew would conflict with --name.
+                bail!("--old-ca names the CA that issued the --renew certificate; it needs --renew");
+            }
+            let (Some(name), Some((public_key, signing_key))) = (name, keys) else {
+                bail!("give --name and --public-key or --public-key-file, or --renew OLD.crt");
             };
+            let req = NodeCertRequest { name, public_key, signing_key, subnets, groups, not_before, not_after };
             let cert = pki::ca_sign(&ca_key, &ca_cert, req, &out)?;
             println!(
                 "signed {} for {:?}, valid until {}",
@@ -103,6 +114,80 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// A new node certificate's window: from a minute ago (clocks differ) for `days`, inside the
+/// CA's own window.
+fn node_window(ca: &CaCert, now: u64, days: u64) -> (u64, u64) {
+    (now.saturating_sub(60).max(ca.not_before), (now + days * 86_400).min(ca.not_after))
+}
+
+/// `weft ca sign --renew OLD`: the files involved.
+struct Renewal<'a> {
+    ca_key: &'a Path,
+    ca_cert: &'a Path,
+    /// The CA certificate at `ca_cert`.
+    ca: &'a CaCert,
+    old: &'a Path,
+    /// The CA that issued OLD, when not `ca_cert`.
+    old_ca: Option<&'a Path>,
+}
+
+impl Renewal<'_> {
+    /// Signs OLD's name, subnets and groups for `window` with `keys`, writes `out` and prints
+    /// what was carried over, so the operator can check it before installing the file.
+    fn run(&self, keys: RenewKeys, window: (u64, u64), out: &Path, now: u64) -> Result<()> {
+        let old = pki::load_node_cert(self.old)?;
+        let issuer_path = self.old_ca.unwrap_or(self.ca_cert);
+        let issuer = pki::load_ca_cert(issuer_path)?;
+        let req = renewal::request(&old, &issuer, keys, window.0, window.1).map_err(|e| match e {
+            CertError::ForeignCa => anyhow::anyhow!(
+                "{} was issued by CA {}, not by {} ({:?}, {}); renew it with the CA that issued it, \
+                 or name that CA with --old-ca to re-issue it under --ca-cert",
+                self.old.display(),
+                pki::fingerprint(&old.issuer),
+                issuer_path.display(),
+                issuer.name,
+                pki::fingerprint(&issuer.public_key)
+            ),
+            e => anyhow::anyhow!("{}: {e}; it is not renewed", self.old.display()),
+        })?;
+        let new = pki::ca_sign(self.ca_key, self.ca_cert, req, out)?;
+        let key = if new.public_key == old.public_key && new.signing_key == old.signing_key {
+            format!("kept ({})", pki::fingerprint(&new.public_key))
+        } else {
+            format!("NEW {} (was {})", pki::fingerprint(&new.public_key), pki::fingerprint(&old.public_key))
+        };
+        let capped = if new.not_after == self.ca.not_after { ", the CA's own end" } else { "" };
+        println!("renewed {} as {} (carried over; check before installing it):", self.old.display(), out.display());
+        println!("  name:        {}", new.name);
+        println!("  subnets:     {}", join_or_dash(new.subnets.iter().map(|s| s.to_string())));
+        println!("  groups:      {}", join_or_dash(new.groups.iter().cloned()));
+        println!("  public key:  {key}");
+        println!(
+            "  old:         {} .. {} ({})",
+            fmt_time(old.not_before),
+            fmt_time(old.not_after),
+            expiry::relative(now, old.not_after)
+        );
+        println!(
+            "  new:         {} .. {} ({}{capped})",
+            fmt_time(new.not_before),
+            fmt_time(new.not_after),
+            expiry::relative(now, new.not_after)
+        );
+        Ok(())
+    }
+}
+
+/// Items joined with ", ", or "-" for none.
+fn join_or_dash(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    if all.is_empty() {
+        "-".to_owned()
+    } else {
+        all.join(", ")
     }
 }
 
@@ -280,6 +365,12 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             }),
             AnyCert::Node(n) => node_json(n),
         };
+        let not_after = match &cert {
+            AnyCert::Ca(c) => c.not_after,
+            AnyCert::Node(n) => n.not_after,
+        };
+        value["expires_in_secs"] = secs_until(now, not_after).into();
+        value["expiry"] = expiry::relative(now, not_after).into();
         value["status"] = verdict.code().into();
         value["valid"] = verdict.is_ok().into();
         value["reason"] = verdict.to_string().into();
@@ -295,6 +386,7 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             println!("  name:        {}", c.name);
             println!("  public key:  {}", pki::encode_key(&c.public_key));
             println!("  valid:       {} .. {}", fmt_time(c.not_before), fmt_time(c.not_after));
+            println!("  expiry:      {}", expiry::relative(now, c.not_after));
         }
         AnyCert::Node(n) => {
             println!("node certificate");
@@ -304,6 +396,7 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             println!("  subnets:     {}", subnets.join(", "));
             println!("  groups:      {}", if n.groups.is_empty() { "-".into() } else { n.groups.join(", ") });
             println!("  valid:       {} .. {}", fmt_time(n.not_before), fmt_time(n.not_after));
+            println!("  expiry:      {}", expiry::relative(now, n.not_after));
             println!("  issuer:      {}", pki::encode_key(&n.issuer));
         }
     }
@@ -312,6 +405,12 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
         bail!("{}", failed());
     }
     Ok(())
+}
+
+/// Signed seconds from `now` to `t` (negative once `t` has passed), for `--json`.
+fn secs_until(now: u64, t: u64) -> i64 {
+    let signed = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    signed(t).saturating_sub(signed(now))
 }
 
 fn node_json(n: &NodeCert) -> serde_json::Value {

@@ -21,6 +21,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 pub mod expiry;
+pub mod renewal;
 mod identity;
 pub use identity::{check_identity, load_revocations_of, Identity};
 use std::time::{SystemTime, UNIX_EPOCH};
