@@ -21,8 +21,8 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 pub mod expiry;
-pub mod renewal;
 mod identity;
+pub mod renewal;
 pub use identity::{check_identity, load_revocations_of, Identity};
 use std::time::{SystemTime, UNIX_EPOCH};
 

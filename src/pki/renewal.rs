@@ -1,11 +1,17 @@
 //! `weft ca sign --renew OLD.crt`: a new node certificate that says what OLD said — name,
 //! subnets, groups — for a new validity window, and for OLD's keys unless new ones are given.
+//! [`request`] decides what the new certificate says (pure); [`renew`] reads and writes the
+//! files.
 //!
 //! Invariant: a renewal grants nothing OLD did not: OLD must carry a valid signature of the CA
 //! it names (checked whatever the time: an expired OLD is the usual case), so a certificate
 //! from another network, or one edited after signing, cannot be laundered into a fresh one.
 
+use anyhow::{anyhow, Result};
 use overlay_proto::cert::{CaCert, CertError, NodeCert, NodeCertRequest};
+use std::path::Path;
+
+use crate::pki;
 
 /// Whether `cert` carries a valid signature of `ca`, whenever that was: its validity window
 /// and the CA's are not checked.
@@ -56,6 +62,47 @@ pub fn request(
         not_before,
         not_after,
     })
+}
+
+/// The files of a renewal.
+pub struct RenewFiles<'a> {
+    /// CA private key that signs the new certificate.
+    pub ca_key: &'a Path,
+    /// Its CA certificate.
+    pub ca_cert: &'a Path,
+    /// The certificate to renew.
+    pub old: &'a Path,
+    /// The CA certificate that issued OLD, when not `ca_cert` (re-issuing under a new CA).
+    pub old_ca: Option<&'a Path>,
+    /// The certificate file to create.
+    pub out: &'a Path,
+}
+
+/// Loads OLD and the CA that issued it, signs OLD's renewal for `not_before..not_after` and
+/// writes it; returns OLD and the new certificate.
+pub fn renew(
+    files: &RenewFiles<'_>,
+    keys: RenewKeys,
+    not_before: u64,
+    not_after: u64,
+) -> Result<(NodeCert, NodeCert)> {
+    let old = pki::load_node_cert(files.old)?;
+    let issuer_path = files.old_ca.unwrap_or(files.ca_cert);
+    let issuer = pki::load_ca_cert(issuer_path)?;
+    let req = request(&old, &issuer, keys, not_before, not_after).map_err(|e| match e {
+        CertError::ForeignCa => anyhow!(
+            "{} was issued by CA {}, not by {} ({:?}, {}); renew it with the CA that issued it, \
+             or name that CA with --old-ca to re-issue it under --ca-cert",
+            files.old.display(),
+            pki::fingerprint(&old.issuer),
+            issuer_path.display(),
+            issuer.name,
+            pki::fingerprint(&issuer.public_key)
+        ),
+        e => anyhow!("{}: {e}; it is not renewed", files.old.display()),
+    })?;
+    let new = pki::ca_sign(files.ca_key, files.ca_cert, req, files.out)?;
+    Ok((old, new))
 }
 
 #[cfg(test)]
