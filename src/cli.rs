@@ -267,7 +267,7 @@ pub enum CaCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Sign a node certificate.
+    /// Sign a node certificate, or renew one (--renew).
     Sign {
         /// CA private key.
         #[arg(long, default_value = "ca.key")]
@@ -276,19 +276,19 @@ pub enum CaCommand {
         #[arg(long, default_value = "ca.crt")]
         ca_cert: PathBuf,
         /// Node name (lowercase letters, digits, - _ .).
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "renew", conflicts_with = "renew")]
+        name: Option<String>,
         /// The node's public key, base64 (as printed by `weft keygen` or `weft pubkey`).
-        #[arg(long, conflicts_with = "public_key_file", required_unless_present = "public_key_file")]
+        #[arg(long, conflicts_with = "public_key_file", required_unless_present_any = ["public_key_file", "renew"])]
         public_key: Option<String>,
         /// File holding the node's public key (`<key>.pub` from `weft keygen`).
         #[arg(long)]
         public_key_file: Option<PathBuf>,
         /// Overlay subnet the node may source (its container subnet); repeatable.
-        #[arg(long = "subnet", required = true)]
+        #[arg(long = "subnet", required_unless_present = "renew", conflicts_with = "renew")]
         subnets: Vec<String>,
         /// Group for policy; repeatable.
-        #[arg(long = "group")]
+        #[arg(long = "group", conflicts_with = "renew")]
         groups: Vec<String>,
         /// Validity in days (capped by the CA's own validity).
         #[arg(long, default_value_t = 365)]
@@ -296,6 +296,15 @@ pub enum CaCommand {
         /// Certificate file to create.
         #[arg(long)]
         out: PathBuf,
+        /// Renew this node certificate (expired or not): keep its name, subnets and groups,
+        /// and its keys unless --public-key(-file) gives new ones. To change name, subnets or
+        /// groups, sign anew with --name/--subnet/--group instead.
+        #[arg(long, value_name = "OLD.crt")]
+        renew: Option<PathBuf>,
+        /// The CA certificate that issued the --renew certificate, when that is not --ca-cert
+        /// (re-issuing a node's certificate under a new CA).
+        #[arg(long, value_name = "CA.crt", requires = "renew")]
+        old_ca: Option<PathBuf>,
     },
 }
 

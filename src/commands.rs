@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::cli::{CaCommand, CertCommand};
 use crate::config::Config;
-use crate::pki::{self, fmt_time, AnyCert};
+use crate::pki::renewal::{self, RenewFiles, RenewKeys};
+use crate::pki::{self, expiry, fmt_time, AnyCert};
 
 /// `weft keygen`.
 pub fn keygen(out: &Path) -> Result<()> {
@@ -73,27 +74,45 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
             groups,
             days,
             out,
+            renew,
+            old_ca,
         } => {
             check_days(days)?;
             let subnets = subnets.iter().map(|s| parse_cert_subnet(s)).collect::<Result<Vec<_>>>()?;
             let key_text = match (public_key, public_key_file) {
-                (Some(k), _) => k,
-                (None, Some(f)) => pki::read_text(&f)?,
-                (None, None) => bail!("give --public-key or --public-key-file"),
+                (Some(k), _) => Some(k),
+                (None, Some(f)) => Some(pki::read_text(&f)?),
+                (None, None) => None,
             };
-            let (public_key, signing_key) = pki::decode_public_identity(&key_text, "public key")?;
+            let keys = key_text.map(|k| pki::decode_public_identity(&k, "public key")).transpose()?;
             let ca = pki::load_ca_cert(&ca_cert)?;
             let now = pki::unix_now();
-            let not_after = (now + days * 86_400).min(ca.not_after);
-            let req = NodeCertRequest {
-                name,
-                public_key,
-                signing_key,
-                subnets,
-                groups,
-                not_before: now.saturating_sub(60).max(ca.not_before),
-                not_after,
+            let (not_before, not_after) = node_window(&ca, now, days);
+            if let Some(old) = renew {
+                let keys = match keys {
+                    Some((public_key, signing_key)) => RenewKeys::New { public_key, signing_key },
+                    None => RenewKeys::Keep,
+                };
+                let files = RenewFiles {
+                    ca_key: &ca_key,
+                    ca_cert: &ca_cert,
+                    old: &old,
+                    old_ca: old_ca.as_deref(),
+                    out: &out,
+                };
+                let (old, new) = renewal::renew(&files, keys, not_before, not_after)?;
+                print_renewal(&files, &old, &new, &ca, now);
+                return Ok(());
+            }
+            if old_ca.is_some() {
+                // clap's `requires` is skipped when --renew would conflict with --name.
+                bail!("--old-ca names the CA that issued the --renew certificate; it needs --renew");
+            }
+            let (Some(name), Some((public_key, signing_key))) = (name, keys) else {
+                bail!("give --name and --public-key or --public-key-file, or --renew OLD.crt");
             };
+            let req =
+                NodeCertRequest { name, public_key, signing_key, subnets, groups, not_before, not_after };
             let cert = pki::ca_sign(&ca_key, &ca_cert, req, &out)?;
             println!(
                 "signed {} for {:?}, valid until {}",
@@ -103,6 +122,42 @@ pub fn ca(cmd: CaCommand) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// A new node certificate's window: from a minute ago (clocks differ) for `days`, inside the
+/// CA's own window.
+fn node_window(ca: &CaCert, now: u64, days: u64) -> (u64, u64) {
+    (now.saturating_sub(60).max(ca.not_before), (now + days * 86_400).min(ca.not_after))
+}
+
+/// Prints what `weft ca sign --renew` carried over from `old` into `new`, so the operator can
+/// check it before installing the file.
+fn print_renewal(files: &RenewFiles<'_>, old: &NodeCert, new: &NodeCert, ca: &CaCert, now: u64) {
+    let key = if new.public_key == old.public_key && new.signing_key == old.signing_key {
+        format!("kept ({})", pki::fingerprint(&new.public_key))
+    } else {
+        format!("NEW {} (was {})", pki::fingerprint(&new.public_key), pki::fingerprint(&old.public_key))
+    };
+    let capped = if new.not_after == ca.not_after { ", the CA's own end" } else { "" };
+    let (from, to) = (files.old.display(), files.out.display());
+    println!("renewed {from} as {to} (carried over; check before installing it):");
+    println!("  name:        {}", new.name);
+    println!("  subnets:     {}", join_or_dash(new.subnets.iter().map(|s| s.to_string())));
+    println!("  groups:      {}", join_or_dash(new.groups.iter().cloned()));
+    println!("  public key:  {key}");
+    let window = |c: &NodeCert| format!("{} .. {}", fmt_time(c.not_before), fmt_time(c.not_after));
+    println!("  old:         {} ({})", window(old), expiry::relative(now, old.not_after));
+    println!("  new:         {} ({}{capped})", window(new), expiry::relative(now, new.not_after));
+}
+
+/// Items joined with ", ", or "-" for none.
+fn join_or_dash(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    if all.is_empty() {
+        "-".to_owned()
+    } else {
+        all.join(", ")
     }
 }
 
@@ -280,6 +335,12 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             }),
             AnyCert::Node(n) => node_json(n),
         };
+        let not_after = match &cert {
+            AnyCert::Ca(c) => c.not_after,
+            AnyCert::Node(n) => n.not_after,
+        };
+        value["expires_in_secs"] = secs_until(now, not_after).into();
+        value["expiry"] = expiry::relative(now, not_after).into();
         value["status"] = verdict.code().into();
         value["valid"] = verdict.is_ok().into();
         value["reason"] = verdict.to_string().into();
@@ -295,6 +356,7 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             println!("  name:        {}", c.name);
             println!("  public key:  {}", pki::encode_key(&c.public_key));
             println!("  valid:       {} .. {}", fmt_time(c.not_before), fmt_time(c.not_after));
+            println!("  expiry:      {}", expiry::relative(now, c.not_after));
         }
         AnyCert::Node(n) => {
             println!("node certificate");
@@ -304,6 +366,7 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
             println!("  subnets:     {}", subnets.join(", "));
             println!("  groups:      {}", if n.groups.is_empty() { "-".into() } else { n.groups.join(", ") });
             println!("  valid:       {} .. {}", fmt_time(n.not_before), fmt_time(n.not_after));
+            println!("  expiry:      {}", expiry::relative(now, n.not_after));
             println!("  issuer:      {}", pki::encode_key(&n.issuer));
         }
     }
@@ -312,6 +375,12 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
         bail!("{}", failed());
     }
     Ok(())
+}
+
+/// Signed seconds from `now` to `t` (negative once `t` has passed), for `--json`.
+fn secs_until(now: u64, t: u64) -> i64 {
+    let signed = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    signed(t).saturating_sub(signed(now))
 }
 
 fn node_json(n: &NodeCert) -> serde_json::Value {
@@ -358,6 +427,12 @@ fn check_state_dir(cfg: &Config) -> Result<(), crate::config::ConfigError> {
 pub fn check_config(path: &Path) -> Result<()> {
     let (cfg, id) = load_checked(path)?;
     let http = crate::http_access::HttpAccess::load(&cfg)?;
+    let now = pki::unix_now();
+    let cas = std::slice::from_ref(&id.ca);
+    let windows = window_findings(&id.cert, &cfg.node.cert, cas, &cfg.node.ca, now);
+    if let Some(f) = windows.iter().find(|f| f.fatal) {
+        return Err(cfg.error(f.key, &f.message).into());
+    }
     println!("{}: OK", path.display());
     println!(
         "  node {} ({}), listening on {}",
@@ -372,7 +447,10 @@ pub fn check_config(path: &Path) -> Result<()> {
             n.name, n.vni, n.subnet, n.mtu, n.encryption
         );
     }
-    println!("  certificate valid until {}", fmt_time(id.cert.not_after));
+    println!("  certificate {}", expiry::describe(now, id.cert.not_after));
+    for ca in cas {
+        println!("  CA {:?} {}", ca.name, expiry::describe(now, ca.not_after));
+    }
     let who = match &cfg.node.control_group {
         Some(g) => format!("mode 0660: root and group {} (gid {})", g.name, g.gid),
         None => "mode 0600: root only".to_owned(),
@@ -385,7 +463,76 @@ pub fn check_config(path: &Path) -> Result<()> {
         };
         println!("  HTTP listener {listen}, registry writes {writes}");
     }
+    for f in &windows {
+        // Shaped as a config error (`FILE:LINE: KEY: …`) so it points at the file to replace.
+        eprintln!("weft: warning: {}", cfg.error(f.key, &f.message));
+    }
     Ok(())
+}
+
+/// What `check-config` says about one certificate's validity window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowFinding {
+    /// The config key that names the certificate's file (`node.cert`, `node.ca`).
+    pub key: &'static str,
+    /// What is wrong, naming the file and the date.
+    pub message: String,
+    /// The node cannot start with it (an error); otherwise a warning.
+    pub fatal: bool,
+}
+
+/// Judges the node certificate and the CA certificate(s) at `now`: a warning for each that
+/// ends within the first expiry threshold (30 days); fatal for the node certificate or the CA
+/// that issued it outside its window. Another CA of the bundle outside its window is only a
+/// warning: it vouches for no one then, but stops nothing.
+pub fn window_findings(
+    cert: &NodeCert,
+    cert_path: &Path,
+    cas: &[CaCert],
+    ca_path: &Path,
+    now: u64,
+) -> Vec<WindowFinding> {
+    let renew = format!("renew it with `weft ca sign --renew {}`", cert_path.display());
+    let hints = (format!("{renew}, install it and `weft reload`"), renew.clone());
+    let what = format!("certificate {} ({:?})", cert_path.display(), cert.name);
+    let mut out = Vec::new();
+    out.extend(judge_window("node.cert", &what, (cert.not_before, cert.not_after), now, true, &hints));
+    for ca in cas {
+        let fp = pki::fingerprint(&ca.public_key);
+        let what = format!("CA certificate {} ({:?}, {fp})", ca_path.display(), ca.name);
+        let issuer = ca.public_key == cert.issuer;
+        let soon = "the node certificates it issued end with it: issue new ones under a new CA before then";
+        let ended = if issuer {
+            "the node certificates it issued have ended with it: issue new ones under a new CA"
+        } else {
+            "it vouches for no one now: remove it from node.ca"
+        };
+        let hints = (soon.to_owned(), ended.to_owned());
+        out.extend(judge_window("node.ca", &what, (ca.not_before, ca.not_after), now, issuer, &hints));
+    }
+    out
+}
+
+/// One window at `now`: outside it (fatal if `needed`), ending within the first expiry
+/// threshold (a warning), or nothing to say. `hints` are what to do: (soon, ended).
+fn judge_window(
+    key: &'static str,
+    what: &str,
+    (not_before, not_after): (u64, u64),
+    now: u64,
+    needed: bool,
+    (soon, ended): &(String, String),
+) -> Option<WindowFinding> {
+    let (message, fatal) = if now < not_before {
+        (format!("{what} is not valid until {}", fmt_time(not_before)), needed)
+    } else if now >= not_after {
+        (format!("{what} {}; {ended}", expiry::describe(now, not_after)), needed)
+    } else if expiry::warning_at(now, not_after).is_some() {
+        (format!("{what} {}; {soon}", expiry::describe(now, not_after)), false)
+    } else {
+        return None;
+    };
+    Some(WindowFinding { key, message, fatal })
 }
 
 #[cfg(test)]
@@ -479,5 +626,72 @@ mod tests {
         assert!(check_days(0).unwrap_err().to_string().contains("1..="));
         assert!(check_days(MAX_DAYS + 1).is_err());
         check_days(1).unwrap();
+    }
+
+    fn findings(n: &NodeCert, cas: &[CaCert], now: u64) -> Vec<WindowFinding> {
+        window_findings(n, Path::new("/etc/weft/h1.crt"), cas, Path::new("/etc/weft/ca.crt"), now)
+    }
+
+    #[test]
+    fn check_config_warns_from_30_days_before_the_node_certificate_ends() {
+        let (key, c) = ca(1, T0, T0 + 1000 * DAY);
+        let end = T0 + 100 * DAY;
+        let n = node(&key, &c, T0, end);
+        assert_eq!(findings(&n, std::slice::from_ref(&c), end - 30 * DAY - 1), vec![]);
+        for left in [30 * DAY, 7 * DAY, DAY, 1] {
+            let f = findings(&n, std::slice::from_ref(&c), end - left);
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert_eq!((f[0].key, f[0].fatal), ("node.cert", false), "a warning: exit 0");
+            let m = &f[0].message;
+            assert!(m.starts_with("certificate /etc/weft/h1.crt (\"h1\") expires in "), "{m}");
+            assert!(m.contains("(2027-04-25T08:00:00Z)"), "names the date: {m}");
+            assert!(m.contains("weft ca sign --renew /etc/weft/h1.crt"), "{m}");
+        }
+        let f = findings(&n, std::slice::from_ref(&c), end - 12 * DAY - 5);
+        assert!(f[0].message.contains("expires in 12 days (2027-04-25T08:00:00Z)"), "{f:?}");
+    }
+
+    #[test]
+    fn check_config_fails_for_an_expired_or_not_yet_valid_node_certificate() {
+        let (key, c) = ca(1, T0, T0 + 1000 * DAY);
+        let n = node(&key, &c, T0 + 10 * DAY, T0 + 100 * DAY);
+        let f = findings(&n, std::slice::from_ref(&c), T0 + 103 * DAY);
+        assert_eq!((f.len(), f[0].key, f[0].fatal), (1, "node.cert", true), "{f:?}");
+        assert!(f[0].message.contains("expired 3 days ago (2027-04-25T08:00:00Z)"), "{f:?}");
+        assert!(f[0].message.contains("weft ca sign --renew /etc/weft/h1.crt"), "{f:?}");
+        let f = findings(&n, std::slice::from_ref(&c), T0 + 100 * DAY);
+        assert!(f[0].fatal, "expired from not_after on: {f:?}");
+        let f = findings(&n, std::slice::from_ref(&c), T0 + DAY);
+        assert_eq!((f.len(), f[0].fatal), (1, true), "{f:?}");
+        assert!(f[0].message.contains("is not valid until 2027-01-25T08:00:00Z"), "{f:?}");
+    }
+
+    #[test]
+    fn check_config_warns_for_a_ca_that_ends_soon_and_fails_for_an_expired_one() {
+        let (key, c) = ca(1, T0, T0 + 100 * DAY);
+        let n = node(&key, &c, T0, T0 + 100 * DAY);
+        // The node certificate ends with its CA: both are named.
+        let f = findings(&n, std::slice::from_ref(&c), T0 + 80 * DAY);
+        let keys: Vec<_> = f.iter().map(|f| (f.key, f.fatal)).collect();
+        assert_eq!(keys, [("node.cert", false), ("node.ca", false)]);
+        let m = &f[1].message;
+        assert!(m.starts_with("CA certificate /etc/weft/ca.crt (\"test\", "), "{m}");
+        assert!(m.contains("expires in 20 days (2027-04-25T08:00:00Z)"), "{m}");
+        let f = findings(&n, std::slice::from_ref(&c), T0 + 101 * DAY);
+        assert!(f.iter().all(|f| f.fatal), "{f:?}");
+        assert!(f[1].message.contains("expired 1 day ago"), "{f:?}");
+    }
+
+    #[test]
+    fn another_ca_of_the_bundle_outside_its_window_is_only_a_warning() {
+        let (key, c) = ca(1, T0, T0 + 1000 * DAY);
+        let (_, old) = ca(2, T0 - 1000 * DAY, T0 + 10 * DAY);
+        let n = node(&key, &c, T0, T0 + 365 * DAY);
+        let cas = [old, c];
+        assert_eq!(findings(&n, &cas, T0 + DAY).len(), 1, "the old CA ends in 9 days");
+        let f = findings(&n, &cas, T0 + 20 * DAY);
+        assert_eq!((f.len(), f[0].key, f[0].fatal), (1, "node.ca", false), "{f:?}");
+        assert!(f[0].message.contains("vouches for no one now"), "{f:?}");
+        assert_eq!(findings(&n, &cas[1..], T0 + 20 * DAY), vec![]);
     }
 }

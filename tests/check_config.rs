@@ -259,3 +259,39 @@ fn an_api_token_file_every_user_can_read_is_refused_with_a_chmod_hint() {
     assert!(out.contains(&format!("registry writes with the token in {}", token.display())), "{out}");
     assert!(check(&dir.0, CONFIG).unwrap().contains("registry writes off (no metrics.api_token_file)"));
 }
+
+#[test]
+fn a_certificate_ending_within_30_days_is_a_warning_that_names_file_and_date() {
+    let dir = identity("soon");
+    let now = weft::pki::unix_now();
+    let day = 86_400;
+    let end = now + 12 * day + 3600;
+    reissue(&dir.0, (now - day, now + 365 * day), (now - day, end));
+    let out = weft(&dir.0, &["check-config", "--config", dir.0.join("node.toml").to_str().expect("utf-8")]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "a warning keeps exit 0: {stderr}");
+    assert!(stdout.contains("OK"), "{stdout}");
+    let at = format!("weft: warning: {}:4: node.cert: ", dir.0.join("node.toml").display());
+    let cert = dir.0.join("h1.crt");
+    let says =
+        format!("certificate {} (\"h1\") expires in 12 days ({})", cert.display(), weft::pki::fmt_time(end));
+    assert!(stderr.starts_with(&at) && stderr.contains(&says), "want `{at}…{says}` in:\n{stderr}");
+    assert!(stderr.contains(&format!("weft ca sign --renew {}", cert.display())), "{stderr}");
+    assert!(stdout.contains("certificate expires in 12 days"), "{stdout}");
+    // A CA that ends soon is named as node.ca (the certificate ends with it, so both warn).
+    reissue(&dir.0, (now - day, end), (now - day, end));
+    let out = weft(&dir.0, &["check-config", "--config", dir.0.join("node.toml").to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(":5: node.ca: CA certificate"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("weft: warning: ")).count(), 2, "{stderr}");
+}
+
+#[test]
+fn a_certificate_valid_for_a_year_gives_no_warning() {
+    let dir = identity("fresh");
+    let out = weft(&dir.0, &["check-config", "--config", dir.0.join("node.toml").to_str().expect("utf-8")]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing on stderr");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("certificate expires in 36"), "365 (or 364) days");
+}

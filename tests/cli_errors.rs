@@ -92,6 +92,7 @@ fn cert_show_fails_for_an_expired_certificate_and_says_when() {
     let valid = text.lines().find(|l| l.contains("valid:")).unwrap();
     assert!(valid.contains('T') && valid.ends_with('Z'), "times in RFC 3339 UTC: {valid}");
     assert!(stderr(&out).contains("EXPIRED"), "the error names the reason too: {}", stderr(&out));
+    assert!(text.contains("expiry:      expired 10 days ago\n"), "{text}");
 }
 
 #[test]
@@ -135,6 +136,9 @@ fn cert_show_json_carries_the_verdict_and_fails() {
     let v: Value = serde_json::from_str(&stdout(&out)).expect("exactly one JSON document on stdout");
     assert_eq!(v["not_after"], ended, "numbers stay numbers in JSON");
     assert_eq!((v["status"].as_str(), v["valid"].as_bool()), (Some("expired"), Some(false)));
+    let secs = v["expires_in_secs"].as_i64().unwrap();
+    assert!((-10 * DAY as i64 - 60..=-10 * DAY as i64).contains(&secs), "negative once ended: {v}");
+    assert_eq!(v["expiry"], "expired 10 days ago", "{v}");
     assert!(v["reason"].as_str().unwrap().contains(&fmt_time(ended)), "{v}");
     write_node(&dir, "ok", &key, &ca, now() - DAY, now() + DAY);
     let out = show(&dir, "ok.crt", &["--json"]);
@@ -216,6 +220,117 @@ fn zero_days_are_refused_by_ca_sign_and_ca_init() {
     assert!(stderr(&out).contains("--days 0"), "{}", stderr(&out));
     let out = sign(&dir, "h1.crt", &["--subnet", "10.42.1.0/24", "--days", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// ca.key (0600) and ca.crt of `write_ca`'s CA with `seed`, usable by `weft ca sign`.
+fn write_ca_files(dir: &TempDir, seed: u8) -> (CaKey, CaCert) {
+    let (key, ca) = write_ca(dir, "ca", seed);
+    let text = weft::pki::armor("WEFT CA PRIVATE KEY", &key.seed());
+    weft::pki::write_secret(&dir.0.join("ca.key"), &text).unwrap();
+    (key, ca)
+}
+
+/// `weft ca sign --renew OLD --out NEW` with `extra` arguments, against ca.key/ca.crt in `dir`.
+fn renew(dir: &TempDir, old: &str, new: &str, extra: &[&str]) -> Output {
+    let (key, cert, old, new) = (path(dir, "ca.key"), path(dir, "ca.crt"), path(dir, old), path(dir, new));
+    let mut args = vec!["ca", "sign", "--ca-key", &key, "--ca-cert", &cert, "--renew", &old, "--out", &new];
+    args.extend_from_slice(extra);
+    weft(&args)
+}
+
+/// `weft cert show F --ca ca.crt --json`, which must succeed.
+fn show_json(dir: &TempDir, cert: &str) -> Value {
+    let out = show(dir, cert, &["--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn ca_sign_renew_keeps_name_subnets_groups_and_keys_and_prints_them() {
+    let dir = TempDir::new("cli-renew", "keep");
+    let out =
+        sign(&dir, "h1.crt", &["--subnet", "10.42.1.0/24", "--subnet", "fd42:1::/64", "--group", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = renew(&dir, "h1.crt", "h1-new.crt", &["--days", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "name:        h1\n",
+        "subnets:     10.42.1.0/24, fd42:1::/64\n",
+        "groups:      web\n",
+        "public key:  kept (",
+    ] {
+        assert!(text.contains(line), "want `{line}` in:\n{text}");
+    }
+    let line = |start: &str| text.lines().find(|l| l.trim_start().starts_with(start)).unwrap().to_owned();
+    assert!(line("old:").contains("(expires in 36"), "365 days, or 364 a second later: {text}");
+    assert!(line("new:").ends_with("(expires in 30 days)"), "{text}");
+    let (old, new) = (show_json(&dir, "h1.crt"), show_json(&dir, "h1-new.crt"));
+    for field in ["name", "subnets", "groups", "public_key", "issuer"] {
+        assert_eq!(old[field], new[field], "{field} is carried over");
+    }
+    assert!(new["not_after"].as_u64() < old["not_after"].as_u64(), "--days 30 is the new window");
+}
+
+#[test]
+fn ca_sign_renew_of_an_expired_certificate_with_a_new_key() {
+    let dir = TempDir::new("cli-renew", "expired");
+    let (key, ca) = write_ca_files(&dir, 1);
+    write_node(&dir, "old", &key, &ca, now() - 50 * DAY, now() - 10 * DAY);
+    let new_key = weft::pki::encode_public_identity(&overlay_proto::keys::SecretKey::from_bytes([5; 32]));
+    let out = renew(&dir, "old.crt", "new.crt", &["--public-key", &new_key]);
+    assert!(out.status.success(), "renewing an expired certificate is the point: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("(expired 10 days ago)"), "{text}");
+    assert!(text.contains("public key:  NEW "), "{text}");
+    assert!(text.contains(", the CA's own end)"), "365 days is capped by the CA's 100: {text}");
+    let new = show_json(&dir, "new.crt");
+    assert_eq!(new["name"], "old");
+    let secret = overlay_proto::keys::SecretKey::from_bytes([5; 32]);
+    assert_eq!(new["public_key"], weft::pki::encode_key(&secret.public_key()));
+}
+
+#[test]
+fn ca_sign_renew_refuses_explicit_fields_and_says_which() {
+    let dir = TempDir::new("cli-renew", "fields");
+    let (key, ca) = write_ca_files(&dir, 1);
+    write_node(&dir, "h1", &key, &ca, now() - DAY, now() + DAY);
+    for extra in [["--name", "h2"], ["--subnet", "10.42.9.0/24"], ["--group", "admin"]] {
+        let out = renew(&dir, "h1.crt", "h1-new.crt", &extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?} with --renew is a usage error");
+        let e = stderr(&out);
+        assert!(e.contains("'--renew <OLD.crt>' cannot be used with") && e.contains(extra[0]), "{e}");
+        assert!(!dir.0.join("h1-new.crt").exists(), "nothing written");
+    }
+    let out = sign(&dir, "x.crt", &["--subnet", "10.42.1.0/24", "--old-ca", &path(&dir, "ca.crt")]);
+    assert!(!out.status.success() && stderr(&out).contains("it needs --renew"), "{}", stderr(&out));
+}
+
+#[test]
+fn rogue_certificate_of_another_ca_or_edited_is_not_renewed() {
+    let dir = TempDir::new("cli-renew", "rogue");
+    write_ca_files(&dir, 1);
+    let (other_key, other) = write_ca(&dir, "other", 2);
+    write_node(&dir, "h1", &other_key, &other, now() - DAY, now() + DAY);
+    let out = renew(&dir, "h1.crt", "h1-new.crt", &[]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("was issued by CA") && e.contains("--old-ca"), "{e}");
+    assert!(!dir.0.join("h1-new.crt").exists(), "nothing written");
+    // Moving h1 to this CA: --old-ca names the CA that vouches for what is carried over.
+    let out = renew(&dir, "h1.crt", "h1-new.crt", &["--old-ca", &path(&dir, "other.crt")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(show_json(&dir, "h1-new.crt")["name"], "h1");
+    // A certificate edited after signing (one more group) is refused, expired or not.
+    let text = std::fs::read_to_string(dir.0.join("h1.crt")).unwrap();
+    let (_, bytes) = weft::pki::dearmor(&text, Path::new("h1.crt")).unwrap();
+    let mut edited = overlay_proto::cert::NodeCert::decode(&bytes).unwrap();
+    edited.groups.push("admin".into());
+    let armored = weft::pki::armor("WEFT NODE CERTIFICATE", &edited.encode());
+    std::fs::write(dir.0.join("edited.crt"), armored).unwrap();
+    let out = renew(&dir, "edited.crt", "e-new.crt", &["--old-ca", &path(&dir, "other.crt")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad certificate signature; it is not renewed"), "{}", stderr(&out));
 }
 
 #[test]

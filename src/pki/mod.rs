@@ -20,7 +20,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use zeroize::Zeroizing;
 
+pub mod expiry;
 mod identity;
+pub mod renewal;
 pub use identity::{check_identity, load_revocations_of, Identity};
 use std::time::{SystemTime, UNIX_EPOCH};
 
