@@ -312,7 +312,7 @@ pub fn cert(cmd: CertCommand) -> Result<()> {
     let cert = pki::load_any_cert(&path)?;
     let ca = ca.map(|p| pki::load_ca_cert(&p)).transpose()?;
     let revoked = match (&revocations, &ca) {
-        (Some(f), Some(ca)) => pki::load_revocations(f, ca)?,
+        (Some(f), Some(ca)) => pki::load_revocations(f, &overlay_proto::cert::CaBundle::single(ca.clone()))?,
         _ => Vec::new(),
     };
     let now = pki::unix_now();
@@ -428,8 +428,9 @@ pub fn check_config(path: &Path) -> Result<()> {
     let (cfg, id) = load_checked(path)?;
     let http = crate::http_access::HttpAccess::load(&cfg)?;
     let now = pki::unix_now();
-    let cas = std::slice::from_ref(&id.ca);
-    let windows = window_findings(&id.cert, &cfg.node.cert, cas, &cfg.node.ca, now);
+    let cas: Vec<CaCert> = id.cas.iter().cloned().collect();
+    let ca_paths = cfg.node.ca.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let windows = window_findings(&id.cert, &cfg.node.cert, &cas, &ca_paths, now);
     if let Some(f) = windows.iter().find(|f| f.fatal) {
         return Err(cfg.error(f.key, &f.message).into());
     }
@@ -448,7 +449,7 @@ pub fn check_config(path: &Path) -> Result<()> {
         );
     }
     println!("  certificate {}", expiry::describe(now, id.cert.not_after));
-    for ca in cas {
+    for ca in &cas {
         println!("  CA {:?} {}", ca.name, expiry::describe(now, ca.not_after));
     }
     let who = match &cfg.node.control_group {
@@ -489,7 +490,7 @@ pub fn window_findings(
     cert: &NodeCert,
     cert_path: &Path,
     cas: &[CaCert],
-    ca_path: &Path,
+    ca_path: &str,
     now: u64,
 ) -> Vec<WindowFinding> {
     let renew = format!("renew it with `weft ca sign --renew {}`", cert_path.display());
@@ -499,7 +500,7 @@ pub fn window_findings(
     out.extend(judge_window("node.cert", &what, (cert.not_before, cert.not_after), now, true, &hints));
     for ca in cas {
         let fp = pki::fingerprint(&ca.public_key);
-        let what = format!("CA certificate {} ({:?}, {fp})", ca_path.display(), ca.name);
+        let what = format!("CA certificate {:?} ({fp}, in {ca_path})", ca.name);
         let issuer = ca.public_key == cert.issuer;
         let soon = "the node certificates it issued end with it: issue new ones under a new CA before then";
         let ended = if issuer {
@@ -629,7 +630,7 @@ mod tests {
     }
 
     fn findings(n: &NodeCert, cas: &[CaCert], now: u64) -> Vec<WindowFinding> {
-        window_findings(n, Path::new("/etc/weft/h1.crt"), cas, Path::new("/etc/weft/ca.crt"), now)
+        window_findings(n, Path::new("/etc/weft/h1.crt"), cas, "/etc/weft/ca.crt", now)
     }
 
     #[test]
@@ -675,7 +676,8 @@ mod tests {
         let keys: Vec<_> = f.iter().map(|f| (f.key, f.fatal)).collect();
         assert_eq!(keys, [("node.cert", false), ("node.ca", false)]);
         let m = &f[1].message;
-        assert!(m.starts_with("CA certificate /etc/weft/ca.crt (\"test\", "), "{m}");
+        assert!(m.starts_with("CA certificate \"test\" ("), "{m}");
+        assert!(m.contains(", in /etc/weft/ca.crt)"), "{m}");
         assert!(m.contains("expires in 20 days (2027-04-25T08:00:00Z)"), "{m}");
         let f = findings(&n, std::slice::from_ref(&c), T0 + 101 * DAY);
         assert!(f.iter().all(|f| f.fatal), "{f:?}");

@@ -295,3 +295,26 @@ fn a_certificate_valid_for_a_year_gives_no_warning() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing on stderr");
     assert!(String::from_utf8_lossy(&out.stdout).contains("certificate expires in 36"), "365 (or 364) days");
 }
+
+/// `node.ca` is a CA bundle (issue 21): a list of files, or one file holding several CA
+/// certificates. A certificate from any of them is accepted; one from a CA outside the bundle
+/// is an error that names node.cert and says the issuer is not in node.ca.
+#[test]
+fn node_ca_takes_a_list_or_a_concatenated_bundle_and_names_a_foreign_issuer() {
+    let dir = identity("bundle");
+    ok(&dir.0, &["ca", "init", "--name", "second", "--out-key", "ca2.key", "--out-cert", "ca2.crt"]);
+    let listed = CONFIG.replace("ca = \"ca.crt\"", "ca = [\"ca2.crt\", \"ca.crt\"]");
+    let out = check(&dir.0, &listed).expect("a list with the issuer");
+    assert!(out.contains("CA \"second\"") && out.contains("CA \"test\""), "{out}");
+    let both = [
+        std::fs::read_to_string(dir.0.join("ca2.crt")).unwrap(),
+        std::fs::read_to_string(dir.0.join("ca.crt")).unwrap(),
+    ];
+    std::fs::write(dir.0.join("bundle.crt"), both.concat()).unwrap();
+    let out = check(&dir.0, &CONFIG.replace("\"ca.crt\"", "\"bundle.crt\"")).expect("a bundle file");
+    assert!(out.contains("CA \"second\"") && out.contains("CA \"test\""), "{out}");
+    let e = check(&dir.0, &CONFIG.replace("\"ca.crt\"", "\"ca2.crt\"")).unwrap_err();
+    assert_names(&dir.0, &e, 4, "node.cert", &["issued by a CA that is not in node.ca"]);
+    let e = check(&dir.0, &CONFIG.replace("ca = \"ca.crt\"", "ca = []")).unwrap_err();
+    assert_names(&dir.0, &e, 5, "node.ca", &["a list of 1 to 16 files"]);
+}

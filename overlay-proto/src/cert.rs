@@ -401,6 +401,65 @@ impl NodeCert {
     }
 }
 
+/// Most CAs one node trusts at once: every handshake datagram's mac1 is checked against each
+/// (cheap, but paid before any rate limit can tell floods apart).
+pub const MAX_TRUSTED_CAS: usize = 16;
+
+/// The CAs a node trusts (at least one, at most [`MAX_TRUSTED_CAS`], distinct keys): a peer's
+/// certificate is accepted if any of them issued it. Two during a CA rotation, one otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    cas: Vec<CaCert>,
+}
+
+impl CaBundle {
+    /// A bundle of `cas` in the given order; the same key twice is kept once.
+    pub fn new(cas: Vec<CaCert>) -> Result<Self, CertError> {
+        let mut out: Vec<CaCert> = Vec::with_capacity(cas.len());
+        for ca in cas {
+            if !out.iter().any(|c| c.public_key == ca.public_key) {
+                out.push(ca);
+            }
+        }
+        if out.is_empty() {
+            return Err(CertError::Invalid("a CA bundle needs at least one CA".into()));
+        }
+        if out.len() > MAX_TRUSTED_CAS {
+            return Err(CertError::Invalid(format!(
+                "a CA bundle holds at most {MAX_TRUSTED_CAS} CAs, this one {}",
+                out.len()
+            )));
+        }
+        Ok(Self { cas: out })
+    }
+
+    /// A bundle of one CA.
+    pub fn single(ca: CaCert) -> Self {
+        Self { cas: vec![ca] }
+    }
+
+    /// The trusted CA with this public key.
+    pub fn get(&self, key: &[u8; 32]) -> Option<&CaCert> {
+        self.cas.iter().find(|c| c.public_key == *key)
+    }
+
+    /// The CAs, in the bundle's order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &CaCert> {
+        self.cas.iter()
+    }
+
+    /// Full verification of a node certificate against the CA that issued it, if trusted
+    /// (`ForeignCa` otherwise): signature, the CA's window and the certificate's at `now`.
+    pub fn verify_node(&self, cert: &NodeCert, now: u64) -> Result<(), CertError> {
+        cert.verify(self.get(&cert.issuer).ok_or(CertError::ForeignCa)?, now)
+    }
+
+    /// Verifies a revocation against the CA that issued it, if trusted.
+    pub fn verify_revocation(&self, r: &Revocation) -> Result<(), CertError> {
+        r.verify(self.get(&r.issuer).ok_or(CertError::ForeignCa)?)
+    }
+}
+
 /// A CA-signed statement that a node key is revoked: every member refuses handshakes, records
 /// and frames of that key. Any member may relay it (the CA's signature is what counts).
 ///
@@ -577,6 +636,44 @@ mod tests {
         let key = CaKey::from_seed(&[seed; 32]);
         let cert = key.self_sign("lab", NOW - 100, NOW + 10_000).unwrap();
         (key, cert)
+    }
+
+    /// A certificate from either CA of a bundle verifies, one from neither is foreign, and a
+    /// CA past its window vouches for no one.
+    #[test]
+    fn a_bundle_accepts_either_ca_and_neither_else() {
+        let (k1, c1) = ca(1);
+        let (k2, c2) = ca(2);
+        let (k3, c3) = ca(3);
+        let bundle = CaBundle::new(vec![c1.clone(), c2.clone(), c1.clone()]).unwrap();
+        assert_eq!(bundle.iter().len(), 2, "the same CA twice is kept once");
+        let n1 = k1.sign(&c1, request()).unwrap();
+        let n2 = k2.sign(&c2, request()).unwrap();
+        let n3 = k3.sign(&c3, request()).unwrap();
+        assert_eq!(bundle.verify_node(&n1, NOW), Ok(()));
+        assert_eq!(bundle.verify_node(&n2, NOW), Ok(()));
+        assert_eq!(bundle.verify_node(&n3, NOW), Err(CertError::ForeignCa));
+        let mut forged = n3.clone();
+        forged.issuer = c1.public_key;
+        assert_eq!(bundle.verify_node(&forged, NOW), Err(CertError::BadSignature));
+        let r = k2.revoke(&c2, &n2, NOW).unwrap();
+        assert_eq!(bundle.verify_revocation(&r), Ok(()));
+        assert_eq!(bundle.verify_revocation(&k3.revoke(&c3, &n3, NOW).unwrap()), Err(CertError::ForeignCa));
+
+        // CA 2 ends before CA 1: its certificates stop verifying, CA 1's go on.
+        let short = k2.self_sign("lab", NOW - 100, NOW + 10).unwrap();
+        let n2 = k2.sign(&short, NodeCertRequest { not_after: NOW + 10, ..request() }).unwrap();
+        let bundle = CaBundle::new(vec![c1.clone(), short]).unwrap();
+        assert!(matches!(bundle.verify_node(&n2, NOW + 20), Err(CertError::Expired { .. })));
+        assert_eq!(bundle.verify_node(&n1, NOW + 20), Ok(()));
+    }
+
+    #[test]
+    fn a_bundle_holds_one_to_sixteen_cas() {
+        assert!(CaBundle::new(Vec::new()).is_err());
+        let many: Vec<CaCert> = (0..=MAX_TRUSTED_CAS as u8).map(|i| ca(i + 1).1).collect();
+        assert!(CaBundle::new(many[..MAX_TRUSTED_CAS].to_vec()).is_ok());
+        assert!(matches!(CaBundle::new(many), Err(CertError::Invalid(m)) if m.contains("at most 16")));
     }
 
     fn request() -> NodeCertRequest {

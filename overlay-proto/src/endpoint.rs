@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cert::{CaCert, CertError, NodeCert};
+use crate::cert::{CaBundle, CertError, NodeCert};
 use crate::consts::*;
 use crate::cookie::{mac, CookieJar, MacKeys};
 use crate::handshake::{self, HandshakeError, Payload};
@@ -39,8 +39,8 @@ pub struct EndpointConfig {
     pub static_secret: crate::keys::SecretKey,
     /// Our certificate (its key must match `static_secret`).
     pub cert: NodeCert,
-    /// The network CA.
-    pub ca: CaCert,
+    /// The CAs we trust; our own certificate's issuer must be one of them.
+    pub cas: CaBundle,
     /// The wall clock at some instant: certificate validity and init timestamps need Unix time.
     pub wall_clock: (Instant, Duration),
     /// Handshakes per second above which initiators must prove their address with a cookie.
@@ -256,12 +256,43 @@ pub const MAX_PENDING_PER_SOURCE: usize = 8;
 pub const PENDING_COOKIE_THRESHOLD: usize = MAX_PENDING / 4;
 const NOISE_BUF: usize = MAX_HANDSHAKE_NOISE_LEN;
 
+/// What one trusted CA gives the handshake: the Noise prologue `"weft v1" || CA key` and the
+/// mac1 and cookie keys derived from the CA key.
+///
+/// An initiator binds its handshake to the CA that issued its own certificate; a responder
+/// finds that CA by trying the mac1 of each CA it trusts (at most
+/// [`MAX_TRUSTED_CAS`](crate::cert::MAX_TRUSTED_CAS) keyed
+/// BLAKE2s runs over ~150 bytes, before any Diffie-Hellman or rate limit) and answers under it.
+/// So nodes whose bundles overlap meet whichever of them initiates, while a node whose issuer
+/// left a bundle is dropped at mac1, as cheaply as a stranger. Binding to a network name
+/// instead would cost one mac1 per datagram but needs a name configured everywhere and lets
+/// every weft network with the same name past the cheap check.
+struct Trust {
+    prologue: Vec<u8>,
+    macs: MacKeys,
+}
+
+impl Trust {
+    fn new(ca_key: [u8; 32]) -> Self {
+        let mut prologue = b"weft v1".to_vec();
+        prologue.extend_from_slice(&ca_key);
+        Self { prologue, macs: MacKeys::new(&ca_key) }
+    }
+}
+
+/// The trust list for `cas`, the issuer of `cert` first (what our initiations use).
+fn trust_for(cert: &NodeCert, cas: &CaBundle) -> Vec<Trust> {
+    let mut keys: Vec<[u8; 32]> = cas.iter().map(|c| c.public_key).collect();
+    keys.sort_by_key(|k| *k != cert.issuer);
+    keys.into_iter().map(Trust::new).collect()
+}
+
 /// All peers of one node.
 pub struct Endpoint {
     cfg: EndpointConfig,
-    prologue: Vec<u8>,
+    /// One entry per trusted CA, our certificate's issuer first.
+    trust: Vec<Trust>,
     cert_bytes: Vec<u8>,
-    macs: MacKeys,
     jar: CookieJar,
     rng: Box<dyn RngCore + Send>,
     peers: BTreeMap<PeerId, Peer>,
@@ -289,13 +320,10 @@ impl Endpoint {
             return Err(ConfigError::KeyMismatch);
         }
         let unix = cfg.wall_clock.1.as_secs();
-        cfg.cert.verify(&cfg.ca, unix)?;
-        let mut prologue = b"weft v1".to_vec();
-        prologue.extend_from_slice(&cfg.ca.public_key);
+        cfg.cas.verify_node(&cfg.cert, unix)?;
         Ok(Self {
-            prologue,
+            trust: trust_for(&cfg.cert, &cfg.cas),
             cert_bytes: cfg.cert.encode(),
-            macs: MacKeys::new(&cfg.ca.public_key),
             jar: CookieJar::new(cfg.handshake_rate_limit),
             rng,
             peers: BTreeMap::new(),
@@ -328,6 +356,61 @@ impl Endpoint {
     /// Bumped whenever a session, a peer or an endpoint address changes: republish snapshots.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Replaces our static key, certificate and trusted CAs (a live reload of the node's PKI):
+    /// handshakes from now on use them; half-open ones we answered under the old identity are
+    /// dropped. Sessions already up carry on until [`Endpoint::rehandshake_all`] replaces
+    /// them. Refused, changing nothing, if the key and certificate do not match or the bundle
+    /// does not vouch for the certificate now.
+    pub fn set_identity(
+        &mut self,
+        now: Instant,
+        static_secret: crate::keys::SecretKey,
+        cert: NodeCert,
+        cas: CaBundle,
+    ) -> Result<(), ConfigError> {
+        if static_secret.public_key() != cert.public_key {
+            return Err(ConfigError::KeyMismatch);
+        }
+        cas.verify_node(&cert, self.unix_nanos(now) / 1_000_000_000)?;
+        self.trust = trust_for(&cert, &cas);
+        self.cert_bytes = cert.encode();
+        self.cfg.static_secret = static_secret;
+        self.cfg.cert = cert;
+        self.cfg.cas = cas;
+        let pending: Vec<u32> =
+            self.indices.iter().filter(|(_, s)| matches!(s, Slot::Pending(_))).map(|(i, _)| *i).collect();
+        for idx in pending {
+            if let Some(Slot::Pending(p)) = self.indices.remove(&idx) {
+                self.release_pending(p.source);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new handshake with every peer we hold a session with, and restarts the
+    /// handshakes in flight (after [`Endpoint::set_identity`]): traffic goes on over the old
+    /// sessions until the new ones are up, as at a rekey, so flows inside see no reset.
+    pub fn rehandshake_all(&mut self, now: Instant) {
+        let mut in_flight: Vec<u32> =
+            self.indices.iter().filter(|(_, s)| matches!(s, Slot::Initiation(_))).map(|(i, _)| *i).collect();
+        in_flight.sort_unstable();
+        let mut ids = BTreeSet::new();
+        for idx in in_flight {
+            let Some(Slot::Initiation(i)) = self.indices.remove(&idx) else { continue };
+            self.clear_initiation(&i.owner, idx);
+            match i.owner {
+                Owner::Dial(addr) => self.start_initiation(now, i.owner, Pattern::Xx, addr, None, i.started),
+                Owner::Peer(p) => {
+                    ids.insert(p);
+                }
+            }
+        }
+        ids.extend(self.peers.iter().filter(|(_, p)| p.current.is_some()).map(|(id, _)| *id));
+        for id in ids {
+            self.connect(now, id);
+        }
     }
 
     /// Replaces the revocation list; sessions of newly revoked keys are dropped at once.
@@ -492,11 +575,14 @@ impl Endpoint {
             MessageType::CookieReply => self.handle_cookie(now, CookieReply::parse(buf)?),
             _ => {
                 let packet = HandshakePacket::new_checked(&*buf)?;
-                if mac(&self.macs.mac1, packet.mac1_input()) != packet.mac1() {
-                    return Err(DatagramError::BadMac1);
-                }
+                let input = packet.mac1_input();
+                let trust = self
+                    .trust
+                    .iter()
+                    .position(|t| mac(&t.macs.mac1, input) == packet.mac1())
+                    .ok_or(DatagramError::BadMac1)?;
                 match packet.kind() {
-                    MessageType::HandshakeInit => self.handle_init(now, from, &packet),
+                    MessageType::HandshakeInit => self.handle_init(now, from, &packet, trust),
                     MessageType::HandshakeResponse => self.handle_response(now, from, &packet),
                     _ => self.handle_finish(now, from, &packet),
                 }
@@ -696,7 +782,7 @@ impl Endpoint {
             true,
             self.cfg.static_secret.as_bytes(),
             key.as_ref(),
-            &self.prologue,
+            &self.trust[0].prologue,
             entropy,
         ) else {
             return;
@@ -732,7 +818,7 @@ impl Endpoint {
             .get(&dst)
             .filter(|(_, t)| now.saturating_duration_since(*t) < COOKIE_SECRET_LIFETIME)
             .map(|c| c.0);
-        let (datagram, mac1) = self.seal_handshake(&repr, cookie);
+        let (datagram, mac1) = self.seal_handshake(&repr, cookie, 0);
         self.transmits.push_back(Transmit { dst, payload: datagram });
         match owner {
             Owner::Peer(p) => {
@@ -750,12 +836,18 @@ impl Endpoint {
         EndpointStats::inc(&self.stats.handshakes_initiated);
     }
 
-    /// Emits a handshake datagram with mac1 (and mac2 when we hold a cookie for the peer).
-    fn seal_handshake(&self, repr: &HandshakeRepr<'_>, cookie: Option<[u8; 16]>) -> (Vec<u8>, [u8; MAC_LEN]) {
+    /// Emits a handshake datagram with mac1 under `self.trust[trust]` (and mac2 when we hold
+    /// a cookie for the peer).
+    fn seal_handshake(
+        &self,
+        repr: &HandshakeRepr<'_>,
+        cookie: Option<[u8; 16]>,
+        trust: usize,
+    ) -> (Vec<u8>, [u8; MAC_LEN]) {
         let mut d = vec![0u8; repr.buffer_len()];
         repr.emit(&mut d).expect("buffer sized by buffer_len");
         let mut p = HandshakePacket::new_checked(&mut d[..]).expect("just emitted");
-        let mac1 = mac(&self.macs.mac1, p.mac1_input());
+        let mac1 = mac(&self.trust[trust].macs.mac1, p.mac1_input());
         p.set_mac1(&mac1);
         if let Some(c) = cookie {
             let mac2 = mac(&c, p.mac2_input());
@@ -773,7 +865,7 @@ impl Endpoint {
     ) -> Result<(NodeCert, u64), DatagramError> {
         let payload = Payload::decode(payload)?;
         let cert = NodeCert::decode(&payload.cert)?;
-        cert.verify(&self.cfg.ca, self.unix_nanos(now) / 1_000_000_000)?;
+        self.cfg.cas.verify_node(&cert, self.unix_nanos(now) / 1_000_000_000)?;
         if remote_static != Some(&cert.public_key[..]) {
             return Err(DatagramError::CertKeyMismatch);
         }
@@ -794,6 +886,7 @@ impl Endpoint {
         from: SocketAddr,
         packet: &HandshakePacket<&[u8]>,
         half_open: bool,
+        trust: usize,
     ) -> Result<(), DatagramError> {
         let rate = self.jar.under_load(now);
         let pressure = half_open && self.pending >= PENDING_COOKIE_THRESHOLD;
@@ -808,7 +901,7 @@ impl Endpoint {
         }
         let mut nonce = [0u8; 12];
         self.rng.fill_bytes(&mut nonce);
-        let reply = self.macs.seal_cookie(packet.sender_index(), nonce, cookie, &packet.mac1());
+        let reply = self.trust[trust].macs.seal_cookie(packet.sender_index(), nonce, cookie, &packet.mac1());
         self.transmits.push_back(Transmit { dst: from, payload: reply.emit().to_vec() });
         EndpointStats::inc(&self.stats.cookies_sent);
         Err(DatagramError::CookieRequired)
@@ -825,14 +918,17 @@ impl Endpoint {
         }
     }
 
+    /// An initiation whose mac1 is under `self.trust[trust]`: the initiator's issuer, which
+    /// the handshake (prologue) and our answers are bound to.
     fn handle_init(
         &mut self,
         now: Instant,
         from: SocketAddr,
         packet: &HandshakePacket<&[u8]>,
+        trust: usize,
     ) -> Result<Received, DatagramError> {
         let pattern = packet.pattern().ok_or(WireError::BadField("pattern"))?;
-        self.check_load(now, from, packet, pattern == Pattern::Xx)?;
+        self.check_load(now, from, packet, pattern == Pattern::Xx, trust)?;
         if pattern == Pattern::Xx {
             if self.pending_by_source.get(&from.ip()).is_some_and(|n| *n >= MAX_PENDING_PER_SOURCE) {
                 return Err(DatagramError::PendingSourceFull);
@@ -847,7 +943,7 @@ impl Endpoint {
             false,
             self.cfg.static_secret.as_bytes(),
             None,
-            &self.prologue,
+            &self.trust[trust].prologue,
             entropy,
         )?;
         let mut plain = [0u8; NOISE_BUF];
@@ -866,7 +962,7 @@ impl Endpoint {
                     receiver_index: packet.sender_index(),
                     noise: &noise[..m],
                 };
-                let (d, _) = self.seal_handshake(&repr, None);
+                let (d, _) = self.seal_handshake(&repr, None, trust);
                 self.transmits.push_back(Transmit { dst: from, payload: d });
                 let p = PendingResponder {
                     hs,
@@ -896,7 +992,7 @@ impl Endpoint {
                     receiver_index: packet.sender_index(),
                     noise: &noise[..m],
                 };
-                let (d, _) = self.seal_handshake(&repr, None);
+                let (d, _) = self.seal_handshake(&repr, None, trust);
                 self.transmits.push_back(Transmit { dst: from, payload: d });
                 let (i_to_r, r_to_i) = hs.dangerously_get_raw_split();
                 let s =
@@ -953,7 +1049,7 @@ impl Endpoint {
                     receiver_index: packet.sender_index(),
                     noise: &noise[..m],
                 };
-                let (d, _) = self.seal_handshake(&repr, None);
+                let (d, _) = self.seal_handshake(&repr, None, 0);
                 self.transmits.push_back(Transmit { dst: from, payload: d.clone() });
                 finish = Some(d);
                 false
@@ -1098,7 +1194,12 @@ impl Endpoint {
         let Some(Slot::Initiation(i)) = self.indices.get(&reply.receiver_index) else {
             return Err(DatagramError::UnknownIndex);
         };
-        let cookie = self.macs.open_cookie(&reply, &i.mac1).ok_or(DatagramError::Open(OpenError::Auth))?;
+        // Sealed under our issuer's cookie key, unless a reload changed the issuer meanwhile.
+        let cookie = self
+            .trust
+            .iter()
+            .find_map(|t| t.macs.open_cookie(&reply, &i.mac1))
+            .ok_or(DatagramError::Open(OpenError::Auth))?;
         self.cookies.insert(i.dst, (cookie, now));
         if let Some(Slot::Initiation(i)) = self.indices.get_mut(&reply.receiver_index) {
             i.cookie = Some(cookie);

@@ -500,6 +500,74 @@ fn refuses_handshakes_from_foreign_forged_expired_and_revoked_nodes() {
     assert_eq!(delta(&sim, 1, &before), BTreeMap::from([("revoked", 1), ("unknown_index", 1)]));
 }
 
+/// CA rotation at the protocol level (issue 21). Nodes that trust {CA1, CA2} meet whichever
+/// CA issued either certificate, by IK and by XX, both ways. A node re-signed by CA2 and given
+/// it live (`set_identity` + `rehandshake_all`) moves to new sessions while a flow runs, and
+/// the flow loses nothing. Once a node trusts only CA2, a node holding only a CA1 certificate
+/// is dropped at mac1 in both directions, and no handshake with it completes.
+#[test]
+fn ca_rotation_through_a_bundle_loses_nothing_and_ends_with_the_old_ca_refused() {
+    use overlay_proto::cert::CaBundle;
+    let mut sim = Sim::new(2, Link::PERFECT, 6);
+    let base = sim.base;
+    let ca2 = identity::Network::new(8);
+    let both = CaBundle::new(vec![sim.network.ca.clone(), ca2.ca.clone()]).unwrap();
+    // Step 1: nodes 0 and 1 (CA1 certificates) trust both CAs.
+    for i in 0..2 {
+        let cfg = sim.network.config(i as u16, base);
+        let now = sim.instant();
+        sim.nodes[i].ep.set_identity(now, cfg.static_secret, cfg.cert, both.clone()).unwrap();
+    }
+    // A CA2 node trusting both meets them, as initiator (IK) and as responder (XX).
+    let mut cfg = ca2.config(2, base);
+    cfg.cas = both.clone();
+    let n2 = sim.add_node(identity::endpoint(cfg, 2), harness::addr(2));
+    sim.connect(n2, 0);
+    sim.dial(1, n2);
+    sim.run_for(SEC);
+    assert!(sim.established(n2, 0) && sim.established(0, n2), "CA2 -> CA1 by IK");
+    assert!(sim.established(1, n2) && sim.established(n2, 1), "CA1 -> CA2 by XX");
+
+    // Step 2: node 0 is re-signed by CA2 while it sends to node 1 all along.
+    sim.connect(0, 1);
+    sim.run_for(SEC);
+    let start = sim.now;
+    sim.add_flow(0, 1, 200, start, start + 6 * SEC);
+    sim.run_for(2 * SEC);
+    let handshakes = sim.handshakes(1);
+    let cfg = ca2.config(0, base);
+    let now = sim.instant();
+    sim.nodes[0].ep.set_identity(now, cfg.static_secret, cfg.cert, both.clone()).unwrap();
+    sim.nodes[0].ep.rehandshake_all(now);
+    sim.run_for(5 * SEC);
+    assert!(sim.handshakes(1) > handshakes, "node 0 handshook again under its new certificate");
+    let (sent, got, dup) = sim.tally(0, 1, start, start + 6 * SEC);
+    assert_eq!((got, dup), (sent, 0), "the flow across the re-sign lost or duplicated nothing");
+
+    // Step 3: node 1 is re-signed by CA2 and drops CA1; a CA1-only node is refused both ways.
+    let cfg = ca2.config(1, base);
+    let now = sim.instant();
+    sim.nodes[1].ep.set_identity(now, cfg.static_secret, cfg.cert, CaBundle::single(ca2.ca.clone())).unwrap();
+    sim.nodes[1].ep.rehandshake_all(now);
+    sim.run_for(SEC);
+    assert!(sim.established(0, 1), "the CA2 pair carries on");
+    let old = sim.add_node(sim.network.endpoint(3, base, 6), harness::addr(3));
+    let (b1, b_old) = (counters(&sim, 1), counters(&sim, old));
+    sim.connect(old, 1);
+    sim.dial(1, old);
+    sim.run_for(12 * SEC);
+    assert!(delta(&sim, 1, &b1).get("bad_mac1").is_some_and(|&n| n >= 1), "{:?}", delta(&sim, 1, &b1));
+    assert!(delta(&sim, old, &b_old).get("bad_mac1").is_some_and(|&n| n >= 1));
+    assert!(!sim.connected(old, 1) && !sim.connected(1, old));
+
+    // A certificate the bundle does not vouch for is refused by set_identity, changing nothing.
+    let cfg = sim.network.config(1, base);
+    let now = sim.instant();
+    let r = sim.nodes[1].ep.set_identity(now, cfg.static_secret, cfg.cert, CaBundle::single(ca2.ca.clone()));
+    assert!(r.is_err());
+    assert!(sim.established(0, 1));
+}
+
 /// A full peer table (`max_peers`) refuses handshakes from new keys, as responder (XX finish,
 /// IK init) and as initiator (XX response), counted as `peers_full`; the peers it holds keep
 /// working, and the refused initiator neither completes nor spins its timers on the finish

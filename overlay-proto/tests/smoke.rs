@@ -26,7 +26,7 @@ fn node(ca: &CaKey, ca_cert: &overlay_proto::cert::CaCert, i: u8, now: Instant) 
     let cfg = EndpointConfig {
         static_secret: overlay_proto::keys::SecretKey::from_bytes(secret),
         cert,
-        ca: ca_cert.clone(),
+        cas: overlay_proto::cert::CaBundle::single(ca_cert.clone()),
         wall_clock: (now, Duration::from_secs(1_800_000_000)),
         handshake_rate_limit: 1000,
         revoked: Default::default(),

@@ -86,7 +86,7 @@ pub(super) struct NodeFile {
     pub name: Spanned<String>,
     pub key: Spanned<PathBuf>,
     pub cert: Spanned<PathBuf>,
-    pub ca: Spanned<PathBuf>,
+    pub ca: Spanned<OneOrMany>,
     pub state_dir: Option<Spanned<PathBuf>>,
     pub control_socket: Option<Spanned<PathBuf>>,
     pub control_group: Option<Spanned<String>>,
@@ -123,4 +123,12 @@ pub(super) struct NetworkFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct PeerFile {
     pub endpoint: Spanned<String>,
+}
+
+/// A path, or a list of paths (`node.ca`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
 }

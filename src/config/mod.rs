@@ -119,8 +119,8 @@ pub struct Node {
     pub key: PathBuf,
     /// Node certificate file.
     pub cert: PathBuf,
-    /// CA certificate file.
-    pub ca: PathBuf,
+    /// The CA certificate files (each may hold several CAs): the CAs this node trusts.
+    pub ca: Vec<PathBuf>,
     /// Leases and other state (default `/var/lib/weft`).
     pub state_dir: PathBuf,
     /// Control socket (default `/run/weft/weft.sock`).
@@ -193,6 +193,8 @@ impl Network {
 
 /// Longest network name (the TAP name `weft-<name>-t` must fit 15 bytes).
 pub const MAX_NETWORK_NAME: usize = 8;
+/// Most CA files `node.ca` may list (each CA counts against the bundle's limit too).
+pub const MAX_TRUSTED_CAS: usize = overlay_proto::cert::MAX_TRUSTED_CAS;
 /// `[membership] max_members` when not set.
 pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
 /// The largest `[membership] max_members` accepted.
@@ -303,7 +305,17 @@ impl Config {
             name,
             key: resolve(&n.key),
             cert: resolve(&n.cert),
-            ca: resolve(&n.ca),
+            ca: match n.ca.get_ref() {
+                file::OneOrMany::One(p) => vec![dir.join(p)],
+                file::OneOrMany::Many(v) if v.is_empty() || v.len() > MAX_TRUSTED_CAS => {
+                    return Err(ctx.err(
+                        &n.ca,
+                        "node.ca",
+                        &format!("expected a CA file or a list of 1 to {MAX_TRUSTED_CAS} files"),
+                    ))
+                }
+                file::OneOrMany::Many(v) => v.iter().map(|p| dir.join(p)).collect(),
+            },
             state_dir: n.state_dir.as_ref().map(resolve).unwrap_or_else(|| "/var/lib/weft".into()),
             control_socket: n
                 .control_socket

@@ -126,7 +126,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         EndpointConfig {
             static_secret: id.secret.clone(),
             cert: id.cert.clone(),
-            ca: id.ca.clone(),
+            cas: id.cas.clone(),
             wall_clock: (Instant::now(), wall),
             handshake_rate_limit: HANDSHAKE_RATE_LIMIT,
             revoked: Default::default(),
@@ -160,7 +160,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
     let dns = start_dns(cfg, &gateways, &directory, &dns_stats)
         .await
         .map_err(|e| e.context("starting DNS (set [dns] enable = false to run without it)"))?;
-    let members = Members::new(membership(cfg, &id, wall), id.ca.clone(), Arc::clone(&directory));
+    let members = Members::new(membership(cfg, &id, wall), id.cas.clone(), Arc::clone(&directory));
     let engine =
         Engine::new(Instant::now(), wall, endpoint, Arc::clone(&shared), &cfg.dial_targets(), members);
     let mut driver = Driver::new(engine, Arc::clone(&shared), sockets.udp[0].try_clone()?);
@@ -259,6 +259,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         set_log_level,
         applied_new: false,
         revoked: id.revocations.iter().map(|r| r.public_key).collect(),
+        identity: reload::IdentityPrint::of(&id),
     };
     bridges.keep();
     Ok(Node { tasks, reloader, reload_rx, _socket: socket, _threads: threads, _locks: locks })
@@ -320,7 +321,7 @@ fn membership(cfg: &Config, id: &Identity, wall: std::time::Duration) -> Members
     };
     let seed = u64::from_le_bytes(pki::random32()[..8].try_into().expect("8 bytes"));
     let now = Instant::now();
-    let auth = CertAuth::new(id.ca.clone(), &id.secret, now, wall);
+    let auth = CertAuth::new(id.cas.clone(), &id.secret, now, wall);
     let mcfg = MembershipConfig { max_members: cfg.max_members, ..MembershipConfig::default() };
     Membership::new(own, mcfg, Box::new(auth), seed, now)
 }

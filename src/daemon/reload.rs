@@ -1,8 +1,10 @@
 //! Live reload (SIGHUP, `weft reload`): re-reads the node TOML and applies what can change
-//! without touching tunnels: seeds and static peers, policy, services, DNS settings, log
-//! level, new revocations. A file that does not validate, or a change only a restart can apply (identity,
-//! underlay, a network's shape, the control socket or group, the metrics listener and its
-//! token file or allowed hosts), is refused as a whole with the reason, and the running
+//! without taking containers off the network: seeds and static peers, policy, services, DNS
+//! settings, log level, new revocations, and the node's key, certificate and trusted CAs
+//! (paths or file contents; sessions are re-handshaken while the old ones carry traffic). A
+//! file that does not validate, or a change only a restart can apply (node name, underlay,
+//! a network's shape, the control socket or group, the metrics listener and its token file or
+//! allowed hosts, `max_members`), is refused as a whole with the reason, and the running
 //! configuration stays.
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +35,19 @@ pub(super) struct Reloader {
     /// Keys revoked through `node.revocations` so far (the engine also learns revocations
     /// from members; a revocation is never undone without a restart).
     pub revoked: std::collections::BTreeSet<[u8; 32]>,
+    /// The identity the engine runs with, to tell whether a reload changed it.
+    pub identity: IdentityPrint,
+}
+
+/// What tells one identity from another: our public key, our certificate's bytes, and the
+/// trusted CAs' bytes in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IdentityPrint([u8; 32], Vec<u8>, Vec<Vec<u8>>);
+
+impl IdentityPrint {
+    pub fn of(id: &crate::pki::Identity) -> Self {
+        Self(id.secret.public_key(), id.cert.encode(), id.cas.iter().map(|c| c.encode()).collect())
+    }
 }
 
 /// The parts of a network only a restart can change.
@@ -55,8 +70,8 @@ fn shape(n: &Network) -> String {
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut v = Vec::new();
     let (o, n) = (&old.node, &new.node);
-    if (&o.name, &o.key, &o.cert, &o.ca) != (&n.name, &n.key, &n.cert, &n.ca) {
-        v.push("node identity (name, key, cert, ca)".to_owned());
+    if o.name != n.name {
+        v.push("node.name".to_owned());
     }
     if (&o.state_dir, &o.control_socket, &o.control_group)
         != (&n.state_dir, &n.control_socket, &n.control_group)
@@ -122,13 +137,13 @@ impl Reloader {
             }
             changed.push(Change::LogLevel);
         }
-        // The revocation file is read again at every reload, changed path or not: `weft ca
-        // revoke` appends to it in place.
-        let ca =
-            crate::pki::load_ca_cert(&new.node.ca).map_err(|e| new.error("node.ca", &format!("{e:#}")))?;
-        let revocations = crate::pki::load_revocations_of(&new, &ca)?;
+        // Key, certificate, CAs and the revocation file are read again at every reload,
+        // changed paths or not: renewals replace files in place, and `weft ca revoke` appends
+        // to the revocation file. The identity is checked whole here and applied last.
+        let id = crate::pki::Identity::load(&new)?;
+        let print = IdentityPrint::of(&id);
         let fresh: Vec<_> =
-            revocations.into_iter().filter(|r| !self.revoked.contains(&r.public_key)).collect();
+            id.revocations.iter().filter(|r| !self.revoked.contains(&r.public_key)).cloned().collect();
         if !fresh.is_empty() {
             self.revoked.extend(fresh.iter().map(|r| r.public_key));
             self.to_engine(ControlMsg::Revoke(fresh)).await;
@@ -148,6 +163,29 @@ impl Reloader {
         if new.services != old.services {
             self.ctx.registry.replace_config(&new.services)?;
             changed.push(Change::Services);
+        }
+        if print != self.identity {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let new_id = crate::plane::NewIdentity {
+                secret: id.secret.clone(),
+                cert: id.cert.clone(),
+                cas: id.cas.clone(),
+                reply: tx,
+            };
+            self.to_engine(ControlMsg::SetIdentity(Box::new(new_id))).await;
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => bail!("the new key, certificate or CAs were refused: {e}"),
+                Err(_) => bail!("the engine has stopped"),
+            }
+            info!(
+                key = %crate::pki::fingerprint(&print.0),
+                cert_expires = %crate::pki::fmt_time(id.cert.not_after),
+                cas = id.cas.iter().len(),
+                "identity reloaded"
+            );
+            self.identity = print;
+            changed.push(Change::Identity);
         }
         // Also restarts DNS that a failed earlier reload left off.
         let dns_changed = new.dns != old.dns || (new.dns.enable && self.dns.is_none());

@@ -119,6 +119,10 @@ impl Driver {
             ControlMsg::SetPolicies(p) => e.replace_policies(p),
             ControlMsg::SetDialTargets(targets) => e.set_dial_targets(now, &targets),
             ControlMsg::Revoke(list) => e.revoke(now, list),
+            ControlMsg::SetIdentity(id) => {
+                let crate::plane::NewIdentity { secret, cert, cas, reply } = *id;
+                let _ = reply.send(e.set_identity(now, secret, cert, cas));
+            }
             ControlMsg::Ping { peer, reply } => match e.ping(now, &peer) {
                 Ok(id) => {
                     self.pings.insert(id, reply);

@@ -4,7 +4,7 @@
 //! network CA and name the record's key, and only containers inside the certified subnets
 //! are believed, so a member cannot claim another node's addresses.
 
-use overlay_proto::cert::{CaCert, NodeCert, Revocation};
+use overlay_proto::cert::{CaBundle, NodeCert, Revocation};
 use overlay_proto::keys::{RecordSigningKey, SecretKey};
 use overlay_proto::wire::{Inner, Vni};
 use overlay_proto::PeerId;
@@ -32,8 +32,8 @@ pub(crate) struct Members {
     pub networks: BTreeMap<PeerId, Arc<Vec<Vni>>>,
     /// Members declared down: not flooded to, their entries gone.
     pub down: BTreeSet<PeerId>,
-    /// The network CA, to verify records' certificates.
-    pub ca: CaCert,
+    /// The CAs we trust, to verify records' certificates and revocations.
+    pub cas: CaBundle,
     /// Records refused (bad certificate, wrong key or name).
     pub refused: u64,
     /// Revocations refused (not signed by the network CA, or malformed).
@@ -47,13 +47,13 @@ pub(crate) struct Members {
 }
 
 impl Members {
-    pub(crate) fn new(layer: Membership, ca: CaCert, directory: Arc<ArcSwap<Directory>>) -> Self {
+    pub(crate) fn new(layer: Membership, cas: CaBundle, directory: Arc<ArcSwap<Directory>>) -> Self {
         Self {
             layer,
             certs: BTreeMap::new(),
             networks: BTreeMap::new(),
             down: BTreeSet::new(),
-            ca,
+            cas,
             refused: 0,
             revocations_refused: 0,
             directory,
@@ -65,17 +65,17 @@ impl Members {
 
 /// Record signatures backed by certificates: our record is signed with our record-signing key,
 /// and another's is believed only if signed by the key its certificate names, the certificate
-/// verifying against the network CA and naming the record's key and name.
+/// verifying against a CA we trust and naming the record's key and name.
 pub(crate) struct CertAuth {
-    ca: CaCert,
+    cas: CaBundle,
     key: RecordSigningKey,
     wall: (Instant, Duration),
 }
 
 impl CertAuth {
     /// `wall` is the wall-clock time at `now` (certificates are checked in wall time).
-    pub(crate) fn new(ca: CaCert, secret: &SecretKey, now: Instant, wall: Duration) -> Self {
-        Self { ca, key: secret.record_signing_key(), wall: (now, wall) }
+    pub(crate) fn new(cas: CaBundle, secret: &SecretKey, now: Instant, wall: Duration) -> Self {
+        Self { cas, key: secret.record_signing_key(), wall: (now, wall) }
     }
 }
 
@@ -86,7 +86,8 @@ impl RecordAuth for CertAuth {
 
     fn verify(&self, now: Instant, record: &Record, body: &[u8], signature: &[u8]) -> Result<(), String> {
         let cert = NodeCert::decode(&record.cert).map_err(|e| format!("its certificate: {e}"))?;
-        cert.verify(&self.ca, super::unix_secs(self.wall, now))
+        self.cas
+            .verify_node(&cert, super::unix_secs(self.wall, now))
             .map_err(|e| format!("its certificate: {e}"))?;
         if cert.public_key != record.key.0 || cert.name != record.name {
             return Err(format!("it carries the certificate of {:?}, another node", cert.name));
@@ -135,23 +136,25 @@ impl Engine {
                         self.dirty = true;
                     }
                 }
-                MemberEvent::Removed(key) => {
-                    if let Some(p) = self.endpoint.peer_by_key(&key.0) {
-                        debug!(%p, "member removed");
-                        for f in &mut self.fdbs {
-                            f.forget_peer(p, now);
-                        }
-                        self.forget_conntrack(p);
-                        self.members.certs.remove(&p);
-                        self.members.networks.remove(&p);
-                        self.rtt.remove(&p);
-                        self.members.down.remove(&p);
-                        self.endpoint.remove_peer(p);
-                        self.dirty = true;
-                    }
-                }
+                MemberEvent::Removed(key) => self.forget_member(now, key),
             }
         }
+    }
+
+    /// A member's record is gone: its peer, sessions, entries and flows go too.
+    fn forget_member(&mut self, now: Instant, key: NodeKey) {
+        let Some(p) = self.endpoint.peer_by_key(&key.0) else { return };
+        debug!(%p, "member removed");
+        for f in &mut self.fdbs {
+            f.forget_peer(p, now);
+        }
+        self.forget_conntrack(p);
+        self.members.certs.remove(&p);
+        self.members.networks.remove(&p);
+        self.rtt.remove(&p);
+        self.members.down.remove(&p);
+        self.endpoint.remove_peer(p);
+        self.dirty = true;
     }
 
     fn member_name(&self, key: &NodeKey) -> String {
@@ -166,7 +169,8 @@ impl Engine {
         }
         let mut heard = Vec::new();
         while let Some(bytes) = self.members.layer.poll_revocation() {
-            match Revocation::decode(&bytes).and_then(|r| r.verify(&self.members.ca).map(|()| r)) {
+            match Revocation::decode(&bytes).and_then(|r| self.members.cas.verify_revocation(&r).map(|()| r))
+            {
                 Ok(r) => heard.push(r),
                 Err(e) => {
                     self.members.revocations_refused += 1;
@@ -175,6 +179,52 @@ impl Engine {
             }
         }
         self.revoke(now, heard);
+    }
+
+    /// A live reload of our PKI (`weft reload`): our key, certificate and the CAs we trust
+    /// change at once. New handshakes use them now; every session is re-handshaken while the
+    /// old one carries traffic (no reset of flows inside); our record carries the new
+    /// certificate (and moves to the new key, if it changed); members whose certificate the
+    /// new CAs no longer accept are dropped. Refused, changing nothing, when the certificate
+    /// is not for the key or not vouched for by the CAs now.
+    pub(crate) fn set_identity(
+        &mut self,
+        now: Instant,
+        secret: SecretKey,
+        cert: NodeCert,
+        cas: CaBundle,
+    ) -> Result<(), String> {
+        let key = NodeKey(cert.public_key);
+        let cert_bytes = cert.encode();
+        let auth = CertAuth::new(cas.clone(), &secret, self.wall.0, self.wall.1);
+        let (name, groups) = (cert.name.clone(), cert.groups.clone());
+        self.endpoint.set_identity(now, secret, cert, cas.clone()).map_err(|e| e.to_string())?;
+        self.members.cas = cas;
+        self.members.layer.change_key(now, key, cert_bytes, Box::new(auth));
+        self.me = Arc::new((name, groups));
+        // Every peer whose certificate (from its record, or its last handshake) the new CAs
+        // refuse goes: members through the membership layer (their record, entries and
+        // flows with them), others at the endpoint.
+        let unix = self.unix_secs(now);
+        let ids: Vec<PeerId> = self.endpoint.peer_ids().collect();
+        for p in ids {
+            let Some(info) = self.endpoint.peer_info(p) else { continue };
+            let Some(cert) = self.members.certs.get(&p).cloned().or(info.cert) else { continue };
+            if self.members.cas.verify_node(&cert, unix).is_ok() {
+                continue;
+            }
+            info!(peer = %cert.name, "peer dropped: the CAs now trusted do not accept its certificate");
+            if self.members.layer.record(&NodeKey(info.key)).is_some() {
+                self.members.layer.expel(now, NodeKey(info.key));
+            } else {
+                self.endpoint.remove_peer(p);
+            }
+        }
+        self.flush_members(now);
+        self.endpoint.rehandshake_all(now);
+        self.members.directory_dirty = true;
+        self.dirty = true;
+        Ok(())
     }
 
     /// Applies CA-signed revocations (verified by the caller): every revoked member's
@@ -228,7 +278,7 @@ impl Engine {
             }
         };
         let unix = self.unix_secs(now);
-        if cert.verify(&self.members.ca, unix).is_err()
+        if self.members.cas.verify_node(&cert, unix).is_err()
             || cert.public_key != key.0
             || cert.name != record.name
         {
@@ -236,6 +286,26 @@ impl Engine {
             debug!(name = %record.name, "record refused: its certificate does not vouch for it");
             return;
         }
+        // The same node under a new key (it reloaded a new key file): the newer record wins
+        // and the older identity goes at once, its MACs with it, so the node is one member.
+        let version = record.version;
+        let namesakes: Vec<[u8; 32]> = self
+            .members
+            .certs
+            .values()
+            .filter(|c| c.name == cert.name && c.public_key != key.0)
+            .map(|c| c.public_key)
+            .collect();
+        for old in namesakes {
+            if self.members.layer.record(&NodeKey(old)).is_some_and(|r| r.version >= version) {
+                debug!(name = %cert.name, "record refused: a newer one of that name is held");
+                return;
+            }
+            info!(peer = %cert.name, "member moved to a new key");
+            self.members.layer.expel(now, NodeKey(old));
+            self.forget_member(now, NodeKey(old));
+        }
+        let Some(record) = self.members.layer.record(&key) else { return };
         let hint = Some(record.endpoint).filter(|a| !a.ip().is_unspecified() && a.port() != 0);
         let mut per_net: Vec<Vec<(Mac, IpAddr)>> = vec![Vec::new(); self.fdbs.len()];
         for c in &record.containers {

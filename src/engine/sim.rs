@@ -16,7 +16,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest};
+use overlay_proto::cert::{CaBundle, CaCert, CaKey, NodeCert, NodeCertRequest};
 use overlay_proto::handshake::public_key;
 use overlay_proto::keys::SecretKey;
 use overlay_proto::wire::{Inner, Vni};
@@ -163,19 +163,21 @@ impl Sim {
 
     /// A certificate from the network CA.
     pub fn sign(&self, name: &str, secret: &[u8; 32], subnets: &[&str], groups: &[&str]) -> NodeCert {
-        let req = NodeCertRequest {
-            name: name.to_owned(),
-            public_key: public_key(secret),
-            signing_key: SecretKey::from_bytes(*secret).record_signing_key().public_key(),
-            subnets: subnets.iter().map(|s| s.parse().expect("subnet")).collect(),
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            not_before: WALL.as_secs() - 3600,
-            not_after: WALL.as_secs() + 365 * 86_400,
-        };
-        self.ca.sign(&self.ca_cert, req).expect("sign")
+        sign_by((&self.ca, &self.ca_cert), name, secret, subnets, groups)
+    }
+
+    /// Gives node `i` a new key, certificate and trusted CAs, as `weft reload` does.
+    pub fn set_identity(&mut self, i: usize, secret: [u8; 32], cert: NodeCert, cas: CaBundle) {
+        let now = self.now;
+        let r = self.nodes[i].engine.set_identity(now, SecretKey::from_bytes(secret), cert.clone(), cas);
+        r.expect("the identity is taken");
+        self.nodes[i].secret = secret;
+        self.nodes[i].cert = cert;
+        self.collect_after_input(i);
     }
 
     fn build(&mut self, i: usize, secret: [u8; 32], cert: NodeCert, ca: CaCert) -> SimNode {
+        let ca = CaBundle::single(ca);
         let now = self.now;
         let wall = WALL + self.elapsed();
         let addr = addr_of(i);
@@ -184,7 +186,7 @@ impl Sim {
             EndpointConfig {
                 static_secret: SecretKey::from_bytes(secret),
                 cert: cert.clone(),
-                ca: ca.clone(),
+                cas: ca.clone(),
                 wall_clock: (now, wall),
                 handshake_rate_limit: 1000,
                 revoked: Default::default(),
@@ -466,6 +468,26 @@ impl Sim {
         self.collect_after_input(i);
         (mac, ip)
     }
+}
+
+/// A node certificate from `ca` (key and certificate), valid for a year around [`WALL`].
+pub fn sign_by(
+    ca: (&CaKey, &CaCert),
+    name: &str,
+    secret: &[u8; 32],
+    subnets: &[&str],
+    groups: &[&str],
+) -> NodeCert {
+    let req = NodeCertRequest {
+        name: name.to_owned(),
+        public_key: public_key(secret),
+        signing_key: SecretKey::from_bytes(*secret).record_signing_key().public_key(),
+        subnets: subnets.iter().map(|s| s.parse().expect("subnet")).collect(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        not_before: WALL.as_secs() - 3600,
+        not_after: WALL.as_secs() + 365 * 86_400,
+    };
+    ca.0.sign(ca.1, req).expect("sign")
 }
 
 /// An IPv4/UDP frame from `src` to `dst` (MACs and addresses), with a small payload.

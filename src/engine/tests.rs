@@ -489,6 +489,141 @@ fn rogue_revocation_flood_costs_at_most_its_share_of_signature_checks() {
     assert_eq!(checked_and_throttled(&sim).0, after.0, "no repeat was checked as forged");
 }
 
+// --- live PKI reload (issue 21) ---
+
+/// Sends one frame from `a` (on node `i`) to `b` (on node `j`) and says whether node `j`
+/// delivered it, after waiting until `i` forwards `b` to `j`.
+fn frame_arrives(
+    sim: &mut Sim,
+    i: usize,
+    a: (crate::packet::Mac, IpAddr),
+    j: usize,
+    b: (crate::packet::Mac, IpAddr),
+) -> bool {
+    let reached = sim.run_until(Duration::from_secs(10), |s| {
+        s.peer_id(i, j).is_some_and(|p| loc(s, i, &b.0) == Some(Loc::Peer(p)))
+    });
+    if !reached {
+        return false;
+    }
+    let frame = udp_frame(a, b, b"across the rotation");
+    let before = sim.nodes[j].delivered.len();
+    sim.send_frame(i, &frame);
+    sim.run_for(Duration::from_millis(300));
+    sim.nodes[j].delivered[before..].iter().any(|d| d.frame == frame)
+}
+
+/// Whether node `i` and each other node of `0..n` handshook since `since`, as both see it
+/// (new sessions, not the old ones carrying on).
+fn rehandshaken(sim: &Sim, i: usize, n: usize, since: std::time::Instant) -> bool {
+    let fresh = |x: usize, y: usize| {
+        let e = &sim.nodes[x].engine.endpoint;
+        sim.peer_id(x, y)
+            .and_then(|p| e.peer_info(p))
+            .and_then(|p| p.last_handshake)
+            .is_some_and(|t| t >= since)
+    };
+    (0..n).filter(|&j| j != i).all(|j| fresh(i, j) && fresh(j, i))
+}
+
+/// The CA rotation of issue 21 in the simulation: {CA1} → {CA1, CA2} everywhere → each node
+/// re-signed by CA2 in turn → {CA2} everywhere. Frames between containers on h1 and h3 go
+/// through at every step, every node ends up holding the others' CA2 certificates, and a node
+/// that still holds only a CA1 certificate never becomes a member afterwards.
+#[test]
+fn a_ca_rotation_by_reload_keeps_frames_flowing_and_ends_with_the_old_ca_refused() {
+    use overlay_proto::cert::{CaBundle, CaKey};
+    let mut sim = converged(3);
+    let a = sim.attach(0, 2, "a");
+    let b = sim.attach(2, 2, "b");
+    assert!(frame_arrives(&mut sim, 0, a, 2, b), "before the rotation");
+    let ca2_key = CaKey::from_seed(&[0xc2; 32]);
+    let ca2 = ca2_key.self_sign("sim2", 0, super::sim::WALL.as_secs() + 10 * 365 * 86_400).unwrap();
+    let both = CaBundle::new(vec![sim.ca_cert.clone(), ca2.clone()]).unwrap();
+    let step = sim.now;
+    for i in 0..3 {
+        let (secret, cert) = (sim.nodes[i].secret, sim.nodes[i].cert.clone());
+        sim.set_identity(i, secret, cert, both.clone());
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!((0..3).all(|i| rehandshaken(&sim, i, 3, step)), "new sessions with both CAs trusted");
+    assert!(frame_arrives(&mut sim, 0, a, 2, b), "with both CAs trusted");
+    for i in 0..3 {
+        let secret = sim.nodes[i].secret;
+        let cert = super::sim::sign_by(
+            (&ca2_key, &ca2),
+            &format!("h{}", i + 1),
+            &secret,
+            &[super::sim::subnet_of(i)],
+            &[],
+        );
+        let step = sim.now;
+        sim.set_identity(i, secret, cert, both.clone());
+        sim.run_for(Duration::from_secs(2));
+        assert!(rehandshaken(&sim, i, 3, step), "h{} re-signed by CA2 has new sessions", i + 1);
+        assert!(frame_arrives(&mut sim, 0, a, 2, b), "after h{} was re-signed by CA2", i + 1);
+    }
+    let step = sim.now;
+    for i in 0..3 {
+        let (secret, cert) = (sim.nodes[i].secret, sim.nodes[i].cert.clone());
+        sim.set_identity(i, secret, cert, CaBundle::single(ca2.clone()));
+    }
+    sim.run_for(Duration::from_secs(5));
+    assert!((0..3).all(|i| rehandshaken(&sim, i, 3, step)), "new sessions under CA2 alone");
+    assert!(Sim::converged(&sim), "all three are members under CA2 alone");
+    assert!(frame_arrives(&mut sim, 0, a, 2, b), "with CA1 gone");
+    for i in 0..3 {
+        for c in sim.nodes[i].engine.members.certs.values() {
+            assert_eq!(c.issuer, ca2.public_key, "h{} holds {}'s CA1 certificate", i + 1, c.name);
+        }
+    }
+    // A node that still holds only a CA1 certificate (and trusts only CA1) gets nowhere.
+    let secret = secret_of(77, 3);
+    let old_cert = sim.sign("h4", &secret, &["10.42.4.0/24"], &[]);
+    let ca1 = sim.ca_cert.clone();
+    let h4 = sim.add_node(secret, old_cert, ca1);
+    sim.run_for(Duration::from_secs(20));
+    for i in 0..3 {
+        assert_eq!(state_of(&sim, i, h4), None, "h{} took the CA1-only node", i + 1);
+        assert!(sim.peer_id(i, h4).is_none_or(|p| !sim.tables(i).peers.contains_key(&p)));
+    }
+    let bad_mac1 = sim.nodes[0].shared.proto_stats.snapshot().bad_mac1;
+    assert!(bad_mac1 > 0, "h1 dropped the CA1 node's handshakes at mac1");
+}
+
+/// A node that reloads a new key file (and a certificate for it) is one member under the new
+/// key everywhere: the old identity goes at once, its container's MAC moves to the new key
+/// without a conflict, and frames still reach the container.
+#[test]
+fn a_key_change_by_reload_moves_the_member_to_the_new_key_without_a_duplicate() {
+    let mut sim = converged(3);
+    let a = sim.attach(0, 2, "a");
+    let b = sim.attach(1, 2, "b");
+    assert!(frame_arrives(&mut sim, 0, a, 1, b));
+    let old_key = sim.nodes[1].cert.public_key;
+    let secret = secret_of(99, 1);
+    let cert = sim.sign("h2", &secret, &[super::sim::subnet_of(1)], &[]);
+    let cas = overlay_proto::cert::CaBundle::single(sim.ca_cert.clone());
+    sim.set_identity(1, secret, cert.clone(), cas);
+    sim.run_for(Duration::from_secs(5));
+    for i in [0, 2] {
+        let named: Vec<[u8; 32]> = sim.nodes[i]
+            .engine
+            .members
+            .certs
+            .values()
+            .filter(|c| c.name == "h2")
+            .map(|c| c.public_key)
+            .collect();
+        assert_eq!(named, vec![cert.public_key], "h{} holds h2 once, under its new key", i + 1);
+        assert_eq!(state_of(&sim, i, 1), Some(MemberState::Alive));
+        let members = sim.nodes[i].engine.members.layer.members();
+        assert!(!members.iter().any(|(k, _)| k.0 == old_key), "h{} still lists the old key", i + 1);
+        assert_eq!(sim.nodes[i].engine.status(sim.now).conflicts.len(), 0, "h{}: a MAC conflict", i + 1);
+    }
+    assert!(frame_arrives(&mut sim, 0, a, 1, b), "the container is reached under the new key");
+}
+
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
 fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
     let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");

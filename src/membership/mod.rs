@@ -240,6 +240,12 @@ impl Membership {
         m
     }
 
+    /// Judges records with `auth` from now on, and signs ours with it (a reload of the
+    /// node's certificate or CAs; the key stays).
+    pub fn set_auth(&mut self, auth: Box<dyn RecordAuth>) {
+        self.auth = auth;
+    }
+
     /// Replaces our own record's contents (containers, endpoint, ...): bumps its version and
     /// spreads it. The key cannot change.
     pub fn update_own(&mut self, _now: Instant, f: impl FnOnce(&mut Record)) {
@@ -248,6 +254,33 @@ impl Membership {
         r.key = self.own.key;
         r.version = r.version.max(self.own.version + 1);
         self.set_own(r);
+    }
+
+    /// Our key changed (a reload with a new key file): our record moves to `key` with `cert`,
+    /// signed with `auth` at a version above the old one, and foca declares the old identity
+    /// down and gossips the new one. Members that take the new record drop the old identity at
+    /// once (same name, older record: see the engine's `apply_record`).
+    pub fn change_key(&mut self, now: Instant, key: NodeKey, cert: Vec<u8>, auth: Box<dyn RecordAuth>) {
+        if key == self.own.key {
+            self.set_auth(auth);
+            self.update_own(now, |r| r.cert = cert);
+            return;
+        }
+        self.auth = auth;
+        let old = self.own.key;
+        self.index.update(old, Some(self.own.version), None);
+        self.rumors.forget(&old);
+        let mut r = self.own.clone();
+        r.key = key;
+        r.cert = cert;
+        r.version = self.own.version + 1;
+        let id = SwimId { key, endpoint: r.endpoint, renewal: r.version };
+        if let Err(e) = self.foca.change_identity(id.clone(), &mut self.swim_out) {
+            tracing::debug!(error = %e, "SWIM identity change");
+        }
+        self.id = id;
+        self.set_own(r);
+        self.drain_swim(now);
     }
 
     /// Our own record.
@@ -386,6 +419,19 @@ impl Membership {
     pub fn ban(&mut self, now: Instant, key: NodeKey) {
         if key == self.own.key || !self.banned.insert(key) {
             return;
+        }
+        self.expel(now, key);
+    }
+
+    /// `key`'s certificate is no longer accepted here (a reload dropped its CA): its record
+    /// goes now (the engine gets `Removed`) and foca holds it down. Unlike [`Self::ban`], a
+    /// newer record with a certificate we accept lets it in again.
+    pub fn expel(&mut self, now: Instant, key: NodeKey) {
+        if key == self.own.key {
+            return;
+        }
+        if let Some(h) = self.peers.get(&key).and_then(|p| p.held.as_ref()) {
+            self.tombstones.insert(key, (h.record.version, now + self.cfg.dead_grace * 10));
         }
         let down: Vec<_> = self
             .foca

@@ -3,7 +3,7 @@
 //! anything starts. Every error names the config key (and its line) to fix.
 
 use anyhow::Result;
-use overlay_proto::cert::{CaCert, NodeCert, Revocation};
+use overlay_proto::cert::{CaBundle, NodeCert, Revocation};
 use overlay_proto::keys::SecretKey;
 
 use crate::config::Config;
@@ -15,8 +15,8 @@ pub struct Identity {
     pub secret: SecretKey,
     /// Our certificate.
     pub cert: NodeCert,
-    /// The network CA.
-    pub ca: CaCert,
+    /// The CAs this node trusts (`node.ca`); one of them issued `cert`.
+    pub cas: CaBundle,
     /// Revocations from `node.revocations` (each verified against the CA).
     pub revocations: Vec<Revocation>,
 }
@@ -29,40 +29,47 @@ impl Identity {
             pki::load_private_key(&cfg.node.key).map_err(|e| cfg.error("node.key", &format!("{e:#}")))?;
         let cert =
             pki::load_node_cert(&cfg.node.cert).map_err(|e| cfg.error("node.cert", &format!("{e:#}")))?;
-        let ca = pki::load_ca_cert(&cfg.node.ca).map_err(|e| cfg.error("node.ca", &format!("{e:#}")))?;
-        check_identity(cfg, &secret, &cert, &ca)?;
-        let revocations = load_revocations_of(cfg, &ca)?;
+        let cas = pki::load_ca_bundle(&cfg.node.ca).map_err(|e| cfg.error("node.ca", &format!("{e:#}")))?;
+        check_identity(cfg, &secret, &cert, &cas)?;
+        let revocations = load_revocations_of(cfg, &cas)?;
         if revocations.iter().any(|r| r.public_key == cert.public_key) {
             return Err(cfg
                 .error("node.revocations", "this node's own key is revoked: it may not join the network")
                 .into());
         }
-        Ok(Self { secret, cert, ca, revocations })
+        Ok(Self { secret, cert, cas, revocations })
     }
 }
 
-/// The entries of `node.revocations` (none when it is not set), verified against `ca`.
-pub fn load_revocations_of(cfg: &Config, ca: &CaCert) -> Result<Vec<Revocation>> {
+/// The entries of `node.revocations` (none when it is not set) by CAs of `cas`, verified.
+pub fn load_revocations_of(cfg: &Config, cas: &CaBundle) -> Result<Vec<Revocation>> {
     match &cfg.node.revocations {
-        Some(path) => pki::load_revocations(path, ca)
+        Some(path) => pki::load_revocations(path, cas)
             .map_err(|e| cfg.error("node.revocations", &format!("{e:#}")).into()),
         None => Ok(Vec::new()),
     }
 }
 
-/// Verifies the identity files against each other and the config: the CA and node
-/// certificates are inside their validity windows (the error gives the dates), the certificate
-/// is the CA's and is for `node.key` and `node.name`, and every network's subnet contains one
-/// of the certificate's subnets. Each error names the config key to look at.
-pub fn check_identity(cfg: &Config, secret: &SecretKey, cert: &NodeCert, ca: &CaCert) -> Result<()> {
+/// Verifies the identity files against each other and the config: the certificate was issued
+/// by a CA of the bundle, that CA and the certificate are inside their validity windows (the
+/// error gives the dates), and the certificate is for `node.key` and `node.name`, and every
+/// network's subnet contains one of the certificate's subnets. Each error names the config key
+/// to look at. (Other CAs of the bundle may be outside their windows: `check-config` warns.)
+pub fn check_identity(cfg: &Config, secret: &SecretKey, cert: &NodeCert, cas: &CaBundle) -> Result<()> {
     let now = pki::unix_now();
-    let (cert_path, ca_path) = (cfg.node.cert.display(), cfg.node.ca.display());
-    if let Some(why) = outside_window(ca.not_before, ca.not_after, now) {
-        return Err(cfg.error("node.ca", &format!("CA certificate {ca_path} ({:?}) {why}", ca.name)).into());
-    }
-    if cert.issuer != ca.public_key {
+    let cert_path = cfg.node.cert.display();
+    let ca_path = cfg.node.ca.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let Some(ca) = cas.get(&cert.issuer) else {
         return Err(cfg
-            .error("node.cert", &format!("{cert_path} was issued by another CA than {ca_path} (node.ca)"))
+            .error("node.cert", &format!("{cert_path} was issued by a CA that is not in node.ca ({ca_path})"))
+            .into());
+    };
+    if let Some(why) = outside_window(ca.not_before, ca.not_after, now) {
+        return Err(cfg
+            .error(
+                "node.ca",
+                &format!("CA certificate {:?} (in {ca_path}) that issued {cert_path} {why}", ca.name),
+            )
             .into());
     }
     if let Some(why) = outside_window(cert.not_before, cert.not_after, now) {

@@ -11,13 +11,13 @@
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use overlay_proto::cert::{CaCert, CaKey, NodeCert, NodeCertRequest, Revocation};
+use overlay_proto::cert::{CaBundle, CaCert, CaKey, NodeCert, NodeCertRequest, Revocation};
 use overlay_proto::keys::SecretKey;
 use rand_core::{OsRng, RngCore};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 pub mod expiry;
@@ -201,6 +201,46 @@ pub fn load_ca_cert(path: &Path) -> Result<CaCert> {
     CaCert::decode(&bytes).with_context(|| format!("{}: invalid CA certificate", path.display()))
 }
 
+/// Loads the CAs a node trusts: every CA certificate block of every file, in order (a bundle
+/// file is CA certificate files concatenated). Each self-signature is checked; the validity
+/// windows are judged later, against the clock.
+pub fn load_ca_bundle(paths: &[PathBuf]) -> Result<CaBundle> {
+    let mut cas = Vec::new();
+    for path in paths {
+        let text = read_text(path)?;
+        let blocks = armored_blocks(&text, path, CA_LABEL)?;
+        if blocks.is_empty() {
+            bail!("{}: no {CA_LABEL} in it", path.display());
+        }
+        for (i, bytes) in blocks.into_iter().enumerate() {
+            let ca = CaCert::decode(&bytes)
+                .with_context(|| format!("{}: CA certificate {} is invalid", path.display(), i + 1))?;
+            cas.push(ca);
+        }
+    }
+    CaBundle::new(cas).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The bytes of every PEM-style block of `text`, each of which must be labelled `label`.
+fn armored_blocks(text: &str, path: &Path, label: &str) -> Result<Vec<Vec<u8>>> {
+    let end_marker = format!("-----END {label}-----");
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let end =
+            rest[start..].find(&end_marker).map(|e| start + e + end_marker.len()).with_context(|| {
+                format!("{}: block {} has no END {label} line", path.display(), out.len() + 1)
+            })?;
+        let (found, bytes) = dearmor(&rest[start..end], path)?;
+        if found != label {
+            bail!("{}: expected {label} blocks, found {found}", path.display());
+        }
+        out.push(bytes);
+        rest = &rest[end..];
+    }
+    Ok(out)
+}
+
 /// Loads a node certificate (structure checked; verify it against the CA separately).
 pub fn load_node_cert(path: &Path) -> Result<NodeCert> {
     let (label, bytes) = dearmor(&read_text(path)?, path)?;
@@ -259,9 +299,9 @@ pub fn ca_sign(ca_key: &Path, ca_cert: &Path, req: NodeCertRequest, out: &Path) 
 const MAX_REVOCATIONS_LEN: u64 = 4 * 1024 * 1024;
 
 /// Loads a revocation file: PEM-style blocks, each one CA-signed revocation. Every entry must
-/// verify against `ca` (a file with a foreign or altered entry is refused whole: it was not
-/// written by `weft ca revoke` for this network).
-pub fn load_revocations(path: &Path, ca: &CaCert) -> Result<Vec<Revocation>> {
+/// verify against a CA of `cas` (a file with a foreign or altered entry is refused whole: it
+/// was not written by `weft ca revoke` for this network).
+pub fn load_revocations(path: &Path, cas: &CaBundle) -> Result<Vec<Revocation>> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.len() > MAX_REVOCATIONS_LEN {
         bail!(
@@ -271,23 +311,23 @@ pub fn load_revocations(path: &Path, ca: &CaCert) -> Result<Vec<Revocation>> {
         );
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let blocks = armored_blocks(&text, path, REVOCATION_LABEL)?;
     let mut out = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let end_marker = format!("-----END {REVOCATION_LABEL}-----");
-        let end =
-            rest[start..].find(&end_marker).map(|e| start + e + end_marker.len()).with_context(|| {
-                format!("{}: entry {} has no END {REVOCATION_LABEL} line", path.display(), out.len() + 1)
-            })?;
-        let (label, bytes) = dearmor(&rest[start..end], path)?;
-        if label != REVOCATION_LABEL {
-            bail!("{}: expected {REVOCATION_LABEL} entries, found {label}", path.display());
+    for (i, bytes) in blocks.iter().enumerate() {
+        let r = Revocation::decode(bytes)
+            .with_context(|| format!("{}: entry {} is not a revocation", path.display(), i + 1))?;
+        if cas.get(&r.issuer).is_none() {
+            // By a CA this node no longer trusts (rotated out): its certificates are refused
+            // anyway.
+            continue;
         }
-        let r = Revocation::decode(&bytes).and_then(|r| r.verify(ca).map(|()| r)).with_context(|| {
-            format!("{}: entry {} is not a revocation by this CA", path.display(), out.len() + 1)
+        cas.verify_revocation(&r).with_context(|| {
+            format!("{}: entry {} does not verify against the CA it names", path.display(), i + 1)
         })?;
         out.push(r);
-        rest = &rest[end..];
+    }
+    if out.is_empty() && !blocks.is_empty() {
+        bail!("{}: none of its {} entries is by a CA in node.ca", path.display(), blocks.len());
     }
     Ok(out)
 }
@@ -298,7 +338,8 @@ pub fn ca_revoke(ca_key: &Path, ca_cert: &Path, cert: &Path, out: &Path) -> Resu
     let key = load_ca_key(ca_key)?;
     let ca = load_ca_cert(ca_cert)?;
     let node = load_node_cert(cert)?;
-    let existing = if out.exists() { load_revocations(out, &ca)? } else { Vec::new() };
+    let existing =
+        if out.exists() { load_revocations(out, &CaBundle::single(ca.clone()))? } else { Vec::new() };
     if let Some(r) = existing.iter().find(|r| r.public_key == node.public_key) {
         bail!(
             "{}'s key is already revoked in {} (since {})",

@@ -231,6 +231,8 @@ pub enum ControlMsg {
     SetDialTargets(Vec<SocketAddr>),
     /// Revocations loaded from `node.revocations` (verified against the CA).
     Revoke(Vec<overlay_proto::cert::Revocation>),
+    /// A reloaded key, certificate and CA bundle (checked against each other already).
+    SetIdentity(Box<NewIdentity>),
     /// An overlay probe to a member (by name, public key or endpoint); answered with the RTT.
     Ping {
         /// The member.
@@ -240,6 +242,19 @@ pub enum ControlMsg {
     },
     /// Stop the engine.
     Stop,
+}
+
+/// What [`ControlMsg::SetIdentity`] carries.
+#[derive(Debug)]
+pub struct NewIdentity {
+    /// The key.
+    pub secret: overlay_proto::keys::SecretKey,
+    /// Its certificate.
+    pub cert: overlay_proto::cert::NodeCert,
+    /// The CAs to trust.
+    pub cas: overlay_proto::cert::CaBundle,
+    /// Whether the engine took it.
+    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 /// Static facts about one network the workers need.

@@ -31,6 +31,9 @@ pub enum Change {
     /// New entries in `node.revocations`.
     #[serde(rename = "revocations")]
     Revocations,
+    /// `node.key`, `node.cert` or `node.ca` (paths or file contents).
+    #[serde(rename = "identity")]
+    Identity,
 }
 
 impl fmt::Display for Change {
@@ -42,6 +45,7 @@ impl fmt::Display for Change {
             Change::Services => "services",
             Change::Dns => "dns",
             Change::Revocations => "revocations",
+            Change::Identity => "identity",
         })
     }
 }

@@ -29,7 +29,7 @@ fn member(base: Instant) -> Endpoint {
     let cfg = EndpointConfig {
         static_secret: overlay_proto::keys::SecretKey::from_bytes(f.peer_secret),
         cert: f.peer_cert.clone(),
-        ca: f.ca.clone(),
+        cas: overlay_proto::cert::CaBundle::single(f.ca.clone()),
         wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
         handshake_rate_limit: 1000,
         revoked: Default::default(),

@@ -67,7 +67,7 @@ pub fn endpoint(base: Instant) -> Endpoint {
     let cfg = EndpointConfig {
         static_secret: overlay_proto::keys::SecretKey::from_bytes(f.secret),
         cert: f.cert.clone(),
-        ca: f.ca.clone(),
+        cas: overlay_proto::cert::CaBundle::single(f.ca.clone()),
         wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
         handshake_rate_limit: 4,
         revoked: Default::default(),

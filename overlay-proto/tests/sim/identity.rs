@@ -51,7 +51,7 @@ impl Network {
         EndpointConfig {
             static_secret: overlay_proto::keys::SecretKey::from_bytes(secret),
             cert: self.cert(i, &secret, 1_000, 2_000_000_000),
-            ca: self.ca.clone(),
+            cas: overlay_proto::cert::CaBundle::single(self.ca.clone()),
             wall_clock: (base, Duration::from_secs(WALL_CLOCK)),
             handshake_rate_limit: 1_000_000,
             revoked: Default::default(),
