@@ -115,6 +115,22 @@ pub fn status(c: ClientArgs) -> Result<()> {
             c.network, c.mac, c.owner, c.owner_ip, c.claimant, c.claimant_ip
         );
     }
+    if let Some(id) = &e.identity {
+        let now = crate::pki::unix_now();
+        println!(
+            "certificate {} (issued by {})",
+            crate::pki::expiry::describe(now, id.cert_not_after),
+            id.issuer
+        );
+        for ca in &id.cas {
+            println!(
+                "trusted CA {} ({}) {}",
+                ca.name,
+                ca.fingerprint,
+                crate::pki::expiry::describe(now, ca.not_after)
+            );
+        }
+    }
     print_peers(&e.peers);
     // Sorted by name, as they always were.
     let counters: BTreeMap<&str, u64> =
@@ -148,13 +164,13 @@ pub fn peers(c: ClientArgs) -> Result<()> {
 fn print_peers(peers: &[PeerStatus]) {
     table(
         "",
-        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX", "TX"],
-        &peer_rows(peers),
+        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX", "TX", "CERT ENDS"],
+        &peer_rows(peers, crate::pki::unix_now()),
     );
 }
 
 /// The `weft peers` table's rows: byte counts for humans (the JSON keeps the numbers).
-fn peer_rows(peers: &[PeerStatus]) -> Vec<Vec<String>> {
+fn peer_rows(peers: &[PeerStatus], now: u64) -> Vec<Vec<String>> {
     peers
         .iter()
         .map(|p| {
@@ -171,9 +187,18 @@ fn peer_rows(peers: &[PeerStatus]) -> Vec<Vec<String>> {
                 p.containers.to_string(),
                 s.map(|s| human_bytes(s.rx_bytes)).unwrap_or("-".into()),
                 s.map(|s| human_bytes(s.tx_bytes)).unwrap_or("-".into()),
+                p.cert_not_after.map(|t| days_left(now, t)).unwrap_or("-".into()),
             ]
         })
         .collect()
+}
+
+/// When a certificate ends, in whole days from `now`, for tables: `in 364 d`, `ended 2 d ago`.
+fn days_left(now: u64, not_after: u64) -> String {
+    match not_after.checked_sub(now) {
+        Some(left) => format!("in {} d", left / 86_400),
+        None => format!("ended {} d ago", (now - not_after) / 86_400),
+    }
 }
 
 /// A value for a table; `-` when absent.
@@ -522,15 +547,21 @@ mod tests {
                 {"name": "h2", "public_key": "k2", "state": "alive", "endpoint": null, "connected": true,
                  "containers": 0, "id": 1, "no_reply_secs": null, "last_handshake_secs_ago": null,
                  "subnets": null, "groups": null, "rtt_ms": null,
-                 "rx_bytes": 1258291, "tx_bytes": 512, "rx_packets": 1, "tx_packets": 1},
+                 "rx_bytes": 1258291, "tx_bytes": 512, "rx_packets": 1, "tx_packets": 1,
+                 "cert_not_after": 1900000000},
                 {"name": "h3", "public_key": "k3", "state": "suspect", "endpoint": null, "connected": false,
                  "containers": 0}
             ]"#,
         )
         .unwrap();
-        let rows = peer_rows(&peers);
-        assert_eq!(rows[0][7..], ["1.2 MiB".to_owned(), "512 B".to_owned()]);
-        assert_eq!(rows[1][7..], ["-".to_owned(), "-".to_owned()], "a member never met has no counters");
+        let rows = peer_rows(&peers, 1_900_000_000 - 10 * 86_400 - 5);
+        assert_eq!(rows[0][7..], ["1.2 MiB".to_owned(), "512 B".to_owned(), "in 10 d".to_owned()]);
+        assert_eq!(
+            rows[1][7..],
+            ["-".to_owned(), "-".to_owned(), "-".to_owned()],
+            "a member never met has no counters"
+        );
+        assert_eq!(days_left(1_900_000_000 + 2 * 86_400 + 1, 1_900_000_000), "ended 2 d ago");
     }
 
     fn add_args(args: &[&str]) -> ServiceAddArgs {

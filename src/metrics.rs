@@ -105,6 +105,27 @@ pub fn render(status: &Status) -> String {
         members.get_or_create(&vec![("state".to_owned(), p.state.as_str().to_owned())]).inc();
     }
     r.register("weft_members", "Members of the network by state, as this node sees them", members);
+    let expiry = Family::<Labels, Gauge>::default();
+    let expires = |kind: &str, subject: &str, at: u64| {
+        let labels = vec![("kind".to_owned(), kind.to_owned()), ("subject".to_owned(), subject.to_owned())];
+        expiry.get_or_create(&labels).set(i64::try_from(at).unwrap_or(i64::MAX));
+    };
+    if let Some(id) = &e.identity {
+        expires("node", &status.node, id.cert_not_after);
+        for ca in &id.cas {
+            expires("ca", &ca.name, ca.not_after);
+        }
+    }
+    for p in &e.peers {
+        if let (Some(name), Some(at)) = (&p.name, p.cert_not_after) {
+            expires("peer", name, at);
+        }
+    }
+    r.register(
+        "weft_cert_expiry_timestamp_seconds",
+        "When certificates end (Unix time): this node's (kind=node), its trusted CAs' (kind=ca) and its peers' (kind=peer)",
+        expiry,
+    );
     let mut counters = CounterFamilies::default();
     counters.add(e.counters.readings(), &[]);
     counters.add(status.dns.readings(), &[]);
@@ -341,6 +362,7 @@ mod tests {
                     endpoint: None,
                     connected: true,
                     containers: 1,
+                    cert_not_after: Some(1_900_000_000),
                     session: Some(PeerSession {
                         id: 1,
                         no_reply_secs: None,
@@ -361,6 +383,16 @@ mod tests {
                 membership,
                 seeds: vec![],
                 conflicts: vec![],
+                identity: Some(crate::report::status::IdentityStatus {
+                    public_key: "k1".into(),
+                    cert_not_after: 1_850_000_000,
+                    issuer: "ca-2027".into(),
+                    cas: vec![crate::report::status::CaStatus {
+                        name: "ca-2027".into(),
+                        fingerprint: "00ff".into(),
+                        not_after: 2_000_000_000,
+                    }],
+                }),
             },
             dns,
             services: HealthCounts { passing: 2, critical: 1, pending: 0 },
@@ -397,6 +429,18 @@ mod tests {
         );
         assert!(t.contains("weft_service_instances{health=\"critical\"} 1"), "{t}");
         assert!(t.contains("weft_uptime_seconds 5"), "{t}");
+        assert!(
+            t.contains("weft_cert_expiry_timestamp_seconds{kind=\"node\",subject=\"h1\"} 1850000000"),
+            "{t}"
+        );
+        assert!(
+            t.contains("weft_cert_expiry_timestamp_seconds{kind=\"ca\",subject=\"ca-2027\"} 2000000000"),
+            "{t}"
+        );
+        assert!(
+            t.contains("weft_cert_expiry_timestamp_seconds{kind=\"peer\",subject=\"h2\"} 1900000000"),
+            "{t}"
+        );
         assert!(t.contains("# TYPE weft_drops_total counter"), "{t}");
         assert!(t.contains("# HELP weft_drops_total Datagrams and frames dropped, by reason"), "{t}");
         assert!(t.contains("# TYPE weft_build_info gauge"), "{t}");

@@ -343,6 +343,11 @@ impl Endpoint {
         })
     }
 
+    /// Our certificate, as running.
+    pub fn cert(&self) -> &NodeCert {
+        &self.cfg.cert
+    }
+
     /// Drop and handshake counters, shareable with data-plane workers.
     pub fn stats(&self) -> &Arc<EndpointStats> {
         &self.stats

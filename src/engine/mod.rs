@@ -123,7 +123,13 @@ pub struct Engine {
     by_endpoint: BTreeMap<SocketAddr, PeerId>,
     /// When each member may next be re-handshaken for sending on an unknown session.
     resync_after: BTreeMap<PeerId, Instant>,
+    /// Expiry warnings already logged for our certificate and each trusted CA (by CA key).
+    expiry: BTreeMap<Option<[u8; 32]>, crate::pki::expiry::ExpiryWatch>,
+    next_expiry_check: Instant,
 }
+
+/// How often the engine looks whether our certificate or a trusted CA nears its end.
+const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// An engine that publishes into `shared.tables`; `wall` is the wall-clock time at `now`.
@@ -161,6 +167,8 @@ impl Engine {
             next_rtt_probe: now + probe::RTT_PERIOD,
             by_endpoint: BTreeMap::new(),
             resync_after: BTreeMap::new(),
+            expiry: BTreeMap::new(),
+            next_expiry_check: now,
         };
         // Workers must never see a snapshot without the networks.
         e.publish(now);
@@ -261,7 +269,41 @@ impl Engine {
         self.expire_conntrack(now);
         self.expire_probes(now);
         self.probe_peers(now);
+        if now >= self.next_expiry_check {
+            self.next_expiry_check = now + EXPIRY_CHECK;
+            for w in self.expiry_warnings(now) {
+                tracing::warn!("{w}");
+            }
+        }
         self.drain(now);
+    }
+
+    /// Warnings due at `now` about our certificate's or a trusted CA's end (30, 7 and 1 days
+    /// before it, and once ended): each once per certificate, again after a restart, and
+    /// afresh for a renewed one.
+    pub(crate) fn expiry_warnings(&mut self, now: Instant) -> Vec<String> {
+        use crate::pki::expiry::{describe, Warning};
+        let unix = self.unix_secs(now);
+        let cert = self.endpoint.cert();
+        let mut subjects = vec![(None, format!("this node's certificate ({:?})", cert.name), cert.not_after)];
+        for ca in self.members.cas.iter() {
+            subjects.push((Some(ca.public_key), format!("trusted CA {:?}", ca.name), ca.not_after));
+        }
+        self.expiry.retain(|k, _| subjects.iter().any(|(s, _, _)| s == k));
+        let mut out = Vec::new();
+        for (key, what, not_after) in subjects {
+            let Some(w) = self.expiry.entry(key).or_default().poll(unix, not_after) else { continue };
+            let todo = match (key, w) {
+                (None, Warning::Expired) => {
+                    "members refuse it now: renew it (`weft ca sign --renew`) and `weft reload`"
+                }
+                (None, _) => "renew it (`weft ca sign --renew`) and `weft reload`",
+                (Some(_), Warning::Expired) => "it vouches for no one now",
+                (Some(_), _) => "certificates it issued end with it: rotate to a new CA before then",
+            };
+            out.push(format!("{what} {}; {todo}", describe(unix, not_after)));
+        }
+        out
     }
 
     /// The next datagram to send.

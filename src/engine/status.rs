@@ -10,7 +10,8 @@ use crate::membership::MemberState;
 use crate::plane::tables::Loc;
 use crate::report::counters::{Counters, EngineCounters};
 use crate::report::status::{
-    EngineStatus, FdbConflict, FdbEntry, FdbTable, PeerSession, PeerState, PeerStatus, SeedState, SeedStatus,
+    CaStatus, EngineStatus, FdbConflict, FdbEntry, FdbTable, IdentityStatus, PeerSession, PeerState,
+    PeerStatus, SeedState, SeedStatus,
 };
 use overlay_proto::PeerId;
 
@@ -45,6 +46,7 @@ impl Engine {
                 endpoint: i.endpoint,
                 connected: live,
                 containers: record.map(|r| r.containers.len()).unwrap_or(0),
+                cert_not_after: cert.as_ref().map(|c| c.not_after),
                 session: Some(PeerSession {
                     id: id.0,
                     no_reply_secs: no_reply.filter(|d| *d > STALE_AFTER).map(|d| d.as_secs_f64()),
@@ -74,6 +76,9 @@ impl Engine {
                 endpoint: record.map(|r| r.endpoint),
                 connected: false,
                 containers: record.map(|r| r.containers.len()).unwrap_or(0),
+                cert_not_after: record
+                    .and_then(|r| overlay_proto::cert::NodeCert::decode(&r.cert).ok())
+                    .map(|c| c.not_after),
                 session: None,
             });
         }
@@ -150,11 +155,31 @@ impl Engine {
             membership: self.members.layer.stats(),
             seeds: self.seeds_status(now),
             conflicts,
+            identity: Some(self.identity_status()),
         }
     }
 }
 
 impl Engine {
+    /// Our certificate and trusted CAs, as running.
+    fn identity_status(&self) -> IdentityStatus {
+        let cert = self.endpoint.cert();
+        let cas = &self.members.cas;
+        IdentityStatus {
+            public_key: crate::pki::encode_key(&cert.public_key),
+            cert_not_after: cert.not_after,
+            issuer: cas.get(&cert.issuer).map_or_else(|| "?".to_owned(), |c| c.name.clone()),
+            cas: cas
+                .iter()
+                .map(|c| CaStatus {
+                    name: c.name.clone(),
+                    fingerprint: crate::pki::fingerprint(&c.public_key),
+                    not_after: c.not_after,
+                })
+                .collect(),
+        }
+    }
+
     /// Seeds and `[[peer]]` endpoints: `connected`, `dialing`, or `unreachable` after
     /// [`super::seeds::SEED_UNANSWERED`] without an answer.
     fn seeds_status(&self, now: Instant) -> Vec<SeedStatus> {

@@ -624,6 +624,46 @@ fn a_key_change_by_reload_moves_the_member_to_the_new_key_without_a_duplicate() 
     assert!(frame_arrives(&mut sim, 0, a, 1, b), "the container is reached under the new key");
 }
 
+/// The engine warns once per threshold as our certificate nears its end (30, 7, 1 days), and
+/// starts over for a renewed certificate taken by reload.
+#[test]
+fn expiry_warnings_come_once_per_threshold_and_start_over_after_a_renewal() {
+    let mut sim = converged(2);
+    let wall = super::sim::WALL.as_secs() + (sim.now - sim.nodes[0].engine.started).as_secs();
+    let sign = |sim: &Sim, days: u64| {
+        let mut c = sim.nodes[0].cert.clone();
+        c.not_after = wall + days * 86_400 + 3600;
+        let req = overlay_proto::cert::NodeCertRequest {
+            name: c.name,
+            public_key: c.public_key,
+            signing_key: c.signing_key,
+            subnets: c.subnets,
+            groups: c.groups,
+            not_before: c.not_before,
+            not_after: c.not_after,
+        };
+        sim.ca.sign(&sim.ca_cert, req).unwrap()
+    };
+    let cas = overlay_proto::cert::CaBundle::single(sim.ca_cert.clone());
+    let now = sim.now;
+    assert!(sim.nodes[0].engine.expiry_warnings(now).is_empty(), "a year left: nothing to say");
+    let secret = sim.nodes[0].secret;
+    let soon = sign(&sim, 20);
+    sim.set_identity(0, secret, soon, cas.clone());
+    let now = sim.now;
+    let w = sim.nodes[0].engine.expiry_warnings(now);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("this node's certificate (\"h1\") expires in 20 days"), "{w:?}");
+    assert!(sim.nodes[0].engine.expiry_warnings(now).is_empty(), "said once");
+    let sooner = sign(&sim, 5);
+    sim.set_identity(0, secret, sooner, cas.clone());
+    let w = sim.nodes[0].engine.expiry_warnings(now);
+    assert!(w.len() == 1 && w[0].contains("expires in 5 days"), "{w:?}");
+    let renewed = sign(&sim, 365);
+    sim.set_identity(0, secret, renewed, cas);
+    assert!(sim.nodes[0].engine.expiry_warnings(now).is_empty(), "renewed: nothing to say");
+}
+
 /// A broadcast UDP frame from `(mac, ip)` that node `i` floods to every member.
 fn flood_from(sim: &mut Sim, i: usize, mac: [u8; 6], ip: &str) -> Vec<u8> {
     let frame = udp_frame((mac, ip.parse().unwrap()), ([0xff; 6], "10.42.255.255".parse().unwrap()), b"x");

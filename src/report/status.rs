@@ -107,6 +107,33 @@ pub struct EngineStatus {
     /// MACs that more than one member announces: the first keeps it, the others are refused.
     #[serde(default)]
     pub conflicts: Vec<FdbConflict>,
+    /// This node's certificate and the CAs it trusts, with their expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityStatus>,
+}
+
+/// This node's certificate and trusted CAs as the engine runs them (after any reload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityStatus {
+    /// Its public key (base64).
+    pub public_key: String,
+    /// The certificate's end, seconds since the Unix epoch.
+    pub cert_not_after: u64,
+    /// The name of the CA that issued it.
+    pub issuer: String,
+    /// The trusted CAs, in `node.ca` order.
+    pub cas: Vec<CaStatus>,
+}
+
+/// A trusted CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaStatus {
+    /// Its name.
+    pub name: String,
+    /// Fingerprint of its public key (hex).
+    pub fingerprint: String,
+    /// Its end, seconds since the Unix epoch.
+    pub not_after: u64,
 }
 
 /// A MAC two members claim.
@@ -141,6 +168,9 @@ pub struct PeerStatus {
     pub connected: bool,
     /// Containers its record announces.
     pub containers: usize,
+    /// Its certificate's end, seconds since the Unix epoch, when its certificate is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_not_after: Option<u64>,
     /// What this node knows from exchanging packets with it (absent for members never met).
     #[serde(flatten)]
     pub session: Option<PeerSession>,
@@ -291,6 +321,7 @@ mod tests {
             endpoint: Some("10.200.0.2:51820".parse().unwrap()),
             connected: true,
             containers: 1,
+            cert_not_after: None,
             session: Some(PeerSession {
                 id: 3,
                 no_reply_secs: None,
