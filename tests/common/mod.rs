@@ -404,3 +404,54 @@ impl Lab {
         values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("a number")
     }
 }
+
+impl Lab {
+    /// Starts `args` inside `node`'s namespace in the background, its stdout and stderr
+    /// appended to `log` (e.g. a `ping -D` whose replies a test reads while it runs).
+    pub fn spawn_logged(&self, node: &str, args: &[&str], log: &Path) -> Bg {
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()))
+        };
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns(node)])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(file())
+            .stderr(file())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?} in {node}: {e}"));
+        Bg(child)
+    }
+
+    /// Replaces the `key = …` line of `[table]` in `host`'s node.toml with `key = value`
+    /// (`value` is TOML as written, e.g. `"\"/x/ca.crt\""` or `["a", "b"]`); panics unless
+    /// the table has exactly such a line.
+    pub fn set_config_line(&self, host: &str, table: &str, key: &str, value: &str) {
+        let path = self.dir.join(host).join("node.toml");
+        let text = std::fs::read_to_string(&path).expect("reading node.toml");
+        let header = format!("[{table}]");
+        let mut in_table = false;
+        let mut replaced = 0;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with('[') {
+                    in_table = trimmed.trim_end() == header;
+                } else if in_table
+                    && trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+                {
+                    replaced += 1;
+                    return format!("{key} = {value}");
+                }
+                line.to_owned()
+            })
+            .collect();
+        assert_eq!(replaced, 1, "{host}'s node.toml has {replaced} `{key} =` lines in {header}:\n{text}");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("writing node.toml");
+    }
+}
