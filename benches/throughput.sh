@@ -6,7 +6,8 @@
 #
 #   --quick        1 × 3 s per iperf3 measurement and 50 pings (instead of median of 3 × 10 s
 #                  and 200 pings): for trying the script out, not for numbers.
-#   --only CASES   comma-separated subset of: veth,vxlan,weft,weft-nooffload,weft-plain,wg,nebula
+#   --only CASES   comma-separated subset of: veth,vxlan,weft,weft-flood,weft-nooffload,
+#                  weft-plain,wg,nebula
 #   --profile      record a system-wide CPU profile (perf, cpu-clock) of weft encrypted's first
 #                  single-stream run and print where each host's core spends its time
 #
@@ -19,6 +20,10 @@
 #   WEFT_OFFLOAD   true (default) or false: weft's TAP offloads in the weft case (the
 #                  weft-nooffload case always has them off)
 #   WEFT_BUSY_POLL_US  weft's [underlay] busy_poll_us in every weft case (default 0)
+#   FLOOD_BIN      the flooder of the weft-flood case; default: `cargo build --release
+#                  --example flood` and use <target dir>/release/examples/flood
+#   FLOOD_INIT_RATE, FLOOD_GARBAGE_RATE  the weft-flood case's initiations and garbage datagrams
+#                  per second (default 5000 and 20000, as tests/flood_lab.rs)
 #
 # Needs root. Installs what it compares against from Debian if missing (iperf3,
 # wireguard-tools + wireguard-go, nebula); a reference that cannot be installed shows "n/a".
@@ -29,6 +34,18 @@
 #   <tag>ac, <tag>bc weft only: one container per host, attached with `weft attach`.
 # Every process of host a (tunnel daemon, iperf3/ping end) runs on core 0 (`taskset -c 0`),
 # every process of host b on core 1, so a run is one core per host and not bimodal.
+#
+# weft-flood is weft encrypted measured while host b's tunnel port is flooded (issue 15, item 7;
+# tests/flood_lab.rs checks that a member still joins): from 10.201.0.201, XX initiations with
+# a correct mac1 and a new sender index each ($FLOOD_INIT_RATE/s); from 10.201.0.202, random
+# datagrams of 1..1400 bytes ($FLOOD_GARBAGE_RATE/s). Both addresses are extra addresses on
+# host a's underlay veth, so they go with its namespace. The flooders (examples/flood, paced in
+# 10 ms bursts, bounded in time, stopped with the case) run in host a's namespace on core 0:
+# there is no third core, and on core 1 the attacker's own work (building and sending the
+# datagrams, and the kernel's receive path to b's socket, which veth runs in the sender's
+# context) would be charged to the host under attack. On core 0 they take from the sending
+# host instead, so the row's loss is an upper bound of what the floods cost b; the flooders'
+# CPU is printed with it, and so are the drop counters of b that show the floods arrived.
 # iperf3 always uses `-C cubic`: the machine default bbr overflows userspace tunnels' socket
 # buffers. Data flows a -> b; ping runs from a to b.
 #
@@ -52,7 +69,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 cmdline="$0${*:+ $*}"
 readonly here repo cmdline
-readonly all_cases="veth vxlan weft weft-nooffload weft-plain wg nebula"
+readonly all_cases="veth vxlan weft weft-flood weft-nooffload weft-plain wg nebula"
 
 say() { printf 'throughput.sh: %s\n' "$*" >&2; }
 die() {
@@ -62,7 +79,7 @@ die() {
 # shellcheck source=benches/common.sh
 source "$here/common.sh"
 usage() {
-	sed -n '4,9s/^#   //p' "${BASH_SOURCE[0]}" >&2
+	sed -n '4,10s/^#   //p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -97,7 +114,10 @@ else
 fi
 [[ $dur =~ ^[1-9][0-9]{0,2}$ && $reps =~ ^[1-9]$ && $pings =~ ^[1-9][0-9]{0,3}$ ]] ||
 	die "BENCH_TIME must be 1..999, BENCH_REPS 1..9, BENCH_PINGS 1..9999"
-readonly quick cases dur reps pings profile
+flood_init_rate=${FLOOD_INIT_RATE:-5000} flood_garbage_rate=${FLOOD_GARBAGE_RATE:-20000}
+[[ $flood_init_rate =~ ^[1-9][0-9]{0,5}$ && $flood_garbage_rate =~ ^[1-9][0-9]{0,5}$ ]] ||
+	die "FLOOD_INIT_RATE and FLOOD_GARBAGE_RATE must be 1..999999 datagrams per second"
+readonly quick cases dur reps pings profile flood_init_rate flood_garbage_rate
 
 (($(id -u) == 0)) || die "must run as root (creates network namespaces)"
 for c in ip taskset timeout awk sort getconf; do
@@ -163,8 +183,30 @@ if ((profile)) && ! ensure linux-perf perf; then
 	say "warning: perf (Debian linux-perf) could not be installed: no profile"
 fi
 
-if wanted weft || wanted weft-nooffload || wanted weft-plain; then
+if wanted weft-flood && ! ensure jq jq; then
+	skip[weft-flood]="jq (to read weft's counters) could not be installed"
+fi
+
+# flood_binary: prints the flooder of the weft-flood case: $FLOOD_BIN, or the example built by
+# `cargo build --release --example flood` (never part of the weft binary).
+flood_binary() {
+	local bin
+	if [[ -n ${FLOOD_BIN:-} ]]; then
+		bin=$FLOOD_BIN
+	else
+		say "building the flooder (cargo build --release --example flood)"
+		(cd "$repo" && cargo build --release --example flood) >&2 || die "cargo build --release --example flood failed"
+		bin=${CARGO_TARGET_DIR:-$repo/target}/release/examples/flood
+	fi
+	[[ -x $bin ]] || die "flooder '$bin' is missing or not executable"
+	printf '%s\n' "$bin"
+}
+
+if wanted weft || wanted weft-flood || wanted weft-nooffload || wanted weft-plain; then
 	weft_src=$(weft_binary)
+fi
+if wanted weft-flood && [[ -z ${skip[weft-flood]:-} ]]; then
+	flood_src=$(flood_binary)
 fi
 
 # --- the run's names and its cleanup --------------------------------------------------------
@@ -247,7 +289,8 @@ if [[ -n ${weft_src:-} ]]; then
 	# A private copy: a rebuild in the tree during the run does not change what is measured.
 	cp "$weft_src" "$work/weft"
 fi
-readonly work weft=$work/weft
+if [[ -n ${flood_src:-} ]]; then cp "$flood_src" "$work/flood"; fi
+readonly work weft=$work/weft flood=$work/flood
 hz=$(getconf CLK_TCK)
 readonly hz
 
@@ -411,9 +454,10 @@ case_vxlan() {
 	measure a b 10.44.0.2
 }
 
-# case_weft MODE [OFFLOAD]: MODE is encrypted or plain; OFFLOAD is true (default) or false.
+# case_weft MODE [OFFLOAD [flood]]: MODE is encrypted or plain; OFFLOAD is true (default) or
+# false; with "flood", host b's tunnel port is flooded while the case measures (weft-flood).
 case_weft() {
-	local mode=$1 offload=${2:-${WEFT_OFFLOAD:-true}} d=$work/weft-$1-${2:-x} h i peer_ul pa pb out ipb
+	local mode=$1 offload=${2:-${WEFT_OFFLOAD:-true}} flooded=${3:-} d=$work/case-${res##*/} h i peer_ul pa pb out ipb
 	lab_up
 	mkdir -p "$d"
 	"$weft" ca init --name bench --out-key "$d/ca.key" --out-cert "$d/ca.crt" >/dev/null
@@ -477,7 +521,76 @@ case_weft() {
 		if [[ $h == b ]]; then ipb=$out; fi
 	done
 	wait_ping ac "$ipb" 30 || die "weft $mode: container b ($ipb) does not answer container a within 30 s"
+	if [[ $flooded == flood ]]; then flood_start "$d"; fi
 	measure ac bc "$ipb" "$pa" "$pb"
+	if [[ $flooded == flood ]]; then flood_stop "$d"; fi
+}
+
+# The counters of host b that show where the floods went (`weft status --json`, engine.counters).
+readonly flood_counters="drop_unknown_type drop_handshake_size drop_handshake_rate drop_preauth_queue_full
+pending_source_full pending_full cookies_sent bad_mac1 malformed noise"
+readonly flood_init_src=10.201.0.201 flood_garbage_src=10.201.0.202
+flood_pids=() flood_t0=0
+
+# flood_start D: the two flooders of weft-flood at host b's tunnel port, from two extra
+# addresses on host a's underlay veth, in host a's namespace on core 0 (see the header).
+flood_start() {
+	local d=$1 bound p
+	# Only a backstop (they are stopped with the case): every iperf3 run with its start-up and
+	# the pings, with a minute to spare.
+	bound=$((2 * reps * (dur + 10) + pings / 50 + 60))
+	ip -n "$nsa" addr add "$flood_init_src/32" dev "${tag}ua"
+	ip -n "$nsa" addr add "$flood_garbage_src/32" dev "${tag}ua"
+	"$weft" status --json --socket "$d/b/weft.sock" >"$d/b-before.json"
+	flood_t0=$(date +%s%N)
+	flood_pids=(
+		"$(daemon a "$flood" "$d/flood-init.log" "$flood" --to "$ulb:51820" --bind "$flood_init_src" \
+			--kind init --ca "$d/ca.crt" --rate "$flood_init_rate" --seconds "$bound")"
+		"$(daemon a "$flood" "$d/flood-garbage.log" "$flood" --to "$ulb:51820" --bind "$flood_garbage_src" \
+			--kind garbage --rate "$flood_garbage_rate" --seconds "$bound")"
+	)
+	# As flood_lab: let the floods fill what they can fill before anything is measured.
+	sleep 2
+	for p in "${flood_pids[@]}"; do
+		pid_alive "$p" || die "a flooder ended at startup: $(cat "$d"/flood-*.log | tr '\n' ' ')"
+	done
+	say "  flooding $ulb:51820: initiations $flood_init_rate/s from $flood_init_src, garbage $flood_garbage_rate/s from $flood_garbage_src (core 0)"
+}
+
+# flood_sent LOG: "N (R/s)" from a flooder's last line, "flood KIND: SRC -> DST: N datagrams
+# sent (M attempted) in T s, R/s".
+flood_sent() { awk '$1 == "flood" {print $6 " (" $14 ")"}' "$1"; }
+
+# flood_stop D: stops the flooders and writes into $res.flood what they sent, what CPU they
+# took and what host b counted meanwhile; fails if b did not count both floods.
+flood_stop() {
+	local d=$1 p ticks=0 secs n before after deltas=()
+	for p in "${flood_pids[@]}"; do
+		pid_alive "$p" || die "a flooder ended before the case did: $(cat "$d"/flood-*.log | tr '\n' ' ')"
+		ticks=$((ticks + $(cpu_ticks "$p")))
+	done
+	secs=$(awk -v a="$flood_t0" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f\n", (b - a) / 1e9}')
+	stop_pids "${flood_pids[@]}"
+	flood_pids=()
+	"$weft" status --json --socket "$d/b/weft.sock" >"$d/b-after.json"
+	for n in $flood_counters; do
+		before=$(jq -r ".engine.counters.$n // empty" "$d/b-before.json")
+		after=$(jq -r ".engine.counters.$n // empty" "$d/b-after.json")
+		[[ $before =~ ^[0-9]+$ && $after =~ ^[0-9]+$ ]] || die "host b's status has no counter $n"
+		deltas+=("$n +$((after - before))")
+		printf '%s %s\n' "$n" $((after - before)) >>"$res.flood-counters"
+	done
+	{
+		printf 'in %s s the flooders sent %s initiations from %s and %s garbage datagrams from %s,' \
+			"$secs" "$(flood_sent "$d/flood-init.log")" "$flood_init_src" "$(flood_sent "$d/flood-garbage.log")" "$flood_garbage_src"
+		awk -v t="$ticks" -v hz="$hz" -v s="$secs" \
+			'BEGIN {printf " taking %.2f CPU s per s of core 0 (host a'"'"'s);", t / hz / s}'
+		printf ' host b counted %s\n' "$(printf '%s, ' "${deltas[@]}" | sed 's/, $//')"
+	} >"$res.flood"
+	say "  under flood: $(<"$res.flood")"
+	awk '$1 == "drop_unknown_type" && $2 > 0 {g = 1} $1 == "drop_handshake_rate" && $2 > 0 {i = 1}
+		END {exit !(g && i)}' "$res.flood-counters" ||
+		die "host b did not count both floods (drop_unknown_type for garbage, drop_handshake_rate for initiations)"
 }
 
 case_wg() {
@@ -579,6 +692,7 @@ run_case() {
 	local name=$1 rc fn
 	case $name in
 	weft) fn="case_weft encrypted" ;;
+	weft-flood) fn="case_weft encrypted ${WEFT_OFFLOAD:-true} flood" ;;
 	weft-nooffload) fn="case_weft encrypted false" ;;
 	weft-plain) fn="case_weft plain" ;;
 	*) fn=case_$name ;;
@@ -630,6 +744,7 @@ label() {
 	veth) echo "raw veth" ;;
 	vxlan) echo "kernel VXLAN" ;;
 	weft) echo "weft encrypted" ;;
+	weft-flood) echo "weft encrypted under flood" ;;
 	weft-nooffload) echo "weft encrypted, offloads off" ;;
 	weft-plain) echo "weft plain (VXLAN)" ;;
 	wg) echo "wireguard-go" ;;
@@ -701,7 +816,7 @@ weft_version=''
 	printf 'Throughput: iperf3 -C cubic receiver rate, a -> b, one core per host (taskset). Daemon CPU s:\n'
 	printf 'user+system CPU of both hosts'"'"' daemons per %s s single-stream run (kernel work done in their\n' "$dur"
 	printf 'context included); Gbit per daemon CPU s = 1-stream Gbit/s × %s s / that. RSS: the larger VmRSS of the two.\n' "$dur"
-	for c in weft weft-plain; do
+	for c in weft weft-flood weft-plain; do
 		a=$(get "$c" rtt_avg) || continue
 		v=$(get veth rtt_avg) || continue
 		pa=$(get "$c" rtt_p99) || continue
@@ -712,6 +827,12 @@ weft_version=''
 		fi
 		printf '.\n'
 	done
+	if [[ -z ${skip[weft-flood]:-} ]] && flood_note=$(get weft-flood flood); then
+		printf 'Under flood (initiations %s/s, garbage %s/s at host b'"'"'s tunnel port): 1 stream %s, 4 streams %s of weft encrypted in this run;\n%s.\n' \
+			"$flood_init_rate" "$flood_garbage_rate" \
+			"$(ratio "${g1[weft-flood]:-}" "${g1[weft]:-}" || echo "n/a")" \
+			"$(ratio "$(gbit weft-flood tcp4)" "$(gbit weft tcp4 2>/dev/null)" || echo "n/a")" "$flood_note"
+	fi
 	for c in $all_cases; do
 		if [[ -s $work/res/$c.note ]]; then printf 'Note (%s): %s\n' "$(label "$c")" "$(tr '\n' ' ' <"$work/res/$c.note")"; fi
 	done

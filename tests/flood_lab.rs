@@ -16,8 +16,12 @@
 //! protections keep the join going, not whether an unpaced sender can starve the machine.
 
 mod common;
+// The floods themselves, shared with the throughput benchmark's flooder (`examples/flood`).
+#[path = "../examples/flood/flooder.rs"]
+mod flooder;
 
 use common::Lab;
+use flooder::{send_paced, Flood, Tally};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,14 +41,14 @@ const FLOOD_MAX: Duration = Duration::from_secs(60);
 /// happens before the lab is taken down because it is declared after the lab.
 struct Flooders {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<u64>>,
+    threads: Vec<JoinHandle<Tally>>,
 }
 
 impl Flooders {
-    /// Stops the floods and returns how many datagrams each thread sent.
-    fn stop(&mut self) -> Vec<u64> {
+    /// Stops the floods and returns what each thread sent.
+    fn stop(&mut self) -> Vec<Tally> {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.drain(..).map(|t| t.join().unwrap_or(0)).collect()
+        self.threads.drain(..).map(|t| t.join().unwrap_or_default()).collect()
     }
 }
 
@@ -54,49 +58,18 @@ impl Drop for Flooders {
     }
 }
 
-/// xorshift64*: enough randomness for garbage, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// An XX handshake initiation with a correct mac1 for the network of `ca_public` (as
-/// `valid_looking_init` in the engine's tests): it passes the workers' checks and costs the
-/// receiver a Noise attempt unless the rate limit or half-open caps stop it first.
-fn valid_looking_init(ca_public: &[u8; 32], sender_index: u32) -> Vec<u8> {
-    use overlay_proto::wire::{HandshakePacket, HandshakeRepr, MessageType, Pattern};
-    let noise = [0x42u8; 32];
-    let repr = HandshakeRepr {
-        kind: MessageType::HandshakeInit,
-        pattern: Some(Pattern::Xx),
-        sender_index,
-        receiver_index: 0,
-        noise: &noise,
-    };
-    let mut d = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut d).expect("emit an initiation");
-    let mut p = HandshakePacket::new_checked(&mut d[..]).expect("a handshake packet");
-    let mac1 = overlay_proto::fuzz_mac1(ca_public, p.mac1_input());
-    p.set_mac1(&mac1);
-    d
-}
-
-/// Starts a thread that enters namespace `netns`, binds `src`:0 and sends `make(i)` to h1,
-/// `per_sec` datagrams a second (in bursts every 10 ms) until `stop` or [`FLOOD_MAX`].
+/// Starts a thread that enters namespace `netns`, binds `src`:0 and sends `kind`'s datagrams
+/// to h1, `per_sec` a second, until `stop` or [`FLOOD_MAX`]; the thread returns what it sent
+/// ([`Tally`]).
 fn flood(
     netns: String,
     src: &str,
     per_sec: u64,
     stop: Arc<AtomicBool>,
-    mut make: impl FnMut(u64) -> Vec<u8> + Send + 'static,
-) -> JoinHandle<u64> {
+    mut kind: Flood,
+) -> JoinHandle<Tally> {
     let src: SocketAddr = format!("{src}:0").parse().expect("source address");
+    let h1: SocketAddr = H1.parse().expect("h1's address");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let handle = std::thread::spawn(move || {
         let sock = (|| {
@@ -115,27 +88,10 @@ fn flood(
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
-                return 0;
+                return Tally::default();
             }
         };
-        let burst = per_sec / 100;
-        let started = Instant::now();
-        let mut sent = 0u64;
-        let mut tick = 0u32;
-        while !stop.load(Ordering::Relaxed) && started.elapsed() < FLOOD_MAX {
-            for _ in 0..burst {
-                // Send errors (a full socket buffer, a refused port) only slow the flood.
-                if sock.send_to(&make(sent), H1).is_ok() {
-                    sent += 1;
-                }
-            }
-            tick += 1;
-            let next = started + Duration::from_millis(10) * tick;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        sent
+        send_paced(&sock, h1, per_sec, &mut kind, &stop, FLOOD_MAX)
     });
     match ready_rx.recv() {
         Ok(Ok(())) => {}
@@ -174,14 +130,15 @@ fn rogue_floods_of_initiations_and_garbage_do_not_stop_a_new_member_joining() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut flooders = Flooders { stop: stop.clone(), threads: Vec::new() };
-    flooders.threads.push(flood(lab.netns("h2"), INIT_SRC, 5_000, stop.clone(), move |i| {
-        valid_looking_init(&ca_public, (i as u32).wrapping_add(1))
-    }));
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id()));
-    flooders.threads.push(flood(lab.netns("h2"), GARBAGE_SRC, 20_000, stop.clone(), move |_| {
-        let len = 1 + (rng.next() % 1400) as usize;
-        (0..len).map(|_| rng.next() as u8).collect()
-    }));
+    flooders.threads.push(flood(
+        lab.netns("h2"),
+        INIT_SRC,
+        5_000,
+        stop.clone(),
+        Flood::initiations(ca_public),
+    ));
+    let seed = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    flooders.threads.push(flood(lab.netns("h2"), GARBAGE_SRC, 20_000, stop.clone(), Flood::garbage(seed)));
     // Let the floods fill whatever they can fill before the new member arrives.
     std::thread::sleep(Duration::from_secs(2));
 
@@ -206,9 +163,9 @@ fn rogue_floods_of_initiations_and_garbage_do_not_stop_a_new_member_joining() {
     let unknown = lab.counter("h1", "drop_unknown_type") - unknown_before;
     let rate = lab.counter("h1", "drop_handshake_rate") - rate_before;
     let half_open = lab.counter("h1", "pending_source_full") - half_open_before;
-    let sent = flooders.stop();
+    let sent: Vec<_> = flooders.stop().iter().map(|t| (t.accepted, t.attempted)).collect();
     eprintln!(
-        "join took {joined:?}; flooders sent {sent:?} (initiations, garbage); h1 dropped \
+        "join took {joined:?}; flooders sent {sent:?} ((sent, attempted) of initiations, garbage); h1 dropped \
          {unknown} of unknown type, {rate} over the handshake rate and {half_open} over the \
          source's half-open cap; h1's counters: {counters}"
     );
