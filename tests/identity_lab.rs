@@ -127,20 +127,6 @@ fn settle(what: &str, mut check: impl FnMut() -> Result<(), String>) -> Duration
     }
 }
 
-/// Pings every ordered pair of containers; panics with the pairs that failed.
-fn ping_all_pairs(lab: &Lab) {
-    let names = lab.container_names();
-    let mut failed = Vec::new();
-    for from in &names {
-        for to in names.iter().filter(|to| *to != from) {
-            if !lab.ping(from, &lab.ip(to)) {
-                failed.push(format!("{from} -> {to}"));
-            }
-        }
-    }
-    assert!(failed.is_empty(), "pings failed before the first step: {failed:?}");
-}
-
 /// Handshakes `host` refused for the peer's certificate or CA: another CA (`cert_foreign_ca`),
 /// a mac1 keyed by a CA this node does not trust (`bad_mac1`), or an invalid certificate.
 fn refused_handshakes(lab: &Lab, host: &str) -> u64 {
@@ -403,7 +389,7 @@ fn longest_gap_counts_the_edges_of_the_window_and_ignores_replies_outside_it() {
 #[test]
 fn ca_rotation_by_reload_keeps_pings_within_2_s_and_a_stream_intact_then_refuses_a_ca1_only_node() {
     let lab = Lab::up(4, 1);
-    ping_all_pairs(&lab);
+    lab.ping_all_pairs("before the first step");
     let pki = lab.dir().join("pki");
     let (ca1, ca2, ca2_key, bundle) =
         (pki.join("ca.crt"), pki.join("ca2.crt"), pki.join("ca2.key"), pki.join("bundle.crt"));
@@ -589,7 +575,7 @@ fn refusal_figures(lab: &Lab, hosts: &[&str]) -> String {
 #[test]
 fn renewing_a_nodes_certificate_then_its_key_by_reload_keeps_its_containers_connections() {
     let lab = Lab::up(3, 1);
-    ping_all_pairs(&lab);
+    lab.ping_all_pairs("before the first step");
     let pki = lab.dir().join("pki");
     let (ca_key, ca_crt) = (pki.join("ca.key"), pki.join("ca.crt"));
     let h3_crt = pki.join("h3.crt");

@@ -43,24 +43,10 @@ fn dig(lab: &Lab, node: &str, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Pings every ordered pair of containers; panics with the pairs that failed.
-fn ping_all_pairs(lab: &Lab) {
-    let names = lab.container_names();
-    let mut failed = Vec::new();
-    for from in &names {
-        for to in names.iter().filter(|to| *to != from) {
-            if !lab.ping(from, &lab.ip(to)) {
-                failed.push(format!("{from} -> {to}"));
-            }
-        }
-    }
-    assert!(failed.is_empty(), "pings failed before the attack: {failed:?}");
-}
-
 #[test]
 fn rogue_revoked_node_leaves_every_peer_list_within_15_s_and_reaches_nothing() {
     let lab = Lab::up(3, 1);
-    ping_all_pairs(&lab);
+    lab.ping_all_pairs("before the attack");
     let pki = lab.dir().join("pki");
     let (ca_key, ca_crt, h3_crt) = (pki.join("ca.key"), pki.join("ca.crt"), pki.join("h3.crt"));
     let h3_key = std::fs::read_to_string(pki.join("h3.key.pub")).expect("h3.key.pub").trim().to_owned();

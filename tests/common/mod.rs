@@ -150,6 +150,21 @@ impl Lab {
         false
     }
 
+    /// Pings every ordered pair of containers; panics with the pairs that failed, saying
+    /// `when` ("before the attack").
+    pub fn ping_all_pairs(&self, when: &str) {
+        let names = self.container_names();
+        let mut failed = Vec::new();
+        for from in &names {
+            for to in names.iter().filter(|to| *to != from) {
+                if !self.ping(from, &self.ip(to)) {
+                    failed.push(format!("{from} -> {to}"));
+                }
+            }
+        }
+        assert!(failed.is_empty(), "pings failed {when}: {failed:?}");
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL", "HUP") to `host`'s daemon; for signals that end
     /// it, waits until it has exited. Panics if the daemon is not running or does not exit.
     pub fn stop_daemon(&self, host: &str, signal: &str) {
