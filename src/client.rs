@@ -122,6 +122,7 @@ pub fn status(c: ClientArgs) -> Result<()> {
             crate::pki::expiry::describe(now, id.cert_not_after),
             id.issuer
         );
+        println!("ciphers offered: {}", id.ciphers);
         for ca in &id.cas {
             println!(
                 "trusted CA {} ({}) {}",
@@ -164,7 +165,19 @@ pub fn peers(c: ClientArgs) -> Result<()> {
 fn print_peers(peers: &[PeerStatus]) {
     table(
         "",
-        &["PEER", "STATE", "ENDPOINT", "SESSION", "HANDSHAKE", "RTT", "CONTAINERS", "RX", "TX", "CERT ENDS"],
+        &[
+            "PEER",
+            "STATE",
+            "ENDPOINT",
+            "SESSION",
+            "CIPHER",
+            "HANDSHAKE",
+            "RTT",
+            "CONTAINERS",
+            "RX",
+            "TX",
+            "CERT ENDS",
+        ],
         &peer_rows(peers, crate::pki::unix_now()),
     );
 }
@@ -180,6 +193,7 @@ fn peer_rows(peers: &[PeerStatus], now: u64) -> Vec<Vec<String>> {
                 p.state.as_str().to_owned(),
                 opt(p.endpoint),
                 if p.connected { "yes".into() } else { "no".into() },
+                opt(s.and_then(|s| s.cipher.as_ref()).filter(|_| p.connected)),
                 s.and_then(|s| s.last_handshake_secs_ago)
                     .map(|t| format!("{t:.0}s ago"))
                     .unwrap_or("-".into()),
@@ -548,16 +562,17 @@ mod tests {
                  "containers": 0, "id": 1, "no_reply_secs": null, "last_handshake_secs_ago": null,
                  "subnets": null, "groups": null, "rtt_ms": null,
                  "rx_bytes": 1258291, "tx_bytes": 512, "rx_packets": 1, "tx_packets": 1,
-                 "cert_not_after": 1900000000},
+                 "cert_not_after": 1900000000, "cipher": "aes-256-gcm"},
                 {"name": "h3", "public_key": "k3", "state": "suspect", "endpoint": null, "connected": false,
                  "containers": 0}
             ]"#,
         )
         .unwrap();
         let rows = peer_rows(&peers, 1_900_000_000 - 10 * 86_400 - 5);
-        assert_eq!(rows[0][7..], ["1.2 MiB".to_owned(), "512 B".to_owned(), "in 10 d".to_owned()]);
+        assert_eq!(rows[0][8..], ["1.2 MiB".to_owned(), "512 B".to_owned(), "in 10 d".to_owned()]);
+        assert_eq!((rows[0][4].as_str(), rows[1][4].as_str()), ("aes-256-gcm", "-"));
         assert_eq!(
-            rows[1][7..],
+            rows[1][8..],
             ["-".to_owned(), "-".to_owned(), "-".to_owned()],
             "a member never met has no counters"
         );

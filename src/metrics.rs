@@ -94,6 +94,14 @@ pub fn render(status: &Status) -> String {
         }
     }
     r.register("weft_peer_bytes", "Inner payload bytes exchanged with each peer", peer_bytes);
+    let sessions = Family::<Labels, Gauge>::default();
+    for c in ["aes-256-gcm", "chacha20poly1305"] {
+        sessions.get_or_create(&vec![("cipher".to_owned(), c.to_owned())]).set(0);
+    }
+    for c in e.peers.iter().filter(|p| p.connected).filter_map(|p| p.session.as_ref()?.cipher.clone()) {
+        sessions.get_or_create(&vec![("cipher".to_owned(), c)]).inc();
+    }
+    r.register("weft_sessions", "Peers with a live session, by the session's cipher", sessions);
     r.register("weft_peer_rtt_seconds", "Round-trip time of each peer's tunnel, measured every 5 s", rtt);
     r.register("weft_peer_packets", "Datagrams exchanged with each peer", peer_packets);
     let members = Family::<Labels, Gauge>::default();
@@ -367,6 +375,7 @@ mod tests {
                         id: 1,
                         no_reply_secs: None,
                         last_handshake_secs_ago: Some(1.0),
+                        cipher: Some("aes-256-gcm".into()),
                         subnets: None,
                         groups: None,
                         rtt_ms: Some(0.25),
@@ -387,6 +396,7 @@ mod tests {
                     public_key: "k1".into(),
                     cert_not_after: 1_850_000_000,
                     issuer: "ca-2027".into(),
+                    ciphers: "aes-256-gcm, chacha20poly1305".into(),
                     cas: vec![crate::report::status::CaStatus {
                         name: "ca-2027".into(),
                         fingerprint: "00ff".into(),
@@ -429,6 +439,8 @@ mod tests {
         );
         assert!(t.contains("weft_service_instances{health=\"critical\"} 1"), "{t}");
         assert!(t.contains("weft_uptime_seconds 5"), "{t}");
+        assert!(t.contains("weft_sessions{cipher=\"aes-256-gcm\"} 1"), "{t}");
+        assert!(t.contains("weft_sessions{cipher=\"chacha20poly1305\"} 0"), "{t}");
         assert!(
             t.contains("weft_cert_expiry_timestamp_seconds{kind=\"node\",subject=\"h1\"} 1850000000"),
             "{t}"

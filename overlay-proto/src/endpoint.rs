@@ -26,7 +26,7 @@ use crate::consts::*;
 use crate::cookie::{mac, CookieJar, MacKeys};
 use crate::handshake::{self, HandshakeError, Payload};
 use crate::peer::{Due, FinishResend, Peer, PeerId, Totals, FINISH_RESEND};
-use crate::session::{OpenError, SealError, Session};
+use crate::session::{Cipher, Ciphers, OpenError, SealError, Session};
 use crate::stats::EndpointStats;
 use crate::wire::{
     CookieReply, HandshakePacket, HandshakeRepr, Inner, MessageType, Pattern, TransportHeader, WireError,
@@ -50,6 +50,9 @@ pub struct EndpointConfig {
     /// Most peers (distinct static keys) held at once; a handshake from a new key beyond it
     /// is refused (`DatagramError::PeersFull`) until the owner removes peers.
     pub max_peers: usize,
+    /// The session ciphers we offer: a pair uses AES-256-GCM when both offer it,
+    /// ChaCha20-Poly1305 otherwise, and fails the handshake with nothing in common.
+    pub ciphers: Ciphers,
 }
 
 /// Why the endpoint refused its configuration.
@@ -162,6 +165,14 @@ pub enum DatagramError {
     /// A new key while `max_peers` peers are held.
     #[error("peer table full")]
     PeersFull,
+    /// The peer offers no session cipher we offer.
+    #[error("no cipher in common: we offer {ours}, the peer offers {theirs}")]
+    NoCommonCipher {
+        /// What we offer.
+        ours: Ciphers,
+        /// What the peer offers.
+        theirs: Ciphers,
+    },
 }
 
 /// Why a payload could not be sent.
@@ -209,6 +220,8 @@ pub struct PeerInfo {
     /// answered). A live peer answers within [`crate::consts::KEEPALIVE_TIMEOUT`] plus a
     /// round trip; much longer means it lost the session (it restarted) or is gone.
     pub unanswered_since: Option<Instant>,
+    /// The current session's cipher.
+    pub cipher: Option<Cipher>,
     /// Traffic.
     pub totals: Totals,
 }
@@ -343,6 +356,11 @@ impl Endpoint {
         })
     }
 
+    /// The session ciphers we offer.
+    pub fn ciphers(&self) -> Ciphers {
+        self.cfg.ciphers
+    }
+
     /// Our certificate, as running.
     pub fn cert(&self) -> &NodeCert {
         &self.cfg.cert
@@ -468,6 +486,7 @@ impl Endpoint {
             last_handshake: p.last_handshake,
             connected: p.current.is_some(),
             unanswered_since: p.current.as_ref().and_then(|s| s.unanswered_since()),
+            cipher: p.current.as_ref().map(|s| s.cipher()),
             totals: p.totals(),
         })
     }
@@ -805,7 +824,7 @@ impl Endpoint {
                     }
                     Owner::Dial(_) => self.unix_nanos(now),
                 };
-                Payload { cert: self.cert_bytes.clone(), timestamp: ts }.encode()
+                Payload { cert: self.cert_bytes.clone(), timestamp: ts, ciphers: self.cfg.ciphers }.encode()
             }
             Pattern::Xx => Vec::new(),
         };
@@ -861,14 +880,17 @@ impl Endpoint {
         (d, mac1)
     }
 
-    /// Verifies the peer's certificate payload against the key Noise authenticated.
+    /// Verifies the peer's certificate payload against the key Noise authenticated, and picks
+    /// the session cipher from what both offer.
     fn verify_payload(
         &self,
         now: Instant,
         payload: &[u8],
         remote_static: Option<&[u8]>,
-    ) -> Result<(NodeCert, u64), DatagramError> {
+    ) -> Result<(NodeCert, u64, Cipher), DatagramError> {
         let payload = Payload::decode(payload)?;
+        let (ours, theirs) = (self.cfg.ciphers, payload.ciphers);
+        let cipher = ours.choose(theirs).ok_or(DatagramError::NoCommonCipher { ours, theirs })?;
         let cert = NodeCert::decode(&payload.cert)?;
         self.cfg.cas.verify_node(&cert, self.unix_nanos(now) / 1_000_000_000)?;
         if remote_static != Some(&cert.public_key[..]) {
@@ -880,7 +902,7 @@ impl Endpoint {
         if !self.by_key.contains_key(&cert.public_key) && self.peers.len() >= self.cfg.max_peers {
             return Err(DatagramError::PeersFull);
         }
-        Ok((cert, payload.timestamp))
+        Ok((cert, payload.timestamp, cipher))
     }
 
     /// Whether the initiation may proceed: under handshake load (rate, or half-open pressure
@@ -957,8 +979,12 @@ impl Endpoint {
         let mut noise = [0u8; NOISE_BUF];
         match pattern {
             Pattern::Xx => {
-                let ours =
-                    Payload { cert: self.cert_bytes.clone(), timestamp: self.unix_nanos(now) }.encode();
+                let ours = Payload {
+                    cert: self.cert_bytes.clone(),
+                    timestamp: self.unix_nanos(now),
+                    ciphers: self.cfg.ciphers,
+                }
+                .encode();
                 let m = hs.write_message(&ours, &mut noise).map_err(HandshakeError::from)?;
                 let repr = HandshakeRepr {
                     kind: MessageType::HandshakeResponse,
@@ -980,13 +1006,14 @@ impl Endpoint {
                 *self.pending_by_source.entry(from.ip()).or_insert(0) += 1;
             }
             Pattern::Ik => {
-                let (cert, ts) = self.verify_payload(now, &plain[..n], hs.get_remote_static())?;
+                let (cert, ts, cipher) = self.verify_payload(now, &plain[..n], hs.get_remote_static())?;
                 let id = self.peer_for_key(cert.public_key);
                 let peer = self.peers.get_mut(&id).expect("just looked up");
                 if ts <= peer.last_init_timestamp {
                     return Err(DatagramError::ReplayedInit);
                 }
-                let ours = Payload { cert: self.cert_bytes.clone(), timestamp: 0 }.encode();
+                let ours = Payload { cert: self.cert_bytes.clone(), timestamp: 0, ciphers: self.cfg.ciphers }
+                    .encode();
                 let m = hs.write_message(&ours, &mut noise).map_err(HandshakeError::from)?;
                 let peer = self.peers.get_mut(&id).expect("just looked up");
                 peer.last_init_timestamp = ts;
@@ -1000,8 +1027,9 @@ impl Endpoint {
                 let (d, _) = self.seal_handshake(&repr, None, trust);
                 self.transmits.push_back(Transmit { dst: from, payload: d });
                 let (i_to_r, r_to_i) = hs.dangerously_get_raw_split();
-                let s =
-                    Arc::new(Session::new(now, idx, packet.sender_index(), false, false, &r_to_i, &i_to_r));
+                let indices = (idx, packet.sender_index());
+                let s = Session::with_cipher(now, indices, false, false, (&r_to_i, &i_to_r), cipher);
+                let s = Arc::new(s);
                 self.established(now, id, from, cert, s, false);
             }
         }
@@ -1031,7 +1059,7 @@ impl Endpoint {
             }
         };
         let verified = self.verify_payload(now, &plain[..n], init.hs.get_remote_static());
-        let (cert, _) = match verified {
+        let (cert, _, cipher) = match verified {
             Ok(v) => v,
             Err(e) => {
                 self.clear_initiation(&init.owner, idx);
@@ -1043,8 +1071,12 @@ impl Endpoint {
         let confirmed = match init.pattern {
             Pattern::Ik => true,
             Pattern::Xx => {
-                let ours =
-                    Payload { cert: self.cert_bytes.clone(), timestamp: self.unix_nanos(now) }.encode();
+                let ours = Payload {
+                    cert: self.cert_bytes.clone(),
+                    timestamp: self.unix_nanos(now),
+                    ciphers: self.cfg.ciphers,
+                }
+                .encode();
                 let mut noise = [0u8; NOISE_BUF];
                 let m = init.hs.write_message(&ours, &mut noise).map_err(HandshakeError::from)?;
                 let repr = HandshakeRepr {
@@ -1061,7 +1093,8 @@ impl Endpoint {
             }
         };
         let (i_to_r, r_to_i) = init.hs.dangerously_get_raw_split();
-        let s = Arc::new(Session::new(now, idx, packet.sender_index(), true, confirmed, &i_to_r, &r_to_i));
+        let indices = (idx, packet.sender_index());
+        let s = Arc::new(Session::with_cipher(now, indices, true, confirmed, (&i_to_r, &r_to_i), cipher));
         let id = self.peer_for_key(cert.public_key);
         if let (Some(datagram), Some(p)) = (finish, self.peers.get_mut(&id)) {
             // Payloads wait until the responder shows it has the session (see Peer::finish).
@@ -1096,9 +1129,10 @@ impl Endpoint {
         self.release_pending(p.source);
         let mut plain = [0u8; NOISE_BUF];
         let n = p.hs.read_message(packet.noise(), &mut plain).map_err(HandshakeError::from)?;
-        let (cert, _) = self.verify_payload(now, &plain[..n], p.hs.get_remote_static())?;
+        let (cert, _, cipher) = self.verify_payload(now, &plain[..n], p.hs.get_remote_static())?;
         let (i_to_r, r_to_i) = p.hs.dangerously_get_raw_split();
-        let s = Arc::new(Session::new(now, idx, p.remote_index, false, true, &r_to_i, &i_to_r));
+        let indices = (idx, p.remote_index);
+        let s = Arc::new(Session::with_cipher(now, indices, false, true, (&r_to_i, &i_to_r), cipher));
         let id = self.peer_for_key(cert.public_key);
         self.established(now, id, from, cert, s, true);
         Ok(Received::Consumed)

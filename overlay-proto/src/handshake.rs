@@ -7,9 +7,13 @@
 //! half round trips, both certificates encrypted. IX would give one round trip for first
 //! contact too, but sends the initiator's certificate (name, groups, subnets) in clear text.
 //!
-//! The prologue binds every handshake to the network: `"weft v1" || CA public key`.
-//! Payload (inside Noise): `version(1) cert_len(2) cert timestamp(8)`; the timestamp (Unix
-//! nanoseconds, strictly increasing per initiator) lets a responder refuse replayed IK inits.
+//! The prologue binds every handshake to the network: `"weft v1" || the initiator's issuing
+//! CA key` (see the endpoint's `Trust`).
+//! Payload (inside Noise): `version(1) cert_len(2) cert timestamp(8) ciphers(1)`; the
+//! timestamp (Unix nanoseconds, strictly increasing per initiator) lets a responder refuse
+//! replayed IK inits; `ciphers` is the set of AEADs the sender offers ([`Ciphers`]), from which
+//! both ends choose the same session cipher once both payloads are in. A version 1 payload
+//! (no `ciphers` byte, from a node before cipher negotiation) offers ChaCha20-Poly1305 only.
 
 use snow::params::NoiseParams;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
@@ -17,9 +21,10 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use std::sync::Mutex;
 
 use crate::consts::MAX_CERT_LEN;
+use crate::session::Ciphers;
 use crate::wire::Pattern;
 
-const PAYLOAD_VERSION: u8 = 1;
+const PAYLOAD_VERSION: u8 = 2;
 const IK: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 const XX: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 
@@ -45,29 +50,37 @@ impl From<snow::Error> for HandshakeError {
 pub(crate) struct Payload {
     pub cert: Vec<u8>,
     pub timestamp: u64,
+    pub ciphers: Ciphers,
 }
 
 impl Payload {
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(11 + self.cert.len());
+        let mut b = Vec::with_capacity(12 + self.cert.len());
         b.push(PAYLOAD_VERSION);
         b.extend_from_slice(&(self.cert.len() as u16).to_le_bytes());
         b.extend_from_slice(&self.cert);
         b.extend_from_slice(&self.timestamp.to_le_bytes());
+        b.push(self.ciphers.bits());
         b
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
-        if b.len() < 11 || b[0] != PAYLOAD_VERSION {
+        let tail = match b.first() {
+            Some(1) => 0,
+            Some(&PAYLOAD_VERSION) => 1,
+            _ => return Err(HandshakeError::Payload),
+        };
+        if b.len() < 11 + tail {
             return Err(HandshakeError::Payload);
         }
         let n = u16::from_le_bytes([b[1], b[2]]) as usize;
-        if n > MAX_CERT_LEN || b.len() != 3 + n + 8 {
+        if n > MAX_CERT_LEN || b.len() != 3 + n + 8 + tail {
             return Err(HandshakeError::Payload);
         }
         let mut ts = [0u8; 8];
-        ts.copy_from_slice(&b[3 + n..]);
-        Ok(Self { cert: b[3..3 + n].to_vec(), timestamp: u64::from_le_bytes(ts) })
+        ts.copy_from_slice(&b[3 + n..3 + n + 8]);
+        let ciphers = if tail == 1 { Ciphers::from_bits(b[3 + n + 8]) } else { Ciphers::CHACHA_ONLY };
+        Ok(Self { cert: b[3..3 + n].to_vec(), timestamp: u64::from_le_bytes(ts), ciphers })
     }
 }
 
@@ -145,13 +158,19 @@ mod tests {
 
     #[test]
     fn payload_roundtrip_and_rejects() {
-        let p = Payload { cert: vec![1, 2, 3], timestamp: 99 };
+        let p = Payload { cert: vec![1, 2, 3], timestamp: 99, ciphers: Ciphers::BOTH };
         let b = p.encode();
-        assert_eq!(Payload::decode(&b), Ok(p));
-        assert!(Payload::decode(&b[..b.len() - 1]).is_err());
+        assert_eq!(Payload::decode(&b), Ok(p.clone()));
+        assert!(Payload::decode(&b[..b.len() - 2]).is_err());
         let mut v = b.clone();
-        v[0] = 2;
-        assert!(Payload::decode(&v).is_err());
+        v[0] = 3;
+        assert!(Payload::decode(&v).is_err(), "an unknown version");
+        // A version 1 payload (no ciphers byte) offers ChaCha20-Poly1305 only.
+        let mut v1 = b[..b.len() - 1].to_vec();
+        v1[0] = 1;
+        let old = Payload::decode(&v1).expect("version 1 still reads");
+        assert_eq!((old.timestamp, old.ciphers), (99, Ciphers::CHACHA_ONLY));
+        assert!(Payload::decode(&b[..b.len() - 1]).is_err(), "version 2 without its ciphers byte");
     }
 
     #[test]

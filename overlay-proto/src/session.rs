@@ -1,5 +1,6 @@
-//! One direction-pair of transport keys from one handshake: ChaCha20-Poly1305 (ring) with a
-//! 64-bit counter nonce, a replay window, and the timestamps the timers need.
+//! One direction-pair of transport keys from one handshake: ChaCha20-Poly1305 or AES-256-GCM
+//! (ring; chosen per session in the handshake, see [`Cipher`]) with a 64-bit counter nonce, a
+//! replay window, and the timestamps the timers need.
 //!
 //! A `Session` is `Sync`: data-plane workers seal and open through a shared `Arc<Session>`.
 //! Sealing takes the next counter with one atomic add, so a counter is never used twice. The
@@ -8,7 +9,7 @@
 //!
 //! Buffer layout for both directions: `[header 16][payload][tag 16]`; encryption is in place.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -17,6 +18,95 @@ use std::time::{Duration, Instant};
 use crate::consts::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, TAG_LEN, TRANSPORT_HEADER_LEN};
 use crate::replay_window::ReplayWindow;
 use crate::wire::{InnerKind, TransportHeader, WireError};
+
+/// A session's AEAD. Both have 32-byte keys, 96-bit nonces and 16-byte tags, so the wire
+/// format and the overlay MTU are the same whichever a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cipher {
+    /// ChaCha20-Poly1305: fast everywhere, the only choice without hardware AES.
+    ChaCha20Poly1305,
+    /// AES-256-GCM: several times faster where the CPU has AES and carry-less multiply
+    /// instructions (AES-NI/VAES with PCLMULQDQ, ARMv8 crypto extensions).
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// Its bit in a [`Ciphers`] set.
+    const fn bit(self) -> u8 {
+        match self {
+            Cipher::ChaCha20Poly1305 => 1,
+            Cipher::Aes256Gcm => 2,
+        }
+    }
+
+    fn algorithm(self) -> &'static Algorithm {
+        match self {
+            Cipher::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+            Cipher::Aes256Gcm => &AES_256_GCM,
+        }
+    }
+
+    /// Its name in configuration, status and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cipher::ChaCha20Poly1305 => "chacha20poly1305",
+            Cipher::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+}
+
+impl std::fmt::Display for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The ciphers a node offers in its handshakes: a pair uses AES-256-GCM when both offer it and
+/// ChaCha20-Poly1305 otherwise; a pair with nothing in common does not complete a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ciphers(u8);
+
+impl Ciphers {
+    /// ChaCha20-Poly1305 only: what nodes before cipher negotiation used.
+    pub const CHACHA_ONLY: Self = Self(Cipher::ChaCha20Poly1305.bit());
+    /// AES-256-GCM only (`cipher = "aes-256-gcm"`).
+    pub const AES_ONLY: Self = Self(Cipher::Aes256Gcm.bit());
+    /// Both (`cipher = "auto"` on a CPU with hardware AES).
+    pub const BOTH: Self = Self(Cipher::ChaCha20Poly1305.bit() | Cipher::Aes256Gcm.bit());
+
+    /// The set as its wire byte.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set a wire byte names (unknown bits ignored: a later version may add ciphers).
+    pub fn from_bits(b: u8) -> Self {
+        Self(b & Self::BOTH.0)
+    }
+
+    /// Whether `c` is in the set.
+    pub fn contains(self, c: Cipher) -> bool {
+        self.0 & c.bit() != 0
+    }
+
+    /// What a pair offering `self` and `theirs` uses, if anything.
+    pub fn choose(self, theirs: Ciphers) -> Option<Cipher> {
+        let both = Self(self.0 & theirs.0);
+        [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305].into_iter().find(|c| both.contains(*c))
+    }
+}
+
+impl std::fmt::Display for Ciphers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305]
+            .into_iter()
+            .filter(|c| self.contains(*c))
+            .map(Cipher::as_str)
+            .collect();
+        f.write_str(if names.is_empty() { "none" } else { "" })?;
+        f.write_str(&names.join(", "))
+    }
+}
 
 /// Why a payload could not be sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +142,7 @@ pub struct Session {
     remote_index: u32,
     initiator: bool,
     created: Instant,
+    cipher: Cipher,
     send_key: LessSafeKey,
     recv_key: LessSafeKey,
     send_counter: AtomicU64,
@@ -92,8 +183,9 @@ struct Stamps {
 }
 
 impl Session {
-    /// A session from the two 32-byte keys of a Noise split. `confirmed`: the peer is known to
-    /// hold the keys already (otherwise the first authenticated receive confirms it).
+    /// A ChaCha20-Poly1305 session from the two 32-byte keys of a Noise split. `confirmed`:
+    /// the peer is known to hold the keys already (otherwise the first authenticated receive
+    /// confirms it).
     pub fn new(
         now: Instant,
         local_index: u32,
@@ -103,13 +195,35 @@ impl Session {
         send_key: &[u8; 32],
         recv_key: &[u8; 32],
     ) -> Self {
+        let keys = (send_key, recv_key);
+        Self::with_cipher(
+            now,
+            (local_index, remote_index),
+            initiator,
+            confirmed,
+            keys,
+            Cipher::ChaCha20Poly1305,
+        )
+    }
+
+    /// A session using `cipher`, from the (send, receive) keys of a Noise split, for the
+    /// (local, remote) indices.
+    pub fn with_cipher(
+        now: Instant,
+        (local_index, remote_index): (u32, u32),
+        initiator: bool,
+        confirmed: bool,
+        (send_key, recv_key): (&[u8; 32], &[u8; 32]),
+        cipher: Cipher,
+    ) -> Self {
         let key = |k: &[u8; 32]| {
-            LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k).expect("32-byte key is valid"))
+            LessSafeKey::new(UnboundKey::new(cipher.algorithm(), k).expect("32-byte key is valid"))
         };
         Self {
             local_index,
             remote_index,
             initiator,
+            cipher,
             created: now,
             send_key: key(send_key),
             recv_key: key(recv_key),
@@ -119,6 +233,11 @@ impl Session {
             confirmed: AtomicBool::new(confirmed),
             stats: SessionStats::default(),
         }
+    }
+
+    /// The AEAD this session seals and opens with.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
     }
 
     /// Our index: peers put it in the datagrams they send us.

@@ -54,6 +54,8 @@ crate::counters! {
         pending_source_full => HANDSHAKES.label("pending_source_full"),
         /// Handshakes from new keys refused because the peer table was full.
         peers_full => HANDSHAKES.label("peers_full"),
+        /// Handshakes refused because the peer offers no session cipher we offer.
+        no_common_cipher => HANDSHAKES.label("no_common_cipher"),
         /// Handshakes we started (retries included).
         handshakes_initiated =>
             Metric::new("weft_handshakes_initiated", "Handshake initiations sent, retries included"),
@@ -107,6 +109,7 @@ impl EndpointStats {
             DatagramError::PendingFull => Self::inc(&self.pending_full),
             DatagramError::PendingSourceFull => Self::inc(&self.pending_source_full),
             DatagramError::PeersFull => Self::inc(&self.peers_full),
+            DatagramError::NoCommonCipher { .. } => Self::inc(&self.no_common_cipher),
         }
     }
 }
@@ -139,6 +142,7 @@ mod tests {
             "pending_full",
             "pending_source_full",
             "peers_full",
+            "no_common_cipher",
             "handshakes_initiated",
             "handshakes_completed",
             "handshake_timeouts",

@@ -70,8 +70,18 @@ const B: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::n
 
 /// Two endpoints with a completed IK handshake; returns each one's id for the other.
 fn pair(now: Instant) -> (Endpoint, Endpoint, PeerId, PeerId) {
+    pair_with(now, overlay_proto::Ciphers::BOTH)
+}
+
+/// [`pair`], both offering `ciphers`.
+fn pair_with(now: Instant, ciphers: overlay_proto::Ciphers) -> (Endpoint, Endpoint, PeerId, PeerId) {
     let net = identity::Network::new(1);
-    let (mut a, mut b) = (net.endpoint(1, now, 1), net.endpoint(2, now, 1));
+    let ep = |i: u16| {
+        let mut cfg = net.config(i, now);
+        cfg.ciphers = ciphers;
+        identity::endpoint(cfg, 1)
+    };
+    let (mut a, mut b) = (ep(1), ep(2));
     let pb = a.add_peer(b.public_key(), Some(B));
     a.connect(now, pb);
     loop {
@@ -100,9 +110,17 @@ fn fill(buf: &mut [u8], i: usize) {
 
 #[test]
 fn session_seal_and_open_allocate_nothing() {
+    for ciphers in [overlay_proto::Ciphers::BOTH, overlay_proto::Ciphers::CHACHA_ONLY] {
+        seal_and_open_allocate_nothing(ciphers);
+    }
+}
+
+/// With each session cipher.
+fn seal_and_open_allocate_nothing(ciphers: overlay_proto::Ciphers) {
     let now = Instant::now();
-    let (a, b, pb, _) = pair(now);
+    let (a, b, pb, _) = pair_with(now, ciphers);
     let tx = a.sending_session(now, pb).expect("a can send").0.clone();
+    assert_eq!(Some(tx.cipher()), ciphers.choose(ciphers));
     let rx =
         b.sessions().find(|(idx, _, _)| *idx == tx.remote_index()).expect("b holds the session").2.clone();
     let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + PAYLOAD + TAG_LEN];
@@ -118,7 +136,7 @@ fn session_seal_and_open_allocate_nothing() {
         opened
     });
     assert_eq!(opened, ROUNDS);
-    assert_eq!(n, 0, "{n} allocations in {ROUNDS} seal+open pairs");
+    assert_eq!(n, 0, "{n} allocations in {ROUNDS} seal+open pairs ({})", tx.cipher());
 }
 
 /// One payload from `a` to `b` through the endpoints, outputs drained as the calling order asks;

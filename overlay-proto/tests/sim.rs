@@ -10,7 +10,7 @@ use harness::{Link, Sim};
 use overlay_proto::cert::NodeCert;
 use overlay_proto::consts::*;
 use overlay_proto::wire::{HandshakePacket, HandshakeRepr, MessageType, Pattern};
-use overlay_proto::{DatagramError, Event, OpenError, Received};
+use overlay_proto::{Cipher, Ciphers, DatagramError, Event, OpenError, Received};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use std::collections::BTreeMap;
@@ -80,13 +80,14 @@ fn handshake_completes_under_30_percent_loss() {
 
 /// Both sides send from the first instant, so their first handshakes cross; seeds 5, 6 and 17
 /// once lost packets at the second (also crossing) rekey, when a session the peer was still
-/// sending on was dropped.
+/// sending on was dropped. Run with each session cipher.
 #[test]
 fn rekeys_for_an_hour_without_losing_a_payload() {
     let hour = 3600 * SEC;
-    for seed in [5, 6, 17] {
+    let runs = [5, 6, 17].into_iter().flat_map(|s| [(s, Ciphers::BOTH), (s, Ciphers::CHACHA_ONLY)]);
+    for (seed, ciphers) in runs {
         let link = Link { loss: 0.0, dup: 0.0, delay_min: 2 * MS, delay_max: 150 * MS };
-        let mut sim = Sim::new(2, link, seed);
+        let mut sim = Sim::with_ciphers(2, link, seed, ciphers);
         sim.introduce(0, 1);
         sim.introduce(1, 0);
         sim.add_flow(0, 1, 20, Duration::ZERO, hour);
@@ -112,8 +113,15 @@ fn rekeys_for_an_hour_without_losing_a_payload() {
                 sim.nodes[b].errors
             );
         }
+        let want = ciphers.choose(ciphers).unwrap();
+        for (a, b) in [(0, 1), (1, 0)] {
+            let now = sim.instant();
+            let p = sim.peer(a, b).unwrap();
+            let (s, _) = sim.nodes[a].ep.sending_session(now, p).expect("a session");
+            assert_eq!(s.cipher(), want, "seed {seed} {a}->{b}");
+        }
         let done = |i: usize| sim.nodes[i].ep.stats().handshakes_completed.load(Relaxed);
-        println!("rekey seed {seed}: handshakes completed {} / {}", done(0), done(1));
+        println!("rekey seed {seed} ({want}): handshakes completed {} / {}", done(0), done(1));
         assert!(done(0) >= 25 && done(1) >= 25, "seed {seed}: {} / {} handshakes", done(0), done(1));
         assert!(
             done(0) <= 40,
@@ -290,6 +298,7 @@ const DROPS: &[&str] = &[
     "pending_full",
     "pending_source_full",
     "peers_full",
+    "no_common_cipher",
 ];
 
 fn drops(d: &BTreeMap<&'static str, u64>) -> u64 {
@@ -566,6 +575,64 @@ fn ca_rotation_through_a_bundle_loses_nothing_and_ends_with_the_old_ca_refused()
     let r = sim.nodes[1].ep.set_identity(now, cfg.static_secret, cfg.cert, CaBundle::single(ca2.ca.clone()));
     assert!(r.is_err());
     assert!(sim.established(0, 1));
+}
+
+/// Cipher negotiation (issue 17): a pair uses AES-256-GCM when both offer it (IK and XX, as
+/// initiator and responder), ChaCha20-Poly1305 when one offers only that (also a node whose
+/// handshake payload predates negotiation), and a pair with nothing in common completes no
+/// handshake, counted on the side that found out, with both offers in the error.
+#[test]
+fn a_pair_uses_aes_when_both_offer_it_chacha_otherwise_and_nothing_without_a_common_cipher() {
+    let mut sim = Sim::new(2, Link::PERFECT, 8);
+    let base = sim.base;
+    let add = |sim: &mut Sim, i: u16, ciphers: Ciphers| {
+        let mut cfg = sim.network.config(i, base);
+        cfg.ciphers = ciphers;
+        sim.add_node(identity::endpoint(cfg, u64::from(i)), harness::addr(i as usize))
+    };
+    let chacha = add(&mut sim, 2, Ciphers::CHACHA_ONLY);
+    let aes = add(&mut sim, 3, Ciphers::AES_ONLY);
+    let cipher_of = |sim: &Sim, a: usize, b: usize| {
+        let p = sim.peer(a, b)?;
+        sim.nodes[a].ep.sending_session(sim.instant(), p).map(|(s, _)| s.cipher())
+    };
+    // auto ⇄ auto, by IK and by XX.
+    sim.connect(0, 1);
+    sim.run_for(SEC);
+    assert_eq!(
+        (cipher_of(&sim, 0, 1), cipher_of(&sim, 1, 0)),
+        (Some(Cipher::Aes256Gcm), Some(Cipher::Aes256Gcm))
+    );
+    // auto ⇄ chacha-only, either side initiating.
+    sim.connect(0, chacha);
+    sim.dial(chacha, 1);
+    sim.run_for(SEC);
+    for (a, b) in [(0, chacha), (chacha, 0), (1, chacha), (chacha, 1)] {
+        assert_eq!(cipher_of(&sim, a, b), Some(Cipher::ChaCha20Poly1305), "{a}->{b}");
+    }
+    // Payloads flow over either cipher.
+    for (a, b) in [(0, 1), (chacha, 0)] {
+        let (_, dst, d) = sim.craft(a, b);
+        let src = sim.nodes[a].addr;
+        assert!(matches!(sim.receive(b, src, d), Ok(Received::Payload { .. })), "{a}->{b} at {dst}");
+    }
+    // aes-only ⇄ chacha-only: nothing in common, both ways.
+    let (bc, ba) = (counters(&sim, chacha), counters(&sim, aes));
+    sim.connect(aes, chacha);
+    sim.run_for(SEC);
+    sim.dial(aes, chacha);
+    sim.run_for(12 * SEC);
+    assert!(cipher_of(&sim, aes, chacha).is_none() && cipher_of(&sim, chacha, aes).is_none());
+    let refused = delta(&sim, chacha, &bc).get("no_common_cipher").copied().unwrap_or(0)
+        + delta(&sim, aes, &ba).get("no_common_cipher").copied().unwrap_or(0);
+    assert!(refused >= 2, "IK refused by the responder, XX by the initiator: {refused}");
+    // The error names both offers.
+    let e = DatagramError::NoCommonCipher { ours: Ciphers::AES_ONLY, theirs: Ciphers::CHACHA_ONLY };
+    assert_eq!(e.to_string(), "no cipher in common: we offer aes-256-gcm, the peer offers chacha20poly1305");
+    // aes-only meets auto.
+    sim.connect(aes, 0);
+    sim.run_for(SEC);
+    assert_eq!(cipher_of(&sim, aes, 0), Some(Cipher::Aes256Gcm));
 }
 
 /// A full peer table (`max_peers`) refuses handshakes from new keys, as responder (XX finish,

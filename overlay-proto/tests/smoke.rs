@@ -31,6 +31,7 @@ fn node(ca: &CaKey, ca_cert: &overlay_proto::cert::CaCert, i: u8, now: Instant) 
         handshake_rate_limit: 1000,
         revoked: Default::default(),
         max_peers: 10_000,
+        ciphers: overlay_proto::Ciphers::BOTH,
     };
     Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(i as u64))).unwrap()
 }

@@ -156,6 +156,58 @@ pub struct Underlay {
     /// sleeps (default 0: sleep at once). Trades CPU for latency: a reply that comes back
     /// within the window finds the worker awake instead of waking an idle CPU.
     pub busy_poll: std::time::Duration,
+    /// `cipher`: which session ciphers this node offers (default `auto`).
+    pub cipher: CipherChoice,
+}
+
+/// `[underlay] cipher`: the session ciphers a node offers in its handshakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CipherChoice {
+    /// AES-256-GCM and ChaCha20-Poly1305 where the CPU has hardware AES (a pair then uses
+    /// AES-256-GCM when both have it), ChaCha20-Poly1305 alone otherwise.
+    Auto,
+    /// AES-256-GCM only: peers without it cannot connect.
+    Aes256Gcm,
+    /// ChaCha20-Poly1305 only.
+    ChaCha20Poly1305,
+}
+
+impl CipherChoice {
+    /// What the handshake offers, given whether this CPU has hardware AES.
+    pub fn offer(self, hardware_aes: bool) -> overlay_proto::Ciphers {
+        use overlay_proto::Ciphers;
+        match self {
+            CipherChoice::Auto if hardware_aes => Ciphers::BOTH,
+            CipherChoice::Auto | CipherChoice::ChaCha20Poly1305 => Ciphers::CHACHA_ONLY,
+            CipherChoice::Aes256Gcm => Ciphers::AES_ONLY,
+        }
+    }
+
+    /// Its word in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CipherChoice::Auto => "auto",
+            CipherChoice::Aes256Gcm => "aes-256-gcm",
+            CipherChoice::ChaCha20Poly1305 => "chacha20poly1305",
+        }
+    }
+}
+
+/// Whether this CPU runs AES-256-GCM in hardware (AES and carry-less multiply instructions),
+/// as ring's fast paths need.
+pub fn hardware_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// `[[network]]`.

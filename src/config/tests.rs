@@ -237,6 +237,26 @@ fn max_members_defaults_to_ten_thousand_and_is_bounded() {
 }
 
 #[test]
+fn cipher_defaults_to_auto_and_names_the_choices() {
+    use super::CipherChoice;
+    use overlay_proto::Ciphers;
+    assert_eq!(parse(GOOD).unwrap().underlay.cipher, CipherChoice::Auto);
+    for (word, want) in
+        [("aes-256-gcm", CipherChoice::Aes256Gcm), ("chacha20poly1305", CipherChoice::ChaCha20Poly1305)]
+    {
+        let t = GOOD.replace("[underlay]", &format!("[underlay]\ncipher = \"{word}\""));
+        assert_eq!(parse(&t).unwrap().underlay.cipher, want, "{word}");
+    }
+    let e = parse(&GOOD.replace("[underlay]", "[underlay]\ncipher = \"aes\"")).unwrap_err();
+    assert_eq!(e.key, "underlay.cipher");
+    assert!(e.message.contains("\"auto\", \"aes-256-gcm\" or \"chacha20poly1305\""), "{e}");
+    assert_eq!(CipherChoice::Auto.offer(true), Ciphers::BOTH);
+    assert_eq!(CipherChoice::Auto.offer(false), Ciphers::CHACHA_ONLY);
+    assert_eq!(CipherChoice::Aes256Gcm.offer(false), Ciphers::AES_ONLY);
+    assert_eq!(CipherChoice::ChaCha20Poly1305.offer(true), Ciphers::CHACHA_ONLY);
+}
+
+#[test]
 fn duplicates_and_overlaps() {
     let two = format!("{GOOD}\n[[network]]\nname = \"b\"\nvni = 42\nsubnet = \"10.43.0.0/16\"\n");
     assert_eq!(parse(&two).unwrap_err().message, "duplicate VNI");

@@ -109,7 +109,23 @@ impl Ctx<'_> {
             Some(b) => *b.get_ref(),
             None => 0,
         };
+        let cipher = match &u.cipher {
+            None => super::CipherChoice::Auto,
+            Some(c) => match c.get_ref().as_str() {
+                "auto" => super::CipherChoice::Auto,
+                "aes-256-gcm" => super::CipherChoice::Aes256Gcm,
+                "chacha20poly1305" => super::CipherChoice::ChaCha20Poly1305,
+                other => {
+                    return Err(self.err(
+                        c,
+                        "underlay.cipher",
+                        &format!("unknown cipher {other:?}; expected \"auto\", \"aes-256-gcm\" or \"chacha20poly1305\""),
+                    ))
+                }
+            },
+        };
         Ok(Underlay {
+            cipher,
             listen,
             advertise,
             advertise_from,

@@ -131,6 +131,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
             handshake_rate_limit: HANDSHAKE_RATE_LIMIT,
             revoked: Default::default(),
             max_peers: cfg.max_members,
+            ciphers: cfg.underlay.cipher.offer(crate::config::hardware_aes()),
         },
         Box::new(rand_core::OsRng),
     )?;

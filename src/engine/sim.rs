@@ -191,6 +191,7 @@ impl Sim {
                 handshake_rate_limit: 1000,
                 revoked: Default::default(),
                 max_peers: self.cfg.max_members,
+                ciphers: overlay_proto::Ciphers::BOTH,
             },
             Box::new(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(rng_seed)),
         )

@@ -53,6 +53,7 @@ impl Engine {
                     last_handshake_secs_ago: i
                         .last_handshake
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    cipher: i.cipher.map(|c| c.as_str().to_owned()),
                     subnets: cert.as_ref().map(|c| c.subnets.clone()),
                     groups: cert.as_ref().map(|c| c.groups.clone()),
                     rtt_ms: self.rtt.get(&id).filter(|_| live).map(|d| d.as_secs_f64() * 1000.0),
@@ -177,6 +178,7 @@ impl Engine {
                     not_after: c.not_after,
                 })
                 .collect(),
+            ciphers: self.endpoint.ciphers().to_string(),
         }
     }
 

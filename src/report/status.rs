@@ -123,6 +123,9 @@ pub struct IdentityStatus {
     pub issuer: String,
     /// The trusted CAs, in `node.ca` order.
     pub cas: Vec<CaStatus>,
+    /// The session ciphers this node offers (`[underlay] cipher` and the CPU).
+    #[serde(default)]
+    pub ciphers: String,
 }
 
 /// A trusted CA.
@@ -185,6 +188,9 @@ pub struct PeerSession {
     pub no_reply_secs: Option<f64>,
     /// Seconds since the last completed handshake.
     pub last_handshake_secs_ago: Option<f64>,
+    /// The current session's cipher (`aes-256-gcm`, `chacha20poly1305`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
     /// Subnets its certificate lets it source.
     pub subnets: Option<Vec<IpNet>>,
     /// Its certificate's groups.
@@ -326,6 +332,7 @@ mod tests {
                 id: 3,
                 no_reply_secs: None,
                 last_handshake_secs_ago: Some(1.5),
+                cipher: None,
                 subnets: Some(vec!["10.42.2.0/24".parse().unwrap()]),
                 groups: Some(vec![]),
                 rtt_ms: Some(0.25),

@@ -34,6 +34,7 @@ fn member(base: Instant) -> Endpoint {
         handshake_rate_limit: 1000,
         revoked: Default::default(),
         max_peers: 10_000,
+        ciphers: overlay_proto::Ciphers::BOTH,
     };
     Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(2))).unwrap()
 }

@@ -72,6 +72,7 @@ pub fn endpoint(base: Instant) -> Endpoint {
         handshake_rate_limit: 4,
         revoked: Default::default(),
         max_peers: 10_000,
+        ciphers: overlay_proto::Ciphers::BOTH,
     };
     let mut ep = Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(1))).unwrap();
     ep.add_peer(f.peer_cert.public_key, Some(addr(0)));

@@ -164,6 +164,11 @@ pub fn addr(i: usize) -> SocketAddr {
 impl Sim {
     /// `n` members of one network on `link`, everything derived from `seed`.
     pub fn new(n: usize, link: Link, seed: u64) -> Self {
+        Self::with_ciphers(n, link, seed, overlay_proto::Ciphers::BOTH)
+    }
+
+    /// `n` nodes that all offer `ciphers` (every pair then uses the same session cipher).
+    pub fn with_ciphers(n: usize, link: Link, seed: u64, ciphers: overlay_proto::Ciphers) -> Self {
         let mut sim = Self {
             base: Instant::now(),
             now: Duration::ZERO,
@@ -183,7 +188,9 @@ impl Sim {
             routes: HashMap::new(),
         };
         for i in 0..n {
-            let ep = sim.network.endpoint(i as u16, sim.base, seed);
+            let mut cfg = sim.network.config(i as u16, sim.base);
+            cfg.ciphers = ciphers;
+            let ep = super::identity::endpoint(cfg, seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
             sim.add_node(ep, addr(i));
         }
         sim
@@ -550,5 +557,6 @@ pub fn error_kind(e: &DatagramError) -> &'static str {
         DatagramError::PendingFull => "pending_full",
         DatagramError::PendingSourceFull => "pending_source_full",
         DatagramError::PeersFull => "peers_full",
+        DatagramError::NoCommonCipher { .. } => "no_common_cipher",
     }
 }

@@ -56,6 +56,7 @@ impl Network {
             handshake_rate_limit: 1_000_000,
             revoked: Default::default(),
             max_peers: 10_000,
+            ciphers: overlay_proto::Ciphers::BOTH,
         }
     }
 
