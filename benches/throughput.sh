@@ -6,10 +6,11 @@
 #
 #   --quick        1 × 3 s per iperf3 measurement and 50 pings (instead of median of 3 × 10 s
 #                  and 200 pings): for trying the script out, not for numbers.
-#   --only CASES   comma-separated subset of: veth,vxlan,weft,weft-flood,weft-nooffload,
-#                  weft-plain,wg,nebula
-#   --profile      record a system-wide CPU profile (perf, cpu-clock) of weft encrypted's first
-#                  single-stream run and print where each host's core spends its time
+#   --only CASES   comma-separated subset of: veth,vxlan,weft-aes,weft-chacha,weft-flood,
+#                  weft-nooffload,weft-plain,wg,boringtun,nebula (weft = weft-aes,weft-chacha)
+#   --profile      record a system-wide CPU profile (perf, cpu-clock) of the first single-stream
+#                  run of weft-aes and of weft-chacha and print where each host's core spends
+#                  its time
 #
 # Environment:
 #   WEFT_BIN       the weft binary to measure; default: `cargo build --release` and use
@@ -17,16 +18,25 @@
 #   BENCH_TIME     seconds per iperf3 run (overrides the mode's default)
 #   BENCH_REPS     iperf3 runs per measurement, the median is reported (overrides the default)
 #   BENCH_PINGS    pings per RTT measurement (overrides the default)
-#   WEFT_OFFLOAD   true (default) or false: weft's TAP offloads in the weft case (the
-#                  weft-nooffload case always has them off)
+#   WEFT_OFFLOAD   true (default) or false: weft's TAP offloads in the weft-aes, weft-chacha
+#                  and weft-flood cases (the weft-nooffload case always has them off)
 #   WEFT_BUSY_POLL_US  weft's [underlay] busy_poll_us in every weft case (default 0)
+#   BORINGTUN_THREADS  boringtun-cli's --threads (default 4, its own default)
 #   FLOOD_BIN      the flooder of the weft-flood case; default: `cargo build --release
 #                  --example flood` and use <target dir>/release/examples/flood
 #   FLOOD_INIT_RATE, FLOOD_GARBAGE_RATE  the weft-flood case's initiations and garbage datagrams
 #                  per second (default 5000 and 20000, as tests/flood_lab.rs)
 #
 # Needs root. Installs what it compares against from Debian if missing (iperf3,
-# wireguard-tools + wireguard-go, nebula); a reference that cannot be installed shows "n/a".
+# wireguard-tools + wireguard-go, nebula), and boringtun with `cargo install --locked
+# boringtun-cli` if boringtun-cli is neither on PATH nor in ~/.cargo/bin; a reference that
+# cannot be installed shows "n/a".
+#
+# weft encrypted has one row per session cipher: weft-aes sets `[underlay] cipher =
+# "aes-256-gcm"` on both hosts, weft-chacha `"chacha20poly1305"`; each checks with `weft peers
+# --json` on both hosts that the session really uses that cipher, else its row is "n/a" with
+# what was negotiated. weft-flood and weft-nooffload keep the default `cipher = "auto"` (AES-256-GCM
+# where the CPU has AES and PCLMULQDQ, ChaCha20-Poly1305 otherwise) and name what it chose.
 #
 # The lab (rebuilt from scratch for every transport, so no case sees another's leftovers):
 #   <tag>a, <tag>b   two "hosts" joined by one veth pair <tag>ua <-> <tag>ub,
@@ -53,8 +63,13 @@
 #   raw veth        1500, no tunnel
 #   kernel VXLAN    VNI 42, UDP 4789, 10.44.0.0/24; 1500 - 20 IP - 8 UDP - 8 VXLAN - 14 Eth = 1450
 #   weft encrypted  10.42.0.0/16; 1500 - 20 - 8 - 16 hdr - 16 tag - 4 inner hdr - 14 Eth = 1422
+#                   (both ciphers have 16-byte tags: the same MTU for AES-256-GCM and ChaCha)
 #   weft plain      encryption = "none" (RFC 7348 VXLAN, UDP 4789): 1450, as kernel VXLAN
 #   wireguard-go    10.45.0.0/24; 1420 (WireGuard's default; 1500 - 20 - 8 - 32 = 1440 would fit)
+#   boringtun       10.47.0.0/24; 1420, as wireguard-go, configured the same way with `wg`;
+#                   its default 4 threads, on the host's one core: in quick runs here they
+#                   beat `--threads 1` (1.1-1.3 against 0.7-0.9 Gbit/s), since one thread
+#                   leaves the core idle while it waits (BORINGTUN_THREADS)
 #   nebula          10.46.0.0/24; 1420 as WireGuard (its 60 bytes of overhead leave 1440;
 #                   nebula's own default is 1300), static_host_map, no lighthouse, UDP 4242
 #
@@ -69,7 +84,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 cmdline="$0${*:+ $*}"
 readonly here repo cmdline
-readonly all_cases="veth vxlan weft weft-flood weft-nooffload weft-plain wg nebula"
+readonly all_cases="veth vxlan weft-aes weft-chacha weft-flood weft-nooffload weft-plain wg boringtun nebula"
 
 say() { printf 'throughput.sh: %s\n' "$*" >&2; }
 die() {
@@ -94,6 +109,8 @@ while (($#)); do
 	--only)
 		(($# >= 2)) || usage
 		cases=${2//,/ }
+		# `weft`, the one encrypted row before ciphers were negotiated: now one row per cipher.
+		cases=$(sed -E 's/(^| )weft( |$)/\1weft-aes weft-chacha\2/g' <<<"$cases")
 		shift
 		;;
 	-h | --help) usage ;;
@@ -117,6 +134,7 @@ fi
 flood_init_rate=${FLOOD_INIT_RATE:-5000} flood_garbage_rate=${FLOOD_GARBAGE_RATE:-20000}
 [[ $flood_init_rate =~ ^[1-9][0-9]{0,5}$ && $flood_garbage_rate =~ ^[1-9][0-9]{0,5}$ ]] ||
 	die "FLOOD_INIT_RATE and FLOOD_GARBAGE_RATE must be 1..999999 datagrams per second"
+[[ ${BORINGTUN_THREADS:-4} =~ ^[1-9][0-9]?$ ]] || die "BORINGTUN_THREADS must be 1..99"
 readonly quick cases dur reps pings profile flood_init_rate flood_garbage_rate
 
 (($(id -u) == 0)) || die "must run as root (creates network namespaces)"
@@ -176,6 +194,33 @@ if wanted wg; then
 		skip[wg]="Debian package wireguard-go is not available here"
 	fi
 fi
+# boringtun_binary: prints boringtun-cli from PATH or ~/.cargo/bin, after `cargo install --locked
+# boringtun-cli` if it is in neither; fails if it cannot be installed.
+boringtun_binary() {
+	local bin
+	bin=$(command -v boringtun-cli) || bin=${CARGO_HOME:-$HOME/.cargo}/bin/boringtun-cli
+	if [[ ! -x $bin ]]; then
+		command -v cargo >/dev/null || {
+			say "boringtun-cli is missing and there is no cargo to install it"
+			return 1
+		}
+		say "installing boringtun (cargo install --locked boringtun-cli; a few minutes)"
+		cargo install --locked boringtun-cli >&2 || {
+			say "cargo install --locked boringtun-cli failed"
+			return 1
+		}
+	fi
+	[[ -x $bin ]] || return 1
+	printf '%s\n' "$bin"
+}
+
+if wanted boringtun; then
+	if ! ensure wireguard-tools wg; then
+		skip[boringtun]="wireguard-tools (wg) could not be installed"
+	elif ! boringtun_src=$(boringtun_binary); then
+		skip[boringtun]="boringtun-cli could not be installed (cargo install --locked boringtun-cli)"
+	fi
+fi
 if wanted nebula && ! ensure nebula nebula nebula-cert; then
 	skip[nebula]="Debian package nebula could not be installed"
 fi
@@ -183,9 +228,12 @@ if ((profile)) && ! ensure linux-perf perf; then
 	say "warning: perf (Debian linux-perf) could not be installed: no profile"
 fi
 
-if wanted weft-flood && ! ensure jq jq; then
-	skip[weft-flood]="jq (to read weft's counters) could not be installed"
-fi
+# jq reads `weft peers --json` (the negotiated cipher) and weft-flood's counters.
+for c in weft-aes weft-chacha weft-flood weft-nooffload; do
+	if wanted "$c" && ! ensure jq jq; then
+		skip[$c]="jq (to read weft's peers and counters) could not be installed"
+	fi
+done
 
 # flood_binary: prints the flooder of the weft-flood case: $FLOOD_BIN, or the example built by
 # `cargo build --release --example flood` (never part of the weft binary).
@@ -202,7 +250,7 @@ flood_binary() {
 	printf '%s\n' "$bin"
 }
 
-if wanted weft || wanted weft-flood || wanted weft-nooffload || wanted weft-plain; then
+if wanted weft-aes || wanted weft-chacha || wanted weft-flood || wanted weft-nooffload || wanted weft-plain; then
 	weft_src=$(weft_binary)
 fi
 if wanted weft-flood && [[ -z ${skip[weft-flood]:-} ]]; then
@@ -261,8 +309,9 @@ lab_down() {
 		stop_pids "${pids[@]}"
 		ip netns del "$name" 2>/dev/null || say "warning: could not delete namespace $name"
 	done
-	# wireguard-go leaves its UAPI socket behind when it is killed.
-	rm -f "/var/run/wireguard/${tag}wa.sock" "/var/run/wireguard/${tag}wb.sock"
+	# wireguard-go and boringtun leave their UAPI sockets behind when they are killed.
+	rm -f "/var/run/wireguard/${tag}wa.sock" "/var/run/wireguard/${tag}wb.sock" \
+		"/var/run/wireguard/${tag}ta.sock" "/var/run/wireguard/${tag}tb.sock"
 	if [[ -n $work && -f $work/made-wireguard-dir ]]; then rmdir /var/run/wireguard 2>/dev/null || true; fi
 }
 
@@ -385,9 +434,9 @@ measure() {
 
 	for p in "$@"; do t0=$((t0 + $(cpu_ticks "$p"))); done
 	local perf_pid=''
-	if ((profile)) && [[ ${res##*/} == weft ]] && command -v perf >/dev/null; then
+	if ((profile)) && [[ ${res##*/} == weft-aes || ${res##*/} == weft-chacha ]] && command -v perf >/dev/null; then
 		# The whole machine (both host cores), sampled by the clock: this VM has no PMU.
-		perf record -q -a -g -e cpu-clock -F 999 -o "$work/perf.data" -- sleep "$dur" \
+		perf record -q -a -g -e cpu-clock -F 999 -o "$work/perf-${res##*/}.data" -- sleep "$dur" \
 			>"$work/perf.log" 2>&1 &
 		perf_pid=$!
 	fi
@@ -454,8 +503,10 @@ case_vxlan() {
 	measure a b 10.44.0.2
 }
 
-# case_weft MODE [OFFLOAD [flood]]: MODE is encrypted or plain; OFFLOAD is true (default) or
-# false; with "flood", host b's tunnel port is flooded while the case measures (weft-flood).
+# case_weft MODE [OFFLOAD [flood]]: MODE is plain or, for an encrypted network, the
+# `[underlay] cipher` of both hosts (auto, aes-256-gcm or chacha20poly1305); OFFLOAD is true
+# (default) or false; with "flood", host b's tunnel port is flooded while the case measures
+# (weft-flood).
 case_weft() {
 	local mode=$1 offload=${2:-${WEFT_OFFLOAD:-true}} flooded=${3:-} d=$work/case-${res##*/} h i peer_ul pa pb out ipb
 	lab_up
@@ -485,6 +536,7 @@ case_weft() {
 				workers = 1
 				offload = $offload
 				busy_poll_us = ${WEFT_BUSY_POLL_US:-0}
+				$([[ $mode == plain ]] || printf 'cipher = "%s"' "$mode")
 
 				[[network]]
 				name = "bench"
@@ -521,9 +573,30 @@ case_weft() {
 		if [[ $h == b ]]; then ipb=$out; fi
 	done
 	wait_ping ac "$ipb" 30 || die "weft $mode: container b ($ipb) does not answer container a within 30 s"
+	if [[ $mode != plain ]]; then check_cipher "$d" "$mode"; fi
 	if [[ $flooded == flood ]]; then flood_start "$d"; fi
 	measure ac bc "$ipb" "$pa" "$pb"
 	if [[ $flooded == flood ]]; then flood_stop "$d"; fi
+}
+
+# check_cipher D CONFIGURED: the cipher both hosts' `weft peers --json` show for their session
+# with the other, into $res.cipher; fails unless both name the same one and, with CONFIGURED
+# other than auto, that one.
+check_cipher() {
+	local d=$1 want=$2 h o got seen=()
+	for h in a b; do
+		if [[ $h == a ]]; then o=b; else o=a; fi
+		got=$("$weft" peers --json --socket "$d/$h/weft.sock" |
+			jq -r --arg o "$o" '.[] | select(.name == $o and .connected) | .cipher // empty') ||
+			die "weft peers --json on host $h failed"
+		[[ -n $got ]] || die "host $h shows no live session with $o after the containers pinged"
+		seen+=("$got")
+	done
+	[[ ${seen[0]} == "${seen[1]}" ]] || die "the hosts disagree on the session cipher: a says ${seen[0]}, b ${seen[1]}"
+	[[ $want == auto || ${seen[0]} == "$want" ]] ||
+		die "cipher = \"$want\" on both hosts, but the session negotiated ${seen[0]}"
+	printf '%s\n' "${seen[0]}" >"$res.cipher"
+	say "  session cipher: ${seen[0]} (configured: $want; both hosts agree)"
 }
 
 # The counters of host b that show where the floods went (`weft status --json`, engine.counters).
@@ -593,8 +666,15 @@ flood_stop() {
 		die "host b did not count both floods (drop_unknown_type for garbage, drop_handshake_rate for initiations)"
 }
 
-case_wg() {
-	local d=$work/wg h i pa pb
+# wg_tunnel IMPL: two userspace WireGuard daemons, IMPL wireguard-go or boringtun, configured
+# alike with `wg` through their UAPI sockets (/var/run/wireguard/<interface>.sock), and measured.
+wg_tunnel() {
+	local impl=$1 d=$work/${res##*/} h i pa pb letter net
+	case $impl in
+	wireguard-go) letter=w net=10.45.0 ;;
+	boringtun) letter=t net=10.47.0 ;;
+	*) die "bad WireGuard implementation '$impl'" ;;
+	esac
 	lab_up
 	mkdir -p "$d"
 	for h in a b; do
@@ -605,26 +685,39 @@ case_wg() {
 		mkdir -p /var/run/wireguard
 		: >"$work/made-wireguard-dir"
 	fi
-	pa=$(daemon a "${tag}wa" "$d/a.log" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f "${tag}wa")
-	pb=$(daemon b "${tag}wb" "$d/b.log" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f "${tag}wb")
+	for h in a b; do
+		local ifname=${tag}$letter$h p
+		if [[ $impl == wireguard-go ]]; then
+			p=$(daemon "$h" "$ifname" "$d/$h.log" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f "$ifname")
+		else
+			# Pinned to the host's core like every daemon, with its own default thread count (see
+			# the header). It stays root (no sudo user to drop to) and logs to stderr.
+			p=$(daemon "$h" "$ifname" "$d/$h.log" "$boringtun_src" --foreground --threads "${BORINGTUN_THREADS:-4}" \
+				--disable-drop-privileges --verbosity error "$ifname")
+		fi
+		if [[ $h == a ]]; then pa=$p; else pb=$p; fi
+	done
 	i=0
 	for h in a b; do
 		i=$((i + 1))
-		local deadline=$((SECONDS + 10)) p o peer_ul
+		local deadline=$((SECONDS + 10)) p o peer_ul ifname=${tag}$letter$h
 		if [[ $h == a ]]; then p=$pa o=b peer_ul=$ulb; else p=$pb o=a peer_ul=$ula; fi
-		until [[ -S /var/run/wireguard/${tag}w$h.sock ]]; do
-			pid_alive "$p" || die "wireguard-go $h exited at startup: $(tail -n 5 "$d/$h.log" | tr '\n' ' ')"
-			((SECONDS < deadline)) || die "wireguard-go $h did not create its socket within 10 s"
+		until [[ -S /var/run/wireguard/$ifname.sock ]]; do
+			pid_alive "$p" || die "$impl $h exited at startup: $(tail -n 5 "$d/$h.log" | tr '\n' ' ')"
+			((SECONDS < deadline)) || die "$impl $h did not create its socket within 10 s"
 			sleep 0.1
 		done
-		ip netns exec "$(ns_of "$h")" wg set "${tag}w$h" private-key "$d/$h.key" listen-port 51821 \
-			peer "$(<"$d/$o.pub")" allowed-ips "10.45.0.$((3 - i))/32" endpoint "$peer_ul:51821"
-		ip -n "$(ns_of "$h")" addr add "10.45.0.$i/24" dev "${tag}w$h"
-		ip -n "$(ns_of "$h")" link set "${tag}w$h" mtu 1420 up
+		ip netns exec "$(ns_of "$h")" wg set "$ifname" private-key "$d/$h.key" listen-port 51821 \
+			peer "$(<"$d/$o.pub")" allowed-ips "$net.$((3 - i))/32" endpoint "$peer_ul:51821"
+		ip -n "$(ns_of "$h")" addr add "$net.$i/24" dev "$ifname"
+		ip -n "$(ns_of "$h")" link set "$ifname" mtu 1420 up
 	done
-	wait_ping a 10.45.0.2 15 || die "wireguard-go: 10.45.0.2 does not answer"
-	measure a b 10.45.0.2 "$pa" "$pb"
+	wait_ping a "$net.2" 15 || die "$impl: $net.2 does not answer"
+	measure a b "$net.2" "$pa" "$pb"
 }
+
+case_wg() { wg_tunnel wireguard-go; }
+case_boringtun() { wg_tunnel boringtun; }
 
 case_nebula() {
 	local d=$work/nebula h i pa pb
@@ -691,9 +784,10 @@ case_nebula() {
 run_case() {
 	local name=$1 rc fn
 	case $name in
-	weft) fn="case_weft encrypted" ;;
-	weft-flood) fn="case_weft encrypted ${WEFT_OFFLOAD:-true} flood" ;;
-	weft-nooffload) fn="case_weft encrypted false" ;;
+	weft-aes) fn="case_weft aes-256-gcm" ;;
+	weft-chacha) fn="case_weft chacha20poly1305" ;;
+	weft-flood) fn="case_weft auto ${WEFT_OFFLOAD:-true} flood" ;;
+	weft-nooffload) fn="case_weft auto false" ;;
 	weft-plain) fn="case_weft plain" ;;
 	*) fn=case_$name ;;
 	esac
@@ -705,7 +799,7 @@ run_case() {
 		trap 'exit 130' INT
 		trap 'exit 143' TERM
 		res=$work/res/$name
-		# shellcheck disable=SC2086 # "case_weft encrypted" is a function and its argument
+		# shellcheck disable=SC2086 # "case_weft auto" is a function and its argument
 		$fn
 	) 2> >(tee "$work/res/$name.log" >&2) &
 	case_pid=$!
@@ -743,15 +837,24 @@ label() {
 	case $1 in
 	veth) echo "raw veth" ;;
 	vxlan) echo "kernel VXLAN" ;;
-	weft) echo "weft encrypted" ;;
-	weft-flood) echo "weft encrypted under flood" ;;
-	weft-nooffload) echo "weft encrypted, offloads off" ;;
+	weft-aes) echo "weft encrypted, AES-256-GCM" ;;
+	weft-chacha) echo "weft encrypted, ChaCha20-Poly1305" ;;
+	weft-flood) echo "weft encrypted under flood (cipher auto$(auto_chose weft-flood))" ;;
+	weft-nooffload) echo "weft encrypted, offloads off (cipher auto$(auto_chose weft-nooffload))" ;;
 	weft-plain) echo "weft plain (VXLAN)" ;;
 	wg) echo "wireguard-go" ;;
+	boringtun) echo "boringtun" ;;
 	nebula) echo "nebula" ;;
 	esac
 }
 get() { [[ -s $work/res/$1.$2 ]] && cat "$work/res/$1.$2"; }
+auto_chose() { # CASE: ": <cipher>" that CASE's `cipher = "auto"` negotiated, if it got that far
+	local c
+	if c=$(get "$1" cipher); then printf ': %s' "$c"; fi
+}
+cipher_case() { # CIPHER: the weft row that measured it with the same settings otherwise
+	case $1 in aes-256-gcm) echo weft-aes ;; chacha20poly1305) echo weft-chacha ;; *) return 1 ;; esac
+}
 gbit() { # CASE METRIC: median Gbit/s
 	local m
 	m=$(median <"$work/res/$1.$2") && [[ -n $m ]] && awk -v m="$m" 'BEGIN {printf "%.2f\n", m / 1000}'
@@ -761,16 +864,16 @@ ratio() { # A B -> A/B
 }
 
 # profile_summary: per host core, the share of each program and the hottest symbols, from the
-# perf record of weft encrypted's first single-stream run.
+# perf record of CASE's (weft-aes or weft-chacha) first single-stream run.
 profile_summary() {
-	local cpu host
-	printf '\n### Where the time goes: weft encrypted, first single-stream run (perf, cpu-clock)\n'
+	local c=$1 cpu host
+	printf '\n### Where the time goes: %s, first single-stream run (perf, cpu-clock)\n' "$(label "$c")"
 	for cpu in 0 1; do
 		if ((cpu == 0)); then host="a (sender)"; else host="b (receiver)"; fi
 		printf '\nCore %s, host %s: share of samples by thread, then the hottest symbols\n\n```\n' "$cpu" "$host"
-		perf report -i "$work/perf.data" --cpu "$cpu" --no-children --sort comm --stdio -g none 2>/dev/null |
+		perf report -i "$work/perf-$c.data" --cpu "$cpu" --no-children --sort comm --stdio -g none 2>/dev/null |
 			awk '/^ +[0-9.]+%/ && n < 4 {print; n++}'
-		perf report -i "$work/perf.data" --cpu "$cpu" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
+		perf report -i "$work/perf-$c.data" --cpu "$cpu" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
 			awk '/^ +[0-9.]+%/ && n < 15 {sub(/ +$/, ""); print substr($0, 1, 110); n++}'
 		printf '```\n'
 	done
@@ -782,21 +885,32 @@ for c in $all_cases; do
 done
 
 kernel_version=$(uname -r)
+# What `cipher = "auto"` looks at (the daemon asks the CPU; these are the kernel's names).
+aes_flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|vaes|pclmulqdq|vpclmulqdq' | tr '\n' ' ' | sed 's/ $//')
+if grep -m1 '^flags' /proc/cpuinfo | grep -qw aes && grep -m1 '^flags' /proc/cpuinfo | grep -qw pclmulqdq; then
+	aes_flags="hardware AES: ${aes_flags}"
+else
+	aes_flags="no hardware AES${aes_flags:+ (${aes_flags})}: AES-256-GCM runs in software"
+fi
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 weft_version=''
 [[ -x $weft ]] && weft_version=$("$weft" --version 2>/dev/null || true)
 {
 	printf '\n## weft throughput, %s\n\n' "$started"
 	printf 'Command: %s%s%s  \n' '`' "$cmdline" '`'
-	printf 'Machine: %s, %s cores, Linux %s; %s; iperf3 %s × %s s (median), %s pings at 10 ms\n\n' \
-		"${cpu_model:-unknown CPU}" "$(nproc)" "$kernel_version" "${weft_version:-weft not measured}" \
-		"$reps" "$dur" "$pings"
-	printf '| transport | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | ping avg µs | ping p99 µs | ping avg µs, 0.2 ms interval | daemon CPU s | Gbit per daemon CPU s | RSS MB | ratio to kernel VXLAN (1 stream) | ratio to wireguard-go (1 stream) |\n'
-	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+	printf 'Machine: %s (%s), %s cores, Linux %s; %s; iperf3 %s × %s s (median), %s pings at 10 ms; load average at the end %s\n' \
+		"${cpu_model:-unknown CPU}" "$aes_flags" "$(nproc)" "$kernel_version" "${weft_version:-weft not measured}" \
+		"$reps" "$dur" "$pings" "$(cut -d' ' -f1-3 /proc/loadavg)"
+	refs=()
+	if wanted wg && [[ -z ${skip[wg]:-} ]]; then refs+=("$(wireguard-go --version 2>/dev/null | head -n 1)"); fi
+	if wanted boringtun && [[ -z ${skip[boringtun]:-} ]]; then refs+=("$("$boringtun_src" --version 2>/dev/null) (--threads ${BORINGTUN_THREADS:-4})"); fi
+	if ((${#refs[@]})); then printf 'References: %s\n' "$(printf '%s; ' "${refs[@]}" | sed 's/; $//')"; fi
+	printf '\n| transport | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | ping avg µs | ping p99 µs | ping avg µs, 0.2 ms interval | daemon CPU s | Gbit per daemon CPU s | RSS MB | ratio to kernel VXLAN (1 stream) | ratio to boringtun (1 stream) | ratio to wireguard-go (1 stream) |\n'
+	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 	for c in $all_cases; do
 		wanted "$c" || continue
 		if [[ -n ${skip[$c]:-} ]]; then
-			printf '| %s | n/a: %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$(label "$c")" "${skip[$c]}"
+			printf '| %s | n/a: %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$(label "$c")" "${skip[$c]}"
 			continue
 		fi
 		case $c in veth | vxlan) cpu=kernel rss=kernel eff=kernel ;; *)
@@ -805,18 +919,25 @@ weft_version=''
 				'BEGIN {if (g != "" && c + 0 > 0) printf "%.1f\n", g * t / c; else print "n/a"}')
 			;;
 		esac
-		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$c")" \
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$c")" \
 			"${g1[$c]:-n/a}" "$(gbit "$c" tcp4 || echo n/a)" \
 			"$(get "$c" rtt_avg || echo n/a)" "$(get "$c" rtt_p99 || echo n/a)" \
 			"$(get "$c" rtt_fast || echo n/a)" "$cpu" "$eff" "$rss" \
 			"$(ratio "${g1[$c]:-}" "${g1[vxlan]:-}" || echo n/a)" \
+			"$(ratio "${g1[$c]:-}" "${g1[boringtun]:-}" || echo n/a)" \
 			"$(ratio "${g1[$c]:-}" "${g1[wg]:-}" || echo n/a)"
 	done
 	printf '\n'
 	printf 'Throughput: iperf3 -C cubic receiver rate, a -> b, one core per host (taskset). Daemon CPU s:\n'
 	printf 'user+system CPU of both hosts'"'"' daemons per %s s single-stream run (kernel work done in their\n' "$dur"
 	printf 'context included); Gbit per daemon CPU s = 1-stream Gbit/s × %s s / that. RSS: the larger VmRSS of the two.\n' "$dur"
-	for c in weft weft-flood weft-plain; do
+	if [[ -n ${g1[weft-aes]:-} && -n ${g1[weft-chacha]:-} ]]; then
+		printf 'weft AES-256-GCM over ChaCha20-Poly1305 in this run: 1 stream %s, 4 streams %s; daemon CPU s %s vs %s.\n' \
+			"$(ratio "${g1[weft-aes]}" "${g1[weft-chacha]}" || echo n/a)" \
+			"$(ratio "$(gbit weft-aes tcp4)" "$(gbit weft-chacha tcp4)" || echo n/a)" \
+			"$(get weft-aes cpu || echo n/a)" "$(get weft-chacha cpu || echo n/a)"
+	fi
+	for c in weft-aes weft-chacha weft-flood weft-plain; do
 		a=$(get "$c" rtt_avg) || continue
 		v=$(get veth rtt_avg) || continue
 		pa=$(get "$c" rtt_p99) || continue
@@ -828,16 +949,21 @@ weft_version=''
 		printf '.\n'
 	done
 	if [[ -z ${skip[weft-flood]:-} ]] && flood_note=$(get weft-flood flood); then
-		printf 'Under flood (initiations %s/s, garbage %s/s at host b'"'"'s tunnel port): 1 stream %s, 4 streams %s of weft encrypted in this run;\n%s.\n' \
+		# Compared with the row of the cipher that weft-flood's `auto` chose.
+		ref=$(cipher_case "$(get weft-flood cipher)") || ref=none
+		printf 'Under flood (initiations %s/s, garbage %s/s at host b'"'"'s tunnel port): 1 stream %s, 4 streams %s of %s in this run;\n%s.\n' \
 			"$flood_init_rate" "$flood_garbage_rate" \
-			"$(ratio "${g1[weft-flood]:-}" "${g1[weft]:-}" || echo "n/a")" \
-			"$(ratio "$(gbit weft-flood tcp4)" "$(gbit weft tcp4 2>/dev/null)" || echo "n/a")" "$flood_note"
+			"$(ratio "${g1[weft-flood]:-}" "${g1[$ref]:-}" || echo "n/a")" \
+			"$(ratio "$(gbit weft-flood tcp4)" "$(gbit "$ref" tcp4 2>/dev/null)" || echo "n/a")" \
+			"$(if [[ $ref == none ]]; then echo "weft encrypted"; else label "$ref"; fi)" "$flood_note"
 	fi
 	for c in $all_cases; do
 		if [[ -s $work/res/$c.note ]]; then printf 'Note (%s): %s\n' "$(label "$c")" "$(tr '\n' ' ' <"$work/res/$c.note")"; fi
 	done
 	printf 'Run took %d s.\n' $((SECONDS - t_start))
-	if [[ -s $work/perf.data ]]; then profile_summary; fi
+	for c in weft-aes weft-chacha; do
+		if [[ -s $work/perf-$c.data ]]; then profile_summary "$c"; fi
+	done
 }
 if ((${#failed[@]})); then
 	say "failed: ${failed[*]} (see the table)"
