@@ -13,22 +13,6 @@ mod common;
 use common::Lab;
 use std::time::{Duration, Instant};
 
-/// What the daemon's `cipher = "auto"` checks (src/config: `hardware_aes`).
-fn hardware_aes() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
 const AES: &str = "aes-256-gcm";
 const CHACHA: &str = "chacha20poly1305";
 
@@ -60,7 +44,8 @@ fn refusals(lab: &Lab, hosts: &[&str]) -> u64 {
 
 #[test]
 fn ciphers_are_negotiated_per_pair_and_a_pair_without_one_in_common_is_refused_and_counted() {
-    let aes = hardware_aes();
+    // What the daemon's `cipher = "auto"` checks.
+    let aes = weft::config::hardware_aes();
     let lab = Lab::up(4, 1);
     for (host, cipher) in [("h3", CHACHA), ("h4", AES)] {
         lab.stop_daemon(host, "TERM");
