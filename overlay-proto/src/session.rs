@@ -432,16 +432,63 @@ fn nonce(counter: u64) -> Nonce {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    const CIPHERS: [Cipher; 2] = [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm];
+
     fn pair(now: Instant) -> (Session, Session) {
         let a = Session::new(now, 1, 2, true, true, &[1; 32], &[2; 32]);
         let b = Session::new(now, 2, 1, false, false, &[2; 32], &[1; 32]);
         (a, b)
     }
 
+    fn pair_with(now: Instant, cipher: Cipher) -> (Session, Session) {
+        let a = Session::with_cipher(now, (1, 2), true, true, (&[1; 32], &[2; 32]), cipher);
+        let b = Session::with_cipher(now, (2, 1), false, false, (&[2; 32], &[1; 32]), cipher);
+        (a, b)
+    }
+
+    proptest! {
+        /// With either cipher: any payload comes back as sealed, any flipped bit after the
+        /// header's type is refused without burning the counter, and a session of the other
+        /// cipher cannot open it.
+        #[test]
+        fn either_cipher_round_trips_and_refuses_flips_and_the_other_cipher(
+            payload in proptest::collection::vec(any::<u8>(), 1..1500),
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+            aes in any::<bool>(),
+        ) {
+            let now = Instant::now();
+            let cipher = CIPHERS[usize::from(aes)];
+            let (a, b) = pair_with(now, cipher);
+            let (_, other) = pair_with(now, CIPHERS[usize::from(!aes)]);
+            let mut buf = vec![0u8; 16 + payload.len() + 16];
+            buf[16..16 + payload.len()].copy_from_slice(&payload);
+            let n = a.seal(now, &mut buf, payload.len()).unwrap();
+            let sealed = buf.clone();
+            let mut flipped = sealed.clone();
+            let at = 8 + flip.index(n - 8);
+            flipped[at] ^= 1 << bit;
+            prop_assert!(b.open(now, &mut flipped[..n]).is_err());
+            let mut foreign = sealed.clone();
+            prop_assert_eq!(other.open(now, &mut foreign[..n]), Err(OpenError::Auth));
+            let r = b.open(now, &mut buf[..n]).unwrap();
+            prop_assert_eq!(&buf[r], &payload[..]);
+        }
+    }
+
     #[test]
     fn seal_then_open_in_place() {
+        for cipher in CIPHERS {
+            seal_then_open_with(cipher);
+        }
+    }
+
+    fn seal_then_open_with(cipher: Cipher) {
         let now = Instant::now();
-        let (a, b) = pair(now);
+        let (a, b) = pair_with(now, cipher);
+        assert_eq!((a.cipher(), b.cipher()), (cipher, cipher));
         let mut buf = [0xa5u8; 16 + 5 + 16 + 3];
         buf[16..21].copy_from_slice(b"hello");
         let n = a.seal(now, &mut buf, 5).unwrap();
@@ -454,8 +501,14 @@ mod tests {
 
     #[test]
     fn rejects_replay_bitflip_and_expiry() {
+        for cipher in CIPHERS {
+            rejects_replay_bitflip_and_expiry_with(cipher);
+        }
+    }
+
+    fn rejects_replay_bitflip_and_expiry_with(cipher: Cipher) {
         let now = Instant::now();
-        let (a, b) = pair(now);
+        let (a, b) = pair_with(now, cipher);
         let mut buf = [0u8; 64];
         let n = a.seal(now, &mut buf, 10).unwrap();
         let copy = buf;
