@@ -9,7 +9,7 @@
 #   --only CASES   comma-separated subset of: veth,vxlan,weft-aes,weft-chacha,weft-flood,
 #                  weft-nooffload,weft-plain,wg,boringtun,nebula (weft = weft-aes,weft-chacha)
 #   --profile      record a system-wide CPU profile (perf, cpu-clock) of the first single-stream
-#                  run of weft-aes and of weft-chacha and print where each host's core spends
+#                  run of weft-aes, weft-chacha and weft-plain and print where each host's core spends
 #                  its time
 #
 # Environment:
@@ -434,7 +434,7 @@ measure() {
 
 	for p in "$@"; do t0=$((t0 + $(cpu_ticks "$p"))); done
 	local perf_pid=''
-	if ((profile)) && [[ ${res##*/} == weft-aes || ${res##*/} == weft-chacha ]] && command -v perf >/dev/null; then
+	if ((profile)) && [[ ${res##*/} == weft-aes || ${res##*/} == weft-chacha || ${res##*/} == weft-plain ]] && command -v perf >/dev/null; then
 		# The whole machine (both host cores), sampled by the clock: this VM has no PMU.
 		perf record -q -a -g -e cpu-clock -F 999 -o "$work/perf-${res##*/}.data" -- sleep "$dur" \
 			>"$work/perf.log" 2>&1 &
@@ -864,7 +864,7 @@ ratio() { # A B -> A/B
 }
 
 # profile_summary: per host core, the share of each program and the hottest symbols, from the
-# perf record of CASE's (weft-aes or weft-chacha) first single-stream run.
+# perf record of CASE's (weft-aes, weft-chacha or weft-plain) first single-stream run.
 profile_summary() {
 	local c=$1 cpu host
 	printf '\n### Where the time goes: %s, first single-stream run (perf, cpu-clock)\n' "$(label "$c")"
@@ -961,7 +961,7 @@ weft_version=''
 		if [[ -s $work/res/$c.note ]]; then printf 'Note (%s): %s\n' "$(label "$c")" "$(tr '\n' ' ' <"$work/res/$c.note")"; fi
 	done
 	printf 'Run took %d s.\n' $((SECONDS - t_start))
-	for c in weft-aes weft-chacha; do
+	for c in weft-aes weft-chacha weft-plain; do
 		if [[ -s $work/perf-$c.data ]]; then profile_summary "$c"; fi
 	done
 }

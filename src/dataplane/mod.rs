@@ -9,6 +9,7 @@ pub mod filter;
 pub mod frame;
 pub mod offload;
 mod preauth;
+mod scatter;
 pub mod source_guard;
 mod worker;
 

@@ -159,6 +159,12 @@ pub struct Tso {
 impl Tso {
     /// Checks a superframe's headers against its virtio-net header.
     pub fn plan(frame: &[u8], h: &VnetHdr) -> Result<Self, OffloadError> {
+        Self::plan_prefix(frame, frame.len(), h)
+    }
+
+    /// As [`Tso::plan`], for a superframe of `total` bytes of which `frame` is a prefix that
+    /// holds at least all its headers (the rest may lie elsewhere: a scattered read).
+    pub fn plan_prefix(frame: &[u8], total: usize, h: &VnetHdr) -> Result<Self, OffloadError> {
         let bad = |_| OffloadError::BadTsoHeaders;
         let v6 = match h.gso_type & !GSO_ECN {
             GSO_TCPV4 => false,
@@ -186,10 +192,25 @@ impl Tso {
         };
         let hlen = l4 + TcpPacket::new_checked(&frame[l4..]).map_err(bad)?.header_len();
         let mss = usize::from(h.gso_size);
-        if hlen >= frame.len() || mss == 0 {
+        if hlen >= total || hlen > frame.len() || mss == 0 {
             return Err(OffloadError::BadTsoHeaders);
         }
-        Ok(Self { v6, l3, l4, hlen, mss, payload: frame.len() - hlen })
+        Ok(Self { v6, l3, l4, hlen, mss, payload: total - hlen })
+    }
+
+    /// Length of the headers every segment carries (Ethernet + IP + TCP).
+    pub fn header_len(&self) -> usize {
+        self.hlen
+    }
+
+    /// Payload bytes per segment (the last may carry fewer).
+    pub fn mss(&self) -> usize {
+        self.mss
+    }
+
+    /// Length of segment `i` (< `count()`), headers included.
+    pub fn segment_len(&self, i: usize) -> usize {
+        self.hlen + self.mss.min(self.payload - i * self.mss)
     }
 
     /// Number of segments.
@@ -206,13 +227,23 @@ impl Tso {
     /// and checksums; returns its length. `out` must hold `max_segment_len()` bytes.
     pub fn segment(&self, frame: &[u8], i: usize, out: &mut [u8]) -> usize {
         let off = i * self.mss;
-        let seg = self.mss.min(self.payload - off);
-        let last = off + seg == self.payload;
-        let (l3, l4, hlen) = (self.l3, self.l4, self.hlen);
-        let out = &mut out[..hlen + seg];
+        let len = self.segment_len(i);
+        let hlen = self.hlen;
+        let out = &mut out[..len];
         out[..hlen].copy_from_slice(&frame[..hlen]);
-        out[hlen..].copy_from_slice(&frame[hlen + off..hlen + off + seg]);
-        let (ip, segment) = out[l3..].split_at_mut(l4 - l3);
+        out[hlen..].copy_from_slice(&frame[hlen + off..off + len]);
+        self.fix(i, out);
+        len
+    }
+
+    /// Makes `seg` segment `i` (< `count()`): it holds exactly `segment_len(i)` bytes, the
+    /// superframe's headers followed by the segment's payload; lengths, IPv4 ID, sequence
+    /// number, flags and checksums are set here.
+    pub fn fix(&self, i: usize, seg: &mut [u8]) {
+        let off = i * self.mss;
+        let last = off + seg.len() - self.hlen == self.payload;
+        let (l3, l4) = (self.l3, self.l4);
+        let (ip, segment) = seg[l3..].split_at_mut(l4 - l3);
         if !self.v6 {
             let mut ip = Ipv4Packet::new_unchecked(&mut *ip);
             ip.set_ident(ip.ident().wrapping_add(i as u16));
@@ -229,7 +260,6 @@ impl Tso {
         }
         tcp.set_flags(f);
         tcp.fill_checksum(pseudo);
-        hlen + seg
     }
 }
 
@@ -617,6 +647,48 @@ mod tests {
                 got.extend_from_slice(&s[t.hlen..t.frame_len]);
             }
             assert_eq!(got, payload);
+        }
+    }
+
+    /// What the worker does with a superframe read pre-segmented (`super::scatter`): the
+    /// payload lands in each slot behind a gap, the headers are copied into the gaps and fixed
+    /// there. Every segment must equal the one segmentation by copying makes.
+    #[test]
+    fn segments_fixed_where_they_were_read_equal_copied_segments() {
+        use super::super::scatter::Layout;
+        for (v6, len, mss, fo, tail) in
+            [(false, 60_000, 1356, 20, 16), (true, 4_000, 1336, 8, 0), (false, 1_357, 1356, 20, 16)]
+        {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let f = superframe(v6, &payload, flags::ACK | flags::PSH | flags::FIN);
+            let h = VnetHdr {
+                gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                gso_size: mss,
+                ..Default::default()
+            };
+            let plan = Tso::plan(&f, &h).unwrap();
+            let l = Layout::segmented(64, fo, plan.header_len(), plan.mss(), tail).unwrap();
+            // The read: the frame's bytes, piece after piece.
+            let mut arena = vec![0u8; 64 + l.arena_len(2000)];
+            let mut off = 0;
+            for j in 0..=l.more {
+                let r = l.piece(j);
+                let n = r.len().min(f.len() - off);
+                arena[r.start..r.start + n].copy_from_slice(&f[off..off + n]);
+                off += n;
+            }
+            assert_eq!(off, f.len());
+            let headers = f[..plan.header_len()].to_vec();
+            for i in (0..plan.count()).rev() {
+                let at = l.frame_at(i);
+                let n = plan.segment_len(i);
+                arena[at..at + plan.header_len()].copy_from_slice(&headers);
+                plan.fix(i, &mut arena[at..at + n]);
+                let mut copied = vec![0u8; plan.max_segment_len()];
+                let m = plan.segment(&f, i, &mut copied);
+                assert_eq!(&arena[at..at + n], &copied[..m], "segment {i} of {len} bytes, v6 {v6}");
+                assert!(tcp_csum_ok(&arena[at..at + n]));
+            }
         }
     }
 

@@ -9,9 +9,11 @@
 //! handshakes (and, from members, unknown-session notices without the datagram) go to the
 //! engine's pre-auth lane, rate-limited per source address ([`super::preauth`]).
 //!
-//! Slot layout (encrypted): `[transport header 16][inner header 4][frame]`, read from the
-//! TAP at offset 10 so its 10-byte virtio-net header lands on bytes 10..20 and is overwritten.
-//! Plain VXLAN uses bytes 12..20 for the VXLAN header.
+//! Slot layout (encrypted): `[transport header 16][inner header 4][frame][tag 16]`; plain
+//! VXLAN: `[VXLAN header 8][frame]`. A frame is read from the TAP straight into its slot, and
+//! a TSO superframe pre-segmented into one slot per segment, so only the segments' headers
+//! are written in userspace ([`super::scatter`]); one forwarding decision serves all the
+//! segments of a superframe.
 
 use overlay_proto::consts::{INNER_HEADER_LEN, MAX_DATAGRAM_LEN, TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::{
@@ -29,6 +31,7 @@ use std::time::Instant;
 use super::batch::{Added, Batch, Run, Sock, ARENA_LEN};
 use super::offload::{self, Gro, Tso, VnetHdr};
 use super::preauth::PreauthLimiter;
+use super::scatter::{self, Layout, MAX_IOV};
 use super::tables::{Loc, Tables};
 use super::{filter, frame, source_guard};
 use super::{inc, EngineMsg, Shared};
@@ -55,6 +58,21 @@ const SEND_WAIT_MS: i32 = 20;
 /// (quinn-udp logs each switch-off, so this also bounds that log to one line per 5 s.)
 const GSO_REPROBE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Where a frame from our bridge goes ([`Worker::route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Nowhere: handled here (ARP suppressed, local destination) or dropped (counted).
+    Drop,
+    /// To a peer, sealed.
+    Peer(PeerId),
+    /// To a plain VXLAN endpoint.
+    Vtep(SocketAddr),
+    /// To every peer (broadcast, multicast, unknown unicast), sealed.
+    Flood,
+    /// To every configured VXLAN remote.
+    FloodVxlan,
+}
+
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
@@ -66,8 +84,11 @@ struct Worker {
     rx: Vec<Vec<u8>>,
     meta: [RecvMeta; RX_BATCH],
     scratch: Vec<u8>,
-    /// A whole frame as read from a TAP (a TSO superframe is up to 64 KiB).
+    /// Where a read from a TAP spills when it does not fit its arena layout, and where a
+    /// frame is gathered when it must be copied (a superframe is up to 64 KiB).
     sframe: Vec<u8>,
+    /// Header length and MSS of the last TSO superframe: the next read is laid out for it.
+    tso_guess: Option<(usize, usize)>,
     gro: Gro,
     /// The time, read once per batch (session timers count in seconds).
     now: Instant,
@@ -107,7 +128,8 @@ pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Opti
         rx: (0..RX_BATCH).map(|_| vec![0; 65_536]).collect(),
         meta: [RecvMeta::default(); RX_BATCH],
         scratch: vec![0; SLOT_LEN],
-        sframe: vec![0; VNET_HDR_LEN + 65_536],
+        sframe: vec![0; scatter::MAX_READ],
+        tso_guess: None,
         gro: Gro::default(),
         now: Instant::now(),
         gso_lost: [false; 2],
@@ -181,16 +203,45 @@ impl Worker {
         }
     }
 
+    /// Where a read of `layout.arena_len(SLOT_LEN)` bytes can start in the arena (flushing
+    /// the batch when the rest of the arena is too short).
+    fn reserve(&mut self, need: usize) -> usize {
+        match self.batch.tail(need) {
+            Some(at) => at,
+            None => {
+                self.flush();
+                0
+            }
+        }
+    }
+
     fn drain_tap(&mut self, net: NetId) {
         let shared = Arc::clone(&self.shared);
         let tap = Arc::clone(&shared.taps[net][self.index]);
         // One snapshot per batch: table changes are picked up at the next batch.
         let tables = shared.tables.load();
         self.now = Instant::now();
-        let fo = frame_offset(&shared.nets[net]);
+        let info = &shared.nets[net];
+        let (fo, max_frame) = (frame_offset(info), max_frame_len(info));
+        let tail = if info.encryption == Encryption::None { 0 } else { TAG_LEN };
         let mut sframe = std::mem::take(&mut self.sframe);
         for _ in 0..TAP_BATCH {
-            let n = match tap.recv(&mut sframe) {
+            // Read where the frame is sent from: pre-segmented when the last superframe's
+            // headers and MSS are a guess for this one (see `super::scatter`).
+            let guess = self.tso_guess.and_then(|(hlen, mss)| Layout::segmented(0, fo, hlen, mss, tail));
+            let need = guess.map_or(SLOT_LEN, |l| l.arena_len(SLOT_LEN));
+            let at = self.reserve(need);
+            let layout = match guess {
+                Some(l) => Layout { at, ..l },
+                None => Layout::single(at, fo, max_frame),
+            };
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            let read = {
+                let mut iov: [IoSliceMut<'_>; MAX_IOV] = std::array::from_fn(|_| IoSliceMut::new(&mut []));
+                let k = layout.iovecs(&mut hdr, &mut self.arena, &mut sframe, &mut iov);
+                tap.recv_vectored(&mut iov[..k])
+            };
+            let n = match read {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -202,43 +253,118 @@ impl Worker {
                 continue;
             }
             inc(&shared.stats.tap_rx);
-            let (head, frame) = sframe[..n].split_at_mut(VNET_HDR_LEN);
-            let h = VnetHdr::parse((&*head).try_into().expect("10 bytes"));
-            if h.gso_type == offload::GSO_NONE {
+            let h = VnetHdr::parse(&hdr);
+            let len = n - VNET_HDR_LEN;
+            if h.gso_type == offload::GSO_NONE && len <= layout.first {
+                // The common small frame: in its slot already.
+                let frame = &mut self.arena[at + fo..at + fo + len];
                 if h.flags & offload::F_NEEDS_CSUM != 0
                     && offload::complete_csum(frame, h.csum_start, h.csum_offset).is_err()
                 {
                     inc(&shared.stats.drop_offload);
                     continue;
                 }
-                if frame.len() > max_frame_len(&shared.nets[net]) {
-                    self.too_big(net, frame);
-                    continue;
-                }
-                let at = self.slot();
-                self.arena[at + fo..at + fo + frame.len()].copy_from_slice(frame);
-                self.egress(&shared, &tables, net, at, frame.len());
-                continue;
-            }
-            let Ok(plan) = Tso::plan(frame, &h) else {
-                inc(&shared.stats.drop_offload);
-                continue;
-            };
-            if plan.max_segment_len() > max_frame_len(&shared.nets[net]) {
-                // The sender's MTU is larger than the network's: one answer per superframe.
-                self.too_big(net, frame);
-                continue;
-            }
-            inc(&shared.stats.tso_superframes);
-            for i in 0..plan.count() {
-                let at = self.slot();
-                let len = plan.segment(frame, i, &mut self.arena[at + fo..at + SLOT_LEN - TAG_LEN]);
-                inc(&shared.stats.tso_segments);
                 self.egress(&shared, &tables, net, at, len);
+                continue;
             }
+            if h.gso_type != offload::GSO_NONE && layout.is_segmented() && len > layout.first {
+                let headers = &self.arena[at + fo..at + fo + layout.first];
+                if let Ok(plan) = Tso::plan_prefix(headers, len, &h) {
+                    if layout.hole == fo + plan.header_len() && layout.seg == plan.mss() {
+                        self.segments_in_place(&shared, &tables, net, &layout, &plan);
+                        continue;
+                    }
+                }
+            }
+            // Anything else (a superframe of another shape, a first one, a frame longer than
+            // the first piece) is gathered and handled from the spill buffer.
+            layout.gather(&hdr, &self.arena, n, &mut sframe);
+            self.egress_spilled(&shared, &tables, net, &mut sframe[..n]);
         }
         self.sframe = sframe;
         self.flush();
+    }
+
+    /// A superframe read pre-segmented by `layout`: writes each segment's headers into its
+    /// gap, decides once where the superframe goes and sends every segment from its slot.
+    fn segments_in_place(
+        &mut self,
+        shared: &Shared,
+        tables: &Tables,
+        net: NetId,
+        layout: &Layout,
+        plan: &Tso,
+    ) {
+        let (hlen, count) = (plan.header_len(), plan.count());
+        if plan.max_segment_len() > max_frame_len(&shared.nets[net]) {
+            let at = layout.frame_at(0);
+            return self.too_big(net, &self.arena[at..at + hlen]);
+        }
+        inc(&shared.stats.tso_superframes);
+        inc(&shared.stats.tso_in_place);
+        shared.stats.tso_segments.fetch_add(count as u64, Relaxed);
+        let mut headers = [0u8; scatter::MAX_SCATTER_HEADERS];
+        let first = layout.frame_at(0);
+        headers[..hlen].copy_from_slice(&self.arena[first..first + hlen]);
+        // The last segment first: it carries the superframe's FIN/PSH, which the decision
+        // (and conntrack) must see, as they saw it when segments were judged one by one.
+        let fix = |arena: &mut [u8], i: usize| {
+            let at = layout.frame_at(i);
+            let len = plan.segment_len(i);
+            arena[at..at + hlen].copy_from_slice(&headers[..hlen]);
+            plan.fix(i, &mut arena[at..at + len]);
+        };
+        fix(&mut self.arena, count - 1);
+        let last = layout.frame_at(count - 1);
+        let route = self.route(shared, tables, net, &self.arena[last..last + plan.segment_len(count - 1)]);
+        if route == Route::Drop {
+            return;
+        }
+        for i in 0..count {
+            if i + 1 < count {
+                fix(&mut self.arena, i);
+            }
+            self.send_frame(shared, tables, net, route, layout.frame_at(i) - layout.fo, plan.segment_len(i));
+        }
+    }
+
+    /// A whole frame read into (or gathered in) the spill buffer `sf`, virtio-net header first:
+    /// copied into arena slots, segmented if it is a superframe.
+    fn egress_spilled(&mut self, shared: &Shared, tables: &Tables, net: NetId, sf: &mut [u8]) {
+        let fo = frame_offset(&shared.nets[net]);
+        let (head, frame) = sf.split_at_mut(VNET_HDR_LEN);
+        let h = VnetHdr::parse((&*head).try_into().expect("10 bytes"));
+        if h.gso_type == offload::GSO_NONE {
+            if h.flags & offload::F_NEEDS_CSUM != 0
+                && offload::complete_csum(frame, h.csum_start, h.csum_offset).is_err()
+            {
+                inc(&shared.stats.drop_offload);
+                return;
+            }
+            if frame.len() > max_frame_len(&shared.nets[net]) {
+                return self.too_big(net, frame);
+            }
+            let at = self.slot();
+            self.arena[at + fo..at + fo + frame.len()].copy_from_slice(frame);
+            return self.egress(shared, tables, net, at, frame.len());
+        }
+        let Ok(plan) = Tso::plan(frame, &h) else {
+            inc(&shared.stats.drop_offload);
+            return;
+        };
+        // The next read guesses this shape.
+        self.tso_guess = Some((plan.header_len(), plan.mss()));
+        if plan.max_segment_len() > max_frame_len(&shared.nets[net]) {
+            // The sender's MTU is larger than the network's: one answer per superframe.
+            return self.too_big(net, frame);
+        }
+        inc(&shared.stats.tso_superframes);
+        for i in 0..plan.count() {
+            let at = self.slot();
+            let len = plan.segment(frame, i, &mut self.arena[at + fo..at + SLOT_LEN - TAG_LEN]);
+            inc(&shared.stats.tso_segments);
+            self.egress(shared, tables, net, at, len);
+        }
     }
 
     /// Drops a frame larger than the network's MTU, answering with ICMP "too big" when it can.
@@ -256,24 +382,32 @@ impl Worker {
 
     /// A frame from our bridge at `arena[at + frame_offset(net)..][..len]`.
     fn egress(&mut self, shared: &Shared, tables: &Tables, net: NetId, at: usize, len: usize) {
-        let info = &shared.nets[net];
-        let fo = frame_offset(info);
+        let fo = frame_offset(&shared.nets[net]);
         let f = &self.arena[at + fo..at + fo + len];
-        if len > max_frame_len(info) {
+        if len > max_frame_len(&shared.nets[net]) {
             return self.too_big(net, f);
         }
-        let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.net(net)) else { return };
+        let route = self.route(shared, tables, net, f);
+        self.send_frame(shared, tables, net, route, at, len);
+    }
+
+    /// Where a frame from our bridge goes: the checks every frame passes (source guard,
+    /// link-local sources, ARP suppression, policy) and the forwarding lookup. Segments of one
+    /// superframe share it.
+    fn route(&self, shared: &Shared, tables: &Tables, net: NetId, f: &[u8]) -> Route {
+        let info = &shared.nets[net];
+        let (Some(dst), Some(nt)) = (frame::dst_mac(f), tables.nets.net(net)) else { return Route::Drop };
         // A local container sends only as its lease, the host only as its gateway.
         if !source_guard::allows(nt, info, f) {
             inc(&shared.stats.drop_local_spoof);
-            return;
+            return Route::Drop;
         }
         // Link-local and unspecified sources (IPv6 ND, ARP probes) stay on this host: no peer
         // would accept them, as they lie outside every certified subnet.
         let encrypted = info.encryption == Encryption::ChaCha20Poly1305;
         if encrypted && frame::source_ip(f).is_some_and(|ip| frame::is_link_local(&ip)) {
             inc(&shared.stats.drop_link_local);
-            return;
+            return Route::Drop;
         }
         if let Some((_, _, target)) = frame::arp_request(f) {
             let remote =
@@ -285,31 +419,51 @@ impl Worker {
                 if frame::arp_reply(f, *mac, reply).is_some() {
                     inc(&shared.stats.arp_suppressed);
                     self.write_tap(net, &mut out);
-                    return;
+                    return Route::Drop;
                 }
             }
         }
         let target = if frame::is_multicast(&dst) { None } else { nt.macs.get(&dst).copied() };
         if nt.policy.is_some() {
             let to = match target {
-                Some(Loc::Local) => return,
+                Some(Loc::Local) => return Route::Drop,
                 Some(Loc::Peer(p)) => Some(p),
                 _ => None,
             };
             if !filter::allows(shared, tables, net, Direction::Out, f, to, filter::now_secs(shared)) {
-                return;
+                return Route::Drop;
             }
         }
         match (target, encrypted) {
-            (Some(Loc::Local), _) => {}
-            (Some(Loc::Peer(p)), true) => self.unicast(tables, net, p, at, len),
-            (Some(Loc::Vtep(addr)), false) => self.vxlan_unicast(net, addr, at, len),
-            (_, true) => {
+            (Some(Loc::Local), _) => Route::Drop,
+            (Some(Loc::Peer(p)), true) => Route::Peer(p),
+            (Some(Loc::Vtep(addr)), false) => Route::Vtep(addr),
+            (_, true) => Route::Flood,
+            (_, false) => Route::FloodVxlan,
+        }
+    }
+
+    /// Sends the frame at `arena[at + frame_offset(net)..][..len]` where `route` says.
+    fn send_frame(
+        &mut self,
+        shared: &Shared,
+        tables: &Tables,
+        net: NetId,
+        route: Route,
+        at: usize,
+        len: usize,
+    ) {
+        match route {
+            Route::Drop => {}
+            Route::Peer(p) => self.unicast(tables, net, p, at, len),
+            Route::Vtep(addr) => self.vxlan_unicast(net, addr, at, len),
+            Route::Flood => {
                 self.flush();
                 self.flood_sealed(tables, net, at, len);
             }
-            (_, false) => {
+            Route::FloodVxlan => {
                 self.flush();
+                let info = &shared.nets[net];
                 for addr in info.remotes.iter().copied() {
                     inc(&shared.stats.flooded);
                     self.send_vxlan_now(net, addr, at, len);

@@ -75,6 +75,19 @@ impl Tap {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
+    /// Reads one frame scattered over `iov` (in order; the first slice starts with the
+    /// [`VNET_HDR_LEN`]-byte header); returns its length. `io::ErrorKind::WouldBlock` when
+    /// the queue is empty.
+    pub fn recv_vectored(&self, iov: &mut [std::io::IoSliceMut<'_>]) -> io::Result<usize> {
+        let count =
+            libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `IoSliceMut` is guaranteed ABI-compatible with `struct iovec` on Unix; every
+        // slice it points to is valid and writable for the duration of the call, and the fd
+        // is open for the lifetime of `self`.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr().cast(), count) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
     /// Writes one frame; `buf` starts with a [`VNET_HDR_LEN`]-byte header (all zeroes = no
     /// offload). Returns the bytes written, header included.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {

@@ -106,6 +106,8 @@ overlay_proto::counters! {
         tso_superframes => OFFLOAD.label("tso_superframes"),
         /// Segments made from TSO superframes.
         tso_segments => OFFLOAD.label("tso_segments"),
+        /// TSO superframes read pre-segmented into the send arena (no copy in userspace).
+        tso_in_place => OFFLOAD.label("tso_in_place"),
         /// Superframes written to TAPs after coalescing received segments (GRO).
         gro_superframes => OFFLOAD.label("gro_superframes"),
         /// Received segments that went into those superframes.
@@ -379,6 +381,7 @@ mod tests {
                 "drop_offload",
                 "tso_superframes",
                 "tso_segments",
+                "tso_in_place",
                 "gro_superframes",
                 "gro_segments"
             ]
