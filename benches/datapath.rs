@@ -107,7 +107,7 @@ fn gro(c: &mut Criterion) {
         let mut sink = Count::default();
         for i in 0..bufs.len() {
             let len = bufs[i].len() - 20;
-            gro.push(bufs, NetId(0), Loc { buf: i, start: 20, len }, &mut sink);
+            gro.push(bufs, NetId(0), Loc { buf: i, start: 20, len, partial_csum: false }, &mut sink);
         }
         gro.flush(bufs, &mut sink);
         sink

@@ -126,7 +126,12 @@ fn tso_gro_and_checksum_completion_allocate_nothing() {
                 lens[i] = plan.segment(&f, i, &mut bufs[i][HEADROOM..]);
             }
             for (i, len) in lens.iter().enumerate() {
-                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: HEADROOM, len: *len }, &mut sink);
+                gro.push(
+                    &mut bufs,
+                    NetId(0),
+                    Loc { buf: i, start: HEADROOM, len: *len, partial_csum: false },
+                    &mut sink,
+                );
             }
             gro.flush(&mut bufs, &mut sink);
             offload::complete_csum(&mut csum, L4 as u16, tcp::field::CHECKSUM.start as u16)

@@ -26,7 +26,7 @@ use crate::consts::*;
 use crate::cookie::{mac, CookieJar, MacKeys};
 use crate::handshake::{self, HandshakeError, Payload};
 use crate::peer::{Due, FinishResend, Peer, PeerId, Totals, FINISH_RESEND};
-use crate::session::{Cipher, Ciphers, OpenError, SealError, Session};
+use crate::session::{Cipher, Ciphers, Features, OpenError, SealError, Session};
 use crate::stats::EndpointStats;
 use crate::wire::{
     CookieReply, HandshakePacket, HandshakeRepr, Inner, MessageType, Pattern, TransportHeader, WireError,
@@ -53,6 +53,9 @@ pub struct EndpointConfig {
     /// The session ciphers we offer: a pair uses AES-256-GCM when both offer it,
     /// ChaCha20-Poly1305 otherwise, and fails the handshake with nothing in common.
     pub ciphers: Ciphers,
+    /// What we accept beyond the base protocol ([`Features::ALL`] unless testing an older
+    /// peer); a session uses what both sides state.
+    pub features: Features,
 }
 
 /// Why the endpoint refused its configuration.
@@ -824,7 +827,13 @@ impl Endpoint {
                     }
                     Owner::Dial(_) => self.unix_nanos(now),
                 };
-                Payload { cert: self.cert_bytes.clone(), timestamp: ts, ciphers: self.cfg.ciphers }.encode()
+                Payload {
+                    cert: self.cert_bytes.clone(),
+                    timestamp: ts,
+                    ciphers: self.cfg.ciphers,
+                    features: self.cfg.features,
+                }
+                .encode()
             }
             Pattern::Xx => Vec::new(),
         };
@@ -887,7 +896,7 @@ impl Endpoint {
         now: Instant,
         payload: &[u8],
         remote_static: Option<&[u8]>,
-    ) -> Result<(NodeCert, u64, Cipher), DatagramError> {
+    ) -> Result<(NodeCert, u64, Cipher, Features), DatagramError> {
         let payload = Payload::decode(payload)?;
         let (ours, theirs) = (self.cfg.ciphers, payload.ciphers);
         let cipher = ours.choose(theirs).ok_or(DatagramError::NoCommonCipher { ours, theirs })?;
@@ -902,7 +911,7 @@ impl Endpoint {
         if !self.by_key.contains_key(&cert.public_key) && self.peers.len() >= self.cfg.max_peers {
             return Err(DatagramError::PeersFull);
         }
-        Ok((cert, payload.timestamp, cipher))
+        Ok((cert, payload.timestamp, cipher, self.cfg.features.common(payload.features)))
     }
 
     /// Whether the initiation may proceed: under handshake load (rate, or half-open pressure
@@ -983,6 +992,7 @@ impl Endpoint {
                     cert: self.cert_bytes.clone(),
                     timestamp: self.unix_nanos(now),
                     ciphers: self.cfg.ciphers,
+                    features: self.cfg.features,
                 }
                 .encode();
                 let m = hs.write_message(&ours, &mut noise).map_err(HandshakeError::from)?;
@@ -1006,14 +1016,20 @@ impl Endpoint {
                 *self.pending_by_source.entry(from.ip()).or_insert(0) += 1;
             }
             Pattern::Ik => {
-                let (cert, ts, cipher) = self.verify_payload(now, &plain[..n], hs.get_remote_static())?;
+                let (cert, ts, cipher, features) =
+                    self.verify_payload(now, &plain[..n], hs.get_remote_static())?;
                 let id = self.peer_for_key(cert.public_key);
                 let peer = self.peers.get_mut(&id).expect("just looked up");
                 if ts <= peer.last_init_timestamp {
                     return Err(DatagramError::ReplayedInit);
                 }
-                let ours = Payload { cert: self.cert_bytes.clone(), timestamp: 0, ciphers: self.cfg.ciphers }
-                    .encode();
+                let ours = Payload {
+                    cert: self.cert_bytes.clone(),
+                    timestamp: 0,
+                    ciphers: self.cfg.ciphers,
+                    features: self.cfg.features,
+                }
+                .encode();
                 let m = hs.write_message(&ours, &mut noise).map_err(HandshakeError::from)?;
                 let peer = self.peers.get_mut(&id).expect("just looked up");
                 peer.last_init_timestamp = ts;
@@ -1028,7 +1044,8 @@ impl Endpoint {
                 self.transmits.push_back(Transmit { dst: from, payload: d });
                 let (i_to_r, r_to_i) = hs.dangerously_get_raw_split();
                 let indices = (idx, packet.sender_index());
-                let s = Session::with_cipher(now, indices, false, false, (&r_to_i, &i_to_r), cipher);
+                let s = Session::with_cipher(now, indices, false, false, (&r_to_i, &i_to_r), cipher)
+                    .with_features(features);
                 let s = Arc::new(s);
                 self.established(now, id, from, cert, s, false);
             }
@@ -1059,7 +1076,7 @@ impl Endpoint {
             }
         };
         let verified = self.verify_payload(now, &plain[..n], init.hs.get_remote_static());
-        let (cert, _, cipher) = match verified {
+        let (cert, _, cipher, features) = match verified {
             Ok(v) => v,
             Err(e) => {
                 self.clear_initiation(&init.owner, idx);
@@ -1075,6 +1092,7 @@ impl Endpoint {
                     cert: self.cert_bytes.clone(),
                     timestamp: self.unix_nanos(now),
                     ciphers: self.cfg.ciphers,
+                    features: self.cfg.features,
                 }
                 .encode();
                 let mut noise = [0u8; NOISE_BUF];
@@ -1094,7 +1112,8 @@ impl Endpoint {
         };
         let (i_to_r, r_to_i) = init.hs.dangerously_get_raw_split();
         let indices = (idx, packet.sender_index());
-        let s = Arc::new(Session::with_cipher(now, indices, true, confirmed, (&i_to_r, &r_to_i), cipher));
+        let s = Session::with_cipher(now, indices, true, confirmed, (&i_to_r, &r_to_i), cipher);
+        let s = Arc::new(s.with_features(features));
         let id = self.peer_for_key(cert.public_key);
         if let (Some(datagram), Some(p)) = (finish, self.peers.get_mut(&id)) {
             // Payloads wait until the responder shows it has the session (see Peer::finish).
@@ -1129,10 +1148,11 @@ impl Endpoint {
         self.release_pending(p.source);
         let mut plain = [0u8; NOISE_BUF];
         let n = p.hs.read_message(packet.noise(), &mut plain).map_err(HandshakeError::from)?;
-        let (cert, _, cipher) = self.verify_payload(now, &plain[..n], p.hs.get_remote_static())?;
+        let (cert, _, cipher, features) = self.verify_payload(now, &plain[..n], p.hs.get_remote_static())?;
         let (i_to_r, r_to_i) = p.hs.dangerously_get_raw_split();
         let indices = (idx, p.remote_index);
-        let s = Arc::new(Session::with_cipher(now, indices, false, true, (&r_to_i, &i_to_r), cipher));
+        let s = Session::with_cipher(now, indices, false, true, (&r_to_i, &i_to_r), cipher);
+        let s = Arc::new(s.with_features(features));
         let id = self.peer_for_key(cert.public_key);
         self.established(now, id, from, cert, s, true);
         Ok(Received::Consumed)

@@ -9,11 +9,13 @@
 //!
 //! The prologue binds every handshake to the network: `"weft v1" || the initiator's issuing
 //! CA key` (see the endpoint's `Trust`).
-//! Payload (inside Noise): `version(1) cert_len(2) cert timestamp(8) ciphers(1)`; the
-//! timestamp (Unix nanoseconds, strictly increasing per initiator) lets a responder refuse
+//! Payload (inside Noise): `version(1) cert_len(2) cert timestamp(8) ciphers(1) features(1)`;
+//! the timestamp (Unix nanoseconds, strictly increasing per initiator) lets a responder refuse
 //! replayed IK inits; `ciphers` is the set of AEADs the sender offers ([`Ciphers`]), from which
-//! both ends choose the same session cipher once both payloads are in. A version 1 payload
-//! (no `ciphers` byte, from a node before cipher negotiation) offers ChaCha20-Poly1305 only.
+//! both ends choose the same session cipher once both payloads are in; `features` what it
+//! accepts beyond the base protocol ([`Features`]), of which a session uses what both state.
+//! A version 2 payload (no `features` byte) states none; a version 1 payload (no `ciphers`
+//! byte either, from a node before cipher negotiation) offers ChaCha20-Poly1305 only.
 
 use snow::params::NoiseParams;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
@@ -21,10 +23,10 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use std::sync::Mutex;
 
 use crate::consts::MAX_CERT_LEN;
-use crate::session::Ciphers;
+use crate::session::{Ciphers, Features};
 use crate::wire::Pattern;
 
-const PAYLOAD_VERSION: u8 = 2;
+const PAYLOAD_VERSION: u8 = 3;
 const IK: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 const XX: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 
@@ -51,6 +53,7 @@ pub(crate) struct Payload {
     pub cert: Vec<u8>,
     pub timestamp: u64,
     pub ciphers: Ciphers,
+    pub features: Features,
 }
 
 impl Payload {
@@ -61,13 +64,16 @@ impl Payload {
         b.extend_from_slice(&self.cert);
         b.extend_from_slice(&self.timestamp.to_le_bytes());
         b.push(self.ciphers.bits());
+        b.push(self.features.bits());
         b
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
+        // Bytes after the timestamp: none in version 1, `ciphers` in 2, `features` too in 3.
         let tail = match b.first() {
             Some(1) => 0,
-            Some(&PAYLOAD_VERSION) => 1,
+            Some(2) => 1,
+            Some(&PAYLOAD_VERSION) => 2,
             _ => return Err(HandshakeError::Payload),
         };
         if b.len() < 11 + tail {
@@ -79,8 +85,9 @@ impl Payload {
         }
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&b[3 + n..3 + n + 8]);
-        let ciphers = if tail == 1 { Ciphers::from_bits(b[3 + n + 8]) } else { Ciphers::CHACHA_ONLY };
-        Ok(Self { cert: b[3..3 + n].to_vec(), timestamp: u64::from_le_bytes(ts), ciphers })
+        let ciphers = if tail >= 1 { Ciphers::from_bits(b[3 + n + 8]) } else { Ciphers::CHACHA_ONLY };
+        let features = if tail == 2 { Features::from_bits(b[3 + n + 9]) } else { Features::NONE };
+        Ok(Self { cert: b[3..3 + n].to_vec(), timestamp: u64::from_le_bytes(ts), ciphers, features })
     }
 }
 
@@ -158,19 +165,30 @@ mod tests {
 
     #[test]
     fn payload_roundtrip_and_rejects() {
-        let p = Payload { cert: vec![1, 2, 3], timestamp: 99, ciphers: Ciphers::BOTH };
+        let p =
+            Payload { cert: vec![1, 2, 3], timestamp: 99, ciphers: Ciphers::BOTH, features: Features::ALL };
         let b = p.encode();
         assert_eq!(Payload::decode(&b), Ok(p.clone()));
-        assert!(Payload::decode(&b[..b.len() - 2]).is_err());
+        assert!(Payload::decode(&b[..b.len() - 3]).is_err());
         let mut v = b.clone();
-        v[0] = 3;
+        v[0] = 4;
         assert!(Payload::decode(&v).is_err(), "an unknown version");
+        assert!(Payload::decode(&b[..b.len() - 1]).is_err(), "version 3 without its features byte");
+        // Unknown feature bits (a later version's) are ignored.
+        let mut later = b.clone();
+        *later.last_mut().unwrap() = 0xff;
+        assert_eq!(Payload::decode(&later).unwrap().features, Features::ALL);
+        // A version 2 payload (no features byte) states none.
+        let mut v2 = b[..b.len() - 1].to_vec();
+        v2[0] = 2;
+        let older = Payload::decode(&v2).expect("version 2 still reads");
+        assert_eq!((older.ciphers, older.features), (Ciphers::BOTH, Features::NONE));
+        assert!(Payload::decode(&v2[..v2.len() - 1]).is_err(), "version 2 without its ciphers byte");
         // A version 1 payload (no ciphers byte) offers ChaCha20-Poly1305 only.
-        let mut v1 = b[..b.len() - 1].to_vec();
+        let mut v1 = b[..b.len() - 2].to_vec();
         v1[0] = 1;
         let old = Payload::decode(&v1).expect("version 1 still reads");
-        assert_eq!((old.timestamp, old.ciphers), (99, Ciphers::CHACHA_ONLY));
-        assert!(Payload::decode(&b[..b.len() - 1]).is_err(), "version 2 without its ciphers byte");
+        assert_eq!((old.timestamp, old.ciphers, old.features), (99, Ciphers::CHACHA_ONLY, Features::NONE));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub use endpoint::{
     DatagramError, EncapError, Encapsulated, Endpoint, EndpointConfig, Event, PeerInfo, Received, Transmit,
 };
 pub use peer::{PeerId, Totals};
-pub use session::{Cipher, Ciphers, OpenError, SealError, Session};
+pub use session::{Cipher, Ciphers, Features, OpenError, SealError, Session};
 pub use stats::{EndpointSnapshot, EndpointStats};
 
 /// `mac1` over `data` (a handshake datagram up to its MACs) for the network whose CA has

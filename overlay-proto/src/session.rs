@@ -136,6 +136,43 @@ pub enum OpenError {
     Auth,
 }
 
+/// What a peer accepts beyond the base protocol, stated in the handshake (payload version 3;
+/// older payloads state none). A session uses what both sides state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features(u8);
+
+impl Features {
+    /// Nothing beyond the base protocol.
+    pub const NONE: Self = Self(0);
+    /// Frames may arrive with their TCP checksum left partial (the field holds only the
+    /// pseudo-header sum; inner kind [`crate::wire::InnerKind::FramePartialCsum`]). The AEAD
+    /// already protects the frame, so the sender skips summing its payload and the receiver
+    /// hands the frame to its kernel as checksum-partial, as a local TCP stack would have.
+    pub const PARTIAL_CSUM: Self = Self(1);
+    /// Everything this version implements.
+    pub const ALL: Self = Self::PARTIAL_CSUM;
+
+    /// The set as its wire byte.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set a wire byte names (unknown bits ignored: a later version may add features).
+    pub fn from_bits(b: u8) -> Self {
+        Self(b & Self::ALL.0)
+    }
+
+    /// Whether every feature of `f` is in the set.
+    pub fn contains(self, f: Features) -> bool {
+        self.0 & f.0 == f.0
+    }
+
+    /// What both sets hold.
+    pub fn common(self, other: Features) -> Self {
+        Self(self.0 & other.0)
+    }
+}
+
 /// Keys, counters and timestamps of one session.
 pub struct Session {
     local_index: u32,
@@ -143,6 +180,7 @@ pub struct Session {
     initiator: bool,
     created: Instant,
     cipher: Cipher,
+    features: Features,
     send_key: LessSafeKey,
     recv_key: LessSafeKey,
     send_counter: AtomicU64,
@@ -224,6 +262,7 @@ impl Session {
             remote_index,
             initiator,
             cipher,
+            features: Features::NONE,
             created: now,
             send_key: key(send_key),
             recv_key: key(recv_key),
@@ -233,6 +272,17 @@ impl Session {
             confirmed: AtomicBool::new(confirmed),
             stats: SessionStats::default(),
         }
+    }
+
+    /// The session with the features both sides stated.
+    pub fn with_features(mut self, features: Features) -> Self {
+        self.features = features;
+        self
+    }
+
+    /// The features both sides stated (what the peer accepts from us).
+    pub fn features(&self) -> Features {
+        self.features
     }
 
     /// The AEAD this session seals and opens with.

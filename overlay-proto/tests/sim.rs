@@ -10,7 +10,7 @@ use harness::{Link, Sim};
 use overlay_proto::cert::NodeCert;
 use overlay_proto::consts::*;
 use overlay_proto::wire::{HandshakePacket, HandshakeRepr, MessageType, Pattern};
-use overlay_proto::{Cipher, Ciphers, DatagramError, Event, OpenError, Received};
+use overlay_proto::{Cipher, Ciphers, DatagramError, Event, Features, OpenError, Received};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use std::collections::BTreeMap;
@@ -633,6 +633,36 @@ fn a_pair_uses_aes_when_both_offer_it_chacha_otherwise_and_nothing_without_a_com
     sim.connect(aes, 0);
     sim.run_for(SEC);
     assert_eq!(cipher_of(&sim, aes, 0), Some(Cipher::Aes256Gcm));
+}
+
+/// Feature negotiation (issue 17): a session uses the features both sides state, whichever
+/// side initiates and by either pattern; a node that states none (a version 2 payload, an
+/// older weft) gets sessions without them from everyone, so nobody sends it what it cannot read.
+#[test]
+fn a_session_uses_only_the_features_both_sides_state() {
+    let mut sim = Sim::new(2, Link::PERFECT, 9);
+    let base = sim.base;
+    let mut cfg = sim.network.config(2, base);
+    cfg.features = Features::NONE;
+    let old = sim.add_node(identity::endpoint(cfg, 2), harness::addr(2));
+    let features_of = |sim: &Sim, a: usize, b: usize| {
+        let p = sim.peer(a, b)?;
+        sim.nodes[a].ep.sending_session(sim.instant(), p).map(|(s, _)| s.features())
+    };
+    // New ⇄ new, by IK (connect) and XX (dial).
+    sim.connect(0, 1);
+    sim.run_for(SEC);
+    assert_eq!(
+        (features_of(&sim, 0, 1), features_of(&sim, 1, 0)),
+        (Some(Features::ALL), Some(Features::ALL))
+    );
+    // New ⇄ old, either side initiating, either pattern.
+    sim.connect(0, old);
+    sim.dial(old, 1);
+    sim.run_for(SEC);
+    for (a, b) in [(0, old), (old, 0), (1, old), (old, 1)] {
+        assert_eq!(features_of(&sim, a, b), Some(Features::NONE), "{a}->{b}");
+    }
 }
 
 /// A full peer table (`max_peers`) refuses handshakes from new keys, as responder (XX finish,

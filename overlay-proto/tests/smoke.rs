@@ -32,6 +32,7 @@ fn node(ca: &CaKey, ca_cert: &overlay_proto::cert::CaCert, i: u8, now: Instant) 
         revoked: Default::default(),
         max_peers: 10_000,
         ciphers: overlay_proto::Ciphers::BOTH,
+        features: overlay_proto::Features::ALL,
     };
     Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(i as u64))).unwrap()
 }

@@ -132,6 +132,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
             revoked: Default::default(),
             max_peers: cfg.max_members,
             ciphers: cfg.underlay.cipher.offer(crate::config::hardware_aes()),
+            features: overlay_proto::Features::ALL,
         },
         Box::new(rand_core::OsRng),
     )?;

@@ -13,7 +13,7 @@ mod scatter;
 pub mod source_guard;
 mod worker;
 
-pub use worker::{admit, deliver, run_worker};
+pub use worker::{admit, deliver, run_worker, Received};
 // The contract with the engine thread lives in `crate::plane`; these names keep the workers'
 // `super::…` paths short.
 use crate::plane::{inc, tables, NetInfo, Shared, WorkerMsg as EngineMsg};

@@ -232,14 +232,23 @@ impl Tso {
         let out = &mut out[..len];
         out[..hlen].copy_from_slice(&frame[..hlen]);
         out[hlen..].copy_from_slice(&frame[hlen + off..off + len]);
-        self.fix(i, out);
+        self.fix(i, out, false);
         len
+    }
+
+    /// Whether a peer's receive path can hand these segments to its kernel with a partial
+    /// checksum (`Features::PARTIAL_CSUM`): it finds the TCP header of untagged frames with
+    /// option-less IPv4 or IPv6 headers, as its GRO does.
+    pub fn partial_csum_ok(&self) -> bool {
+        self.l3 == L3 && (self.v6 || self.l4 - self.l3 == ipv4::HEADER_LEN)
     }
 
     /// Makes `seg` segment `i` (< `count()`): it holds exactly `segment_len(i)` bytes, the
     /// superframe's headers followed by the segment's payload; lengths, IPv4 ID, sequence
-    /// number, flags and checksums are set here.
-    pub fn fix(&self, i: usize, seg: &mut [u8]) {
+    /// number, flags and checksums are set here. With `partial_csum` the TCP checksum holds
+    /// only the pseudo-header sum (for a peer that accepts it; see
+    /// [`Tso::partial_csum_ok`]): the payload is not read at all.
+    pub fn fix(&self, i: usize, seg: &mut [u8], partial_csum: bool) {
         let off = i * self.mss;
         let last = off + seg.len() - self.hlen == self.payload;
         let (l3, l4) = (self.l3, self.l4);
@@ -259,7 +268,11 @@ impl Tso {
             f &= !flags::CWR;
         }
         tcp.set_flags(f);
-        tcp.fill_checksum(pseudo);
+        if partial_csum {
+            tcp.set_partial_checksum(pseudo);
+        } else {
+            tcp.fill_checksum(pseudo);
+        }
     }
 }
 
@@ -279,6 +292,9 @@ pub struct Loc {
     pub start: usize,
     /// Frame length.
     pub len: usize,
+    /// A TCP segment whose checksum holds only the pseudo-header sum (from a peer with
+    /// `Features::PARTIAL_CSUM`): written with `F_NEEDS_CSUM` when not coalesced.
+    pub partial_csum: bool,
 }
 
 /// What a sink is given: one frame for network `net` as an I/O vector whose first slice is
@@ -369,7 +385,7 @@ impl Default for Gro {
     fn default() -> Self {
         let flow = || Flow {
             net: NetId(0),
-            first: Loc { buf: 0, start: 0, len: 0 },
+            first: Loc { buf: 0, start: 0, len: 0, partial_csum: false },
             seg: TcpSeg { v6: false, l4: 0, hlen: 0, frame_len: 0, seq: 0, flags: 0, payload: 0 },
             rest: Vec::with_capacity(MAX_SEGMENTS),
             next_seq: 0,
@@ -415,7 +431,7 @@ impl Gro {
     ) {
         let frame = &bufs[at.buf].as_ref()[at.start..at.start + at.len];
         let Some(t) = parse_tcp(frame) else {
-            return write_one(bufs, net, at, sink);
+            return write_frame(bufs, net, at, sink);
         };
         let found = self.flows[..self.active].iter().position(|f| {
             f.net == net
@@ -443,7 +459,7 @@ impl Gro {
             self.flush_one(bufs, i, sink);
         }
         if !mergeable(&t) {
-            return write_one(bufs, net, at, sink);
+            return write_frame(bufs, net, at, sink);
         }
         if self.active == MAX_FLOWS {
             self.flush_one(bufs, 0, sink);
@@ -470,7 +486,7 @@ impl Gro {
     fn flush_one<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, bufs: &mut [B], i: usize, sink: &mut impl Sink) {
         let f = &mut self.flows[i];
         if f.rest.is_empty() {
-            write_one(bufs, f.net, f.first, sink);
+            write_frame(bufs, f.net, f.first, sink);
         } else {
             let s = f.seg;
             let Loc { buf, start, .. } = f.first;
@@ -507,10 +523,25 @@ impl Gro {
     }
 }
 
-/// Writes one frame unchanged, with an all-zero virtio-net header.
-fn write_one<B: AsRef<[u8]> + AsMut<[u8]>>(bufs: &mut [B], net: NetId, at: Loc, sink: &mut impl Sink) {
+/// Writes one frame unchanged: with an all-zero virtio-net header, or for a TCP segment whose
+/// checksum is partial, one that asks the kernel to treat it so (`F_NEEDS_CSUM`). The TCP
+/// header is found here, never taken from the sender; a partial segment it cannot find stays
+/// unmarked, and the kernel drops it for its checksum.
+pub fn write_frame<B: AsRef<[u8]> + AsMut<[u8]>>(bufs: &mut [B], net: NetId, at: Loc, sink: &mut impl Sink) {
     let frame = &bufs[at.buf].as_ref()[at.start..at.start + at.len];
-    sink.write(net, &[IoSlice::new(&[0; VNET_HDR_LEN]), IoSlice::new(frame)], 1);
+    let mut head = [0u8; VNET_HDR_LEN];
+    if at.partial_csum {
+        if let Some(t) = parse_tcp(frame) {
+            let h = VnetHdr {
+                flags: F_NEEDS_CSUM,
+                csum_start: t.l4 as u16,
+                csum_offset: TCP_CSUM_OFFSET,
+                ..Default::default()
+            };
+            h.emit(&mut head);
+        }
+    }
+    sink.write(net, &[IoSlice::new(&head), IoSlice::new(frame)], 1);
 }
 
 #[cfg(test)]
@@ -683,13 +714,64 @@ mod tests {
                 let at = l.frame_at(i);
                 let n = plan.segment_len(i);
                 arena[at..at + plan.header_len()].copy_from_slice(&headers);
-                plan.fix(i, &mut arena[at..at + n]);
+                plan.fix(i, &mut arena[at..at + n], false);
                 let mut copied = vec![0u8; plan.max_segment_len()];
                 let m = plan.segment(&f, i, &mut copied);
                 assert_eq!(&arena[at..at + n], &copied[..m], "segment {i} of {len} bytes, v6 {v6}");
                 assert!(tcp_csum_ok(&arena[at..at + n]));
             }
         }
+    }
+
+    /// A segment whose checksum a peer left partial (`Features::PARTIAL_CSUM`) is written
+    /// with `F_NEEDS_CSUM` at the TCP header we found, and completing it as the kernel does
+    /// gives a valid segment; a frame we find no TCP header in is written unmarked (and its
+    /// kernel checks its checksum); a full-checksum segment is written unmarked.
+    #[test]
+    fn partial_checksum_segments_are_written_for_the_kernel_to_finish() {
+        for v6 in [false, true] {
+            let f = superframe(v6, &[7u8; 3000], flags::ACK);
+            let h = VnetHdr {
+                gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                gso_size: 1400,
+                ..Default::default()
+            };
+            let plan = Tso::plan(&f, &h).unwrap();
+            assert!(plan.partial_csum_ok());
+            let mut seg = vec![0u8; plan.max_segment_len()];
+            let n = plan.segment(&f, 0, &mut seg);
+            seg.truncate(n);
+            plan.fix(0, &mut seg, true);
+            assert!(!tcp_csum_ok(&seg), "the payload is not summed");
+            for (partial, marked) in [(true, true), (false, false)] {
+                let mut bufs = [seg.clone()];
+                let mut sink = Collect(Vec::new());
+                write_frame(
+                    &mut bufs,
+                    NetId(0),
+                    Loc { buf: 0, start: 0, len: n, partial_csum: partial },
+                    &mut sink,
+                );
+                let (_, out, _) = &sink.0[0];
+                let h = VnetHdr::parse(out[..VNET_HDR_LEN].try_into().unwrap());
+                assert_eq!(h.flags == F_NEEDS_CSUM, marked);
+                if marked {
+                    let l4 = if v6 { L3 + ipv6::HEADER_LEN } else { L4_V4 };
+                    assert_eq!(
+                        (h.csum_start as usize, h.csum_offset, h.gso_type),
+                        (l4, TCP_CSUM_OFFSET, GSO_NONE)
+                    );
+                    let mut done = out[VNET_HDR_LEN..].to_vec();
+                    complete_csum(&mut done, h.csum_start, h.csum_offset).unwrap();
+                    assert!(tcp_csum_ok(&done));
+                }
+            }
+        }
+        // Not TCP (an ARP-sized frame of zeroes): unmarked, whatever the sender said.
+        let mut bufs = [vec![0u8; 60]];
+        let mut sink = Collect(Vec::new());
+        write_frame(&mut bufs, NetId(0), Loc { buf: 0, start: 0, len: 60, partial_csum: true }, &mut sink);
+        assert_eq!(sink.0[0].1[..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
     }
 
     #[test]
@@ -751,7 +833,12 @@ mod tests {
             let mut sink = Collect(Vec::new());
             for i in 0..bufs.len() {
                 let len = bufs[i].len() - HEADROOM;
-                gro.push(&mut bufs, NetId(3), Loc { buf: i, start: HEADROOM, len }, &mut sink);
+                gro.push(
+                    &mut bufs,
+                    NetId(3),
+                    Loc { buf: i, start: HEADROOM, len, partial_csum: false },
+                    &mut sink,
+                );
             }
             assert!(sink.0.is_empty(), "held until flushed");
             gro.flush(&mut bufs, &mut sink);
@@ -793,7 +880,12 @@ mod tests {
         let mut sink = Collect(Vec::new());
         for i in 0..bufs.len() {
             let len = bufs[i].len() - HEADROOM;
-            gro.push(&mut bufs, NetId(0), Loc { buf: i, start: HEADROOM, len }, &mut sink);
+            gro.push(
+                &mut bufs,
+                NetId(0),
+                Loc { buf: i, start: HEADROOM, len, partial_csum: false },
+                &mut sink,
+            );
         }
         gro.flush(&mut bufs, &mut sink);
         let frames: Vec<usize> = sink.0.iter().map(|s| s.2).collect();
@@ -826,7 +918,12 @@ mod tests {
         let mut sink = Collect(Vec::new());
         for i in 0..flat.len() {
             let len = flat[i].len() - HEADROOM;
-            gro.push(&mut flat, NetId(1), Loc { buf: i, start: HEADROOM, len }, &mut sink);
+            gro.push(
+                &mut flat,
+                NetId(1),
+                Loc { buf: i, start: HEADROOM, len, partial_csum: false },
+                &mut sink,
+            );
         }
         gro.flush(&mut flat, &mut sink);
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); 10];
@@ -867,7 +964,7 @@ mod tests {
             let mut sink = Collect(Vec::new());
             for i in 0..bufs.len() {
                 let len = bufs[i].len() - 10;
-                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: 10, len }, &mut sink);
+                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: 10, len, partial_csum: false }, &mut sink);
             }
             gro.flush(&mut bufs, &mut sink);
             prop_assert_eq!(sink.0.iter().map(|s| s.2).sum::<usize>(), bufs.len());

@@ -19,7 +19,7 @@ use overlay_proto::consts::{INNER_HEADER_LEN, MAX_DATAGRAM_LEN, TAG_LEN, TRANSPO
 use overlay_proto::wire::{
     Inner, MessageType, TransportHeader, VxlanHeader, COOKIE_REPLY_LEN, MAX_HANDSHAKE_LEN, VXLAN_HEADER_LEN,
 };
-use overlay_proto::{PeerId, SealError};
+use overlay_proto::{Features, PeerId, SealError};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -308,23 +308,31 @@ impl Worker {
         headers[..hlen].copy_from_slice(&self.arena[first..first + hlen]);
         // The last segment first: it carries the superframe's FIN/PSH, which the decision
         // (and conntrack) must see, as they saw it when segments were judged one by one.
-        let fix = |arena: &mut [u8], i: usize| {
+        let fix = |arena: &mut [u8], i: usize, partial_csum: bool| {
             let at = layout.frame_at(i);
             let len = plan.segment_len(i);
             arena[at..at + hlen].copy_from_slice(&headers[..hlen]);
-            plan.fix(i, &mut arena[at..at + len]);
+            plan.fix(i, &mut arena[at..at + len], partial_csum);
         };
-        fix(&mut self.arena, count - 1);
+        fix(&mut self.arena, count - 1, false);
         let last = layout.frame_at(count - 1);
         let route = self.route(shared, tables, net, &self.arena[last..last + plan.segment_len(count - 1)]);
-        if route == Route::Drop {
-            return;
+        // A peer that accepts partial checksums gets the other segments without their payload
+        // summed (the AEAD protects them; its kernel takes them as a local stack's would).
+        let partial = match route {
+            Route::Drop => return,
+            Route::Peer(p) => plan.partial_csum_ok() && accepts_partial_csum(tables, p),
+            _ => false,
+        };
+        if partial {
+            shared.stats.tso_partial_csum.fetch_add(count as u64 - 1, Relaxed);
         }
         for i in 0..count {
             if i + 1 < count {
-                fix(&mut self.arena, i);
+                fix(&mut self.arena, i, partial);
             }
-            self.send_frame(shared, tables, net, route, layout.frame_at(i) - layout.fo, plan.segment_len(i));
+            let (at, len) = (layout.frame_at(i) - layout.fo, plan.segment_len(i));
+            self.send_frame(shared, tables, net, route, at, len, partial && i + 1 < count);
         }
     }
 
@@ -388,7 +396,7 @@ impl Worker {
             return self.too_big(net, f);
         }
         let route = self.route(shared, tables, net, f);
-        self.send_frame(shared, tables, net, route, at, len);
+        self.send_frame(shared, tables, net, route, at, len, false);
     }
 
     /// Where a frame from our bridge goes: the checks every frame passes (source guard,
@@ -443,7 +451,9 @@ impl Worker {
         }
     }
 
-    /// Sends the frame at `arena[at + frame_offset(net)..][..len]` where `route` says.
+    /// Sends the frame at `arena[at + frame_offset(net)..][..len]` where `route` says;
+    /// `partial_csum`: a TCP segment whose checksum is left partial, for a peer that accepts it.
+    #[allow(clippy::too_many_arguments)]
     fn send_frame(
         &mut self,
         shared: &Shared,
@@ -452,10 +462,11 @@ impl Worker {
         route: Route,
         at: usize,
         len: usize,
+        partial_csum: bool,
     ) {
         match route {
             Route::Drop => {}
-            Route::Peer(p) => self.unicast(tables, net, p, at, len),
+            Route::Peer(p) => self.unicast(tables, net, p, at, len, partial_csum),
             Route::Vtep(addr) => self.vxlan_unicast(net, addr, at, len),
             Route::Flood => {
                 self.flush();
@@ -476,9 +487,18 @@ impl Worker {
     }
 
     /// Seals the frame in its arena slot and adds it to the send batch.
-    fn unicast(&mut self, tables: &Tables, net: NetId, peer: PeerId, at: usize, len: usize) {
+    fn unicast(
+        &mut self,
+        tables: &Tables,
+        net: NetId,
+        peer: PeerId,
+        at: usize,
+        len: usize,
+        partial_csum: bool,
+    ) {
         let slot = &mut self.arena[at..at + SLOT_LEN];
-        if let Some((n, dst)) = seal_for(&self.shared, tables, net, peer, slot, len, self.now) {
+        let frame = Framed { net, len, partial_csum };
+        if let Some((n, dst)) = seal_for(&self.shared, tables, peer, slot, frame, self.now) {
             let max = self.state.max_gso_segments();
             if let Added::Flush(run) = self.batch.add(at, n, Sock::Tunnel, dst, max) {
                 self.send_run(run);
@@ -494,7 +514,8 @@ impl Worker {
             self.scratch[FRAME_AT..FRAME_AT + len]
                 .copy_from_slice(&self.arena[at + FRAME_AT..at + FRAME_AT + len]);
             inc(&self.shared.stats.flooded);
-            if let Some((n, dst)) = seal_for(&self.shared, tables, net, p, &mut self.scratch, len, self.now) {
+            let frame = Framed { net, len, partial_csum: false };
+            if let Some((n, dst)) = seal_for(&self.shared, tables, p, &mut self.scratch, frame, self.now) {
                 let run = Run { sock: Sock::Tunnel, dst, start: 0, end: n, seg: n, count: 1 };
                 self.transmit(run, true);
             }
@@ -601,8 +622,10 @@ impl Worker {
             let metas = self.meta;
             for (i, meta) in metas.iter().enumerate().take(n) {
                 for (at, end) in datagrams(meta) {
-                    if let Some((net, start, len)) = self.ingress(&tables, meta.addr, &mut rx[i][at..end]) {
-                        let loc = offload::Loc { buf: i, start: at + start, len };
+                    if let Some((net, start, len, partial_csum)) =
+                        self.ingress(&tables, meta.addr, &mut rx[i][at..end])
+                    {
+                        let loc = offload::Loc { buf: i, start: at + start, len, partial_csum };
                         self.gro.push(&mut rx, net, loc, &mut sink);
                     }
                 }
@@ -613,9 +636,15 @@ impl Worker {
         self.rx = rx;
     }
 
-    /// Opens one datagram in place; returns the network and the position of a frame to
-    /// deliver (`d[start..][..len]`, with room for the virtio-net header before it).
-    fn ingress(&mut self, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(NetId, usize, usize)> {
+    /// Opens one datagram in place; returns the network, the position of a frame to deliver
+    /// (`d[start..][..len]`, with room for the virtio-net header before it) and whether its
+    /// TCP checksum is partial.
+    fn ingress(
+        &mut self,
+        tables: &Tables,
+        from: SocketAddr,
+        d: &mut [u8],
+    ) -> Option<(NetId, usize, usize, bool)> {
         let shared = &self.shared;
         let max = match MessageType::of(d) {
             Ok(MessageType::Transport) => 0,
@@ -664,13 +693,14 @@ impl Worker {
             shared.to_engine(EngineMsg::Roamed { peer: *peer, addr: from });
         }
         match Inner::parse(&d[range.clone()]) {
-            Ok(Inner::Frame { vni, .. }) => match tables.net_of(vni) {
+            Ok(Inner::Frame { vni, partial_csum, .. }) => match tables.net_of(vni) {
                 Some(net) => {
                     let start = range.start + INNER_HEADER_LEN;
                     admit(shared, tables, *peer, net, &d[start..range.end]).then_some((
                         net,
                         start,
                         range.end - start,
+                        partial_csum,
                     ))
                 }
                 None => {
@@ -706,7 +736,7 @@ impl Worker {
                         self.gro.push(
                             &mut rx,
                             net,
-                            offload::Loc { buf: i, start, len: end - start },
+                            offload::Loc { buf: i, start, len: end - start, partial_csum: false },
                             &mut sink,
                         );
                     }
@@ -801,20 +831,34 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
     Some(net)
 }
 
+/// A frame in a slot, as [`seal_for`] takes it.
+#[derive(Debug, Clone, Copy)]
+struct Framed {
+    net: NetId,
+    len: usize,
+    /// A TCP segment whose checksum is left partial (the peer accepts it).
+    partial_csum: bool,
+}
+
+/// Whether `peer`'s current session accepts frames with partial checksums.
+fn accepts_partial_csum(tables: &Tables, peer: PeerId) -> bool {
+    let session = tables.peers.get(&peer).and_then(|e| e.session.as_ref());
+    session.is_some_and(|s| s.features().contains(Features::PARTIAL_CSUM))
+}
+
 /// Seals the frame at `slot[FRAME_AT..][..len]` for `peer`; returns the datagram length and
 /// destination, or hands the frame to the engine when the peer has no usable session.
 fn seal_for(
     shared: &Shared,
     tables: &Tables,
-    net: NetId,
     peer: PeerId,
     slot: &mut [u8],
-    len: usize,
+    Framed { net, len, partial_csum }: Framed,
     now: Instant,
 ) -> Option<(usize, SocketAddr)> {
     let head: &mut [u8; INNER_HEADER_LEN] =
         (&mut slot[TRANSPORT_HEADER_LEN..FRAME_AT]).try_into().expect("4 bytes");
-    Inner::emit_frame_header(shared.nets[net].vni, head);
+    Inner::emit_frame_header(shared.nets[net].vni, partial_csum, head);
     let payload_len = INNER_HEADER_LEN + len;
     let entry = tables.peers.get(&peer);
     let ready = entry.and_then(|e| Some((e.session.as_ref()?, e.endpoint?)));
@@ -873,25 +917,28 @@ fn send(shared: &Shared, state: &UdpSocketState, udp: &UdpSocket, arena: &[u8], 
     false
 }
 
-/// Delivers a decrypted frame from `peer` (at `buf[frame_at..]`) to network `net`'s TAP if
-/// [`admit`] lets it in. Needs `frame_at >= VNET_HDR_LEN`.
-pub fn deliver(
-    shared: &Shared,
-    tables: &Tables,
-    peer: PeerId,
-    net: NetId,
-    queue: usize,
-    buf: &mut [u8],
-    frame_at: usize,
-) {
-    if admit(shared, tables, peer, net, &buf[frame_at..]) {
-        let out = &mut buf[frame_at - VNET_HDR_LEN..];
-        out[..VNET_HDR_LEN].fill(0);
-        let taps = &shared.taps[net];
-        match taps[queue % taps.len()].send(out) {
-            Ok(_) => inc(&shared.stats.tap_tx),
-            Err(_) => inc(&shared.stats.io_errors),
-        }
+/// A decrypted frame the engine hands over: from `peer`, for network `net`, at `buf[at..]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// The authenticated sender.
+    pub peer: PeerId,
+    /// The network.
+    pub net: NetId,
+    /// Where the frame starts (at least [`VNET_HDR_LEN`] bytes in).
+    pub at: usize,
+    /// A TCP segment whose checksum is partial.
+    pub partial_csum: bool,
+}
+
+/// Delivers a decrypted frame (at `buf[frame.at..]`) to its network's TAP if [`admit`] lets
+/// it in.
+pub fn deliver(shared: &Shared, tables: &Tables, frame: Received, queue: usize, buf: &mut [u8]) {
+    let Received { peer, net, at, partial_csum } = frame;
+    if at >= VNET_HDR_LEN && admit(shared, tables, peer, net, &buf[at..]) {
+        let mut sink = TapSink { shared, queue };
+        let mut bufs = [&mut buf[..]];
+        let loc = offload::Loc { buf: 0, start: at, len: bufs[0].len() - at, partial_csum };
+        offload::write_frame(&mut bufs, net, loc, &mut sink);
     }
 }
 

@@ -144,9 +144,10 @@ impl Driver {
         }
         while let Some(ev) = self.engine.poll_event() {
             match ev {
-                Event::Deliver { peer, net, mut buf, at } => {
+                Event::Deliver { peer, net, mut buf, at, partial_csum } => {
                     let tables = self.shared.tables.load();
-                    crate::dataplane::deliver(&self.shared, &tables, peer, net, 0, &mut buf, at);
+                    let frame = crate::dataplane::Received { peer, net, at, partial_csum };
+                    crate::dataplane::deliver(&self.shared, &tables, frame, 0, &mut buf);
                 }
                 Event::Pinged { id, result } => {
                     if let Some(reply) = self.pings.remove(&id) {

@@ -62,6 +62,8 @@ pub enum Event {
         buf: Vec<u8>,
         /// Where the frame starts.
         at: usize,
+        /// A TCP segment whose checksum is partial (`Features::PARTIAL_CSUM`).
+        partial_csum: bool,
     },
     /// A probe started with [`Engine::ping`] was answered, or timed out.
     Pinged {
@@ -356,7 +358,7 @@ impl Engine {
     /// An inner payload the engine decrypted (or a worker handed over): `buf[range]`.
     fn inner(&mut self, now: Instant, peer: PeerId, buf: Vec<u8>, range: std::ops::Range<usize>) {
         match Inner::parse(&buf[range.clone()]) {
-            Ok(Inner::Frame { vni, .. }) => {
+            Ok(Inner::Frame { vni, partial_csum, .. }) => {
                 // A frame on a session the workers did not know yet: publish, then deliver.
                 self.publish_if_changed(now);
                 let at = range.start + INNER_HEADER_LEN;
@@ -364,7 +366,7 @@ impl Engine {
                     if at >= crate::device::VNET_HDR_LEN {
                         let mut buf = buf;
                         buf.truncate(range.end);
-                        self.events.push_back(Event::Deliver { peer, net, buf, at });
+                        self.events.push_back(Event::Deliver { peer, net, buf, at, partial_csum });
                     }
                 }
             }

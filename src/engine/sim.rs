@@ -192,6 +192,7 @@ impl Sim {
                 revoked: Default::default(),
                 max_peers: self.cfg.max_members,
                 ciphers: overlay_proto::Ciphers::BOTH,
+                features: overlay_proto::Features::ALL,
             },
             Box::new(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(rng_seed)),
         )
@@ -343,7 +344,7 @@ impl Sim {
         }
         while let Some(ev) = self.nodes[i].engine.poll_event() {
             match ev {
-                Event::Deliver { peer, net, buf, at } => {
+                Event::Deliver { peer, net, buf, at, .. } => {
                     let frame = buf[at..].to_vec();
                     // The workers' admission check (source, network, MAC binding, policy) runs
                     // as in the daemon; what it hands the engine (learning) is fed back.
@@ -385,8 +386,8 @@ impl Sim {
         };
         let vni = Vni::new(VNI).expect("vni");
         for &peer in &peers {
-            let mut payload = vec![0u8; Inner::Frame { vni, frame }.buffer_len()];
-            Inner::Frame { vni, frame }.emit(&mut payload).expect("frame fits");
+            let mut payload = vec![0u8; Inner::Frame { vni, frame, partial_csum: false }.buffer_len()];
+            Inner::Frame { vni, frame, partial_csum: false }.emit(&mut payload).expect("frame fits");
             let now = self.now;
             self.nodes[i].engine.handle(now, WorkerMsg::Unroutable { peer, payload });
             self.collect_after_input(i);

@@ -1098,7 +1098,7 @@ fn an_unroutable_frame_waits_for_the_handshake_and_then_arrives() {
     let frame = udp_frame(a, b, b"queued");
     let mut payload = vec![0u8; overlay_proto::consts::INNER_HEADER_LEN + frame.len()];
     let vni = overlay_proto::wire::Vni::new(super::sim::VNI).unwrap();
-    overlay_proto::wire::Inner::Frame { vni, frame: &frame }.emit(&mut payload).unwrap();
+    overlay_proto::wire::Inner::Frame { vni, frame: &frame, partial_csum: false }.emit(&mut payload).unwrap();
     let now = sim.now;
     sim.nodes[1].engine.handle(now, WorkerMsg::Unroutable { peer: h3, payload });
     sim.collect_all();

@@ -108,6 +108,8 @@ overlay_proto::counters! {
         tso_segments => OFFLOAD.label("tso_segments"),
         /// TSO superframes read pre-segmented into the send arena (no copy in userspace).
         tso_in_place => OFFLOAD.label("tso_in_place"),
+        /// Segments sent with their TCP checksum left partial, to peers that accept it.
+        tso_partial_csum => OFFLOAD.label("tso_partial_csum"),
         /// Superframes written to TAPs after coalescing received segments (GRO).
         gro_superframes => OFFLOAD.label("gro_superframes"),
         /// Received segments that went into those superframes.
@@ -382,6 +384,7 @@ mod tests {
                 "tso_superframes",
                 "tso_segments",
                 "tso_in_place",
+                "tso_partial_csum",
                 "gro_superframes",
                 "gro_segments"
             ]

@@ -35,6 +35,7 @@ fn member(base: Instant) -> Endpoint {
         revoked: Default::default(),
         max_peers: 10_000,
         ciphers: overlay_proto::Ciphers::BOTH,
+        features: overlay_proto::Features::ALL,
     };
     Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(2))).unwrap()
 }

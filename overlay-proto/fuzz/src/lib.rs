@@ -73,6 +73,7 @@ pub fn endpoint(base: Instant) -> Endpoint {
         revoked: Default::default(),
         max_peers: 10_000,
         ciphers: overlay_proto::Ciphers::BOTH,
+        features: overlay_proto::Features::ALL,
     };
     let mut ep = Endpoint::new(cfg, Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(1))).unwrap();
     ep.add_peer(f.peer_cert.public_key, Some(addr(0)));

@@ -2,7 +2,10 @@
 //!
 //! Layout: `kind(1) vni_or_reserved(3) body`. A frame carries its network's 24-bit VNI
 //! (big-endian, as in VXLAN) and one Ethernet frame; gossip carries membership bytes;
-//! keepalive has no body; probe and probe reply carry an 8-byte id.
+//! keepalive has no body; probe and probe reply carry an 8-byte id. A frame of kind
+//! [`InnerKind::FramePartialCsum`] is a TCP segment whose checksum field holds only the
+//! pseudo-header sum; it is sent only to a peer whose session has
+//! [`crate::Features::PARTIAL_CSUM`].
 
 use super::{check_len, read_u64, WireError};
 use crate::consts::{ETHERNET_HEADER_LEN, INNER_HEADER_LEN, MAX_FRAME_LEN};
@@ -55,6 +58,8 @@ pub enum InnerKind {
     Probe = 4,
     /// The answer to a probe.
     ProbeReply = 5,
+    /// An Ethernet frame whose TCP checksum is left partial (see the module doc).
+    FramePartialCsum = 6,
 }
 
 /// A decoded inner payload borrowing its body.
@@ -66,6 +71,8 @@ pub enum Inner<'a> {
         vni: Vni,
         /// The whole Ethernet frame, header included.
         frame: &'a [u8],
+        /// Its TCP checksum holds only the pseudo-header sum (kind `FramePartialCsum`).
+        partial_csum: bool,
     },
     /// Membership bytes.
     Gossip(&'a [u8]),
@@ -84,7 +91,7 @@ impl<'a> Inner<'a> {
         let body = &b[INNER_HEADER_LEN..];
         let reserved_zero = b[1..4] == [0, 0, 0];
         match b[0] {
-            1 => {
+            1 | 6 => {
                 check_len(body, ETHERNET_HEADER_LEN).map_err(|_| WireError::Truncated {
                     len: b.len(),
                     need: INNER_HEADER_LEN + ETHERNET_HEADER_LEN,
@@ -92,7 +99,8 @@ impl<'a> Inner<'a> {
                 if body.len() > MAX_FRAME_LEN {
                     return Err(WireError::Oversized { len: body.len(), max: MAX_FRAME_LEN });
                 }
-                Ok(Self::Frame { vni: Vni::from_bytes([b[1], b[2], b[3]]), frame: body })
+                let vni = Vni::from_bytes([b[1], b[2], b[3]]);
+                Ok(Self::Frame { vni, frame: body, partial_csum: b[0] == 6 })
             }
             _ if !reserved_zero => Err(WireError::Reserved),
             2 => Ok(Self::Gossip(body)),
@@ -109,7 +117,8 @@ impl<'a> Inner<'a> {
     /// The kind.
     pub fn kind(&self) -> InnerKind {
         match self {
-            Self::Frame { .. } => InnerKind::Frame,
+            Self::Frame { partial_csum: false, .. } => InnerKind::Frame,
+            Self::Frame { partial_csum: true, .. } => InnerKind::FramePartialCsum,
             Self::Gossip(_) => InnerKind::Gossip,
             Self::Keepalive => InnerKind::Keepalive,
             Self::Probe(_) => InnerKind::Probe,
@@ -135,7 +144,7 @@ impl<'a> Inner<'a> {
         let mut head = [0u8; INNER_HEADER_LEN];
         head[0] = self.kind() as u8;
         match self {
-            Self::Frame { vni, frame } => {
+            Self::Frame { vni, frame, .. } => {
                 if frame.len() < ETHERNET_HEADER_LEN || frame.len() > MAX_FRAME_LEN {
                     return Err(WireError::BadField("frame"));
                 }
@@ -153,8 +162,8 @@ impl<'a> Inner<'a> {
     }
 
     /// Writes only a frame header, for a frame already in place after it.
-    pub fn emit_frame_header(vni: Vni, head: &mut [u8; INNER_HEADER_LEN]) {
-        head[0] = InnerKind::Frame as u8;
+    pub fn emit_frame_header(vni: Vni, partial_csum: bool, head: &mut [u8; INNER_HEADER_LEN]) {
+        head[0] = if partial_csum { InnerKind::FramePartialCsum } else { InnerKind::Frame } as u8;
         head[1..4].copy_from_slice(&vni.to_bytes());
     }
 }
@@ -168,10 +177,15 @@ mod tests {
     fn known_bytes() {
         let frame = [0x11u8; 14];
         let mut buf = [0xa5u8; 20];
-        let n = Inner::Frame { vni: Vni::new(0x0a0b0c).unwrap(), frame: &frame }.emit(&mut buf).unwrap();
+        let n = Inner::Frame { vni: Vni::new(0x0a0b0c).unwrap(), frame: &frame, partial_csum: false }
+            .emit(&mut buf)
+            .unwrap();
         assert_eq!(n, 18);
         assert_eq!(&buf[..4], &[1, 0x0a, 0x0b, 0x0c]);
         assert_eq!(buf[18], 0xa5);
+        let mut head = [0u8; 4];
+        Inner::emit_frame_header(Vni::new(0x0a0b0c).unwrap(), true, &mut head);
+        assert_eq!(head, [6, 0x0a, 0x0b, 0x0c]);
         let mut k = [0xa5u8; 4];
         Inner::Keepalive.emit(&mut k).unwrap();
         assert_eq!(k, [3, 0, 0, 0]);
@@ -187,14 +201,15 @@ mod tests {
     }
 
     fn inner_strategy() -> impl Strategy<Value = (u8, u32, Vec<u8>, u64)> {
-        (1u8..=5, 0..=Vni::MAX, proptest::collection::vec(any::<u8>(), 14..600), any::<u64>())
+        (1u8..=6, 0..=Vni::MAX, proptest::collection::vec(any::<u8>(), 14..600), any::<u64>())
     }
 
     proptest! {
         #[test]
         fn roundtrip((kind, vni, body, id) in inner_strategy()) {
             let v = match kind {
-                1 => Inner::Frame { vni: Vni::new(vni).unwrap(), frame: &body },
+                1 => Inner::Frame { vni: Vni::new(vni).unwrap(), frame: &body, partial_csum: false },
+                6 => Inner::Frame { vni: Vni::new(vni).unwrap(), frame: &body, partial_csum: true },
                 2 => Inner::Gossip(&body),
                 3 => Inner::Keepalive,
                 4 => Inner::Probe(id),

@@ -57,6 +57,7 @@ impl Network {
             revoked: Default::default(),
             max_peers: 10_000,
             ciphers: overlay_proto::Ciphers::BOTH,
+            features: overlay_proto::Features::ALL,
         }
     }
 
