@@ -20,6 +20,7 @@
 #   LAB_MEMBERSHIP_DETECT    seconds the others may take to see the killed daemon down; default 120
 #   LAB_MEMBERSHIP_UPDATE    seconds the others may take to see the new container; default 120
 #   LAB_MEMBERSHIP_SETTLE    seconds between convergence and the idle window; default 10
+#   LAB_MEMBERSHIP_LOGS      a directory to copy every daemon's log into before the lab goes
 #
 # Needs root and ip (iproute2).
 #
@@ -47,7 +48,9 @@
 #     daemons log "member down" when they declare it, so the same times are also read from
 #     their logs (exact, not limited by the poll).
 #  5. False downs: "member down" lines, in all logs over the whole run, for any member but the
-#     killed one.
+#     killed one (and how many of them came before the polls saw the lab converged). A member
+#     declared down and back between two polls shows only in the logs, so the convergence
+#     time reported is the later of the polls' and the last "member up" any daemon logged.
 # PIDs come from lab.sh's PID files, checked against their command line, never found by name.
 #
 # Prints a Markdown table (header and one row) and the command, then details. Exits 1 if a
@@ -176,6 +179,12 @@ cleanup() {
 			pid_alive "$up_pid" || break
 			sleep 0.1
 		done
+	fi
+	if [[ -n ${LAB_MEMBERSHIP_LOGS:-} && -n $lab && -d $lab ]]; then
+		mkdir -p -- "$LAB_MEMBERSHIP_LOGS" && for h in "$lab"/h*/; do
+			cp -- "$h/weft.log" "$LAB_MEMBERSHIP_LOGS/$(basename "$h").log" 2>/dev/null || true
+		done
+		say "daemon logs copied to $LAB_MEMBERSHIP_LOGS"
 	fi
 	if [[ -n $lab ]]; then
 		say "removing the lab (lab.sh down)"
@@ -335,7 +344,7 @@ all_hosts() { seq 1 "$hosts"; }
 # --- the run --------------------------------------------------------------------------------
 
 # Results, filled in as the steps finish.
-converged=0 updated_ok=0 detected_ok=0 logged=0 false_downs=0
+converged=0 updated_ok=0 detected_ok=0 logged=0 false_downs=0 converged_at=0
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 t_run=$SECONDS
 say "run $tag: $hosts hosts, $containers containers each, membership $peers_mode; scratch $work"
@@ -356,9 +365,11 @@ launched=${launched/./}
 say "daemons starting; waiting up to ${converge_s} s until each sees all $((hosts - 1)) others alive"
 mapfile -t todo < <(all_hosts)
 : >"$work/converge"
+converge_sweep=0
 while :; do
-	poll_until sees_all "$launched" "$converge_s" "${todo[@]}" || break
+	if ! poll_until sees_all "$launched" "$converge_s" "${todo[@]}"; then break; fi
 	cat "$work/times" >>"$work/converge"
+	converge_sweep=$(($(<"$work/sweep") > converge_sweep ? $(<"$work/sweep") : converge_sweep))
 	[[ -z $up_pid ]] || check_up
 	# A full sweep: whoever lost a member since is waited for again, its time taken anew.
 	todo=()
@@ -375,7 +386,7 @@ done
 [[ -z $up_pid ]] || check_up
 if ((converged)); then
 	read -r converge_med converge_max < <(stats "$work/converge" 2)
-	converge_sweep=$(<"$work/sweep")
+	converged_at=$(now_us)
 	say "converged: the last daemon saw all others alive $(secs "$converge_max") s after the first started"
 	# The same from the daemons' logs: when each logged "member up" for the last of the others.
 	: >"$work/converge_log"
@@ -384,6 +395,9 @@ if ((converged)); then
 		if [[ -n $ts ]] && t=$(log_us "$ts"); then printf '%d %d\n' "$i" $((t - launched)) >>"$work/converge_log"; fi
 	done
 	read -r clog_med clog_max < <(stats "$work/converge_log" 2)
+	# A member that flapped between two polls shows only in the logs: the lab has converged
+	# when the polls say so and no daemon has logged a member coming up since.
+	converge_all=$((clog_max > converge_max ? clog_max : converge_max))
 fi
 for ((i = 1; i <= hosts; i++)); do
 	if pid=$(our_daemon_pid "$i"); then
@@ -484,6 +498,11 @@ for ((i = 1; i <= hosts; i++)); do
 		sed "s/^/h$i: /" >>"$work/false_downs" || true
 done
 false_downs=$(wc -l <"$work/false_downs")
+# Those logged before the polls saw the lab converged (start-up) and after (steady state).
+false_early=0
+while read -r _ ts _; do
+	if t=$(log_us "$ts") && ((converged && t <= converged_at)); then false_early=$((false_early + 1)); fi
+done <"$work/false_downs"
 
 # --- the result -----------------------------------------------------------------------------
 
@@ -501,7 +520,7 @@ na='n/a'
 	printf '| date | weft | hosts | converged (s) | record update seen by all (s) | SIGKILL seen down by all (s) | false downs | VmRSS median / max (MiB) | CPU idle median / max (%% of a core) |\n'
 	printf '|---|---|---:|---:|---:|---:|---:|---:|---:|\n'
 	printf '| %s | %s | %d | %s | %s | %s | %d | %s | %s |\n' "$started" "$version" "$hosts" \
-		"$( ((converged)) && secs "$converge_max" || printf '> %s' "$converge_s")" \
+		"$( ((converged)) && secs "$converge_all" || printf '> %s' "$converge_s")" \
 		"$( ((converged)) && { ((updated_ok)) && secs "$update_max" || printf '> %s' "$update_s"; } || echo $na)" \
 		"$( ((converged)) && { ((detected_ok)) && secs "$detect_max" || printf '> %s' "$detect_s"; } || echo $na)" \
 		"$false_downs" \
@@ -512,8 +531,8 @@ na='n/a'
 		"$(uname -r)" "$("$weft" --version)" "$weft_src"
 	printf 'Lab: netns-lab/lab.sh up %d %d, WEFT_LAB_PEERS=%s\n\n' "$hosts" "$containers" "$peers_mode"
 	if ((converged)); then
-		printf -- '- Converged: every daemon listed all %d others alive %s s after the first daemon started (median daemon %s s; polled, sweeps up to %s s); by their logs, the last daemon logged "member up" for the last of the others at %s s (median %s s).\n' \
-			$((hosts - 1)) "$(secs "$converge_max")" "$(secs "$converge_med")" "$(secs "$converge_sweep")" \
+		printf -- '- Converged %s s after the first daemon started: polled, every daemon listed all %d others alive by %s s (median daemon %s s; sweeps up to %s s); by their logs, the last daemon logged "member up" for the last of the others at %s s (median %s s).\n' \
+			"$(secs "$converge_all")" $((hosts - 1)) "$(secs "$converge_max")" "$(secs "$converge_med")" "$(secs "$converge_sweep")" \
 			"$(secs "$clog_max")" "$(secs "$clog_med")"
 		printf -- '- Idle, %d s from %d s after convergence (load average %s → %s): CPU per daemon median %.2f %%, max %.2f %% of a core, all %d together %s %%; VmRSS median %s MiB, max %s MiB, VmHWM max %s MiB.\n' \
 			"$steady_s" "$settle_s" "$load0" "$load1" "$cpu_med" "$cpu_max" "$hosts" "$cpu_total" \
@@ -533,7 +552,8 @@ na='n/a'
 		printf -- '- Did not converge within %s s: %d of %d daemons saw all others alive.\n' \
 			"$converge_s" "$(wc -l <"$work/converge" 2>/dev/null || echo 0)" "$hosts"
 	fi
-	printf -- '- False downs ("member down" logged for a member other than h%d, whole run): %d\n' "$victim" "$false_downs"
+	printf -- '- False downs ("member down" logged for a member other than h%d, whole run): %d, of them %d before the polls saw the lab converged\n' \
+		"$victim" "$false_downs" "$false_early"
 	head -n 10 "$work/false_downs" | sed 's/^/    /'
 	printf 'Run took %d s (before cleanup).\n' $((SECONDS - t_run))
 }
