@@ -23,9 +23,16 @@
 #   WEFT_LAB_EXTRA    a directory; its all.toml and h<i>.toml are appended to every host's
 #                     (resp. host i's) node.toml: services, [dns], [network.policy], …
 #
+# Files in $WEFT_LAB_DIR that scripts may read: tag, hosts, containers, launched (the Unix
+# time, with microseconds, at which `up` started the first daemon), h<i>/weft.pid,
+# h<i>/weft.log, h<i>/weft.sock, h<i>c<j>.ip.
+#
 # Shape (see shared LAB.md):
 #   <tag>ul        the underlay switch: bridge br0, one port <tag>h<i> per host
-#   <tag>h<i>      a host: eth0 = 10.200.0.<i>/24, mtu 1500, a weft daemon listening on :51820
+#   <tag>h<i>      a host: eth0 = 10.200.0.<i>/24, MAC 02:00:0a:c8:00:<i in hex>, mtu 1500, a
+#                  weft daemon listening on :51820, and a permanent neighbour (ARP) entry for
+#                  every other host's uplink (see static_neighbours: labs above ~30 hosts
+#                  overflow the kernel's shared ARP table otherwise)
 #   <tag>h<i>c<j>  a container, attached to its host's daemon with `weft attach`
 # Nothing is created in the caller's namespace. Under /etc only /etc/netns/<tag>h<i>c<j>/
 # resolv.conf appears: the daemon writes it at attach (pointing the container at weft DNS) and
@@ -196,6 +203,38 @@ wait_ready() {
 
 # --- up -----------------------------------------------------------------------------------
 
+# uplink_mac I: the MAC address of host i's uplink eth0, 02:00:0a:c8:00:<i> (locally
+# administered; 0a:c8 = 10.200, the underlay's prefix). Fixed, so that the neighbour entries
+# below need no lookup; unique within the lab's own bridge, which is all that matters.
+uplink_mac() { printf '02:00:0a:c8:%02x:%02x' $(($1 >> 8)) $(($1 & 255)); }
+
+# static_neighbours HOSTS: a permanent neighbour (ARP) entry in every host for every other
+# host's uplink, written before any daemon starts.
+#
+# Why: the kernel has one IPv4 neighbour table for all namespaces, and its dynamic entries, all
+# namespaces together, are capped at net.ipv4.neigh.default.gc_thresh3 (1024 by default, and
+# only settable in the initial namespace, i.e. for the whole machine). Hosts that all gossip
+# with each other need N(N-1) entries: 1,560 at 40 hosts, 9,900 at 100. Past ~32 hosts the
+# table overflows ("neighbor table overflow!" in dmesg), ARP between random pairs fails, the
+# failure detector sees those pairs' probes vanish, and members flap between alive, suspect and
+# down without the lab ever converging. Permanent entries are exempt from that cap (and from
+# garbage collection), live in the lab's own namespaces, and go with them: nothing outside the
+# lab changes (LAB.md "Large labs"). Only 10.200.0.1..N get one: addresses a test adds to the
+# underlay later (an attacker's, a flooder's) resolve by ARP as usual. An `ip link set eth0
+# down` in a host flushes its entries too; ARP then takes over, which is fine in small labs.
+static_neighbours() {
+	local hosts=$1 i k macs=()
+	((hosts > 1)) || return 0
+	for ((k = 1; k <= hosts; k++)); do macs[k]=$(uplink_mac "$k"); done
+	for ((i = 1; i <= hosts; i++)); do
+		for ((k = 1; k <= hosts; k++)); do
+			if ((k != i)); then
+				printf 'neigh replace 10.200.0.%d lladdr %s dev eth0 nud permanent\n' "$k" "${macs[k]}"
+			fi
+		done | ip -n "$(ns "h$i")" -batch - || die "could not add the underlay neighbours of h$i"
+	done
+}
+
 write_config() {
 	local i=$1 hosts=$2 hd=$dir/h$1 k
 	{
@@ -320,9 +359,11 @@ cmd_up() {
 		ip -n "$(ns ul)" link add "$h" mtu "$underlay_mtu" type veth \
 			peer name eth0 mtu "$underlay_mtu" netns "$h"
 		ip -n "$(ns ul)" link set "$h" master br0 up
+		ip -n "$h" link set eth0 address "$(uplink_mac "$i")"
 		ip -n "$h" addr add "10.200.0.$i/24" dev eth0
 		ip -n "$h" link set eth0 up
 	done
+	static_neighbours "$hosts"
 
 	# PKI: one CA, one key and certificate per host, each host owning 10.42.<i>.0/24.
 	"$bin" ca init --name lab --out-key "$dir/pki/ca.key" --out-cert "$dir/pki/ca.crt" >/dev/null
@@ -336,6 +377,8 @@ cmd_up() {
 		write_config "$i" "$hosts"
 	done
 
+	# When the first daemon started (Unix time, µs): benches measure convergence from here.
+	printf '%s\n' "${EPOCHREALTIME/,/.}" >"$dir/launched"
 	for ((i = 1; i <= hosts; i++)); do launch "h$i"; done
 	for ((i = 1; i <= hosts; i++)); do wait_ready "h$i"; done
 	say "daemons ready"
