@@ -1,6 +1,7 @@
 /* This Source Code Form is subject to the terms of the Mozilla Public
  * License, v. 2.0. If a copy of the MPL was not distributed with this
  * file, You can obtain one at https://mozilla.org/MPL/2.0/. */
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
@@ -107,6 +108,10 @@ impl Invalidates for &[u8] {
 pub(crate) struct Broadcasts<V> {
     flip: alloc::collections::BinaryHeap<Entry<V>>,
     flop: alloc::collections::BinaryHeap<Entry<V>>,
+    // weft fork: how many entries hold each key hash (entries added with
+    // `add_or_replace_hashed`), so adding an item whose key no entry
+    // shares skips the invalidation scan over the whole backlog
+    hashes: BTreeMap<u64, u32>,
 }
 
 impl<T> Broadcasts<T>
@@ -117,6 +122,7 @@ where
         Self {
             flip: Default::default(),
             flop: Default::default(),
+            hashes: BTreeMap::new(),
         }
     }
 
@@ -129,13 +135,53 @@ where
     }
 
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
+        self.add(item, None, data, max_tx);
+    }
+
+    /// (weft fork) Like `add_or_replace`, for items whose key hashes to
+    /// `hash` (equal keys, equal hashes): an item no other entry's hash
+    /// matches cannot invalidate any, so the scan is skipped.
+    pub(crate) fn add_or_replace_hashed(&mut self, item: T, hash: u64, data: Vec<u8>, max_tx: usize) {
+        self.add(item, Some(hash), data, max_tx);
+    }
+
+    fn add(&mut self, item: T, hash: Option<u64>, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
-        self.flip.retain(|node| !item.invalidates(&node.item));
+        if hash.is_none_or(|h| self.hashes.contains_key(&h)) {
+            let hashes = &mut self.hashes;
+            self.flip.retain(|node| {
+                let keep = !item.invalidates(&node.item);
+                if !keep {
+                    forget(hashes, node.hash);
+                }
+                keep
+            });
+        }
+        if let Some(h) = hash {
+            *self.hashes.entry(h).or_insert(0) += 1;
+        }
         self.flip.push(Entry {
             remaining_tx: max_tx,
             item,
             data,
+            hash,
         });
+    }
+
+    /// (weft fork) Bounds the backlog: once it holds more than `2 * max`
+    /// entries, keeps the `max` with the most transmissions left (the
+    /// freshest news) and drops the rest, as serf bounds its queues.
+    /// Amortised O(log n) per added entry.
+    pub(crate) fn prune(&mut self, max: usize) {
+        if self.flip.len() <= max.saturating_mul(2) {
+            return;
+        }
+        let mut entries = core::mem::take(&mut self.flip).into_vec();
+        entries.sort_unstable_by(|a, b| b.cmp(a));
+        for dropped in entries.drain(max..) {
+            forget(&mut self.hashes, dropped.hash);
+        }
+        self.flip = entries.into();
     }
 
     pub(crate) fn fill(&mut self, mut buffer: impl BufMut, max_items: usize) -> usize {
@@ -163,6 +209,8 @@ where
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else {
+                forget(&mut self.hashes, node.hash);
             }
         }
 
@@ -202,12 +250,24 @@ where
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else {
+                forget(&mut self.hashes, node.hash);
             }
         }
 
         self.flip.append(&mut self.flop);
 
         num_taken
+    }
+}
+
+fn forget(hashes: &mut BTreeMap<u64, u32>, hash: Option<u64>) {
+    let Some(h) = hash else { return };
+    if let alloc::collections::btree_map::Entry::Occupied(mut e) = hashes.entry(h) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
     }
 }
 
@@ -218,6 +278,8 @@ struct Entry<T> {
     data: Vec<u8>,
     // ignored for eq/ord. sorting is unstable
     item: T,
+    // weft fork: the key hash given to `add_or_replace_hashed`
+    hash: Option<u64>,
 }
 
 impl<T> PartialEq for Entry<T> {

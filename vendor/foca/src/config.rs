@@ -186,6 +186,16 @@ pub struct Config {
     /// This feature is an extension to the SWIM protocol and should be left
     /// disabled if you're aiming at pure SWIM behavior.
     pub periodic_gossip: Option<PeriodicParams>,
+
+    /// (weft fork) Most cluster updates kept for dissemination, beyond
+    /// the ones about to be sent: once the backlog holds twice this many,
+    /// the updates with the fewest transmissions left are dropped.
+    ///
+    /// A cluster of thousands forming at once otherwise holds one update
+    /// per member in every member's backlog (memory quadratic in the
+    /// cluster size). `None` keeps every update until it is sent
+    /// `max_transmissions` times, as upstream foca does.
+    pub max_updates_backlog: Option<NonZeroUsize>,
 }
 
 /// Configuration for a task that should happen periodically
@@ -222,6 +232,7 @@ impl Config {
             periodic_announce: None,
             periodic_announce_to_down_members: None,
             periodic_gossip: None,
+            max_updates_backlog: None,
         }
     }
 
@@ -291,6 +302,7 @@ impl Config {
                 frequency: Duration::from_millis(200),
                 num_members: NonZeroUsize::new(3).unwrap(),
             }),
+            max_updates_backlog: None,
         }
     }
 
@@ -333,6 +345,7 @@ impl Config {
                 frequency: Duration::from_millis(500),
                 num_members: NonZeroUsize::new(4).unwrap(),
             }),
+            max_updates_backlog: None,
         }
     }
 

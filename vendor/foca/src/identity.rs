@@ -34,7 +34,10 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     /// an example of one)
     ///
     /// It's a good idea to have this type as lean as possible
-    type Addr: PartialEq;
+    ///
+    /// (weft fork: `Hash` is required so members can be looked up by
+    /// address without scanning the member list.)
+    type Addr: PartialEq + core::hash::Hash;
 
     /// Opt-in on auto-rejoining by providing a new identity.
     ///

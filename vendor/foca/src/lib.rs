@@ -330,10 +330,15 @@ where
             // If our previous identity wasn't known as Down already,
             // we'll declare it ourselves
             if !previous_is_down {
-                let addr = Addr(previous_id.addr());
+                let addr = previous_id.addr();
+                let hash = member::addr_hash(&addr);
                 let data = self.serialize_member(Member::down(previous_id))?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                self.updates.add_or_replace_hashed(
+                    Addr(addr),
+                    hash,
+                    data,
+                    self.config.max_transmissions.get().into(),
+                );
             }
 
             self.gossip(runtime)?;
@@ -353,6 +358,27 @@ where
     /// Foca method that takes `&mut self` is called in-between.
     pub const fn num_members(&self) -> usize {
         self.members.num_active()
+    }
+
+    /// (weft fork) What we know of the member with address `addr`,
+    /// whatever its state (down members included until they are
+    /// removed); O(1).
+    pub fn member(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.members.get(addr)
+    }
+
+    /// (weft fork) Up to `wanted` distinct random members that `picker`
+    /// accepts (down members included: `picker` decides), drawn with
+    /// the caller's `rng`; O(wanted) when most members are accepted.
+    pub fn sample_members(
+        &self,
+        wanted: usize,
+        rng: impl RngExt,
+        picker: impl Fn(&Member<T>) -> bool,
+        output: &mut Vec<Member<T>>,
+    ) {
+        output.clear();
+        self.members.sample(wanted, output, rng, picker);
     }
 
     /// Iterates over the *full* membership state, including members
@@ -568,10 +594,15 @@ where
     ///
     /// This is the cleanest way to terminate a running Foca.
     pub fn leave_cluster(&mut self, mut runtime: impl Runtime<T>) -> Result<()> {
-        let addr = Addr(self.identity().addr());
+        let addr = self.identity().addr();
+        let hash = member::addr_hash(&addr);
         let data = self.serialize_member(Member::down(self.identity().clone()))?;
-        self.updates
-            .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+        self.updates.add_or_replace_hashed(
+            Addr(addr),
+            hash,
+            data,
+            self.config.max_transmissions.get().into(),
+        );
 
         self.gossip(&mut runtime)?;
 
@@ -1128,7 +1159,6 @@ where
         }
 
         if let Some(failed) = self.probe.take_failed() {
-            #[cfg(feature = "unstable-notifications")]
             runtime.notify(Notification::ProbeFailed(
                 self.probe.probe_number(),
                 failed.id(),
@@ -1256,12 +1286,24 @@ where
                 "Update applied"
             );
 
+            if update.state() == State::Suspect && summary.is_active_now {
+                runtime.notify(Notification::MemberSuspect(&id, update.incarnation()));
+            }
+
             // Cluster state changed, start broadcasting it
             if do_broadcast {
-                let addr = Addr(id.addr());
+                let addr = id.addr();
+                let hash = member::addr_hash(&addr);
                 let data = self.serialize_member(update)?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                self.updates.add_or_replace_hashed(
+                    Addr(addr),
+                    hash,
+                    data,
+                    self.config.max_transmissions.get().into(),
+                );
+                if let Some(max) = self.config.max_updates_backlog {
+                    self.updates.prune(max.get());
+                }
             }
 
             // Down is a terminal state, so set up a handler for removing

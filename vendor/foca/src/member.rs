@@ -4,6 +4,8 @@
 extern crate alloc;
 use alloc::vec::Vec;
 
+use core::hash::{Hash, Hasher};
+
 use rand::{
     RngExt,
     prelude::{IteratorRandom, SliceRandom},
@@ -137,6 +139,10 @@ pub(crate) struct Members<T> {
     pub(crate) inner: Vec<Member<T>>,
     cursor: usize,
     num_active: usize,
+    // weft fork: position of each member in `inner` by address, so
+    // applying an update, checking liveness and looking a member up
+    // cost O(1) instead of a scan of the whole list (see README.weft.md)
+    index: AddrIndex,
 }
 
 #[cfg(test)]
@@ -160,11 +166,44 @@ where
         //     inner is always empty outside of tests
         let num_active = inner.iter().filter(|member| member.is_active()).count();
 
-        Self {
+        let mut members = Self {
             cursor: 0,
             num_active,
             inner,
+            index: AddrIndex::default(),
+        };
+        members.rebuild_index();
+        members
+    }
+
+    fn rebuild_index(&mut self) {
+        let inner = &self.inner;
+        self.index.rebuild(inner.len(), |pos| addr_hash(&inner[pos].id.addr()));
+    }
+
+    /// Position of the member with address `addr` in `inner`.
+    fn position(&self, addr: &T::Addr) -> Option<usize> {
+        let inner = &self.inner;
+        self.index
+            .find(addr_hash(addr), |pos| &inner[pos].id.addr() == addr)
+    }
+
+    /// The member with address `addr`, whatever its state.
+    pub(crate) fn get(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.position(addr).map(|pos| &self.inner[pos])
+    }
+
+    /// Swaps the members at positions `a` and `b`, keeping the index in step.
+    fn swap(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
         }
+        let hash_a = addr_hash(&self.inner[a].id.addr());
+        let hash_b = addr_hash(&self.inner[b].id.addr());
+        self.index.relocate(hash_a, a, usize::MAX);
+        self.index.relocate(hash_b, b, a);
+        self.index.relocate(hash_a, usize::MAX, b);
+        self.inner.swap(a, b);
     }
 
     // Next member that's considered active
@@ -173,6 +212,7 @@ where
         // Round-robin with a shuffle at the end
         if self.cursor >= self.inner.len() {
             self.inner.shuffle(&mut rng);
+            self.rebuild_index();
             self.cursor = 0;
         }
 
@@ -219,6 +259,28 @@ where
     ) where
         F: Fn(&Member<T>) -> bool,
     {
+        // weft fork: in a large list, draw random positions first
+        // (rejection sampling, uniform over the members `picker`
+        // accepts); only when that finds too few fall back to the full
+        // scan below, so choosing gossip or indirect-probe targets is
+        // O(wanted) rather than O(members) in the common case
+        let len = self.inner.len();
+        if wanted > 0 && len > 8 * wanted {
+            debug_assert!(output.is_empty());
+            let mut attempts = 8 * wanted;
+            while output.len() < wanted && attempts > 0 {
+                attempts -= 1;
+                let candidate = &self.inner[rng.random_range(0..len)];
+                if picker(candidate) && !output.iter().any(|m| m.id == candidate.id) {
+                    output.push(candidate.clone());
+                }
+            }
+            if output.len() == wanted {
+                return;
+            }
+            output.clear();
+        }
+
         // Basic reservoir sampling
         let mut num_chosen = 0;
         let mut num_seen = 0;
@@ -239,6 +301,13 @@ where
                 }
             }
         }
+    }
+
+    pub(crate) fn sample<F>(&self, wanted: usize, output: &mut Vec<Member<T>>, rng: impl RngExt, picker: F)
+    where
+        F: Fn(&Member<T>) -> bool,
+    {
+        self.choose_members(wanted, output, rng, picker);
     }
 
     pub(crate) fn choose_down_members(
@@ -265,12 +334,13 @@ where
     }
 
     pub(crate) fn remove_if_down(&mut self, id: &T) -> Option<Member<T>> {
-        let position = self
-            .inner
-            .iter()
-            .position(|member| &member.id == id && member.state == State::Down);
-
-        position.map(|pos| self.inner.swap_remove(pos))
+        let pos = self.position(&id.addr())?;
+        if &self.inner[pos].id != id || self.inner[pos].state != State::Down {
+            return None;
+        }
+        let removed = self.inner.swap_remove(pos);
+        self.rebuild_index();
+        Some(removed)
     }
 
     pub(crate) fn iter_active(&self) -> impl Iterator<Item = &Member<T>> {
@@ -278,9 +348,8 @@ where
     }
 
     pub(crate) fn is_active(&self, id: &T) -> bool {
-        self.inner
-            .iter()
-            .any(|member| &member.id == id && member.is_active())
+        self.get(&id.addr())
+            .is_some_and(|member| &member.id == id && member.is_active())
     }
 
     pub(crate) fn apply_existing_if<F: Fn(&Member<T>) -> bool>(
@@ -288,11 +357,8 @@ where
         mut update: Member<T>,
         condition: F,
     ) -> Option<ApplySummary<T>> {
-        if let Some(known_member) = self
-            .inner
-            .iter_mut()
-            .find(|member| member.id.addr() == update.id().addr())
-        {
+        let pos = self.position(&update.id().addr());
+        if let Some(known_member) = pos.map(|pos| &mut self.inner[pos]) {
             let id_conflict = known_member.id != update.id;
 
             // If the update wins the conflict, the full member
@@ -363,14 +429,27 @@ where
                 let is_active_now = update.is_active();
 
                 // Insert at the end and swap with a random position.
+                let hash = addr_hash(&update.id().addr());
+                // weft fork: grow by a quarter rather than double: with
+                // thousands of members per instance and thousands of
+                // instances per process, doubling leaves up to half of
+                // every member list unused
+                if self.inner.len() == self.inner.capacity() {
+                    self.inner.reserve_exact(self.inner.len() / 4 + 16);
+                }
                 self.inner.push(update);
                 let inserted_at = self.inner.len() - 1;
+                if self.index.needs_growth(self.inner.len()) {
+                    self.rebuild_index();
+                } else {
+                    self.index.insert(hash, inserted_at);
+                }
 
                 let swap_idx = (0..self.inner.len())
                     .choose(&mut rng)
                     .unwrap_or(inserted_at);
 
-                self.inner.swap(swap_idx, inserted_at);
+                self.swap(swap_idx, inserted_at);
 
                 if is_active_now {
                     self.num_active = self.num_active.saturating_add(1);
@@ -384,6 +463,116 @@ where
                     conflict: ConflictResult::NoConflict,
                 }
             })
+    }
+}
+
+/// weft fork: a hash of a member address, for [`AddrIndex`] and the
+/// invalidation check of the updates backlog. Not DoS-resistant: the
+/// addresses are those of cluster members, not attacker-chosen keys
+/// (and a collision only costs a longer probe sequence).
+pub(crate) fn addr_hash<A: Hash>(addr: &A) -> u64 {
+    let mut hasher = AddrHasher(0x243f_6a88_85a3_08d3);
+    addr.hash(&mut hasher);
+    hasher.finish()
+}
+
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = mix(self.0 ^ u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.0 = mix(self.0 ^ u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+}
+
+const fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// weft fork: an open-addressing table (linear probing) of positions in
+/// `Members::inner`, keyed by the hash of the member's address: 4 bytes
+/// per slot, at most three quarters full (half, right after it grows).
+#[derive(Default)]
+struct AddrIndex {
+    slots: Vec<u32>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl AddrIndex {
+    fn needs_growth(&self, len: usize) -> bool {
+        len * 4 > self.slots.len() * 3
+    }
+
+    fn rebuild(&mut self, len: usize, hash_at: impl Fn(usize) -> u64) {
+        let size = (len * 2).next_power_of_two().max(16);
+        self.slots.clear();
+        self.slots.resize(size, EMPTY);
+        for pos in 0..len {
+            self.insert(hash_at(pos), pos);
+        }
+    }
+
+    fn insert(&mut self, hash: u64, pos: usize) {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        while self.slots[slot] != EMPTY {
+            slot = (slot + 1) & mask;
+        }
+        self.slots[slot] = u32::try_from(pos).expect("fewer than 2^32 members");
+    }
+
+    fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.slots[slot] {
+                EMPTY => return None,
+                pos if is(pos as usize) => return Some(pos as usize),
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    /// The entry holding `from` (in the probe sequence of `hash`) now holds `to`;
+    /// `usize::MAX` stands for a temporary placeholder during a swap.
+    fn relocate(&mut self, hash: u64, from: usize, to: usize) {
+        let as_slot = |p: usize| if p == usize::MAX { EMPTY - 1 } else { p as u32 };
+        let (from, to) = (as_slot(from), as_slot(to));
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            let held = self.slots[slot];
+            debug_assert_ne!(held, EMPTY, "relocating a position that is not indexed");
+            if held == from {
+                self.slots[slot] = to;
+                return;
+            }
+            if held == EMPTY {
+                return;
+            }
+            slot = (slot + 1) & mask;
+        }
     }
 }
 

@@ -6,8 +6,9 @@ use core::{cmp::Ordering, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::ProbeNumber;
 #[cfg(feature = "unstable-notifications")]
-use crate::{Header, ProbeNumber};
+use crate::Header;
 use crate::{Identity, Incarnation};
 
 /// A Runtime is Foca's gateway to the real world: here is where
@@ -139,12 +140,21 @@ pub enum Notification<'a, T> {
     /// See [`Header`]
     DataSent(&'a Header<T>),
 
-    #[cfg(feature = "unstable-notifications")]
     /// Foca has probed a member and didn't receive a timely reply
     /// from it nor from any other member asked to indirectly ping it
     ///
+    /// (weft fork: always available, not only with
+    /// `unstable-notifications`: it is the local, first-hand failure
+    /// that Lifeguard-style suspicion counts as a confirmation.)
+    ///
     /// See [`crate::Message`]
     ProbeFailed(ProbeNumber, &'a T),
+
+    /// (weft fork) A member is now suspect at this incarnation: our own
+    /// probe failed or a suspicion reached us through gossip. Lets the
+    /// application run its own suspicion timer (SWIM §4.2 has every
+    /// member time a suspicion it learns, not only the prober).
+    MemberSuspect(&'a T, Incarnation),
 }
 
 impl<T> Notification<'_, T>
@@ -167,8 +177,8 @@ where
             Notification::DataReceived(h) => OwnedNotification::DataReceived(h.clone()),
             #[cfg(feature = "unstable-notifications")]
             Notification::DataSent(h) => OwnedNotification::DataSent(h.clone()),
-            #[cfg(feature = "unstable-notifications")]
             Notification::ProbeFailed(n, m) => OwnedNotification::ProbeFailed(n, m.clone()),
+            Notification::MemberSuspect(m, i) => OwnedNotification::MemberSuspect(m.clone(), i),
         }
     }
 }
@@ -200,9 +210,10 @@ pub enum OwnedNotification<T> {
     /// See [`Notification::DataSent`]
     DataSent(Header<T>),
 
-    #[cfg(feature = "unstable-notifications")]
     /// See [`Notification::ProbeFailed`]
     ProbeFailed(ProbeNumber, T),
+    /// See [`Notification::MemberSuspect`]
+    MemberSuspect(T, Incarnation),
 }
 
 /// Timer is an event that's scheduled by a [`Runtime`]. You won't need
