@@ -379,6 +379,7 @@ impl Membership {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.run_swim_timers(now);
+        self.run_checks(now);
         if now >= self.next_tick {
             self.next_tick = now + self.cfg.tick();
             self.tick(now);
@@ -396,7 +397,10 @@ impl Membership {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let swim = self.swim_timers.keys().next().map(|(t, _)| *t);
         let seeds = self.seeds.values().map(|s| s.next).min();
-        [Some(self.next_tick), Some(self.next_anti_entropy), swim, seeds].into_iter().flatten().min()
+        [Some(self.next_tick), Some(self.next_anti_entropy), swim, seeds, self.next_check()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next message: (to, the endpoint to use if known, bytes ≤ [`MAX_MESSAGE`]).
@@ -667,7 +671,6 @@ impl Membership {
         self.tombstones.retain(|_, (_, until)| *until > now);
         self.undead_challenges.retain(|_, deadline| *deadline > now);
         self.retune_swim();
-        self.run_checks(now);
         self.expire_suspicions(now);
         self.drain_swim(now);
     }

@@ -4,9 +4,9 @@
 //!
 //! - **First-hand failures.** When our probe of T fails (foca's `ProbeFailed`, or the engine's
 //!   [`Membership::suspect_now`]), we tell T itself (so it refutes at once, Lifeguard's "buddy
-//!   system") and [`WITNESSES`] random members. Each witness probes T directly (twice, a
-//!   probe RTT apart); if T answers neither, the witness reports back to us: one independent
-//!   confirmation. A message is authenticated per sender, so a member can confirm only once.
+//!   system") and [`WITNESSES`] random members. Each witness probes T directly (twice, half a
+//!   probe RTT apart); if T answers neither within a probe RTT, the witness reports back to
+//!   us: one independent confirmation. A message is authenticated per sender, so a member can confirm only once.
 //! - **Dynamic timeout** (Lifeguard §IV-B): with `c` confirmations beyond the first suspecter,
 //!   `timeout = max − (max − min) · log(c + 1) / log(k + 1)`, never below `min`, with
 //!   `k` = [`WITNESSES`]. A crashed member is confirmed by every witness within a probe RTT or
@@ -193,7 +193,7 @@ impl Membership {
     fn start_check(&mut self, now: Instant, asker: Option<NodeKey>, note: SuspectNote) {
         let key = note.id.key;
         let nonce: u64 = self.rng.random();
-        let deadline = now + self.cfg.probe_rtt() * self.health.factor();
+        let deadline = now + self.cfg.probe_rtt() / 2 * self.health.factor();
         self.checks.insert(key, Check { nonce, deadline, resent: false, asker, note });
         self.send(key, Msg::Probe(nonce).encode());
     }
@@ -238,7 +238,7 @@ impl Membership {
             let Some(c) = self.checks.get_mut(&key) else { continue };
             if !c.resent {
                 c.resent = true;
-                c.deadline = now + self.cfg.probe_rtt() * self.health.factor();
+                c.deadline = now + self.cfg.probe_rtt() / 2 * self.health.factor();
                 let nonce = c.nonce;
                 self.send(key, Msg::Probe(nonce).encode());
                 continue;
@@ -265,6 +265,11 @@ impl Membership {
         {
             self.health.better(now);
         }
+    }
+
+    /// When the next check is due.
+    pub(super) fn next_check(&self) -> Option<Instant> {
+        self.checks.values().map(|c| c.deadline).min()
     }
 
     /// Lifeguard's timeout for a suspicion with `confirmers` first-hand suspecters.

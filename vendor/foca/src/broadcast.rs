@@ -105,6 +105,9 @@ impl Invalidates for &[u8] {
     }
 }
 
+/// weft fork: entries that may not fit the buffer before `fill` gives up.
+const MAX_MISSES: usize = 8;
+
 pub(crate) struct Broadcasts<V> {
     flip: alloc::collections::BinaryHeap<Entry<V>>,
     flop: alloc::collections::BinaryHeap<Entry<V>>,
@@ -193,13 +196,18 @@ where
         let mut num_taken = 0;
         let mut remaining = max_items;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        // weft fork: stop after a few entries that do not fit; without
+        // this a nearly full buffer made every send pop the whole backlog
+        let mut misses = 0;
+        while buffer.has_remaining_mut() && remaining > 0 && misses < MAX_MISSES {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
             debug_assert!(node.remaining_tx > 0);
 
-            if buffer.remaining_mut() >= node.data.len() {
+            if buffer.remaining_mut() < node.data.len() {
+                misses += 1;
+            } else {
                 num_taken += 1;
                 remaining -= 1;
 
@@ -232,13 +240,18 @@ where
         let mut num_taken = 0;
         let mut remaining = max_items;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        // weft fork: stop after a few entries that do not fit; without
+        // this a nearly full buffer made every send pop the whole backlog
+        let mut misses = 0;
+        while buffer.has_remaining_mut() && remaining > 0 && misses < MAX_MISSES {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
             debug_assert!(node.remaining_tx > 0);
 
-            if buffer.remaining_mut() >= node.data.len() + 2 {
+            if buffer.remaining_mut() < node.data.len() + 2 {
+                misses += 1;
+            } else {
                 num_taken += 1;
                 remaining -= 1;
 
