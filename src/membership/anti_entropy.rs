@@ -18,9 +18,7 @@ use super::error::MembershipError;
 use super::record::NodeKey;
 #[cfg(test)]
 use super::record::Record;
-use super::wire::{
-    self, Chunk, Msg, Notice, PullReq, Range, RangeId, SignedRecord, Summary, WireRecord, MAX_DEPTH,
-};
+use super::wire::{self, Chunk, Msg, Notice, PullReq, Range, RangeId, SignedRecord, Summary, MAX_DEPTH};
 use super::{Held, Live, MemberEvent, Membership, MembershipConfig, PendingPull};
 
 /// Ranges holding at most this many items are exchanged as item lists.
@@ -55,19 +53,20 @@ impl Membership {
         for range in ranges {
             match range.summary {
                 Summary::Fingerprint { fp, count } => {
-                    let (my_fp, my_count) = self.index.summary(range.id);
+                    let (my_fp, my_count) = self.set_summary(range.id);
                     if (my_fp, my_count) == (fp, count) {
                         continue;
                     }
                     if my_count as usize <= ITEMS_MAX || range.id.depth == MAX_DEPTH {
-                        let items = self.index.items(range.id).take(ITEMS_MAX).collect();
+                        let mut items = self.set_items(range.id);
+                        items.truncate(ITEMS_MAX);
                         reply.push(Range { id: range.id, summary: Summary::Items(items) });
                     } else if count as usize <= ITEMS_MAX {
                         let summary = Summary::Fingerprint { fp: my_fp, count: my_count };
                         reply.push(Range { id: range.id, summary });
                     } else {
                         for id in range.id.children() {
-                            let (fp, count) = self.index.summary(id);
+                            let (fp, count) = self.set_summary(id);
                             reply.push(Range { id, summary: Summary::Fingerprint { fp, count } });
                         }
                     }
@@ -108,8 +107,8 @@ impl Membership {
             }
         }
         let lacking: Vec<NodeKey> = self
-            .index
-            .items(range)
+            .set_items(range)
+            .into_iter()
             .filter(|(k, v)| theirs.get(k).is_none_or(|t| t < v))
             .map(|(k, _)| k)
             .collect();
@@ -168,6 +167,16 @@ impl Membership {
         *credit
     }
 
+    /// Forgets credits that have refilled to the full burst (a fresh entry starts full), so
+    /// the table holds only members that pulled lately.
+    pub(super) fn prune_pull_credit(&mut self, now: Instant) {
+        if self.pull_credit.len() <= 256 {
+            return;
+        }
+        let refill = std::time::Duration::from_secs_f64(PULL_BURST as f64 / PULL_RATE as f64);
+        self.pull_credit.retain(|_, (at, _)| now.saturating_duration_since(*at) < refill);
+    }
+
     fn spend_pull_credit(&mut self, from: NodeKey, sent: usize) {
         if let Some((_, credit)) = self.pull_credit.get_mut(&from) {
             *credit = credit.saturating_sub(sent);
@@ -201,6 +210,10 @@ impl Membership {
             Ok(None) => return Ok(()),
             Err(what) => return Err(MembershipError::Invalid(what)),
         };
+        if let Some(held) = self.record_cache.as_ref().and_then(|c| c.get(key, version, &bytes)) {
+            self.accept_record(now, held);
+            return Ok(());
+        }
         let (signed, wr) = SignedRecord::decode(&bytes)?;
         if wr.record.key != key || wr.id.key != key || wr.record.version != version {
             return Err(MembershipError::Invalid("record does not match its chunks"));
@@ -208,13 +221,17 @@ impl Membership {
         self.auth
             .verify(now, &wr.record, &signed.body, &signed.signature)
             .map_err(MembershipError::Forged)?;
-        self.accept_record(now, wr, Arc::new(bytes));
+        let held = Arc::new(Held { record: wr.record, id: wr.id, signed: bytes });
+        if let Some(c) = &self.record_cache {
+            c.put(&held);
+        }
+        self.accept_record(now, held);
         Ok(())
     }
 
-    fn accept_record(&mut self, now: Instant, wr: WireRecord, signed: Arc<Vec<u8>>) {
-        let key = wr.record.key;
-        let version = wr.record.version;
+    fn accept_record(&mut self, now: Instant, held: Arc<Held>) {
+        let key = held.record.key;
+        let version = held.record.version;
         self.tombstones.remove(&key);
         // News that came as a rumor is spread on; what anti-entropy repaired is old news.
         let mut hot = false;
@@ -223,8 +240,8 @@ impl Membership {
             self.pulls.remove(&key);
         }
         self.reassembly.forget_upto(&key, version);
-        let id = wr.id.clone();
-        self.touch_peer(key, |p| p.held = Some(Held { record: wr.record, signed }));
+        let id = held.id.clone();
+        self.touch_peer(key, |p| p.held = Some(held));
         self.admit(now, key);
         self.stats.records_accepted += 1;
         self.learn_identity(now, &id);
@@ -232,8 +249,7 @@ impl Membership {
             // foca holds this identity as down: the last words of a dead node, arriving late.
             // Keeping them would only gossip a zombie around.
             self.touch_peer(key, |p| p.held = None);
-            self.peers.remove(&key);
-            self.up.remove(&key);
+            self.drop_peer(&key);
             self.tombstones.insert(key, (version, now + self.cfg.dead_grace * 10));
             return;
         }
@@ -246,16 +262,18 @@ impl Membership {
 
     /// Sends `to` the chunks (all, or `only`) of the record we hold for `key`; returns bytes.
     fn push_record(&mut self, to: NodeKey, key: NodeKey, only: Option<&[u16]>) -> usize {
-        let (version, encoded) = if key == self.own.key {
-            (self.own.version, self.own_wire.clone())
+        let msgs = if key == self.own.key {
+            if self.own_wire.len() > self.cfg.max_record_len {
+                return 0;
+            }
+            wire::chunk_record(key, self.own.version, &self.own_wire, only)
         } else {
             let Some(h) = self.peers.get(&key).and_then(|p| p.held.as_ref()) else { return 0 };
-            (h.record.version, h.signed.to_vec())
+            if h.signed.len() > self.cfg.max_record_len {
+                return 0;
+            }
+            wire::chunk_record(key, h.record.version, &h.signed, only)
         };
-        if encoded.len() > self.cfg.max_record_len {
-            return 0;
-        }
-        let msgs = wire::chunk_record(key, version, &encoded, only);
         let mut sent = 0;
         for m in msgs {
             sent += m.len();

@@ -1,12 +1,15 @@
 //! Membership settings, and the SWIM (`foca`) settings derived from them and the cluster size.
 //!
-//! SWIM's dissemination count and suspicion timeout grow with log(cluster size) like
+//! SWIM's dissemination count and the longest suspicion grow with log(cluster size) like
 //! memberlist's LAN profile; `swim_config` is recomputed as the cluster grows.
 
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::time::Duration;
 
 use super::wire::MAX_SWIM_PACKET;
+
+/// SWIM updates each node keeps for dissemination (see foca's `max_updates_backlog`).
+const MAX_UPDATES_BACKLOG: usize = 256;
 
 /// Membership settings. Defaults are documented beside each field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,24 @@ impl MembershipConfig {
         (self.probe_period / 5).max(Duration::from_millis(1))
     }
 
+    /// How long a direct probe waits for its answer before the indirect round.
+    pub(crate) fn probe_rtt(&self) -> Duration {
+        self.probe_period.max(Duration::from_millis(3)) * 2 / 5
+    }
+
+    /// Shortest suspicion (Lifeguard's `min`): reached once every witness confirmed.
+    pub(crate) fn suspicion_min(&self) -> Duration {
+        self.probe_period.max(Duration::from_millis(3))
+    }
+
+    /// Longest suspicion (Lifeguard's `max`), for a cluster of `n` nodes: memberlist's
+    /// `4 × probe period × log10 n`, what a suspicion nobody confirms gets, so that its
+    /// refutation reaches everyone first.
+    pub(crate) fn suspicion_max(&self, n: usize) -> Duration {
+        let log_n = ((n.max(1)) as f64).log10().max(1.0);
+        self.suspicion_min().mul_f64(4.0 * log_n)
+    }
+
     /// How many ticks a rumor is pushed, for a cluster of `n` nodes.
     pub(crate) fn rumor_rounds(n: usize) -> u8 {
         let r = (2.0 * ((n + 1) as f64).log10()).ceil() as u8;
@@ -60,14 +81,15 @@ impl MembershipConfig {
     /// foca's settings for a cluster of `n` nodes (ourselves included).
     pub(crate) fn swim_config(&self, n: usize) -> foca::Config {
         let period = self.probe_period.max(Duration::from_millis(3));
-        let log_n = ((n.max(1)) as f64).log10().max(1.0);
         let max_tx = (4.0 * ((n + 1) as f64).log10()).ceil().clamp(4.0, 40.0) as u8;
         foca::Config {
             probe_period: period,
-            probe_rtt: period * 2 / 5,
+            probe_rtt: self.probe_rtt(),
             num_indirect_probes: NonZeroUsize::new(3).expect("non-zero"),
             max_transmissions: NonZeroU8::new(max_tx).expect("clamped above zero"),
-            suspect_to_down_after: period.mul_f64(4.0 * log_n),
+            // Only a backstop: every member times its suspicions itself, Lifeguard-style
+            // (see `suspicion`), and the prober's verdict comes from that timer too.
+            suspect_to_down_after: self.suspicion_max(n) * 2,
             // Forgetting a down identity lets stale gossip resurrect it; a rejoining node
             // renews its identity instead, so foca may remember the dead for long.
             remove_down_after: Some(Duration::from_secs(3600).max(self.dead_grace * 4)),
@@ -85,6 +107,9 @@ impl MembershipConfig {
                 frequency: self.tick(),
                 num_members: NonZeroUsize::new(3).expect("non-zero"),
             }),
+            // News beyond this waits for anti-entropy; without a bound a cluster of
+            // thousands forming at once holds an update per member in every backlog.
+            max_updates_backlog: NonZeroUsize::new(MAX_UPDATES_BACKLOG),
         }
     }
 }

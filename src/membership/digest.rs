@@ -1,23 +1,22 @@
-//! The anti-entropy set — `key → version` of every record we hold for a live member, and our
-//! own — with fingerprints of its key ranges.
+//! Fingerprints of the anti-entropy set — `key → version` of every record we hold for a live
+//! member, and our own — by key range. The set itself is not kept here: it is read from the
+//! member table (`Membership::set_items`), so a key is stored once per node.
 //!
 //! A range's fingerprint is the wrapping sum of its items' hashes, so adding or removing an
-//! item updates it in O(1). The top three nibble levels (16, 256, 4096 ranges) are kept
-//! precomputed; deeper ranges are small and summed on demand. The hash is our own (not std's
+//! item updates it in O(1). The top two nibble levels (16 and 256 ranges) are kept
+//! precomputed; deeper ranges are small (a few items each even at 10,000 members) and summed
+//! from their items on demand ([`fold`]). A third level would cost every node 64 KiB. The hash is our own (not std's
 //! `DefaultHasher`, whose algorithm may change between builds) because nodes must agree on it.
-
-use std::collections::BTreeMap;
 
 use super::record::NodeKey;
 use super::wire::RangeId;
 
 /// Levels of precomputed fingerprints below the root.
-const LEVELS: usize = 3;
+const LEVELS: usize = 2;
 
-/// The set and its fingerprints.
+/// The set's fingerprints.
 #[derive(Debug)]
 pub(crate) struct DigestIndex {
-    set: BTreeMap<NodeKey, u64>,
     root: (u64, u32),
     levels: [Vec<(u64, u32)>; LEVELS],
 }
@@ -25,7 +24,7 @@ pub(crate) struct DigestIndex {
 impl DigestIndex {
     /// An empty set.
     pub(crate) fn new() -> Self {
-        Self { set: BTreeMap::new(), root: (0, 0), levels: [1, 2, 3].map(|l| vec![(0, 0); 1 << (4 * l)]) }
+        Self { root: (0, 0), levels: [1, 2].map(|l| vec![(0, 0); 1 << (4 * l)]) }
     }
 
     /// Moves `key` from version `old` to `new` (`None`: not in the set).
@@ -34,40 +33,20 @@ impl DigestIndex {
             return;
         }
         if let Some(v) = old {
-            self.set.remove(&key);
             self.apply(key, item_hash(&key, v), false);
         }
         if let Some(v) = new {
-            self.set.insert(key, v);
             self.apply(key, item_hash(&key, v), true);
         }
     }
 
-    /// The version of `key` in the set.
-    pub(crate) fn get(&self, key: &NodeKey) -> Option<u64> {
-        self.set.get(key).copied()
-    }
-
-    /// Fingerprint and item count of a range.
-    pub(crate) fn summary(&self, range: RangeId) -> (u64, u32) {
+    /// Fingerprint and item count of a range, if precomputed (its depth is at most 2).
+    pub(crate) fn summary(&self, range: RangeId) -> Option<(u64, u32)> {
         match usize::from(range.depth) {
-            0 => self.root,
-            d if d <= LEVELS => self.levels[d - 1][range.prefix as usize],
-            _ => self
-                .items(range)
-                .fold((0, 0), |(fp, n), (k, v)| (fp.wrapping_add(item_hash(&k, v)), n.saturating_add(1))),
+            0 => Some(self.root),
+            d if d <= LEVELS => Some(self.levels[d - 1][range.prefix as usize]),
+            _ => None,
         }
-    }
-
-    /// The items of a range, in key order.
-    pub(crate) fn items(&self, range: RangeId) -> impl Iterator<Item = (NodeKey, u64)> + '_ {
-        let (lo, hi) = range.prefix_bounds();
-        let lo = key_at(lo);
-        let iter = match hi {
-            Some(hi) => self.set.range(lo..key_at(hi)),
-            None => self.set.range(lo..),
-        };
-        iter.map(|(k, v)| (*k, *v))
     }
 
     fn apply(&mut self, key: NodeKey, h: u64, add: bool) {
@@ -88,8 +67,13 @@ impl DigestIndex {
     }
 }
 
+/// Fingerprint and count of a list of items.
+pub(crate) fn fold(items: impl Iterator<Item = (NodeKey, u64)>) -> (u64, u32) {
+    items.fold((0, 0), |(fp, n), (k, v)| (fp.wrapping_add(item_hash(&k, v)), n.saturating_add(1)))
+}
+
 /// The smallest key with this 64-bit prefix.
-fn key_at(prefix: u64) -> NodeKey {
+pub(crate) fn key_at(prefix: u64) -> NodeKey {
     let mut k = [0u8; 32];
     k[..8].copy_from_slice(&prefix.to_be_bytes());
     NodeKey(k)

@@ -32,6 +32,7 @@ mod reassembly;
 mod record;
 mod rumors;
 pub mod sim;
+mod suspicion;
 mod swim;
 pub mod wire;
 
@@ -49,11 +50,12 @@ use tracing::warn;
 pub use auth::{RecordAuth, TrustAll};
 pub use config::MembershipConfig;
 pub use error::MembershipError;
+pub use peers::RecordCache;
 pub use record::{ContainerEntry, NodeKey, Record};
 pub use wire::MAX_MESSAGE;
 
 use digest::DigestIndex;
-use peers::{Held, Live, Peer, UpSet};
+use peers::{Held, Live, Peer};
 use reassembly::Reassembly;
 use rumors::Rumors;
 use swim::{Foca, SwimId, SwimOut};
@@ -134,18 +136,22 @@ pub struct Membership {
     timer_seq: u64,
     swim_tuned: (u8, Duration),
     peers: BTreeMap<NodeKey, Peer>,
-    up: UpSet,
     tombstones: BTreeMap<NodeKey, (u64, Instant)>,
     removals: BTreeSet<(Instant, NodeKey)>,
     index: DigestIndex,
+    /// Our own record's version as it stands in `index`.
+    indexed_own: Option<u64>,
     rumors: Rumors,
     reassembly: Reassembly,
     pulls: BTreeMap<NodeKey, PendingPull>,
     seeds: BTreeMap<NodeKey, Seed>,
     undead_challenges: BTreeMap<NodeKey, Instant>,
-    /// Suspicions we hold, with the identity and incarnation suspected and since when (see
-    /// `expire_suspicions`).
-    suspicions: BTreeMap<NodeKey, (SwimId, foca::Incarnation, Instant)>,
+    /// Suspicions we time ourselves, Lifeguard-style (see [`suspicion`]).
+    suspicions: BTreeMap<NodeKey, suspicion::Suspicion>,
+    /// Direct probes of suspects we run for whoever asked us to confirm.
+    checks: BTreeMap<NodeKey, suspicion::Check>,
+    /// Our own health: slow or lossy here means slower to suspect others.
+    health: suspicion::Health,
     transmits: VecDeque<(NodeKey, Vec<u8>)>,
     events: VecDeque<MemberEvent>,
     /// Keys revoked by the CA: no record of theirs is taken, nothing is sent to them, foca
@@ -155,7 +161,8 @@ pub struct Membership {
     revocations_in: VecDeque<Vec<u8>>,
     /// Keys vouched for: a verified record of theirs, an authenticated message from them, or
     /// a seed the engine reached (kept after the member leaves: only certified nodes get in,
-    /// and one that comes back is let in at once). Only these are SWIM members here and only these are sent
+    /// and one that comes back is let in at once). Held as `Peer::admitted` for keys with an
+    /// entry in `peers` and here for the others (never both). Only these are SWIM members here and only these are sent
     /// to; a SWIM identity that gossip alone brings waits in `pending_up`, so a member cannot
     /// invent identities that make every node handshake with addresses of its choosing.
     admitted: BTreeSet<NodeKey>,
@@ -169,6 +176,8 @@ pub struct Membership {
     pull_credit: BTreeMap<NodeKey, (Instant, usize)>,
     /// Each member's credit of new revocation entries it may hand us (see `take_revocations`).
     revocation_credit: BTreeMap<NodeKey, (Instant, f64)>,
+    /// Records shared with the other instances of this process, if any (the simulator).
+    record_cache: Option<RecordCache>,
     rng: SmallRng,
     next_tick: Instant,
     next_anti_entropy: Instant,
@@ -212,16 +221,18 @@ impl Membership {
             timer_seq: 0,
             swim_tuned,
             peers: BTreeMap::new(),
-            up: UpSet::default(),
             tombstones: BTreeMap::new(),
             removals: BTreeSet::new(),
             index: DigestIndex::new(),
+            indexed_own: None,
             rumors: Rumors::default(),
             reassembly: Reassembly::default(),
             pulls: BTreeMap::new(),
             seeds: BTreeMap::new(),
             undead_challenges: BTreeMap::new(),
             suspicions: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            health: suspicion::Health::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             banned: BTreeSet::new(),
@@ -231,6 +242,7 @@ impl Membership {
             swim_from: None,
             pull_credit: BTreeMap::new(),
             revocation_credit: BTreeMap::new(),
+            record_cache: None,
             rng,
             next_anti_entropy,
             stats: MembershipStats::default(),
@@ -268,7 +280,7 @@ impl Membership {
         }
         self.auth = auth;
         let old = self.own.key;
-        self.index.update(old, Some(self.own.version), None);
+        self.index.update(old, self.indexed_own.take(), None);
         self.rumors.forget(&old);
         let mut r = self.own.clone();
         r.key = key;
@@ -281,6 +293,12 @@ impl Membership {
         self.id = id;
         self.set_own(r);
         self.drain_swim(now);
+    }
+
+    /// Shares verified records with the other instances using `cache` (see [`RecordCache`]:
+    /// only between instances that trust alike).
+    pub fn share_records(&mut self, cache: RecordCache) {
+        self.record_cache = Some(cache);
     }
 
     /// Our own record.
@@ -318,6 +336,7 @@ impl Membership {
             return Err(MembershipError::Banned);
         }
         self.admit(now, from);
+        self.heard_from(now, from);
         let result = Msg::decode(bytes).and_then(|msg| match msg {
             Msg::Swim(packet) => self.handle_swim(now, from, &packet),
             Msg::Notices(notices) => {
@@ -334,6 +353,15 @@ impl Membership {
                 self.take_revocations(now, from, list);
                 Ok(())
             }
+            Msg::Suspect(note) => {
+                self.handle_suspect(now, from, note);
+                Ok(())
+            }
+            Msg::Probe(nonce) => {
+                self.handle_probe(from, nonce);
+                Ok(())
+            }
+            Msg::ProbeAck(_) => Ok(()),
         });
         if let Err(e) = &result {
             match e {
@@ -351,6 +379,7 @@ impl Membership {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.run_swim_timers(now);
+        self.run_checks(now);
         if now >= self.next_tick {
             self.next_tick = now + self.cfg.tick();
             self.tick(now);
@@ -368,7 +397,10 @@ impl Membership {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let swim = self.swim_timers.keys().next().map(|(t, _)| *t);
         let seeds = self.seeds.values().map(|s| s.next).min();
-        [Some(self.next_tick), Some(self.next_anti_entropy), swim, seeds].into_iter().flatten().min()
+        [Some(self.next_tick), Some(self.next_anti_entropy), swim, seeds, self.next_check()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next message: (to, the endpoint to use if known, bytes ≤ [`MAX_MESSAGE`]).
@@ -386,19 +418,23 @@ impl Membership {
 
     /// Every member we know of but ourselves, in key order.
     pub fn members(&self) -> Vec<(NodeKey, MemberState)> {
-        let suspects: BTreeSet<NodeKey> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.state() == foca::State::Suspect)
-            .map(|m| m.id().key)
-            .collect();
-        let state = |k: &NodeKey, live: Live| match live {
+        self.peers.iter().filter_map(|(k, p)| Some((*k, self.member_state(k, p.live)?))).collect()
+    }
+
+    /// What we know of `key`'s liveness (`None`: not a member here).
+    pub fn member_state_of(&self, key: &NodeKey) -> Option<MemberState> {
+        self.member_state(key, self.peers.get(key)?.live)
+    }
+
+    fn member_state(&self, key: &NodeKey, live: Live) -> Option<MemberState> {
+        match live {
             Live::Unknown => None,
             Live::Down(_) => Some(MemberState::Down),
-            Live::Up if suspects.contains(k) => Some(MemberState::Suspect),
+            Live::Up if self.foca.member(key).is_some_and(|m| m.state() == foca::State::Suspect) => {
+                Some(MemberState::Suspect)
+            }
             Live::Up => Some(MemberState::Alive),
-        };
-        self.peers.iter().filter_map(|(k, p)| Some((*k, state(k, p.live)?))).collect()
+        }
     }
 
     /// The latest record we hold of `key` (our own for our key), whatever its liveness.
@@ -435,9 +471,9 @@ impl Membership {
         }
         let down: Vec<_> = self
             .foca
-            .iter_membership_state()
-            .filter(|m| m.id().key == key)
+            .member(&key)
             .map(|m| foca::Member::new(m.id().clone(), m.incarnation(), foca::State::Down))
+            .into_iter()
             .collect();
         if let Err(e) = self.foca.apply_many(down.into_iter(), true, &mut self.swim_out) {
             tracing::trace!(error = %e, "SWIM apply");
@@ -446,7 +482,6 @@ impl Membership {
         if self.peers.contains_key(&key) {
             self.touch_peer(key, |p| p.held = None);
             self.peers.remove(&key);
-            self.up.remove(&key);
         }
         self.pulls.remove(&key);
         self.rumors.forget(&key);
@@ -457,14 +492,19 @@ impl Membership {
 
     /// `key` is vouched for (see `admitted`): a SWIM identity of it waiting is let in.
     pub(crate) fn admit(&mut self, now: Instant, key: NodeKey) {
-        if key == self.own.key || self.banned.contains(&key) || self.admitted.contains(&key) {
+        if key == self.own.key || self.banned.contains(&key) || self.is_admitted(&key) {
             return;
         }
         if !self.has_room(&key) {
             self.stats.members_full += 1;
             return;
         }
-        self.admitted.insert(key);
+        match self.peers.get_mut(&key) {
+            Some(p) => p.admitted = true,
+            None => {
+                self.admitted.insert(key);
+            }
+        }
         if self.admitted.len() > self.cfg.max_members.saturating_mul(2) {
             // Keys of members long gone: they are vouched for again when they come back.
             let peers = &self.peers;
@@ -485,6 +525,19 @@ impl Membership {
         *key == self.own.key || self.peers.contains_key(key) || self.peers.len() + 1 < self.cfg.max_members
     }
 
+    /// Whether `key` is vouched for (see `admitted`).
+    pub(super) fn is_admitted(&self, key: &NodeKey) -> bool {
+        self.peers.get(key).is_some_and(|p| p.admitted) || self.admitted.contains(key)
+    }
+
+    /// Forgets `key`'s entry; a member vouched for stays so (it is let in at once if it
+    /// comes back).
+    pub(super) fn drop_peer(&mut self, key: &NodeKey) {
+        if self.peers.remove(key).is_some_and(|p| p.admitted) {
+            self.admitted.insert(*key);
+        }
+    }
+
     /// Whether `key` was banned.
     pub fn is_banned(&self, key: &NodeKey) -> bool {
         self.banned.contains(key)
@@ -494,7 +547,7 @@ impl Membership {
     pub fn send_revocations(&mut self, to: Option<NodeKey>, list: Vec<Vec<u8>>) {
         let targets = match to {
             Some(k) => vec![k],
-            None => self.up.keys.clone(),
+            None => self.peers.iter().filter(|(_, p)| p.live == Live::Up).map(|(k, _)| *k).collect(),
         };
         let msgs = wire::pack(list, Msg::Revocations);
         for t in targets {
@@ -552,8 +605,8 @@ impl Membership {
             );
         }
         let key = self.own.key;
-        let prev = self.index.get(&key);
-        self.index.update(key, prev, Some(self.own.version));
+        self.index.update(key, self.indexed_own, Some(self.own.version));
+        self.indexed_own = Some(self.own.version);
         let rounds = MembershipConfig::rumor_rounds(self.foca.num_members() + 1);
         self.rumors.add(key, self.own.version, rounds);
     }
@@ -614,6 +667,7 @@ impl Membership {
             self.removals.pop_first();
             self.remove_if_dead(now, key);
         }
+        self.prune_pull_credit(now);
         self.tombstones.retain(|_, (_, until)| *until > now);
         self.undead_challenges.retain(|_, deadline| *deadline > now);
         self.retune_swim();
@@ -621,56 +675,16 @@ impl Membership {
         self.drain_swim(now);
     }
 
-    /// SWIM as the paper has it (§4.2): every member that learns a suspicion starts its own
-    /// timer and declares the member down when it expires unrefuted. foca starts a timer only
-    /// at the member whose probe failed, so a suspicion learned by gossip lasts forever when
-    /// that timer is lost (its owner renewed its identity after a partition, or restarted) and
-    /// the suspect never hears of it: seen as a member stuck "suspect" for minutes after a
-    /// partition healed. Declaring it down with a broadcast ends that either way: a dead member
-    /// is gone, a live one learns it was declared down and rejoins under a renewed identity.
-    ///
-    /// The local timer runs twice foca's: the prober's verdict or the suspect's refutation
-    /// normally arrives well before, so under loss this adds no false downs of its own.
-    fn expire_suspicions(&mut self, now: Instant) {
-        let timeout = self.swim_tuned.1 * 2;
-        let suspected: BTreeMap<NodeKey, (SwimId, foca::Incarnation)> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.state() == foca::State::Suspect)
-            .map(|m| (m.id().key, (m.id().clone(), m.incarnation())))
-            .collect();
-        // A refutation (new incarnation), a renewed identity or a verdict ends a suspicion.
-        self.suspicions.retain(|k, (id, inc, _)| suspected.get(k) == Some(&(id.clone(), *inc)));
-        let mut expired = Vec::new();
-        for (key, (id, inc)) in suspected {
-            let (_, _, since) = self.suspicions.entry(key).or_insert((id.clone(), inc, now));
-            if now.saturating_duration_since(*since) >= timeout {
-                expired.push(foca::Member::new(id, inc, foca::State::Down));
-            }
-        }
-        if expired.is_empty() {
-            return;
-        }
-        for m in &expired {
-            self.suspicions.remove(&m.id().key);
-        }
-        self.stats.suspicions_expired += expired.len() as u64;
-        if let Err(e) = self.foca.apply_many(expired.into_iter(), true, &mut self.swim_out) {
-            tracing::trace!(error = %e, "SWIM apply");
-        }
-    }
-
     fn remove_if_dead(&mut self, now: Instant, key: NodeKey) {
         let Some(p) = self.peers.get(&key) else { return };
-        let Live::Down(since) = p.live else { return };
-        if since + self.cfg.dead_grace > now {
+        let Live::Down(at) = p.live else { return };
+        if self.version_clock.0 + Duration::from_secs(u64::from(at)) + self.cfg.dead_grace > now {
             return;
         }
         if let Some(h) = &p.held {
             self.tombstones.insert(key, (h.record.version, now + self.cfg.dead_grace * 10));
         }
-        self.peers.remove(&key);
-        self.up.remove(&key);
+        self.drop_peer(&key);
         self.pull_credit.remove(&key);
         self.revocation_credit.remove(&key);
         self.events.push_back(MemberEvent::Removed(key));
@@ -690,44 +704,72 @@ impl Membership {
         }
     }
 
-    /// Applies `f` to `key`'s entry (created if absent), keeping the digest index and the
-    /// up set in step.
+    /// `now` as `Live::Down` holds it: whole seconds since we started, rounded down.
+    pub(super) fn seconds_since_start(&self, now: Instant) -> u32 {
+        let secs = now.saturating_duration_since(self.version_clock.0).as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+
+    /// Applies `f` to `key`'s entry (created if absent), keeping the digest index in step.
     fn touch_peer<R>(&mut self, key: NodeKey, f: impl FnOnce(&mut Peer) -> R) -> R {
-        let p = self.peers.entry(key).or_insert(Peer { id: None, live: Live::Unknown, held: None });
+        let admitted = &mut self.admitted;
+        let p = self.peers.entry(key).or_insert_with(|| Peer {
+            live: Live::Unknown,
+            held: None,
+            admitted: admitted.remove(&key),
+        });
         let before = p.set_version();
         let r = f(p);
         let after = p.set_version();
         self.index.update(key, before, after);
-        if p.live == Live::Up {
-            self.up.insert(key);
-        } else {
-            self.up.remove(&key);
-        }
         r
     }
 
-    /// Up to `n` distinct random alive-or-suspect members.
-    fn random_up_members(&mut self, n: usize) -> Vec<NodeKey> {
-        let len = self.up.keys.len();
-        let mut out: Vec<NodeKey> = Vec::with_capacity(n.min(len));
-        if len <= n {
-            out.extend(&self.up.keys);
-            return out;
+    /// The anti-entropy set's items in `range`, in key order: held records of members not
+    /// known to be down, and our own.
+    pub(super) fn set_items(&self, range: wire::RangeId) -> Vec<(NodeKey, u64)> {
+        let (lo, hi) = range.prefix_bounds();
+        let lo = digest::key_at(lo);
+        let iter = match hi {
+            Some(hi) => self.peers.range(lo..digest::key_at(hi)),
+            None => self.peers.range(lo..),
+        };
+        let mut items: Vec<(NodeKey, u64)> = iter.filter_map(|(k, p)| Some((*k, p.set_version()?))).collect();
+        if let Some(v) = self.indexed_own.filter(|_| range.contains(self.own.key.prefix64())) {
+            let at = items.partition_point(|(k, _)| *k < self.own.key);
+            items.insert(at, (self.own.key, v));
         }
-        while out.len() < n {
-            let k = self.up.keys[self.rng.random_range(0..len)];
-            if !out.contains(&k) {
-                out.push(k);
-            }
-        }
+        items
+    }
+
+    /// Fingerprint and count of the anti-entropy set's items in `range`.
+    pub(super) fn set_summary(&self, range: wire::RangeId) -> (u64, u32) {
+        self.index.summary(range).unwrap_or_else(|| digest::fold(self.set_items(range).into_iter()))
+    }
+
+    /// Up to `n` distinct random alive-or-suspect members other than `not`.
+    fn random_up_members_except(&mut self, n: usize, not: &NodeKey) -> Vec<NodeKey> {
+        let mut out = self.random_up_members(n + 1);
+        out.retain(|k| k != not);
+        out.truncate(n);
         out
+    }
+
+    /// Up to `n` distinct random alive-or-suspect members (drawn from foca's list, whose
+    /// active members are ours once vouched for).
+    fn random_up_members(&mut self, n: usize) -> Vec<NodeKey> {
+        let peers = &self.peers;
+        let is_up = |m: &foca::Member<SwimId>| peers.get(&m.id().key).is_some_and(|p| p.live == Live::Up);
+        let mut chosen = Vec::with_capacity(n);
+        self.foca.sample_members(n, &mut self.rng, is_up, &mut chosen);
+        chosen.into_iter().map(|m| m.id().key).collect()
     }
 
     fn send(&mut self, to: NodeKey, bytes: Vec<u8>) {
         if to == self.own.key || self.banned.contains(&to) {
             return;
         }
-        if !self.admitted.contains(&to) {
+        if !self.is_admitted(&to) {
             match self.pending_up.get_mut(&to) {
                 Some((_, held)) if held.len() < MAX_HELD_PER_IDENTITY => held.push(bytes),
                 _ => self.stats.unvouched_sends_dropped += 1,
@@ -744,7 +786,7 @@ impl Membership {
     fn endpoint_of(&self, key: &NodeKey) -> Option<SocketAddr> {
         let peer = self.peers.get(key);
         let from_record = peer.and_then(|p| p.held.as_ref()).map(|h| h.record.endpoint);
-        let from_id = peer.and_then(|p| p.id.as_ref()).map(|id| id.endpoint);
+        let from_id = self.foca.member(key).map(|m| m.id().endpoint);
         from_record.or(from_id).or_else(|| self.seeds.get(key).map(|s| s.endpoint))
     }
 }

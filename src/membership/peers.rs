@@ -1,11 +1,13 @@
-//! What we know of each member: its SWIM identity, liveness and latest record, and the set of
-//! members that are up (for O(1) random choice of gossip targets).
+//! What we know of each member: its liveness, latest record and whether it is vouched for.
+//! Its SWIM identity is foca's to hold (and foca's list is where random members are drawn
+//! from), so nothing is kept twice: a 10,000-node simulation holds 10⁸ of these.
 //!
 //! A member's record is in the anti-entropy set unless the member is known to be down.
+//! Records are immutable once held ([`Held`] behind an `Arc`), so one copy can be shared by
+//! every node of a simulation through a [`RecordCache`].
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use super::record::{NodeKey, Record};
 use super::swim::SwimId;
@@ -13,10 +15,10 @@ use super::swim::SwimId;
 /// A member as we know it.
 #[derive(Debug)]
 pub(super) struct Peer {
-    /// The SWIM identity foca last told us about.
-    pub(super) id: Option<SwimId>,
     pub(super) live: Live,
-    pub(super) held: Option<Held>,
+    pub(super) held: Option<Arc<Held>>,
+    /// Vouched for (see `Membership::admitted`).
+    pub(super) admitted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,15 +27,19 @@ pub(super) enum Live {
     Unknown,
     /// Alive or suspect.
     Up,
-    /// Declared down at this instant.
-    Down(Instant),
+    /// Declared down this many whole seconds (rounded down) after the instance started:
+    /// 4 bytes rather than an `Instant`'s 16, in an entry every node keeps for every member.
+    Down(u32),
 }
 
+/// A verified record as its owner signed it.
 #[derive(Debug)]
-pub(super) struct Held {
+pub struct Held {
     pub(super) record: Record,
+    /// The SWIM identity its owner used when it signed it.
+    pub(super) id: SwimId,
     /// The owner's signed bytes, relayed unchanged.
-    pub(super) signed: Arc<Vec<u8>>,
+    pub(super) signed: Vec<u8>,
 }
 
 impl Peer {
@@ -46,27 +52,38 @@ impl Peer {
     }
 }
 
-/// The alive-or-suspect members, for O(1) random choice.
-#[derive(Debug, Default)]
-pub(super) struct UpSet {
-    pub(super) keys: Vec<NodeKey>,
-    pos: BTreeMap<NodeKey, usize>,
+/// Verified records shared by the [`super::Membership`] instances of one process that judge
+/// records alike (the simulator's thousands of nodes, all trusting one CA): a record that
+/// reaches every node is decoded, checked and held once, not once per node. A hit skips
+/// decoding and the signature check, so never share one between instances with different
+/// trust. The daemon has one instance and no cache.
+#[derive(Debug, Clone, Default)]
+pub struct RecordCache {
+    inner: Arc<Mutex<CacheInner>>,
 }
 
-impl UpSet {
-    pub(super) fn insert(&mut self, key: NodeKey) {
-        if let std::collections::btree_map::Entry::Vacant(e) = self.pos.entry(key) {
-            e.insert(self.keys.len());
-            self.keys.push(key);
-        }
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: HashMap<(NodeKey, u64), Weak<Held>>,
+    /// Entries after the last sweep of dropped records.
+    swept_len: usize,
+}
+
+impl RecordCache {
+    /// The held record of `key` at `version` if some instance holds exactly these bytes.
+    pub(super) fn get(&self, key: NodeKey, version: u64, signed: &[u8]) -> Option<Arc<Held>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let held = inner.map.get(&(key, version))?.upgrade()?;
+        (held.signed == signed).then_some(held)
     }
 
-    pub(super) fn remove(&mut self, key: &NodeKey) {
-        if let Some(i) = self.pos.remove(key) {
-            self.keys.swap_remove(i);
-            if let Some(moved) = self.keys.get(i) {
-                self.pos.insert(*moved, i);
-            }
+    /// Shares `held` with the other instances.
+    pub(super) fn put(&self, held: &Arc<Held>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.map.insert((held.record.key, held.record.version), Arc::downgrade(held));
+        if inner.map.len() > inner.swept_len.max(1024) * 2 {
+            inner.map.retain(|_, w| w.strong_count() > 0);
+            inner.swept_len = inner.map.len();
         }
     }
 }

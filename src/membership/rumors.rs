@@ -2,11 +2,18 @@
 //! a bounded number of gossip rounds (SWIM-style infection dissemination). Receivers pull
 //! the record from whoever told them and only then spread the rumor themselves, so whoever
 //! sends a notice can serve the record.
+//!
+//! Bounded: at most [`MAX_RUMORS`] at once. A round carries a few dozen notices, so a burst
+//! of thousands (a large cluster forming) would take minutes of rounds to spread; beyond the
+//! bound the most-spread rumors are dropped and anti-entropy delivers those records instead.
 
 use std::collections::BTreeMap;
 
 use super::record::NodeKey;
 use super::wire::Notice;
+
+/// Most rumors spread at once.
+pub(crate) const MAX_RUMORS: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 struct Rumor {
@@ -32,6 +39,16 @@ impl Rumors {
         if version >= r.version {
             *r = Rumor { version, rounds_left: rounds };
         }
+        if self.map.len() > MAX_RUMORS * 2 {
+            let mut by_rounds: Vec<(u8, NodeKey)> =
+                self.map.iter().map(|(k, r)| (r.rounds_left, *k)).collect();
+            by_rounds.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, k) in &by_rounds[MAX_RUMORS..] {
+                if *k != key {
+                    self.map.remove(k);
+                }
+            }
+        }
     }
 
     /// Whether there is nothing to spread.
@@ -42,8 +59,12 @@ impl Rumors {
     /// The notices for one round: the `max` least-spread rumors; each loses a round.
     pub(crate) fn take_round(&mut self, max: usize) -> Vec<Notice> {
         let mut picked: Vec<(u8, NodeKey)> = self.map.iter().map(|(k, r)| (r.rounds_left, *k)).collect();
-        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        picked.truncate(max);
+        let most_left_first = |a: &(u8, NodeKey), b: &(u8, NodeKey)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        if picked.len() > max {
+            picked.select_nth_unstable_by(max, most_left_first);
+            picked.truncate(max);
+        }
+        picked.sort_by(most_left_first);
         let mut out = Vec::with_capacity(picked.len());
         for (_, key) in picked {
             if let Some(r) = self.map.get_mut(&key) {

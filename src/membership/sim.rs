@@ -16,6 +16,7 @@ use rand::{RngExt, SeedableRng};
 use super::MAX_MESSAGE;
 use super::{
     ContainerEntry, MemberEvent, MemberState, Membership, MembershipConfig, MembershipStats, NodeKey, Record,
+    RecordCache,
 };
 
 /// Settings of a simulated network.
@@ -96,13 +97,16 @@ pub struct Sim {
     groups: Option<Vec<u8>>,
     drop_from: HashMap<usize, usize>,
     restarts: u64,
+    /// One copy of each record for all nodes (they all trust alike).
+    records: RecordCache,
     /// Whether events are kept for [`Sim::take_events`].
     pub record_events: bool,
     events: Vec<(Duration, usize, MemberEvent)>,
     /// Messages lost to loss, partitions or dead receivers.
     pub dropped: u64,
-    /// Bytes sent, by message kind (the variant byte): SWIM, notices, pulls, chunks, digests.
-    pub bytes_by_kind: [u64; 5],
+    /// Bytes sent, by message kind (the variant byte): SWIM, notices, pulls, chunks, digests,
+    /// revocations, suspicion notes, probes, probe answers.
+    pub bytes_by_kind: [u64; 9],
 }
 
 impl Sim {
@@ -124,10 +128,11 @@ impl Sim {
             groups: None,
             drop_from: HashMap::new(),
             restarts: 0,
+            records: RecordCache::default(),
             record_events: false,
             events: Vec::new(),
             dropped: 0,
-            bytes_by_kind: [0; 5],
+            bytes_by_kind: [0; 9],
         }
     }
 
@@ -202,13 +207,14 @@ impl Sim {
         let key = self.key_of(i);
         let version = self.version_now();
         let record = self.record_for(i, version);
-        let m = Membership::new(
+        let mut m = Membership::new(
             record,
             self.cfg.membership.clone(),
             Box::new(super::TrustAll),
             self.cfg.seed ^ (i as u64) << 20,
             self.now,
         );
+        m.share_records(self.records.clone());
         self.nodes.push(SimNode { m, key, up: true, generation: 0 });
         self.by_key.insert(key, i);
         if let Some(s) = seed {
@@ -239,13 +245,14 @@ impl Sim {
         let version = self.version_now();
         let record = self.record_for(i, version);
         let rng_seed = self.cfg.seed ^ (i as u64) << 20 ^ self.restarts;
-        let m = Membership::new(
+        let mut m = Membership::new(
             record,
             self.cfg.membership.clone(),
             Box::new(super::TrustAll),
             rng_seed,
             self.now,
         );
+        m.share_records(self.records.clone());
         let node = &mut self.nodes[i];
         node.m = m;
         node.up = true;
@@ -296,9 +303,8 @@ impl Sim {
     /// record.
     pub fn sees_all_as(&self, i: usize, states: &[MemberState]) -> bool {
         let me = &self.nodes[i].m;
-        let members: HashMap<NodeKey, MemberState> = me.members().into_iter().collect();
         self.nodes.iter().enumerate().filter(|(j, n)| *j != i && n.up).all(|(_, n)| {
-            members.get(&n.key).is_some_and(|s| states.contains(s))
+            me.member_state_of(&n.key).is_some_and(|s| states.contains(&s))
                 && me.record(&n.key).map(|r| r.version) == Some(n.m.own().version)
         })
     }

@@ -152,7 +152,7 @@ impl Membership {
                 // Gossip from a member that has not heard of the revocation yet.
                 tracing::debug!(key = %id.key, "revoked member reported up; ignored");
             }
-            OwnedNotification::MemberUp(id) if !self.admitted.contains(&id.key) => {
+            OwnedNotification::MemberUp(id) if !self.is_admitted(&id.key) => {
                 if self.pending_up.len() < super::MAX_PENDING_UP || self.pending_up.contains_key(&id.key) {
                     // Whoever told us of it most likely holds its record: ask for it, so a
                     // real member is vouched for within a round trip.
@@ -176,10 +176,7 @@ impl Membership {
             }
             OwnedNotification::MemberUp(id) => {
                 let key = id.key;
-                let came_up = self.touch_peer(key, |p| {
-                    p.id = Some(id);
-                    std::mem::replace(&mut p.live, Live::Up) != Live::Up
-                });
+                let came_up = self.touch_peer(key, |p| std::mem::replace(&mut p.live, Live::Up) != Live::Up);
                 if came_up {
                     self.events.push_back(MemberEvent::Up(key));
                 }
@@ -189,17 +186,13 @@ impl Membership {
             }
             OwnedNotification::MemberDown(id) => {
                 let key = id.key;
-                self.touch_peer(key, |p| {
-                    p.id = Some(id);
-                    p.live = Live::Down(now);
-                });
+                let at = self.seconds_since_start(now);
+                self.touch_peer(key, |p| p.live = Live::Down(at));
                 self.removals.insert((now + self.cfg.dead_grace, key));
                 self.events.push_back(MemberEvent::Down(key));
             }
-            OwnedNotification::Rename(_, id) => {
-                if let Some(p) = self.peers.get_mut(&id.key) {
-                    p.id = Some(id);
-                }
+            OwnedNotification::Rename(..) => {
+                // foca holds the identity; `Peer` keeps only what is ours.
             }
             OwnedNotification::Rejoin(id) => {
                 // We were declared down and renewed our identity: a newer record tells the
@@ -210,6 +203,10 @@ impl Membership {
                 r.version = (r.version + 1).max(self.id.renewal);
                 self.set_own(r);
             }
+            OwnedNotification::MemberSuspect(id, incarnation) => {
+                self.track_suspicion(now, &id, incarnation);
+            }
+            OwnedNotification::ProbeFailed(_, id) => self.first_hand_failure(now, id),
             OwnedNotification::Active | OwnedNotification::Idle | OwnedNotification::Defunct => {
                 tracing::debug!(?note, "SWIM connection state");
             }
@@ -221,7 +218,7 @@ impl Membership {
         if id.key == self.own.key || self.banned.contains(&id.key) {
             return;
         }
-        let known = self.peers.get(&id.key).and_then(|p| p.id.as_ref());
+        let known = self.foca.member(&id.key).map(|m| m.id());
         if known.is_some_and(|k| k.renewal >= id.renewal) {
             return;
         }
@@ -235,7 +232,7 @@ impl Membership {
     /// Announces to a seed and offers it our digest.
     pub(super) fn announce_to_seed(&mut self, now: Instant, key: NodeKey) {
         let Some(endpoint) = self.seeds.get(&key).map(|s| s.endpoint) else { return };
-        let known = self.peers.get(&key).and_then(|p| p.id.clone());
+        let known = self.foca.member(&key).map(|m| m.id().clone());
         let dst = known.unwrap_or(SwimId { key, endpoint, renewal: 0 });
         if let Err(e) = self.foca.announce(dst, &mut self.swim_out) {
             tracing::trace!(error = %e, "SWIM announce");
@@ -246,7 +243,7 @@ impl Membership {
 
     /// Sends `to` the root fingerprint of our record set.
     pub(super) fn send_digest_root(&mut self, to: NodeKey) {
-        let (fp, count) = self.index.summary(RangeId::ROOT);
+        let (fp, count) = self.set_summary(RangeId::ROOT);
         let range = super::wire::Range { id: RangeId::ROOT, summary: Summary::Fingerprint { fp, count } };
         self.send(to, Msg::Digest(vec![range]).encode());
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MembershipError;
 use super::record::{NodeKey, Record};
+use super::suspicion::SuspectNote;
 use super::swim::SwimId;
 
 /// Largest membership message: it rides in one datagram under the overlay MTU.
@@ -36,6 +37,12 @@ pub(crate) enum Msg {
     Digest(Vec<Range>),
     /// CA-signed revocations, opaque here (the engine verifies them); any member relays them.
     Revocations(Vec<Vec<u8>>),
+    /// The sender failed to reach this member first-hand (see [`super::suspicion`]).
+    Suspect(SuspectNote),
+    /// Answer with [`Msg::ProbeAck`] and this nonce: a suspect's liveness, checked directly.
+    Probe(u64),
+    /// The answer to a [`Msg::Probe`].
+    ProbeAck(u64),
 }
 
 /// "I hold `key`'s record at `version`."
