@@ -58,10 +58,13 @@ impl Layout {
     /// per segment; `tail` is what a datagram carries after its frame (the AEAD tag). `None`
     /// when the guess is out of range (then use [`Layout::single`]).
     pub fn segmented(at: usize, fo: usize, hlen: usize, mss: usize, tail: usize) -> Option<Self> {
-        if mss < MIN_SCATTER_MSS || hlen == 0 || hlen > MAX_SCATTER_HEADERS {
+        let first = hlen + mss;
+        // The guess comes from a container's superframe: any MSS a virtio-net header can
+        // name (up to 65,535) must give a layout or `None`, never an overflow.
+        if mss < MIN_SCATTER_MSS || hlen == 0 || hlen > MAX_SCATTER_HEADERS || first > MAX_READ - VNET_HDR_LEN
+        {
             return None;
         }
-        let first = hlen + mss;
         // Enough pieces for the largest read.
         let more = (MAX_READ - VNET_HDR_LEN - first).div_ceil(mss);
         Some(Self { at, fo, first, stride: fo + first + tail, hole: fo + hlen, seg: mss, more })
@@ -186,6 +189,12 @@ mod tests {
         }
         assert_eq!(Layout::segmented(0, FO, 54, 100, 16), None, "MSS too small");
         assert_eq!(Layout::segmented(0, FO, 200, 1400, 16), None, "headers too long");
+        for mss in [65_400, 65_482, 65_483, 65_535] {
+            if let Some(l) = Layout::segmented(0, FO, 54, mss, 16) {
+                assert!(l.capacity() >= MAX_READ && l.more <= 1, "MSS {mss}");
+            }
+        }
+        assert_eq!(Layout::segmented(0, FO, 54, 65_535, 16), None, "more than one read holds");
     }
 
     #[test]

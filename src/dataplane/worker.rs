@@ -360,12 +360,13 @@ impl Worker {
             inc(&shared.stats.drop_offload);
             return;
         };
-        // The next read guesses this shape.
-        self.tso_guess = Some((plan.header_len(), plan.mss()));
         if plan.max_segment_len() > max_frame_len(&shared.nets[net]) {
             // The sender's MTU is larger than the network's: one answer per superframe.
             return self.too_big(net, frame);
         }
+        // The next read guesses this shape (only one that fits the network: segments of it
+        // also fit their slots).
+        self.tso_guess = Some((plan.header_len(), plan.mss()));
         inc(&shared.stats.tso_superframes);
         for i in 0..plan.count() {
             let at = self.slot();
