@@ -257,14 +257,9 @@ impl Worker {
             let len = n - VNET_HDR_LEN;
             if h.gso_type == offload::GSO_NONE && len <= layout.first {
                 // The common small frame: in its slot already.
-                let frame = &mut self.arena[at + fo..at + fo + len];
-                if h.flags & offload::F_NEEDS_CSUM != 0
-                    && offload::complete_csum(frame, h.csum_start, h.csum_offset).is_err()
-                {
-                    inc(&shared.stats.drop_offload);
-                    continue;
+                if complete_csum(&shared, &h, &mut self.arena[at + fo..at + fo + len]) {
+                    self.egress(&shared, &tables, net, at, len);
                 }
-                self.egress(&shared, &tables, net, at, len);
                 continue;
             }
             if h.gso_type != offload::GSO_NONE && layout.is_segmented() && len > layout.first {
@@ -343,10 +338,7 @@ impl Worker {
         let (head, frame) = sf.split_at_mut(VNET_HDR_LEN);
         let h = VnetHdr::parse((&*head).try_into().expect("10 bytes"));
         if h.gso_type == offload::GSO_NONE {
-            if h.flags & offload::F_NEEDS_CSUM != 0
-                && offload::complete_csum(frame, h.csum_start, h.csum_offset).is_err()
-            {
-                inc(&shared.stats.drop_offload);
+            if !complete_csum(shared, &h, frame) {
                 return;
             }
             if frame.len() > max_frame_len(&shared.nets[net]) {
@@ -779,6 +771,17 @@ fn datagrams(meta: &RecvMeta) -> impl Iterator<Item = (usize, usize)> {
     (0..len).step_by(stride).map(move |at| (at, (at + stride).min(len)))
 }
 
+/// Completes the checksum of a frame the kernel left partial (`F_NEEDS_CSUM`); false (counted)
+/// when its header names offsets outside the frame.
+fn complete_csum(shared: &Shared, h: &VnetHdr, frame: &mut [u8]) -> bool {
+    let ok = h.flags & offload::F_NEEDS_CSUM == 0
+        || offload::complete_csum(frame, h.csum_start, h.csum_offset).is_ok();
+    if !ok {
+        inc(&shared.stats.drop_offload);
+    }
+    ok
+}
+
 /// The largest frame a network carries: its MTU plus the Ethernet header.
 fn max_frame_len(info: &super::NetInfo) -> usize {
     info.mtu as usize + ethernet::HEADER_LEN
@@ -925,7 +928,7 @@ pub struct Received {
     pub peer: PeerId,
     /// The network.
     pub net: NetId,
-    /// Where the frame starts (at least [`VNET_HDR_LEN`] bytes in).
+    /// Where the frame starts.
     pub at: usize,
     /// A TCP segment whose checksum is partial.
     pub partial_csum: bool,
@@ -935,7 +938,7 @@ pub struct Received {
 /// it in.
 pub fn deliver(shared: &Shared, tables: &Tables, frame: Received, queue: usize, buf: &mut [u8]) {
     let Received { peer, net, at, partial_csum } = frame;
-    if at >= VNET_HDR_LEN && admit(shared, tables, peer, net, &buf[at..]) {
+    if admit(shared, tables, peer, net, &buf[at..]) {
         let mut sink = TapSink { shared, queue };
         let mut bufs = [&mut buf[..]];
         let loc = offload::Loc { buf: 0, start: at, len: bufs[0].len() - at, partial_csum };

@@ -37,7 +37,7 @@ pub(crate) const WITNESSES: usize = 3;
 pub(crate) const MAX_HEALTH: u8 = 8;
 /// Checks running at once; beyond it suspicion notes ask for no new check (bounded work for
 /// notes a rogue member invents).
-const MAX_CHECKS: usize = 64;
+pub(crate) const MAX_CHECKS: usize = 64;
 
 /// "I, the sender, could not reach `id` at `incarnation`": a first-hand suspicion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

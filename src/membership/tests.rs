@@ -582,3 +582,51 @@ fn suspicion_timeout_shrinks_with_confirmations_and_grows_with_bad_health() {
     assert_eq!(secs(&m, 1), 12.0);
     assert_eq!(secs(&m, 1 + suspicion::WITNESSES), 3.0);
 }
+
+/// A rogue member's suspicion notes (DESIGN.md, "Trust model"): it tells every member, again
+/// and again, that every other member is unreachable. A note costs its receiver at most a
+/// direct check of the named member (never more than `MAX_CHECKS` at once), the checked
+/// members answer, a sender counts once per suspicion however often it repeats itself, and
+/// nobody is declared down.
+#[test]
+fn rogue_suspicion_notes_about_live_members_bring_no_one_down() {
+    const N: usize = 80;
+    let mut sim = Sim::new(sim_cfg(23, 0.0));
+    form_until(&mut sim, N, Duration::from_secs(60), Sim::converged_up);
+    sim.record_events = true;
+    let rogue = sim.key_of(0);
+    for _ in 0..8 {
+        for i in 1..N {
+            let targets: Vec<NodeKey> = (1..N).filter(|&j| j != i).map(|j| sim.key_of(j)).collect();
+            sim.with_node(i, |m, now| {
+                let notes: Vec<Vec<u8>> = targets
+                    .iter()
+                    .filter_map(|k| {
+                        let member = m.foca.member(k)?;
+                        let note = suspicion::SuspectNote {
+                            id: member.id().clone(),
+                            incarnation: member.incarnation(),
+                        };
+                        Some(Msg::Suspect(note).encode())
+                    })
+                    .collect();
+                for bytes in &notes {
+                    for _ in 0..3 {
+                        let _ = m.handle_message(now, rogue, bytes);
+                    }
+                }
+                assert!(m.checks.len() <= suspicion::MAX_CHECKS, "{} checks at once", m.checks.len());
+                for s in m.suspicions.values() {
+                    assert!(
+                        s.confirmers.iter().filter(|k| **k == rogue).count() <= 1,
+                        "the rogue counted twice"
+                    );
+                }
+            });
+        }
+        sim.run_for(Duration::from_secs(1));
+    }
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(downs_of_live_nodes(&sim.take_events(), &sim), 0, "a live member was declared down");
+    assert!(sim.converged_up(), "every member still sees every other alive");
+}
