@@ -169,6 +169,7 @@ fn print_peers(peers: &[PeerStatus]) {
             "PEER",
             "STATE",
             "ENDPOINT",
+            "PATH",
             "SESSION",
             "CIPHER",
             "HANDSHAKE",
@@ -192,6 +193,7 @@ fn peer_rows(peers: &[PeerStatus], now: u64) -> Vec<Vec<String>> {
                 opt(p.name.as_ref()),
                 p.state.as_str().to_owned(),
                 opt(p.endpoint),
+                opt(p.path.as_ref()),
                 if p.connected { "yes".into() } else { "no".into() },
                 opt(s.and_then(|s| s.cipher.as_ref()).filter(|_| p.connected)),
                 s.and_then(|s| s.last_handshake_secs_ago)
@@ -569,10 +571,10 @@ mod tests {
         )
         .unwrap();
         let rows = peer_rows(&peers, 1_900_000_000 - 10 * 86_400 - 5);
-        assert_eq!(rows[0][8..], ["1.2 MiB".to_owned(), "512 B".to_owned(), "in 10 d".to_owned()]);
-        assert_eq!((rows[0][4].as_str(), rows[1][4].as_str()), ("aes-256-gcm", "-"));
+        assert_eq!(rows[0][9..], ["1.2 MiB".to_owned(), "512 B".to_owned(), "in 10 d".to_owned()]);
+        assert_eq!((rows[0][5].as_str(), rows[1][5].as_str()), ("aes-256-gcm", "-"));
         assert_eq!(
-            rows[1][8..],
+            rows[1][9..],
             ["-".to_owned(), "-".to_owned(), "-".to_owned()],
             "a member never met has no counters"
         );

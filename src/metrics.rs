@@ -368,6 +368,7 @@ mod tests {
                     public_key: "k".into(),
                     state: PeerState::Alive,
                     endpoint: None,
+                    path: None,
                     connected: true,
                     containers: 1,
                     cert_not_after: Some(1_900_000_000),
@@ -416,6 +417,7 @@ mod tests {
             proto: EndpointSnapshot { replay: 2, handshakes_completed: 4, ..Default::default() },
             dataplane: DataplaneSnapshot { drop_spoof: 1, tap_rx: 10, drop_policy: 3, ..Default::default() },
             engine: EngineCounters::default(),
+            relay: Default::default(),
         };
         let dns = DnsSnapshot { answered: 7, nxdomain: 1, ..Default::default() };
         let t = render(&status(counters, dns, MembershipStats::default(), ConntrackStats::default()));
@@ -522,6 +524,7 @@ mod tests {
             proto: EndpointSnapshot::from_fn(&mut value),
             dataplane: DataplaneSnapshot::from_fn(&mut value),
             engine: EngineCounters::from_fn(&mut value),
+            relay: crate::report::counters::RelayCounters::from_fn(&mut value),
         };
         let dns = DnsSnapshot::from_fn(&mut value);
         let membership = MembershipStats::from_fn(&mut value);
@@ -529,10 +532,11 @@ mod tests {
         let local = LocalSnapshot::from_fn(&mut value);
         let t = render(&Status { local, ..status(counters, dns, membership, ct) });
         type Group<'a> = (Vec<Reading>, &'a [(&'a str, &'a str)]);
-        let groups: [Group; 7] = [
+        let groups: [Group; 8] = [
             (counters.proto.readings().collect(), &[]),
             (counters.dataplane.readings().collect(), &[]),
             (counters.engine.readings().collect(), &[]),
+            (counters.relay.readings().collect(), &[]),
             (dns.readings().collect(), &[]),
             (local.readings().collect(), &[]),
             (membership.readings().collect(), &[]),

@@ -225,6 +225,9 @@ pub struct PeerInfo {
     pub unanswered_since: Option<Instant>,
     /// The current session's cipher.
     pub cipher: Option<Cipher>,
+    /// When the handshake now in flight to this peer began (`None`: none in flight). Retries
+    /// keep the first attempt's time, so this tells how long the peer has not answered.
+    pub initiating_since: Option<Instant>,
     /// Traffic.
     pub totals: Totals,
 }
@@ -490,6 +493,10 @@ impl Endpoint {
             connected: p.current.is_some(),
             unanswered_since: p.current.as_ref().and_then(|s| s.unanswered_since()),
             cipher: p.current.as_ref().map(|s| s.cipher()),
+            initiating_since: p.initiation.and_then(|i| match self.indices.get(&i) {
+                Some(Slot::Initiation(i)) => Some(i.started),
+                _ => None,
+            }),
             totals: p.totals(),
         })
     }
@@ -519,6 +526,15 @@ impl Endpoint {
                 self.generation += 1;
                 self.events.push_back(Event::EndpointChanged { peer, addr });
             }
+        }
+    }
+
+    /// Has the handshake in flight to `peer` (if any) sent again at the next timer pass, to
+    /// the peer's address now: after the owner moved the peer to another path.
+    pub fn retry_handshake(&mut self, now: Instant, peer: PeerId) {
+        let Some(idx) = self.peers.get(&peer).and_then(|p| p.initiation) else { return };
+        if let Some(Slot::Initiation(i)) = self.indices.get_mut(&idx) {
+            i.retry_at = i.retry_at.min(now);
         }
     }
 

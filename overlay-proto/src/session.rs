@@ -149,8 +149,12 @@ impl Features {
     /// already protects the frame, so the sender skips summing its payload and the receiver
     /// hands the frame to its kernel as checksum-partial, as a local TCP stack would have.
     pub const PARTIAL_CSUM: Self = Self(1);
+    /// The peer understands path payloads ([`crate::wire::InnerKind::RelayTo`],
+    /// [`crate::wire::InnerKind::RelayFrom`], [`crate::wire::InnerKind::PathInfo`]): it may be
+    /// asked to relay, relayed to, and told its reflexive address.
+    pub const PATHS: Self = Self(2);
     /// Everything this version implements.
-    pub const ALL: Self = Self::PARTIAL_CSUM;
+    pub const ALL: Self = Self(Self::PARTIAL_CSUM.0 | Self::PATHS.0);
 
     /// The set as its wire byte.
     pub fn bits(self) -> u8 {

@@ -23,6 +23,18 @@ pub(super) struct File {
     pub services: Vec<ServiceFile>,
     #[serde(default)]
     pub dns: DnsFile,
+    #[serde(default)]
+    pub relay: RelayFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RelayFile {
+    pub enable: Option<bool>,
+    pub use_relays: Option<bool>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    pub max_mbit: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,7 @@ mod file;
 mod local_access;
 mod locate;
 pub mod log_level;
+mod relay;
 mod underlay;
 
 use ipnet::IpNet;
@@ -26,6 +27,7 @@ use toml::Spanned;
 
 pub use advertise::{AdvertiseFrom, HostAddrs, System};
 pub use local_access::{ControlGroup, HttpAccessConfig};
+pub use relay::Relay;
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,8 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// `[dns]`.
     pub dns: Dns,
+    /// `[relay]`.
+    pub relay: Relay,
     /// Line of each key that checks after parsing may complain about (`node.key`,
     /// `network[0].subnet`, …).
     lines: BTreeMap<String, usize>,
@@ -460,6 +464,7 @@ impl Config {
             ));
         }
         let dns = ctx.dns(&f.dns)?;
+        let relay = ctx.relay(&f.relay)?;
         Ok(Self {
             path: path.to_owned(),
             node,
@@ -472,6 +477,7 @@ impl Config {
             http,
             services,
             dns,
+            relay,
             lines,
             control_group_name,
         })

@@ -172,6 +172,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         &id.cert.groups,
     );
     driver.engine().revoke(Instant::now(), id.revocations.clone());
+    driver.engine().set_relay(cfg.relay.clone());
     let own = crate::discovery::registry::OwnAddresses {
         subnets: id.cert.subnets.clone(),
         underlay: cfg.underlay.advertise.ip(),

@@ -104,7 +104,10 @@ struct Worker {
 /// Runs worker `index` until `shared.stop` is set.
 pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Option<UdpSocket>) {
     let state = match UdpSocketState::new(UdpSockRef::from(&udp)) {
-        Ok(s) => s,
+        Ok(s) => {
+            device::allow_fragments(&udp);
+            s
+        }
         Err(e) => {
             tracing::error!(%e, "cannot set up the UDP socket for batching");
             return;
@@ -556,6 +559,9 @@ impl Worker {
             (Sock::Vxlan, None) => return,
         };
         if let Ok(fresh) = UdpSocketState::new(UdpSockRef::from(udp)) {
+            if sock == Sock::Tunnel {
+                device::allow_fragments(udp);
+            }
             *state = fresh;
             self.gso_lost[sock as usize] = false;
             tracing::debug!(
@@ -639,6 +645,12 @@ impl Worker {
         d: &mut [u8],
     ) -> Option<(NetId, usize, usize, bool)> {
         let shared = &self.shared;
+        if crate::plane::path::is_virtual_ip(from.ip()) {
+            // Relayed paths are named by this prefix inside the daemon: a datagram from it is
+            // forged, and could make the endpoint move a session onto a relay.
+            inc(&shared.stats.drop_reserved_source);
+            return None;
+        }
         let max = match MessageType::of(d) {
             Ok(MessageType::Transport) => 0,
             Ok(MessageType::CookieReply) => COOKIE_REPLY_LEN,

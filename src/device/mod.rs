@@ -172,6 +172,33 @@ pub fn enter_netns(netns: impl AsFd) -> io::Result<()> {
     }
 }
 
+/// Lets the kernel fragment tunnel datagrams larger than the path MTU instead of refusing
+/// them (quinn-udp sets `IP_PMTUDISC_PROBE`, which refuses): datagrams sized for the overlay
+/// MTU never need it, but one wrapped for a relay is a little larger, and so is any datagram
+/// on an underlay path narrower than the configured MTU. Kernel WireGuard sends its outer
+/// packets without DF for the same reasons.
+pub fn allow_fragments(udp: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: a valid descriptor and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if udp.local_addr().is_ok_and(|a| a.is_ipv6()) {
+        set(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DONT);
+        set(libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0);
+    }
+    set(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

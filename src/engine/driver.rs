@@ -138,6 +138,12 @@ impl Driver {
     /// Carries out what the engine emitted.
     fn flush(&mut self) {
         while let Some(t) = self.engine.poll_transmit() {
+            // The engine wraps every datagram for a relayed path; a virtual address is never
+            // an underlay one.
+            if crate::plane::path::relayed(t.dst).is_some() {
+                debug_assert!(false, "a datagram for a virtual address reached the socket");
+                continue;
+            }
             if self.udp.send_to(&t.payload, t.dst).is_err() {
                 crate::plane::inc(&self.shared.stats.io_errors);
             }

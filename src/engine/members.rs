@@ -153,6 +153,7 @@ impl Engine {
         self.members.networks.remove(&p);
         self.rtt.remove(&p);
         self.members.down.remove(&p);
+        self.paths.forget(p);
         self.endpoint.remove_peer(p);
         self.dirty = true;
     }

@@ -37,6 +37,7 @@ pub mod fdb;
 mod members;
 mod policy;
 mod probe;
+mod relay;
 mod seeds;
 #[cfg(test)]
 mod sim;
@@ -128,6 +129,8 @@ pub struct Engine {
     /// Expiry warnings already logged for our certificate and each trusted CA (by CA key).
     expiry: BTreeMap<Option<[u8; 32]>, crate::pki::expiry::ExpiryWatch>,
     next_expiry_check: Instant,
+    /// Relays and direct-path candidates.
+    paths: relay::Paths,
 }
 
 /// How often the engine looks whether our certificate or a trusted CA nears its end.
@@ -171,10 +174,16 @@ impl Engine {
             resync_after: BTreeMap::new(),
             expiry: BTreeMap::new(),
             next_expiry_check: now,
+            paths: relay::Paths::default(),
         };
         // Workers must never see a snapshot without the networks.
         e.publish(now);
         e
+    }
+
+    /// Applies the `[relay]` settings.
+    pub fn set_relay(&mut self, cfg: crate::config::Relay) {
+        self.paths.cfg = cfg;
     }
 
     /// A container attached on this host (or recovered from its lease at start): its MAC and
@@ -271,6 +280,9 @@ impl Engine {
         self.expire_conntrack(now);
         self.expire_probes(now);
         self.probe_peers(now);
+        if self.review_paths(now) {
+            self.endpoint.handle_timeout(now);
+        }
         if now >= self.next_expiry_check {
             self.next_expiry_check = now + EXPIRY_CHECK;
             for w in self.expiry_warnings(now) {
@@ -338,7 +350,7 @@ impl Engine {
         match self.endpoint.encapsulate(now, peer, &mut buf, len)? {
             Encapsulated::Ready { dst, len } => {
                 buf.truncate(len);
-                self.transmits.push_back(Transmit { dst, payload: buf });
+                self.queue_transmit(now, Transmit { dst, payload: buf });
             }
             Encapsulated::Queued => {}
         }
@@ -378,6 +390,15 @@ impl Engine {
                 let bytes = bytes.to_vec();
                 self.gossip_in(now, peer, &bytes);
             }
+            Ok(Inner::RelayTo { to, datagram }) => {
+                let datagram = datagram.to_vec();
+                self.relay_to(now, peer, to, &datagram);
+            }
+            Ok(Inner::RelayFrom { from, seen, datagram }) => {
+                let datagram = datagram.to_vec();
+                self.relay_from(now, peer, from, seen, &datagram);
+            }
+            Ok(Inner::PathInfo { flags, seen }) => self.path_info(peer, flags, seen),
             Ok(other) => trace!(%peer, kind = ?other.kind(), "inner payload ignored"),
             Err(e) => trace!(%peer, %e, "bad inner payload"),
         }
@@ -388,7 +409,7 @@ impl Engine {
     fn drain(&mut self, now: Instant) {
         self.flush_members(now);
         while let Some(t) = self.endpoint.poll_transmit() {
-            self.transmits.push_back(t);
+            self.queue_transmit(now, t);
         }
         while let Some(e) = self.endpoint.poll_event() {
             match e {
@@ -409,15 +430,19 @@ impl Engine {
                             info!(peer = %c.name, "peer up");
                         }
                     }
+                    self.send_path_info(now, peer);
                 }
                 ProtoEvent::HandshakeFailed { peer } => debug!(%peer, "handshake gave up"),
-                ProtoEvent::EndpointChanged { peer, addr } => debug!(%peer, %addr, "peer roamed"),
+                ProtoEvent::EndpointChanged { peer, addr } => {
+                    debug!(%peer, %addr, "peer roamed");
+                    self.path_changed(now, peer, addr);
+                }
             }
         }
         // A seed reached above hands membership a first member to talk to.
         self.flush_members(now);
         while let Some(t) = self.endpoint.poll_transmit() {
-            self.transmits.push_back(t);
+            self.queue_transmit(now, t);
         }
     }
 
@@ -457,13 +482,20 @@ impl Engine {
         self.resync_after.retain(|_, t| *t > now);
         for id in self.endpoint.peer_ids().collect::<Vec<_>>() {
             let Some(info) = self.endpoint.peer_info(id) else { continue };
+            let relayed = info.endpoint.is_some_and(|e| crate::plane::path::relayed(e).is_some());
             if let Some(e) = info.endpoint {
                 self.by_endpoint.insert(e, id);
-                t.endpoints.insert(e, id);
+                if !relayed {
+                    t.endpoints.insert(e, id);
+                }
             }
             // The handshake's certificate, or (before any session) the member record's.
             let Some(cert) = info.cert.or_else(|| self.members.certs.get(&id).cloned()) else { continue };
-            let session = self.endpoint.sending_session(now, id).map(|(s, _)| Arc::clone(s));
+            // Workers hand frames for a relayed peer to the engine, which wraps them.
+            let session = match relayed {
+                true => None,
+                false => self.endpoint.sending_session(now, id).map(|(s, _)| Arc::clone(s)),
+            };
             t.peers.insert(
                 id,
                 PeerEntry {

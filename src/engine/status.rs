@@ -39,11 +39,25 @@ impl Engine {
                 None if live => PeerState::Connected,
                 None => PeerState::Unknown,
             };
+            // A relayed peer's endpoint is virtual: show the address it advertises, and the
+            // relay as its path.
+            let relay = self.relay_of(id);
+            let path = match relay {
+                Some(r) => {
+                    Some(format!("via {}", self.members.certs.get(&r).map_or("?", |c| c.name.as_str())))
+                }
+                None => i.endpoint.map(|_| "direct".to_owned()),
+            };
+            let endpoint = match relay {
+                Some(_) => record.map(|r| r.endpoint),
+                None => i.endpoint,
+            };
             peers.push(PeerStatus {
                 name: cert.as_ref().map(|c| c.name.clone()).or_else(|| record.map(|r| r.name.clone())),
                 public_key: crate::pki::encode_key(&i.key),
                 state,
-                endpoint: i.endpoint,
+                endpoint,
+                path,
                 connected: live,
                 containers: record.map(|r| r.containers.len()).unwrap_or(0),
                 cert_not_after: cert.as_ref().map(|c| c.not_after),
@@ -75,6 +89,7 @@ impl Engine {
                 public_key: crate::pki::encode_key(key),
                 state: member_state(*state),
                 endpoint: record.map(|r| r.endpoint),
+                path: None,
                 connected: false,
                 containers: record.map(|r| r.containers.len()).unwrap_or(0),
                 cert_not_after: record
@@ -91,6 +106,11 @@ impl Engine {
                 mac_conflicts: self.fdbs.iter().map(Fdb::conflicts_refused).sum(),
                 revocations_refused: self.members.revocations_refused,
                 members_revoked: self.members.revoked.len() as u64,
+            },
+            relay: crate::report::counters::RelayCounters {
+                peers_relayed: self.endpoint.peer_ids().filter(|p| self.relay_of(*p).is_some()).count()
+                    as u64,
+                ..self.paths.counters
             },
         };
         let fdb: Vec<usize> = self.fdbs.iter().map(Fdb::len).collect();

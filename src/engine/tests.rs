@@ -1168,6 +1168,9 @@ fn a_roamed_peer_is_sent_to_at_its_new_address() {
     let mut sim = converged(2);
     let h2 = sim.peer_id(0, 1).unwrap();
     let moved: SocketAddr = "10.200.0.42:40000".parse().unwrap();
+    // Nothing more comes from h2's old address (which would roam it back).
+    sim.crash(1);
+    sim.run_for(Duration::from_millis(50));
     let now = sim.now;
     sim.nodes[0].engine.handle(now, WorkerMsg::Roamed { peer: h2, addr: moved });
     sim.collect_all();
@@ -1242,4 +1245,189 @@ fn rogue_half_open_flood_from_one_address_does_not_stop_a_new_member_joining() {
     assert!(joined.is_some(), "h3 never joined during the flood ({stats:?})");
     assert!(stats.pending_source_full > 0, "the flooder's initiations beyond its share are refused");
     assert_eq!(stats.pending_full, 0);
+}
+
+// --- relays ---
+
+fn relay_on() -> crate::config::Relay {
+    crate::config::Relay { enable: true, ..Default::default() }
+}
+
+/// Node `i`'s relay for node `j`, as a node index.
+fn relay_for(sim: &Sim, i: usize, j: usize) -> Option<usize> {
+    let r = sim.nodes[i].engine.relay_of(sim.peer_id(i, j)?)?;
+    (0..sim.nodes.len()).find(|&k| sim.peer_id(i, k) == Some(r))
+}
+
+/// The endpoint's address for node `j` at node `i`.
+fn endpoint_of(sim: &Sim, i: usize, j: usize) -> Option<SocketAddr> {
+    sim.nodes[i].engine.endpoint.peer_info(sim.peer_id(i, j)?)?.endpoint
+}
+
+/// Sends numbered frames from `from` to `to` every 100 ms until one arrives (true) or `limit`.
+fn frames_until_one_arrives(
+    sim: &mut Sim,
+    (i, src): (usize, (crate::packet::Mac, IpAddr)),
+    (j, dst): (usize, (crate::packet::Mac, IpAddr)),
+    limit: Duration,
+) -> bool {
+    let before = sim.nodes[j].delivered.len();
+    let mut n = 0u32;
+    while n * 100 < limit.as_millis() as u32 {
+        sim.send_frame(i, &udp_frame(src, dst, &n.to_le_bytes()));
+        sim.run_for(Duration::from_millis(100));
+        if sim.nodes[j].delivered.len() > before {
+            return true;
+        }
+        n += 1;
+    }
+    false
+}
+
+#[test]
+fn members_without_a_direct_path_talk_through_a_relay_and_move_back_when_it_heals() {
+    let mut sim = converged(3);
+    sim.nodes[0].engine.set_relay(relay_on());
+    let a = sim.attach(1, 2, "a");
+    let b = sim.attach(2, 2, "b");
+    sim.run_for(Duration::from_secs(3));
+    sim.set_cut(1, 2, true);
+    // The direct session dies (keepalive timeout), its handshakes go unanswered, and both
+    // ends move onto the only relay: frames flow again.
+    assert!(
+        frames_until_one_arrives(&mut sim, (1, a), (2, b), Duration::from_secs(60)),
+        "nothing arrived through the relay"
+    );
+    assert_eq!(relay_for(&sim, 1, 2), Some(0), "h2 reaches h3 through h1");
+    assert!(
+        sim.run_until(Duration::from_secs(10), |s| relay_for(s, 2, 1) == Some(0)),
+        "h3 answers through h1"
+    );
+    let forwarded = sim.nodes[0].engine.paths.counters.relay_forwarded;
+    assert!(forwarded > 0);
+    // Both ways, steadily.
+    for k in 0..20u32 {
+        let before = (sim.nodes[1].delivered.len(), sim.nodes[2].delivered.len());
+        sim.send_frame(1, &udp_frame(a, b, &k.to_le_bytes()));
+        sim.send_frame(2, &udp_frame(b, a, &k.to_le_bytes()));
+        sim.run_for(Duration::from_millis(100));
+        assert_eq!(
+            (sim.nodes[1].delivered.len(), sim.nodes[2].delivered.len()),
+            (before.0 + 1, before.1 + 1)
+        );
+    }
+    assert!(sim.nodes[0].engine.paths.counters.relay_forwarded >= forwarded + 40);
+    // Nothing was ever sent to a virtual address.
+    assert!(
+        sim.unroutable.keys().all(|(_, a)| crate::plane::path::relayed(*a).is_none()),
+        "{:?}",
+        sim.unroutable
+    );
+    // The cut heals: the punches get through and both ends move back to the direct path on
+    // the same session (no new handshake, so flows inside do not notice).
+    let session = |s: &Sim, i: usize, j: usize| {
+        let p = s.peer_id(i, j).unwrap();
+        s.nodes[i].engine.endpoint.sending_session(s.now, p).map(|(s, _)| s.local_index())
+    };
+    let before = (session(&sim, 1, 2), session(&sim, 2, 1));
+    sim.set_cut(1, 2, false);
+    let direct = sim.run_until(Duration::from_secs(20), |s| {
+        endpoint_of(s, 1, 2) == Some(addr_of(2)) && endpoint_of(s, 2, 1) == Some(addr_of(1))
+    });
+    assert!(direct, "still relayed: {:?} {:?}", endpoint_of(&sim, 1, 2), endpoint_of(&sim, 2, 1));
+    assert_eq!((session(&sim, 1, 2), session(&sim, 2, 1)), before, "the sessions were kept");
+    let forwarded = sim.nodes[0].engine.paths.counters.relay_forwarded;
+    for k in 0..10u32 {
+        let before = sim.nodes[2].delivered.len();
+        sim.send_frame(1, &udp_frame(a, b, &k.to_le_bytes()));
+        sim.run_for(Duration::from_millis(100));
+        assert_eq!(sim.nodes[2].delivered.len(), before + 1);
+    }
+    assert_eq!(
+        sim.nodes[0].engine.paths.counters.relay_forwarded, forwarded,
+        "direct again: nothing relayed"
+    );
+}
+
+#[test]
+fn members_cut_apart_from_the_start_meet_through_a_relay() {
+    let mut sim = Sim::new(3, SimConfig { seed: 5, ..SimConfig::default() });
+    sim.nodes[0].engine.set_relay(relay_on());
+    sim.set_cut(1, 2, true);
+    assert!(sim.run_until(Duration::from_secs(60), Sim::converged), "membership goes through h1");
+    let a = sim.attach(1, 2, "a");
+    let b = sim.attach(2, 2, "b");
+    sim.run_for(Duration::from_secs(3));
+    assert!(frames_until_one_arrives(&mut sim, (1, a), (2, b), Duration::from_secs(40)), "no relayed path");
+    assert_eq!(relay_for(&sim, 1, 2), Some(0));
+}
+
+#[test]
+fn without_a_relay_offered_nothing_is_relayed() {
+    let mut sim = converged(3);
+    let a = sim.attach(1, 2, "a");
+    let b = sim.attach(2, 2, "b");
+    sim.run_for(Duration::from_secs(3));
+    sim.set_cut(1, 2, true);
+    assert!(!frames_until_one_arrives(&mut sim, (1, a), (2, b), Duration::from_secs(40)));
+    assert_eq!(relay_for(&sim, 1, 2), None);
+    assert_eq!(sim.nodes[1].engine.paths.counters.relay_sent, 0);
+}
+
+/// A member asks the relay to pass a datagram on, as its worker would hand the opened
+/// payload to the engine.
+fn ask_relay(sim: &mut Sim, relay: usize, asker: usize, to: [u8; 32]) -> (u64, u64) {
+    let datagram = [0x5au8; 64];
+    let inner = Inner::RelayTo { to, datagram: &datagram };
+    let mut bytes = vec![0u8; inner.buffer_len()];
+    inner.emit(&mut bytes).unwrap();
+    let peer = sim.peer_id(relay, asker).unwrap();
+    let now = sim.now;
+    sim.nodes[relay].engine.handle(now, WorkerMsg::Inner { peer, bytes });
+    let c = &sim.nodes[relay].engine.paths.counters;
+    (c.relay_forwarded, c.relay_refused)
+}
+
+#[test]
+fn rogue_relay_requests_pass_only_between_live_members_and_only_where_relaying_is_on() {
+    let mut sim = converged(3);
+    let h3 = sim.nodes[2].cert.public_key;
+    let h2 = sim.nodes[1].cert.public_key;
+    // Relaying off: refused.
+    assert_eq!(ask_relay(&mut sim, 0, 1, h3), (0, 1));
+    sim.nodes[0].engine.set_relay(relay_on());
+    // To a key that is no member, to itself, to the relay itself: refused.
+    assert_eq!(ask_relay(&mut sim, 0, 1, [9; 32]), (0, 2));
+    assert_eq!(ask_relay(&mut sim, 0, 1, h2), (0, 3));
+    let h1 = sim.nodes[0].cert.public_key;
+    assert_eq!(ask_relay(&mut sim, 0, 1, h1), (0, 4));
+    // Between two live members: passed on.
+    assert_eq!(ask_relay(&mut sim, 0, 1, h3), (1, 4));
+    // To a member that is down: refused.
+    sim.crash(2);
+    assert!(sim.run_until(Duration::from_secs(60), |s| state_of(s, 0, 2) == Some(MemberState::Down)));
+    assert_eq!(ask_relay(&mut sim, 0, 1, h3), (1, 5));
+}
+
+#[test]
+fn rogue_relay_passing_one_members_datagram_off_as_anothers_is_refused() {
+    let mut sim = converged(3);
+    // Relay h1 hands h3 a datagram of h3's session with h1 itself, claiming that h2 sent it:
+    // the session names its owner, so the claim is refused before the endpoint sees it.
+    let tables = sim.tables(2);
+    let h1_at_h3 = sim.peer_id(2, 0).unwrap();
+    let (&index, _) = tables.sessions.iter().find(|(_, (p, _))| *p == h1_at_h3).expect("a session with h1");
+    let mut datagram = vec![0u8; 64];
+    overlay_proto::wire::TransportHeader { receiver_index: index, counter: 1 }
+        .emit((&mut datagram[..16]).try_into().unwrap());
+    let from = sim.nodes[1].cert.public_key; // claims h2 sent it
+    let inner = Inner::RelayFrom { from, seen: addr_of(1), datagram: &datagram };
+    let mut bytes = vec![0u8; inner.buffer_len()];
+    inner.emit(&mut bytes).unwrap();
+    let relay = sim.peer_id(2, 0).unwrap();
+    let before = endpoint_of(&sim, 2, 0);
+    let now = sim.now;
+    sim.nodes[2].engine.handle(now, WorkerMsg::Inner { peer: relay, bytes });
+    assert_eq!(sim.nodes[2].engine.paths.counters.relay_refused, 1);
+    assert_eq!(endpoint_of(&sim, 2, 0), before, "no path moved");
 }

@@ -11,6 +11,7 @@
 //! block: a full lane drops and counts. A worker that queued something sends one
 //! [`EngineMsg::Wake`] unless one is already pending.
 
+pub mod path;
 pub mod tables;
 
 use arc_swap::ArcSwap;

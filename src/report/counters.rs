@@ -38,6 +38,12 @@ const LOCAL_REFUSED: Family = Family::new(
      HTTP requests naming a foreign Host (api_host)",
     "reason",
 );
+const RELAY_PACKETS: Family = Family::new(
+    "weft_relay_datagrams",
+    "Datagrams sent through a relay (sent), received through one (received), passed on as a \
+     relay (forwarded), and direct-path probes sent while relayed (punches)",
+    "kind",
+);
 const CONNTRACK_REFUSED: Family = Family::new(
     "weft_conntrack_refused",
     "New flows the connection table refused, by reason, per network",
@@ -114,6 +120,8 @@ overlay_proto::counters! {
         gro_superframes => OFFLOAD.label("gro_superframes"),
         /// Received segments that went into those superframes.
         gro_segments => OFFLOAD.label("gro_segments"),
+        /// Datagrams from `100::/64`, the prefix relayed paths are named by internally: forged.
+        drop_reserved_source => DROPS.label("reserved_source"),
     }
 }
 
@@ -129,6 +137,30 @@ overlay_proto::counters! {
         revocations_refused => DROPS.label("revocation_refused"),
         /// Member keys the CA revoked, as this node knows them (a gauge in the flat counters).
         members_revoked => Metric::new("weft_members_revoked", "Member keys revoked by the CA, as this node knows them"),
+    }
+}
+
+overlay_proto::counters! {
+    /// Counters of relayed paths (see `engine::relay`).
+    pub struct RelayCounters;
+    {
+        /// Datagrams we sent through a relay.
+        relay_sent => RELAY_PACKETS.label("sent"),
+        /// Datagrams that reached us through a relay.
+        relay_received => RELAY_PACKETS.label("received"),
+        /// Datagrams passed on as a relay.
+        relay_forwarded => RELAY_PACKETS.label("forwarded"),
+        /// Bytes passed on as a relay.
+        relay_forwarded_bytes => Metric::new("weft_relay_forwarded_bytes", "Bytes of datagrams passed on as a relay"),
+        /// Keepalives sent straight to a relayed peer's direct candidates.
+        relay_punches => RELAY_PACKETS.label("punches"),
+        /// Relay requests or relayed datagrams refused (relaying off, not between members,
+        /// a chain, a relay not in `relay.groups`, a sender the relay misnamed).
+        relay_refused => DROPS.label("relay_refused"),
+        /// Datagrams not passed on because of `relay.max_mbit`.
+        relay_capped => DROPS.label("relay_capped"),
+        /// Peers reached through a relay now (a gauge in the flat counters).
+        peers_relayed => Metric::new("weft_peers_relayed", "Peers this node reaches through a relay now"),
     }
 }
 
@@ -291,12 +323,19 @@ pub struct Counters {
     /// The engine's own counters.
     #[serde(flatten)]
     pub engine: EngineCounters,
+    /// Relayed paths.
+    #[serde(flatten, default)]
+    pub relay: RelayCounters,
 }
 
 impl Counters {
     /// Every counter of every group, in declaration order.
     pub fn readings(&self) -> impl Iterator<Item = Reading> + 'static {
-        self.proto.readings().chain(self.dataplane.readings()).chain(self.engine.readings())
+        self.proto
+            .readings()
+            .chain(self.dataplane.readings())
+            .chain(self.engine.readings())
+            .chain(self.relay.readings())
     }
 }
 
@@ -312,15 +351,20 @@ mod tests {
 
     #[test]
     fn the_flat_counters_object_has_no_name_twice() {
-        let all: Vec<&str> =
-            [fields::<EndpointSnapshot>(), fields::<DataplaneSnapshot>(), fields::<EngineCounters>()]
-                .concat();
+        let all: Vec<&str> = [
+            fields::<EndpointSnapshot>(),
+            fields::<DataplaneSnapshot>(),
+            fields::<EngineCounters>(),
+            fields::<RelayCounters>(),
+        ]
+        .concat();
         let unique: BTreeSet<&str> = all.iter().copied().collect();
         assert_eq!(unique.len(), all.len(), "{all:?}");
         let c = Counters {
             proto: EndpointSnapshot::from_fn(|_| 1),
             dataplane: DataplaneSnapshot::from_fn(|_| 2),
             engine: EngineCounters::from_fn(|_| 3),
+            relay: RelayCounters::from_fn(|_| 4),
         };
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Counters>(&json).unwrap(), c, "{json}");
@@ -330,10 +374,11 @@ mod tests {
     /// Counters sharing a metric family share its help text and differ in their label.
     #[test]
     fn a_family_is_one_help_text_and_distinct_labels() {
-        let groups: [&[Counter]; 7] = [
+        let groups: [&[Counter]; 8] = [
             EndpointSnapshot::COUNTERS,
             DataplaneSnapshot::COUNTERS,
             EngineCounters::COUNTERS,
+            RelayCounters::COUNTERS,
             DnsSnapshot::COUNTERS,
             LocalSnapshot::COUNTERS,
             MembershipStats::COUNTERS,
@@ -386,12 +431,26 @@ mod tests {
                 "tso_in_place",
                 "tso_partial_csum",
                 "gro_superframes",
-                "gro_segments"
+                "gro_segments",
+                "drop_reserved_source"
             ]
         );
         assert_eq!(
             fields::<EngineCounters>(),
             ["records_refused", "mac_conflicts", "revocations_refused", "members_revoked"]
+        );
+        assert_eq!(
+            fields::<RelayCounters>(),
+            [
+                "relay_sent",
+                "relay_received",
+                "relay_forwarded",
+                "relay_forwarded_bytes",
+                "relay_punches",
+                "relay_refused",
+                "relay_capped",
+                "peers_relayed"
+            ]
         );
         assert_eq!(
             fields::<DnsSnapshot>(),

@@ -165,8 +165,11 @@ pub struct PeerStatus {
     pub public_key: String,
     /// Its state.
     pub state: PeerState,
-    /// Its underlay endpoint.
+    /// Its underlay endpoint (for a relayed peer, the address it advertises).
     pub endpoint: Option<SocketAddr>,
+    /// How packets reach it: `direct`, or `via NAME` (a relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Whether a session with it is live.
     pub connected: bool,
     /// Containers its record announces.
@@ -325,6 +328,7 @@ mod tests {
             public_key: "k".into(),
             state: PeerState::Alive,
             endpoint: Some("10.200.0.2:51820".parse().unwrap()),
+            path: Some("direct".into()),
             connected: true,
             containers: 1,
             cert_not_after: None,
@@ -346,14 +350,16 @@ mod tests {
 
     #[test]
     fn a_peer_never_met_has_no_session_fields_and_a_met_one_has_them_all() {
-        let never = PeerStatus { session: None, connected: false, state: PeerState::Suspect, ..met() };
+        let never =
+            PeerStatus { session: None, connected: false, state: PeerState::Suspect, path: None, ..met() };
         let v = serde_json::to_value(&never).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["connected", "containers", "endpoint", "name", "public_key", "state"]);
         assert_eq!(v["state"], "suspect");
         assert_eq!(serde_json::from_value::<PeerStatus>(v).unwrap(), never);
         let v = serde_json::to_value(met()).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 16, "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 17, "{v}");
+        assert_eq!(v["path"], "direct");
         assert!(v["no_reply_secs"].is_null() && v["id"] == 3 && v["endpoint"] == "10.200.0.2:51820", "{v}");
         assert_eq!(v["subnets"][0], "10.42.2.0/24");
         assert_eq!(serde_json::from_value::<PeerStatus>(v).unwrap(), met());

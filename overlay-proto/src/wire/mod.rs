@@ -13,7 +13,9 @@ mod vxlan;
 pub use handshake::{
     CookieReply, HandshakePacket, HandshakeRepr, Pattern, COOKIE_REPLY_LEN, MAX_HANDSHAKE_LEN,
 };
-pub use inner::{Inner, InnerKind, Vni};
+pub use inner::{
+    emit_addr, parse_addr, Inner, InnerKind, Vni, ADDR_LEN, MAX_RELAYED_LEN, MIN_RELAYED_LEN, PATH_RELAYS,
+};
 pub use transport::TransportHeader;
 pub use vxlan::{VxlanHeader, VXLAN_HEADER_LEN};
 
