@@ -37,6 +37,9 @@ use crate::report::counters::RelayCounters;
 /// A member whose handshake has gone unanswered this long is tried through a relay (after the
 /// first retry, so one lost datagram never moves a path).
 pub(super) const RELAY_AFTER: Duration = Duration::from_secs(6);
+/// A session whose data has gone unanswered this long has lost its path: a live peer answers
+/// within the keepalive timeout (10 s) plus a round trip.
+const SILENT_AFTER: Duration = Duration::from_secs(11);
 /// How often paths are reviewed.
 const PASS_EVERY: Duration = Duration::from_secs(1);
 /// While relayed, how often the direct candidates are tried.
@@ -340,11 +343,14 @@ impl Engine {
             }
             let Some(info) = self.endpoint.peer_info(peer) else { continue };
             let Some(at) = info.endpoint else { continue };
-            // The path is dead when a handshake has gone unanswered for RELAY_AFTER and so has
-            // the session's data (a handshake alone may be a rekey on a working path).
-            let waited =
-                |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) >= RELAY_AFTER);
-            let dead = waited(info.initiating_since) && (!info.connected || waited(info.unanswered_since));
+            // The path is dead when the session's data has gone unanswered for SILENT_AFTER (the
+            // session then moves as it is, keys and all), or a handshake has gone unanswered for
+            // RELAY_AFTER and so has the data (a handshake alone may be a rekey on a working
+            // path).
+            let waited = |t: Option<Instant>, d| t.is_some_and(|t| now.saturating_duration_since(t) >= d);
+            let dead = (info.connected && waited(info.unanswered_since, SILENT_AFTER))
+                || (waited(info.initiating_since, RELAY_AFTER)
+                    && (!info.connected || waited(info.unanswered_since, RELAY_AFTER)));
             match path::relayed(at) {
                 None => {
                     if dead && self.paths.cfg.use_relays {
