@@ -53,16 +53,11 @@ impl Engine {
         let vni = info.vni.get();
         let me = &self.me;
         let mut local = Map::default();
-        local.insert(
-            info.gateway,
-            compiled.mask(&Identity {
-                ip: Some(info.gateway),
-                node: Some(&me.0),
-                groups: &me.1,
-                labels: None,
-            }),
-        );
-        for ((n, _), c) in &self.local_containers {
+        for gateway in info.gateway.iter() {
+            let id = Identity { ip: Some(gateway), node: Some(&me.0), groups: &me.1, labels: None };
+            local.insert(gateway, compiled.mask(&id));
+        }
+        for ((n, _, _), c) in &self.local_containers {
             if *n == net {
                 let id =
                     Identity { ip: Some(c.ip), node: Some(&me.0), groups: &me.1, labels: Some(&c.labels) };
@@ -154,9 +149,9 @@ impl Engine {
         let vni = info.vni.get();
         let ip: Option<std::net::IpAddr> = who.parse().ok();
         let me = &self.me;
-        if ip == Some(info.gateway) {
+        if let Some(gateway) = ip.filter(|ip| info.gateway.has(ip)) {
             return Ok(Party {
-                ip: info.gateway,
+                ip: gateway,
                 node: me.0.clone(),
                 groups: me.1.clone(),
                 labels: None,
@@ -164,7 +159,7 @@ impl Engine {
                 what: "this node's gateway".into(),
             });
         }
-        for ((n, _), c) in &self.local_containers {
+        for ((n, _, _), c) in &self.local_containers {
             if *n == net && (c.name == who || Some(c.ip) == ip) {
                 return Ok(Party {
                     ip: c.ip,
