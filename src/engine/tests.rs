@@ -1342,4 +1342,12 @@ fn selector_rules_match_both_families_and_cidr_rules_only_theirs() {
     assert_eq!((verdict(1, a4, b4), verdict(1, a6, b6)), (Allow, Allow), "by node: both families");
     assert_eq!((verdict(1, c4, b4), verdict(1, c6, b6)), (Deny, Deny), "another node: neither family");
     assert_eq!((verdict(0, b6, a6), verdict(0, b4, a4)), (Allow, Deny), "a CIDR matches its family only");
+    // Named, a dual-stack container is taken at the address of the family the question implies.
+    let by_name =
+        |proto: u8| sim.nodes[0].engine.explain(NetId(0), "b", "a", proto, None).expect("explained");
+    let (icmp6, icmp) = (by_name(58), by_name(1));
+    assert_eq!((icmp6.from.ip, icmp6.to.ip, icmp6.verdict), (b6, a6, Allow));
+    assert_eq!((icmp.from.ip, icmp.to.ip, icmp.verdict), (b4, a4, Deny));
+    let mixed = sim.nodes[0].engine.explain(NetId(0), &b6.to_string(), "a", 6, Some(80)).expect("explained");
+    assert_eq!(mixed.to.ip, a6, "the name follows the address's family");
 }
