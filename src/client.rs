@@ -43,11 +43,22 @@ pub fn attach(a: AttachArgs) -> Result<()> {
     if a.client.json {
         return print_json(&v);
     }
+    let addrs = v.all_addresses();
+    let shown: Vec<String> =
+        addrs.iter().map(|a| format!("{}/{} via {}", a.ip, a.prefix, a.gateway)).collect();
     eprintln!(
-        "attached {} to {}: {}/{} via {} (mac {}, mtu {}, host link {})",
-        v.name, v.network, v.ip, v.prefix, v.gateway, v.mac, v.mtu, v.host_ifname
+        "attached {} to {}: {} (mac {}, mtu {}, host link {})",
+        v.name,
+        v.network,
+        shown.join(", "),
+        v.mac,
+        v.mtu,
+        v.host_ifname
     );
-    println!("{}", v.ip);
+    // One address per line, IPv4 first: a dual-stack network's container has two.
+    for a in &addrs {
+        println!("{}", a.ip);
+    }
     Ok(())
 }
 
@@ -61,7 +72,9 @@ pub fn detach(d: DetachArgs) -> Result<()> {
     if d.client.json {
         return print_json(&v);
     }
-    println!("detached {} ({})", v.name, v.ip);
+    let ips: Vec<String> =
+        if v.ips.is_empty() { vec![v.ip.to_string()] } else { v.ips.iter().map(|i| i.to_string()).collect() };
+    println!("detached {} ({})", v.name, ips.join(", "));
     Ok(())
 }
 
@@ -88,9 +101,9 @@ pub fn status(c: ClientArgs) -> Result<()> {
             "network {}  vni {}  subnet {}  node subnet {}  gateway {}  mtu {}  encryption {}",
             n.name,
             n.vni,
-            n.subnet,
-            n.node_subnet,
-            n.gateway,
+            subnets(n),
+            node_subnets(n),
+            gateways(n),
             n.mtu,
             word(&n.encryption)
         );
@@ -481,9 +494,9 @@ pub fn networks(c: ClientArgs) -> Result<()> {
             vec![
                 n.name.clone(),
                 n.vni.to_string(),
-                n.subnet.to_string(),
-                n.node_subnet.to_string(),
-                n.gateway.to_string(),
+                subnets(n),
+                node_subnets(n),
+                gateways(n),
                 n.mtu.to_string(),
                 word(&n.encryption),
                 n.containers.len().to_string(),
@@ -537,6 +550,33 @@ pub fn ping(peer: &str, count: u32, interval: f64, c: ClientArgs) -> Result<()> 
         anyhow::bail!("no answer from {peer}");
     }
     Ok(())
+}
+
+/// A network's subnets (both of a dual-stack one), also from a daemon that sends only one.
+fn subnets(n: &crate::report::status::NetworkStatus) -> String {
+    if n.subnets.is_empty() {
+        n.subnet.to_string()
+    } else {
+        n.subnets.to_string()
+    }
+}
+
+/// This node's share of each subnet of a network.
+fn node_subnets(n: &crate::report::status::NetworkStatus) -> String {
+    if n.node_subnets.is_empty() {
+        n.node_subnet.to_string()
+    } else {
+        n.node_subnets.to_string()
+    }
+}
+
+/// This node's gateway per family of a network.
+fn gateways(n: &crate::report::status::NetworkStatus) -> String {
+    if n.gateways.is_empty() {
+        n.gateway.to_string()
+    } else {
+        n.gateways.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::family::{Addrs, Subnets};
+
 /// One container's lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -78,7 +80,8 @@ impl Leases {
     }
 
     /// Picks `wanted` or the lowest free host address of `pool` (skipping the network
-    /// address, the gateway and the broadcast address).
+    /// address — for IPv6 the subnet-router anycast address —, the gateway and the broadcast
+    /// address).
     pub fn pick(
         &self,
         network: &str,
@@ -97,7 +100,37 @@ impl Leases {
             }
             return Ok(ip);
         }
-        pool.hosts().find(|ip| !taken(ip)).with_context(|| format!("subnet {pool} has no free address"))
+        pool.hosts()
+            .filter(|ip| *ip != pool.network())
+            .find(|ip| !taken(ip))
+            .with_context(|| format!("subnet {pool} has no free address"))
+    }
+
+    /// One address per family of `pools` (a dual-stack network's container gets both):
+    /// `wanted` for its family, the lowest free one for the other (see [`Leases::pick`]).
+    pub fn pick_per_family(
+        &self,
+        network: &str,
+        pools: Subnets,
+        gateways: Addrs,
+        wanted: Option<IpAddr>,
+    ) -> Result<Addrs> {
+        if let Some(ip) = wanted.filter(|ip| pools.for_ip(ip).is_none()) {
+            bail!("{ip} is not of a family of this network (subnets {pools})");
+        }
+        let mut out = Addrs::default();
+        for pool in pools.iter() {
+            let gateway = gateways.for_ip(&pool.addr()).context("no gateway for a subnet")?;
+            let wanted = wanted.filter(|ip| ip.is_ipv6() == pool.addr().is_ipv6());
+            out.set(self.pick(network, pool, gateway, wanted)?);
+        }
+        Ok(out)
+    }
+
+    /// Every lease (one per address: a dual-stack container has two) of the container named
+    /// `name`.
+    pub fn find_all(&self, network: &str, name: &str) -> Vec<(IpAddr, Lease)> {
+        self.of(network).filter(|(_, l)| l.name == name).map(|(ip, l)| (*ip, l.clone())).collect()
     }
 
     /// Records a lease.
@@ -187,6 +220,29 @@ mod tests {
         assert!(l3.pick("n", pool, gw, None).is_err(), "exhausted");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(parse_mac(&mac_string(&[1, 2, 3, 4, 5, 0xab])), Some([1, 2, 3, 4, 5, 0xab]));
+    }
+
+    #[test]
+    fn dual_stack_picks_one_address_per_family_never_the_ipv6_all_zero_one() {
+        let pools: Subnets = "10.42.1.0/24, fd42:0:1::/64".parse().unwrap();
+        let gateways: Addrs = "10.42.1.1, fd42:0:1::1".parse().unwrap();
+        let mut l = Leases::default();
+        let a = l.pick_per_family("n", pools, gateways, None).unwrap();
+        assert_eq!(a, "10.42.1.2, fd42:0:1::2".parse().unwrap());
+        for ip in a.iter() {
+            l.insert("n", ip, lease("a"));
+        }
+        let b = l.pick_per_family("n", pools, gateways, Some("fd42:0:1::9".parse().unwrap())).unwrap();
+        assert_eq!(b, "10.42.1.3, fd42:0:1::9".parse().unwrap(), "wanted for its family only");
+        assert!(l.pick_per_family("n", pools, gateways, Some("fd42:0:1::".parse().unwrap())).is_err());
+        assert_eq!(l.find_all("n", "a").len(), 2);
+        let v4only: Subnets = "10.42.1.0/24".parse().unwrap();
+        let e = l.pick_per_family("n", v4only, gateways, Some("fd42:0:1::9".parse().unwrap())).unwrap_err();
+        assert!(e.to_string().contains("not of a family"), "{e}");
+        // An IPv6-only pool whose gateway is ::1 starts at ::2, not at the all-zero address.
+        let v6: IpNet = "fd42:0:2::/64".parse().unwrap();
+        let ip = l.pick("m", v6, "fd42:0:2::1".parse().unwrap(), None).unwrap();
+        assert_eq!(ip, "fd42:0:2::2".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod device;
 pub mod discovery;
 pub mod dns;
 pub mod engine;
+pub mod family;
 pub mod http_access;
 pub mod ipam;
 pub mod membership;

@@ -302,8 +302,8 @@ fn container_attach_configures_eth0_and_detach_removes_it() {
             &bridge,
             &veth,
             "eth0",
-            net("10.42.1.5/16"),
-            addr("10.42.0.1"),
+            &[net("10.42.1.5/16")],
+            &[addr("10.42.0.1")],
             1400,
         )
         .await
@@ -369,9 +369,18 @@ fn failed_attach_leaves_nothing_behind() {
             let nl = &nl;
             let veth = veth.clone();
             async move {
-                netlink::attach(nl, &netns, &bridge, &veth, "eth0", net("10.42.1.5/16"), addr(gateway), 1400)
-                    .await
-                    .unwrap_err()
+                netlink::attach(
+                    nl,
+                    &netns,
+                    &bridge,
+                    &veth,
+                    "eth0",
+                    &[net("10.42.1.5/16")],
+                    &[addr(gateway)],
+                    1400,
+                )
+                .await
+                .unwrap_err()
             }
         };
         let assert_clean = |case: &str, err: &NetlinkError| {

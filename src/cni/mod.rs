@@ -130,7 +130,7 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
         .prev_result
         .as_ref()
         .ok_or_else(|| CniError::new(error::INVALID_CONFIG, "CHECK needs \"prevResult\""))?;
-    let want = result::address_of(prev, &inv.ifname, netns)?;
+    let mut want = result::addresses_of(prev, &inv.ifname, netns)?;
     let net = network_status(conf)?.map_err(|have| unknown_network(conf, have))?;
     let name = inv.container_name();
     let found = find_container(&net, inv, false).ok_or_else(|| {
@@ -145,18 +145,31 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
             format!("container {name:?} was attached from netns {}, not {netns}", found.netns),
         ));
     }
-    let have = found.ip;
-    if have != want.addr() {
+    // A dual-stack container is listed once per address, all with one host interface.
+    let mut have: Vec<std::net::IpAddr> =
+        net.containers.iter().filter(|c| c.host_ifname == found.host_ifname).map(|c| c.ip).collect();
+    have.sort();
+    want.sort_by_key(|w| w.addr());
+    let wanted: Vec<std::net::IpAddr> = want.iter().map(|w| w.addr()).collect();
+    if have != wanted {
+        let list = |v: &[std::net::IpAddr]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
         return Err(CniError::new(
             error::CHECK_MISMATCH,
-            format!("container {name:?} has address {have}, the previous result says {}", want.addr()),
+            format!(
+                "container {name:?} has address {}, the previous result says {}",
+                list(&have),
+                list(&wanted)
+            ),
         ));
     }
-    if net.subnet.prefix_len() != want.prefix_len() {
-        return Err(CniError::new(
-            error::CHECK_MISMATCH,
-            format!("the previous result's prefix /{} is not the network's", want.prefix_len()),
-        ));
+    for w in &want {
+        let subnet = net.subnets.for_ip(&w.addr()).unwrap_or(net.subnet);
+        if subnet.prefix_len() != w.prefix_len() {
+            return Err(CniError::new(
+                error::CHECK_MISMATCH,
+                format!("the previous result's prefix /{} is not the network's", w.prefix_len()),
+            ));
+        }
     }
     Ok(())
 }
@@ -229,6 +242,9 @@ mod tests {
             subnet: "10.42.0.0/16".parse().unwrap(),
             node_subnet: "10.42.1.0/24".parse().unwrap(),
             gateway: "10.42.1.1".parse().unwrap(),
+            subnets: Default::default(),
+            node_subnets: Default::default(),
+            gateways: Default::default(),
             mtu: 1420,
             encryption: crate::config::Encryption::ChaCha20Poly1305,
             containers,

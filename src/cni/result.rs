@@ -18,12 +18,17 @@ pub fn build(version: &str, prev: Option<&Value>, a: &Attached, sandbox: &str) -
     let host_index = interfaces.len();
     interfaces.push(json!({"name": a.host_ifname}));
     interfaces.push(json!({"name": a.ifname, "mac": a.mac, "sandbox": sandbox}));
-    ips.push(json!({
-        "address": format!("{}/{}", a.ip, a.prefix), "gateway": a.gateway.to_string(), "interface": host_index + 1,
-    }));
-    let default_dst = if a.ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-    if !routes.iter().any(|r| r.get("dst").and_then(Value::as_str) == Some(default_dst)) {
-        routes.push(json!({"dst": default_dst, "gw": a.gateway.to_string()}));
+    // One address per family of the network, both on this one interface, each with its
+    // family's default route (unless an earlier plugin's result already has one).
+    for addr in a.all_addresses() {
+        ips.push(json!({
+            "address": format!("{}/{}", addr.ip, addr.prefix), "gateway": addr.gateway.to_string(),
+            "interface": host_index + 1,
+        }));
+        let default_dst = if addr.ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+        if !routes.iter().any(|r| r.get("dst").and_then(Value::as_str) == Some(default_dst)) {
+            routes.push(json!({"dst": default_dst, "gw": addr.gateway.to_string()}));
+        }
     }
     for ip in &mut ips {
         shape_ip(version, ip);
@@ -40,8 +45,9 @@ pub fn build(version: &str, prev: Option<&Value>, a: &Attached, sandbox: &str) -
     out
 }
 
-/// The address `prev` gives the interface `ifname` in `sandbox`, for CHECK.
-pub fn address_of(prev: &Value, ifname: &str, sandbox: &str) -> Result<IpNet, CniError> {
+/// The addresses `prev` gives the interface `ifname` in `sandbox` (two on a dual-stack
+/// network), for CHECK.
+pub fn addresses_of(prev: &Value, ifname: &str, sandbox: &str) -> Result<Vec<IpNet>, CniError> {
     let decode = |m: &str| CniError::new(error::DECODE, format!("prevResult: {m}"));
     let interfaces =
         prev.get("interfaces").and_then(Value::as_array).ok_or_else(|| decode("no \"interfaces\""))?;
@@ -53,14 +59,20 @@ pub fn address_of(prev: &Value, ifname: &str, sandbox: &str) -> Result<IpNet, Cn
                 && i.get("sandbox").and_then(Value::as_str) == Some(sandbox)
         })
         .ok_or_else(|| decode(&format!("no interface {ifname:?} in {sandbox}")))?;
-    let ip = ips
+    let found: Vec<IpNet> = ips
         .iter()
-        .find(|ip| ip.get("interface").and_then(Value::as_u64) == Some(index as u64))
-        .ok_or_else(|| decode(&format!("no address for interface {ifname:?}")))?;
-    ip.get("address")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| decode("an address is not in CIDR form"))
+        .filter(|ip| ip.get("interface").and_then(Value::as_u64) == Some(index as u64))
+        .map(|ip| {
+            ip.get("address")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| decode("an address is not in CIDR form"))
+        })
+        .collect::<Result<_, _>>()?;
+    if found.is_empty() {
+        return Err(decode(&format!("no address for interface {ifname:?}")));
+    }
+    Ok(found)
 }
 
 /// `ips[].version` ("4" or "6") before 1.0.0; absent from 1.0.0 on.
@@ -102,8 +114,30 @@ mod tests {
         assert_eq!(r["ips"][0], json!({"address": "10.42.1.5/16", "gateway": "10.42.1.1", "interface": 1}));
         assert_eq!(r["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.42.1.1"}));
         assert_eq!(r["dns"]["search"][0], "default.weft");
-        assert_eq!(address_of(&r, "eth0", "/run/netns/c").unwrap().to_string(), "10.42.1.5/16");
-        assert!(address_of(&r, "eth1", "/run/netns/c").is_err());
+        assert_eq!(addresses_of(&r, "eth0", "/run/netns/c").unwrap()[0].to_string(), "10.42.1.5/16");
+        assert!(addresses_of(&r, "eth1", "/run/netns/c").is_err());
+    }
+
+    #[test]
+    fn dual_stack_lists_both_addresses_on_one_interface_with_both_default_routes() {
+        let mut a = attached();
+        a.addresses = serde_json::from_value(json!([
+            {"ip": "10.42.1.5", "prefix": 16, "gateway": "10.42.1.1"},
+            {"ip": "fd42:0:1::2", "prefix": 48, "gateway": "fd42:0:1::1"},
+        ]))
+        .unwrap();
+        let r = build("1.0.0", None, &a, "/run/netns/c");
+        assert_eq!(r["ips"][0], json!({"address": "10.42.1.5/16", "gateway": "10.42.1.1", "interface": 1}));
+        assert_eq!(
+            r["ips"][1],
+            json!({"address": "fd42:0:1::2/48", "gateway": "fd42:0:1::1", "interface": 1})
+        );
+        assert_eq!(r["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.42.1.1"}));
+        assert_eq!(r["routes"][1], json!({"dst": "::/0", "gw": "fd42:0:1::1"}));
+        assert_eq!(r["interfaces"].as_array().unwrap().len(), 2, "one interface");
+        let found = addresses_of(&r, "eth0", "/run/netns/c").unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(build("0.4.0", None, &a, "/run/netns/c")["ips"][1]["version"], "6");
     }
 
     #[test]

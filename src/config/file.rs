@@ -123,13 +123,21 @@ pub(super) struct UnderlayFile {
 pub(super) struct NetworkFile {
     pub name: Spanned<String>,
     pub vni: Spanned<u32>,
-    pub subnet: Spanned<String>,
+    pub subnet: Spanned<SubnetFile>,
     pub mtu: Option<Spanned<u32>>,
     pub encryption: Option<Spanned<String>>,
     pub vxlan_port: Option<Spanned<u16>>,
     #[serde(default)]
     pub remotes: Vec<Spanned<String>>,
     pub policy: Option<crate::policy::PolicyFile>,
+}
+
+/// `network.subnet`: one CIDR, or a list of them (one per IP family: dual stack).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SubnetFile {
+    One(String),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

@@ -221,8 +221,9 @@ pub struct Network {
     pub name: String,
     /// VXLAN network identifier.
     pub vni: Vni,
-    /// The flat L2 range shared by every host of the network.
-    pub subnet: IpNet,
+    /// The flat L2 range shared by every host of the network: one CIDR, or one per IP family
+    /// (dual stack: containers get an address of each on one interface).
+    pub subnet: crate::family::Subnets,
     /// Overlay MTU set on the bridge, TAP and container interfaces.
     pub mtu: u32,
     /// Encrypted or plain VXLAN.
@@ -292,7 +293,7 @@ impl Config {
             return Ok(());
         }
         let seeds: Vec<SocketAddr> = self.seeds.iter().chain(&self.peers).copied().collect();
-        let overlay: Vec<IpNet> = self.networks.iter().map(|n| n.subnet).collect();
+        let overlay: Vec<IpNet> = self.networks.iter().flat_map(|n| n.subnet.iter()).collect();
         let (addr, from) = advertise::resolve(self.underlay.listen, &seeds, &overlay, host).map_err(|m| {
             let mut e = self.error("underlay.advertise", &m);
             e.line = self.lines.get("underlay.listen").copied();
@@ -393,13 +394,18 @@ impl Config {
             if !vnis.insert(network.vni) {
                 return Err(ctx.err(&net.vni, &format!("network[{i}].vni"), "duplicate VNI"));
             }
-            if let Some(o) = networks.iter().find(|o: &&Network| {
-                o.subnet.contains(&network.subnet.network()) || network.subnet.contains(&o.subnet.network())
-            }) {
+            let overlap = |o: &Network| {
+                network.subnet.iter().find(|mine| {
+                    o.subnet
+                        .iter()
+                        .any(|theirs| theirs.contains(&mine.network()) || mine.contains(&theirs.network()))
+                })
+            };
+            if let Some((o, mine)) = networks.iter().find_map(|o: &Network| Some((o, overlap(o)?))) {
                 return Err(ctx.err(
                     &net.subnet,
                     &format!("network[{i}].subnet"),
-                    &format!("overlaps network {:?}", o.name),
+                    &format!("{mine} overlaps network {:?}", o.name),
                 ));
             }
             at(&format!("network[{i}].subnet"), net.subnet.span());
@@ -503,6 +509,34 @@ impl Ctx<'_> {
         }
     }
 
+    /// `network.subnet`: one CIDR, or a list of at most one IPv4 and one IPv6 CIDR.
+    fn subnets(&self, n: &file::NetworkFile, key: &str) -> Result<crate::family::Subnets, ConfigError> {
+        let texts: Vec<&String> = match n.subnet.get_ref() {
+            file::SubnetFile::One(s) => vec![s],
+            file::SubnetFile::List(l) => l.iter().collect(),
+        };
+        let err = |m: &str| self.err(&n.subnet, key, m);
+        if texts.is_empty() {
+            return Err(err("give a CIDR, or a list of one IPv4 and one IPv6 CIDR"));
+        }
+        let mut nets = Vec::new();
+        for t in texts {
+            let net: IpNet = t.parse().map_err(|_| {
+                err(&format!(
+                    "{t:?}: expected a CIDR, e.g. 10.42.0.0/16 or [\"10.42.0.0/16\", \"fd42::/48\"]"
+                ))
+            })?;
+            if net.trunc() != net {
+                return Err(err(&format!("{t}: host bits set; use the network address {}", net.trunc())));
+            }
+            nets.push(net);
+        }
+        crate::family::Subnets::collect(nets).map_err(|dup| {
+            let family = if matches!(dup, IpNet::V6(_)) { "IPv6" } else { "IPv4" };
+            err(&format!("two {family} subnets; a network has at most one IPv4 and one IPv6 subnet"))
+        })
+    }
+
     fn network(&self, i: usize, n: &file::NetworkFile, u: &Underlay) -> Result<Network, ConfigError> {
         let key = |k: &str| format!("network[{i}].{k}");
         let name = n.name.get_ref().clone();
@@ -519,14 +553,7 @@ impl Ctx<'_> {
         let vni = Vni::new(*n.vni.get_ref())
             .filter(|v| v.get() > 0)
             .ok_or_else(|| self.err(&n.vni, &key("vni"), "must be 1..=16777215"))?;
-        let subnet: IpNet = n
-            .subnet
-            .get_ref()
-            .parse()
-            .map_err(|_| self.err(&n.subnet, &key("subnet"), "expected a CIDR, e.g. 10.42.0.0/16"))?;
-        if subnet.trunc() != subnet {
-            return Err(self.err(&n.subnet, &key("subnet"), "host bits set; use the network address"));
-        }
+        let subnet = self.subnets(n, &key("subnet"))?;
         let encryption = match n.encryption.as_ref().map(|e| e.get_ref().as_str()) {
             None | Some("chacha20poly1305") => Encryption::ChaCha20Poly1305,
             Some("none") => Encryption::None,

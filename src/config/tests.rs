@@ -364,3 +364,42 @@ fn network_policy() {
     assert!(e.line.is_some(), "{e}");
     assert!(parse(GOOD).unwrap().networks[0].policy.rules().is_empty());
 }
+
+#[test]
+fn dual_stack_subnets_one_per_family() {
+    let dual = |s: &str| GOOD.replace("subnet = \"10.42.0.0/16\"", &format!("subnet = {s}"));
+    let c = parse(&dual(r#"["10.42.0.0/16", "fd42::/48"]"#)).unwrap();
+    let n = &c.networks[0].subnet;
+    assert_eq!(n.v4(), Some("10.42.0.0/16".parse().unwrap()));
+    assert_eq!(n.v6(), Some("fd42::/48".parse().unwrap()));
+    let c = parse(&dual(r#"["fd42::/48"]"#)).unwrap();
+    assert_eq!(
+        (c.networks[0].subnet.v4(), c.networks[0].subnet.v6()),
+        (None, Some("fd42::/48".parse().unwrap()))
+    );
+    for (bad, says) in [
+        (r#"["10.42.0.0/16", "10.43.0.0/16"]"#, "two IPv4 subnets"),
+        (r#"["fd42::/48", "fd43::/48"]"#, "two IPv6 subnets"),
+        (r#"["10.42.0.0/16", "fd42::1/48"]"#, "fd42::1/48: host bits set"),
+        (r#"["10.42.0.0/16", "nope"]"#, "\"nope\": expected a CIDR"),
+        ("[]", "give a CIDR"),
+        ("42", "network[0].subnet"),
+    ] {
+        let e = parse(&dual(bad)).unwrap_err();
+        assert_eq!(e.line, Some(14), "{bad}: {e}");
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+    // Overlaps are per family: a second network may share neither family's range.
+    let second = |s: &str| {
+        format!(
+            "{}\n[[network]]\nname = \"b\"\nvni = 43\nsubnet = {s}\n",
+            dual(r#"["10.42.0.0/16", "fd42::/48"]"#)
+        )
+    };
+    assert!(parse(&second(r#"["10.43.0.0/16", "fd43::/48"]"#)).is_ok());
+    let e = parse(&second(r#"["10.43.0.0/16", "fd42:0:0:5::/64"]"#)).unwrap_err();
+    assert!(e.message.contains("fd42:0:0:5::/64 overlaps network \"default\""), "{e}");
+    assert_eq!((e.key.as_str(), e.line), ("network[1].subnet", Some(22)));
+    let e = parse(&second(r#""10.42.7.0/24""#)).unwrap_err();
+    assert!(e.message.contains("overlaps"), "{e}");
+}

@@ -37,8 +37,8 @@ pub struct ControlCtx {
     pub node: String,
     /// Networks with their static facts.
     pub nets: Vec<NetInfo>,
-    /// This node's container subnet per network.
-    pub pools: Vec<IpNet>,
+    /// This node's container subnets per network (one per family of the network).
+    pub pools: Vec<crate::family::Subnets>,
     /// Leases.
     pub leases: Mutex<Leases>,
     /// Netlink in the daemon's namespace.
@@ -168,7 +168,8 @@ async fn handle(ctx: &ControlCtx, peer: &PeerCred, req: Request) -> Result<Answe
             let proto = match proto.as_str() {
                 "tcp" => 6,
                 "udp" => 17,
-                "icmp" if ctx.nets[net].subnet.addr().is_ipv6() => 58,
+                // A dual-stack network's "icmp" follows the family of the addresses asked about.
+                "icmp" if icmp_is_v6(&ctx.nets[net], &from, &to) => 58,
                 "icmp" => 1,
                 p => p
                     .parse::<u8>()
@@ -342,18 +343,25 @@ async fn attach(
             l.name
         );
     }
-    let addr = leases.pick(network, ctx.pools[net], info.gateway, ip)?;
+    let addrs = leases.pick_per_family(network, ctx.pools[net], info.gateway, ip)?;
     let host_ifname = format!("wv{:08x}", u32::from_le_bytes(crate::pki::random32()[..4].try_into()?));
-    let prefix = info.subnet.prefix_len();
-    let cidr = IpNet::new(addr, prefix)?;
+    let mut addresses = Vec::new();
+    for a in addrs.iter() {
+        let prefix = info.subnet.for_ip(&a).context("address of no subnet")?.prefix_len();
+        let gateway = info.gateway.for_ip(&a).context("address of no gateway")?;
+        addresses.push(crate::report::AttachedAddr { ip: a, prefix, gateway });
+    }
+    let first = *addresses.first().context("the network has no subnet")?;
+    let cidrs: Vec<IpNet> = addresses.iter().map(|a| IpNet::new(a.ip, a.prefix)).collect::<Result<_, _>>()?;
+    let gateways: Vec<IpAddr> = addresses.iter().map(|a| a.gateway).collect();
     let link = netlink::container::attach(
         &ctx.netlink,
         &path,
         &format!("weft-{}", info.name),
         &host_ifname,
         ifname,
-        cidr,
-        info.gateway,
+        &cidrs,
+        &gateways,
         info.mtu,
     )
     .await
@@ -372,31 +380,39 @@ async fn attach(
         labels: labels.clone(),
         container_id: who.container_id.map(str::to_owned),
     };
-    leases.insert(network, addr, lease);
+    // One lease per address, each the whole container's: the leases file keeps its shape, and
+    // detach finds and frees them together.
+    for a in addrs.iter() {
+        leases.insert(network, a, lease.clone());
+    }
     if let Err(e) = leases.save() {
-        leases.remove(network, &addr);
+        for a in addrs.iter() {
+            leases.remove(network, &a);
+        }
         let _ = netlink::container::detach(&ctx.netlink, &host_ifname).await;
         return Err(e);
     }
-    to_engine(
-        ctx,
-        ControlMsg::AddLocal { net, mac: link.mac, ip: addr, name: name.to_owned(), labels: labels.clone() },
-    )
-    .await;
-    if let Err(e) = ctx.registry.container_attached(network, name, addr, &labels) {
+    for a in addrs.iter() {
+        let msg =
+            ControlMsg::AddLocal { net, mac: link.mac, ip: a, name: name.to_owned(), labels: labels.clone() };
+        to_engine(ctx, msg).await;
+    }
+    // Services are registered at the first (IPv4 when there is one) address.
+    if let Err(e) = ctx.registry.container_attached(network, name, first.ip, &labels) {
         warn!(container = name, "services of the container not registered: {e:#}");
     }
     let resolv = match &ctx.dns_domain {
-        Some(domain) => resolv_conf::write(netns, info.gateway, domain),
+        Some(domain) => resolv_conf::write(netns, first.gateway, domain),
         None => None,
     };
-    info!(container = name, network, %addr, "attached");
+    info!(container = name, network, addrs = %addrs, "attached");
     Ok(Attached {
         name: name.to_owned(),
         network: network.to_owned(),
-        ip: addr,
-        prefix,
-        gateway: info.gateway,
+        ip: first.ip,
+        prefix: first.prefix,
+        gateway: first.gateway,
+        addresses,
         mac: mac_string(&link.mac),
         mtu: info.mtu,
         host_ifname,
@@ -405,7 +421,7 @@ async fn attach(
         dns: ctx
             .dns_domain
             .as_ref()
-            .map(|d| AttachedDns { nameservers: vec![info.gateway], search: resolv_conf::search(d) }),
+            .map(|d| AttachedDns { nameservers: vec![first.gateway], search: resolv_conf::search(d) }),
         resolv_conf: resolv.map(|p| p.display().to_string()),
     })
 }
@@ -494,16 +510,32 @@ fn same_netns(a: &str, b: &str) -> bool {
 async fn detach(ctx: &ControlCtx, network: &str, want: Wanted<'_>) -> Result<Detached> {
     let net = net_index(ctx, network)?;
     let mut leases = ctx.leases.lock().await;
-    let (ip, lease) = find_lease(&leases, network, want)?;
+    let (_, lease) = find_lease(&leases, network, want)?;
     let name = lease.name.as_str();
     netlink::container::detach(&ctx.netlink, &lease.host_ifname).await?;
-    leases.remove(network, &ip);
+    // A dual-stack container holds one lease per address: all go.
+    let ips: Vec<IpAddr> =
+        leases.of(network).filter(|(_, l)| l.host_ifname == lease.host_ifname).map(|(ip, _)| *ip).collect();
+    for ip in &ips {
+        leases.remove(network, ip);
+    }
     leases.save()?;
     to_engine(ctx, ControlMsg::RemoveLocal { net, mac: lease.mac }).await;
     ctx.registry.container_detached(network, name);
     resolv_conf::remove(&lease.netns);
+    let ip = *ips.iter().min_by_key(|ip| ip.is_ipv6()).context("no address")?;
     info!(container = name, network, %ip, "detached");
-    Ok(Detached { name: name.to_owned(), network: network.to_owned(), ip })
+    Ok(Detached { name: name.to_owned(), network: network.to_owned(), ip, ips })
+}
+
+/// Whether `weft policy explain`'s "icmp" means ICMPv6 on `info`: on a single-family network
+/// its family; on a dual-stack one the family of whichever side is an address (IPv4 when
+/// neither is).
+fn icmp_is_v6(info: &NetInfo, from: &str, to: &str) -> bool {
+    if !info.subnet.is_dual() {
+        return info.subnet.first().is_some_and(|s| s.addr().is_ipv6());
+    }
+    [from, to].iter().filter_map(|s| s.parse::<IpAddr>().ok()).any(|ip| ip.is_ipv6())
 }
 
 /// Sends a control message to the engine, waiting for room in its queue.
@@ -527,6 +559,11 @@ pub async fn catalog(ctx: &ControlCtx) -> Result<Catalog> {
     rx.await.context("engine did not answer")
 }
 
+/// What a network without subnets would show (configuration parsing never makes one).
+fn unspecified_net() -> IpNet {
+    IpNet::V4(ipnet::Ipv4Net::default())
+}
+
 /// The status every client (CLI, metrics, registry API, status page) sees.
 pub async fn status(ctx: &ControlCtx) -> Result<Status> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -540,9 +577,12 @@ pub async fn status(ctx: &ControlCtx) -> Result<Status> {
         .map(|(n, pool)| NetworkStatus {
             name: n.name.clone(),
             vni: n.vni.get(),
-            subnet: n.subnet,
-            node_subnet: *pool,
-            gateway: n.gateway,
+            subnet: n.subnet.first().unwrap_or(unspecified_net()),
+            node_subnet: pool.first().unwrap_or(unspecified_net()),
+            gateway: n.gateway.first().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            subnets: n.subnet,
+            node_subnets: *pool,
+            gateways: n.gateway,
             mtu: n.mtu,
             encryption: n.encryption,
             containers: leases

@@ -106,7 +106,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         .networks
         .iter()
         .filter_map(|n| network::node_pool(n, &id.cert))
-        .map(|(_, gw)| lock::gateway(gw))
+        .flat_map(|(_, gw)| gw.iter().map(lock::gateway).collect::<Vec<_>>())
         .collect();
     let locks = lock::HostLocks::acquire(cfg, "daemon", &gateways)?;
     let http_access = Arc::new(crate::http_access::HttpAccess::load(cfg)?);
@@ -158,7 +158,8 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));
     let dns_stats = Arc::new(crate::dns::DnsStats::default());
-    let gateways: Vec<_> = up.nets.iter().map(|n| n.gateway).collect();
+    // DNS answers on every gateway address, both families' of a dual-stack network.
+    let gateways: Vec<_> = up.nets.iter().flat_map(|n| n.gateway.iter()).collect();
     let dns = start_dns(cfg, &gateways, &directory, &dns_stats)
         .await
         .map_err(|e| e.context("starting DNS (set [dns] enable = false to run without it)"))?;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, Encryption, Network};
 use crate::device::Tap;
+use crate::family::{Addrs, Subnets};
 use crate::ipam::Lease;
 use crate::ipam::Leases;
 use crate::netlink::Netlink;
@@ -23,18 +24,38 @@ use crate::plane::NetInfo;
 pub struct Up {
     /// Per network facts.
     pub nets: Vec<NetInfo>,
-    /// The node's container subnet per network.
-    pub pools: Vec<IpNet>,
+    /// The node's container subnets per network (one per family of the network).
+    pub pools: Vec<Subnets>,
     /// TAP queues, `[net][worker]`.
     pub taps: Vec<Vec<Arc<Tap>>>,
     /// Bridges this run created (not adopted): the only links a failed start may remove.
     pub created: Vec<String>,
 }
 
-/// The node's container subnet in network `n` and its gateway address (the subnet's first).
-pub fn node_pool(n: &Network, cert: &NodeCert) -> Option<(IpNet, IpAddr)> {
-    let pool = *cert.subnets.iter().find(|s| n.subnet.contains(*s))?;
-    Some((pool, pool.hosts().next()?))
+/// The node's container subnets in network `n`, one per family of the network (from the
+/// certificate), and their gateway addresses; `None` when the certificate lacks one of the
+/// families or a subnet is too small for a gateway.
+pub fn node_pool(n: &Network, cert: &NodeCert) -> Option<(Subnets, Addrs)> {
+    let (mut pools, mut gateways) = (Subnets::default(), Addrs::default());
+    for family in n.subnet.iter() {
+        let pool = *cert.subnets.iter().find(|s| family.contains(*s))?;
+        pools.set(pool);
+        gateways.set(gateway_of(pool)?);
+    }
+    Some((pools, gateways))
+}
+
+/// The gateway address of a node subnet: its first host address. For IPv6 that is the one
+/// after the all-zero address, which is the subnet-router anycast address (RFC 4291 2.6.1)
+/// and no host's to hold.
+pub fn gateway_of(pool: IpNet) -> Option<IpAddr> {
+    match pool {
+        IpNet::V4(p) => p.hosts().next().map(IpAddr::V4),
+        IpNet::V6(p) if p.prefix_len() <= 126 => {
+            Some(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(p.network()) + 1)))
+        }
+        IpNet::V6(_) => None,
+    }
 }
 
 /// Creates (or adopts) each network's bridge and TAP. On failure, removes the bridges it
@@ -53,12 +74,16 @@ pub async fn bring_up(nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<Up>
 async fn bring_up_into(up: &mut Up, nl: &Netlink, cfg: &Config, cert: &NodeCert) -> Result<()> {
     for n in &cfg.networks {
         let (pool, gateway) = node_pool(n, cert).context("node subnet too small for a gateway")?;
+        let gateway_nets: Vec<IpNet> =
+            gateway.iter().filter_map(|g| IpNet::new(g, n.subnet.for_ip(&g)?.prefix_len()).ok()).collect();
         if nl.link_index(&n.bridge()).await?.is_none() {
             up.created.push(n.bridge());
         }
         let bridge = nl.ensure_bridge(&n.bridge()).await?;
         nl.set_mtu(bridge, n.mtu).await?;
-        nl.add_address(bridge, IpNet::new(gateway, n.subnet.prefix_len())?).await?;
+        for g in gateway_nets {
+            nl.add_address(bridge, g).await?;
+        }
         let queues = Tap::open_queues(&n.tap(), cfg.underlay.workers)?;
         if cfg.underlay.offload {
             // Superframes instead of 1500-byte frames (see dataplane::offload); a kernel that
@@ -75,7 +100,7 @@ async fn bring_up_into(up: &mut Up, nl: &Netlink, cfg: &Config, cert: &NodeCert)
         nl.set_up(tap).await?;
         nl.set_up(bridge).await?;
         let gateway_mac = nl.mac(bridge).await?;
-        info!(network = %n.name, bridge = %n.bridge(), %gateway, mtu = n.mtu, "network up");
+        info!(network = %n.name, bridge = %n.bridge(), gateway = %gateway, mtu = n.mtu, "network up");
         up.nets.push(NetInfo {
             name: n.name.clone(),
             vni: n.vni,
@@ -189,4 +214,56 @@ fn reuseport(addr: SocketAddr) -> Result<UdpSocket> {
     let _ = sock.set_send_buffer_size(4 << 20);
     sock.bind(&addr.into()).with_context(|| format!("binding UDP {addr}"))?;
     Ok(sock.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(subnet: &str) -> Network {
+        let text = format!(
+            "[node]\nname = \"h1\"\nkey = \"k\"\ncert = \"c\"\nca = \"ca\"\n[underlay]\nlisten = \"10.200.0.1:51820\"\n\
+             [[network]]\nname = \"n\"\nvni = 42\nsubnet = {subnet}\n"
+        );
+        let cfg = Config::parse(std::path::Path::new("/etc/weft/node.toml"), &text).unwrap();
+        cfg.networks[0].clone()
+    }
+
+    fn cert(subnets: &[&str]) -> NodeCert {
+        NodeCert {
+            name: "h1".into(),
+            public_key: [1; 32],
+            signing_key: [2; 32],
+            subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
+            groups: Vec::new(),
+            not_before: 0,
+            not_after: u64::MAX,
+            issuer: [3; 32],
+            signature: [0; 64],
+        }
+    }
+
+    #[test]
+    fn the_ipv6_gateway_is_a_host_address_never_the_all_zero_one() {
+        let n = network(r#"["10.42.0.0/16", "fd42::/48"]"#);
+        let (pools, gateways) = node_pool(&n, &cert(&["10.42.1.0/24", "fd42:0:0:1::/64"])).unwrap();
+        assert_eq!(pools, "10.42.1.0/24, fd42:0:0:1::/64".parse().unwrap());
+        assert_eq!(gateways.v4(), Some("10.42.1.1".parse().unwrap()), "IPv4 as before");
+        assert_eq!(
+            gateways.v6(),
+            Some("fd42:0:0:1::1".parse().unwrap()),
+            "not fd42:0:0:1:: (subnet-router anycast)"
+        );
+        // An IPv6-only network too.
+        let (_, gateways) = node_pool(&network("\"fd42::/48\""), &cert(&["fd42:0:0:2::/64"])).unwrap();
+        assert_eq!(gateways.first(), Some("fd42:0:0:2::1".parse().unwrap()));
+        assert_eq!(gateway_of("fd42::/127".parse().unwrap()), None, "no room for a gateway and a host");
+    }
+
+    #[test]
+    fn a_family_the_certificate_lacks_gives_no_pool() {
+        let n = network(r#"["10.42.0.0/16", "fd42::/48"]"#);
+        assert!(node_pool(&n, &cert(&["10.42.1.0/24"])).is_none());
+        assert!(node_pool(&n, &cert(&["fd42:0:0:1::/64"])).is_none());
+    }
 }

@@ -11,6 +11,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::family::Addrs;
+
 pub use crate::packet::ethernet::is_multicast;
 use crate::packet::ndisc::{self, NdiscPacket, NdiscRepr};
 use crate::packet::{
@@ -161,13 +163,14 @@ pub fn arp_reply(req: &[u8], target_mac: Mac, out: &mut [u8; ARP_REPLY_LEN]) -> 
 
 /// For an IPv4 frame with DF set (or any IPv6 frame) too big for `mtu`, builds the ICMP
 /// "fragmentation needed" / ICMPv6 "packet too big" frame to send back to its source.
-/// `gateway` is the address the error comes from. Returns the frame length written to `out`
+/// `gateway` holds the addresses the error comes from, one per family of the network (a frame
+/// of a family it lacks gets no answer). Returns the frame length written to `out`
 /// (at most [`TOO_BIG_REPLY_MAX`]).
-pub fn too_big_reply(f: &[u8], mtu: u16, gateway_mac: Mac, gateway: IpAddr, out: &mut [u8]) -> Option<usize> {
+pub fn too_big_reply(f: &[u8], mtu: u16, gateway_mac: Mac, gateway: Addrs, out: &mut [u8]) -> Option<usize> {
     let eth = EthernetFrame::new_checked(f).ok()?;
     let reply_eth = |ethertype| EthernetRepr { src_addr: gateway_mac, dst_addr: eth.src_addr(), ethertype };
-    match (eth.ethertype(), gateway) {
-        (EtherType::IPV4, IpAddr::V4(gw)) => {
+    match (eth.ethertype(), gateway.v4(), gateway.v6()) {
+        (EtherType::IPV4, Some(IpAddr::V4(gw)), _) => {
             let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
             let is_icmp_error =
                 ip.protocol() == ip_proto::ICMP && ip.payload().first() == Some(&icmp::v4::DEST_UNREACHABLE);
@@ -195,7 +198,7 @@ pub fn too_big_reply(f: &[u8], mtu: u16, gateway_mac: Mac, gateway: IpAddr, out:
             message.emit(&mut IcmpPacket::new_unchecked(ip_out.payload_mut()), quote);
             Some(n)
         }
-        (EtherType::IPV6, IpAddr::V6(gw)) => {
+        (EtherType::IPV6, _, Some(IpAddr::V6(gw))) => {
             let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
             let is_icmp_error = ip.next_header() == ip_proto::ICMPV6
                 && ip.payload().first().is_some_and(|t| icmp::v6::is_error(*t));
@@ -401,7 +404,9 @@ mod tests {
         let payload: Vec<u8> = (0..108u8).map(|i| i.wrapping_mul(91)).collect();
         let f = ipv6_frame(17, &payload);
         let mut out = [0xa5u8; TOO_BIG_REPLY_MAX];
-        let n = too_big_reply(&f, 1402, [2, 0, 0, 0, 0, 9], IpAddr::V6(addrs("fd00::1")), &mut out).unwrap();
+        let n =
+            too_big_reply(&f, 1402, [2, 0, 0, 0, 0, 9], Addrs::one(IpAddr::V6(addrs("fd00::1"))), &mut out)
+                .unwrap();
         let mut expect = hex(concat!(
             "020000000002020000000009",
             "86dd", // to the sender, from the gateway
@@ -422,7 +427,9 @@ mod tests {
         let payload: Vec<u8> = (0..1500u32).map(|i| (i * 13) as u8).collect();
         let f = ipv6_frame(6, &payload);
         let mut out = [0u8; TOO_BIG_REPLY_MAX];
-        let n = too_big_reply(&f, 1402, [2, 0, 0, 0, 0, 9], IpAddr::V6(addrs("fd00::1")), &mut out).unwrap();
+        let n =
+            too_big_reply(&f, 1402, [2, 0, 0, 0, 0, 9], Addrs::one(IpAddr::V6(addrs("fd00::1"))), &mut out)
+                .unwrap();
         assert_eq!(n, TOO_BIG_REPLY_MAX);
         let head = L3 + ipv6::HEADER_LEN + icmp::HEADER_LEN;
         assert_eq!(
@@ -439,9 +446,14 @@ mod tests {
         assert_eq!(out[..n].iter().map(|b| u64::from(*b)).sum::<u64>(), 154_040);
         // An ICMPv6 error is never answered; an echo request is.
         let error = ipv6_frame(58, &[icmp::v6::DEST_UNREACHABLE, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(too_big_reply(&error, 1402, [0; 6], IpAddr::V6(addrs("fd00::1")), &mut out), None);
+        assert_eq!(
+            too_big_reply(&error, 1402, [0; 6], Addrs::one(IpAddr::V6(addrs("fd00::1"))), &mut out),
+            None
+        );
         let echo = ipv6_frame(58, &[icmp::v6::ECHO_REQUEST, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(too_big_reply(&echo, 1402, [0; 6], IpAddr::V6(addrs("fd00::1")), &mut out).is_some());
+        assert!(
+            too_big_reply(&echo, 1402, [0; 6], Addrs::one(IpAddr::V6(addrs("fd00::1"))), &mut out).is_some()
+        );
         assert_eq!(
             too_big_reply(&echo, 1402, [0; 6], "10.42.1.1".parse().unwrap(), &mut out),
             None,

@@ -52,7 +52,7 @@ fn may_use(nt: &NetTables, info: &NetInfo, lease: Option<Mac>, ip: IpAddr) -> bo
     let owner = nt.ips.get(&ip);
     match lease {
         Some(mac) => owner == Some(&mac),
-        None => owner.is_none() && (ip == info.gateway || !info.subnet.contains(&ip)),
+        None => owner.is_none() && (info.gateway.has(&ip) || !info.subnet.contains(&ip)),
     }
 }
 
@@ -104,7 +104,7 @@ mod tests {
             vni: Vni::new(42).unwrap(),
             mtu: 1400,
             subnet: subnet.parse().unwrap(),
-            gateway: ip([0, 0, 0, 0, 1, 1]),
+            gateway: crate::family::Addrs::one(ip([0, 0, 0, 0, 1, 1])),
             gateway_mac: HOST,
             encryption: Encryption::ChaCha20Poly1305,
             remotes: Vec::new(),
@@ -126,7 +126,7 @@ mod tests {
         }
 
         fn gateway(&self) -> IpAddr {
-            self.info.gateway
+            self.info.gateway.first().unwrap()
         }
     }
 

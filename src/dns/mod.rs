@@ -12,7 +12,7 @@
 
 mod listener;
 mod resolv_conf;
-mod zone;
+pub(crate) mod zone;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -1,11 +1,13 @@
 //! The forwarding database the engine owns, per network: MAC → location and IP → MAC, from
 //! attached containers (local), from frames received from authenticated peers (learned), and
-//! from plain VXLAN remotes. Learned entries age out; a peer's entries leave with it.
+//! from plain VXLAN remotes. Learned entries age out; a peer's entries leave with it. A MAC
+//! holds at most one IP per family: a dual-stack container's two addresses share its MAC.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::family::Addrs;
 use crate::packet::Mac;
 use crate::plane::tables::{Loc, NetTables};
 use crate::report::status::FdbSource;
@@ -22,7 +24,7 @@ pub const MAX_LEARNED_PER_PEER: usize = MAX_LEARNED / 4;
 #[derive(Debug, Clone)]
 struct Entry {
     loc: Loc,
-    ip: Option<IpAddr>,
+    ips: Addrs,
     seen: Instant,
     source: Source,
 }
@@ -38,11 +40,11 @@ enum Source {
     Local,
 }
 
-/// A member's record announcing a MAC (with its IP).
+/// A member's record announcing a MAC (with its IPs, one per family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Claim {
     owner: PeerId,
-    ip: IpAddr,
+    ips: Addrs,
 }
 
 /// One network's database.
@@ -84,10 +86,18 @@ pub enum Learned {
 }
 
 impl Fdb {
-    /// Adds a local entry (attached container or gateway).
+    /// Adds a local entry (attached container or gateway), or another family's address to
+    /// it (a dual-stack container is added once per address).
     pub fn add_local(&mut self, mac: Mac, ip: Option<IpAddr>, now: Instant) {
+        let mut ips = match self.macs.get(&mac) {
+            Some(e) if e.source == Source::Local => e.ips,
+            _ => Addrs::default(),
+        };
+        if let Some(ip) = ip {
+            ips.set(ip);
+        }
         if let Some(old) =
-            self.macs.insert(mac, Entry { loc: Loc::Local, ip, seen: now, source: Source::Local })
+            self.macs.insert(mac, Entry { loc: Loc::Local, ips, seen: now, source: Source::Local })
         {
             if old.source == Source::Learned {
                 self.count_out(old.loc);
@@ -145,8 +155,8 @@ impl Fdb {
             if let Some(e) = self.macs.get_mut(&mac) {
                 e.loc = loc;
                 e.seen = now;
-                if ip.is_some() {
-                    e.ip = ip;
+                if let Some(ip) = ip {
+                    e.ips.set(ip);
                 }
             }
             return Learned::Ok;
@@ -155,22 +165,27 @@ impl Fdb {
             return Learned::Full;
         }
         self.count_in(loc);
-        self.macs.insert(mac, Entry { loc, ip, seen: now, source: Source::Learned });
+        let ips = ip.map(Addrs::one).unwrap_or_default();
+        self.macs.insert(mac, Entry { loc, ips, seen: now, source: Source::Learned });
         Learned::Ok
     }
 
     /// Replaces the entries `owner`'s membership record announces. They override learned
     /// entries (the owner's word beats what a frame suggested) but never local ones.
     /// A MAC another member announced first stays with it: the claim waits (see `claims`).
+    /// A MAC listed twice with addresses of both families (a dual-stack container) holds both.
     pub fn set_announced(&mut self, owner: PeerId, entries: &[(Mac, IpAddr)], now: Instant) {
-        let new: BTreeMap<Mac, IpAddr> = entries.iter().copied().collect();
+        let mut new: BTreeMap<Mac, Addrs> = BTreeMap::new();
+        for &(mac, ip) in entries {
+            new.entry(mac).or_default().set(ip);
+        }
         let mut touched = self.withdraw(owner, |mac| !new.contains_key(mac));
-        for (&mac, &ip) in &new {
+        for (&mac, &ips) in &new {
             let list = self.claims.entry(mac).or_default();
             match list.iter_mut().find(|c| c.owner == owner) {
-                Some(c) => c.ip = ip,
+                Some(c) => c.ips = ips,
                 None => {
-                    list.push(Claim { owner, ip });
+                    list.push(Claim { owner, ips });
                     if list.len() > 1 {
                         self.conflicts += 1;
                     }
@@ -204,8 +219,8 @@ impl Fdb {
             return;
         }
         match self.claims.get(&mac).and_then(|l| l.first()).copied() {
-            Some(Claim { owner, ip }) => {
-                let e = Entry { loc: Loc::Peer(owner), ip: Some(ip), seen: now, source: Source::Gossip };
+            Some(Claim { owner, ips }) => {
+                let e = Entry { loc: Loc::Peer(owner), ips, seen: now, source: Source::Gossip };
                 if let Some(old) = self.macs.insert(mac, e).filter(|old| old.source == Source::Learned) {
                     self.count_out(old.loc);
                 }
@@ -239,10 +254,12 @@ impl Fdb {
     /// The MACs more than one member claims now.
     pub fn conflicts(&self) -> impl Iterator<Item = Conflict> + '_ {
         self.claims.iter().filter(|(_, l)| l.len() > 1).flat_map(|(mac, l)| {
-            l[1..].iter().map(move |c| Conflict {
-                mac: *mac,
-                owner: (l[0].owner, l[0].ip),
-                claimant: (c.owner, c.ip),
+            l[1..].iter().filter_map(move |c| {
+                Some(Conflict {
+                    mac: *mac,
+                    owner: (l[0].owner, l[0].ips.first()?),
+                    claimant: (c.owner, c.ips.first()?),
+                })
             })
         })
     }
@@ -274,15 +291,18 @@ impl Fdb {
         self.macs.is_empty()
     }
 
-    /// Every entry as (MAC, IP, location, how it was learned), for status output.
+    /// Every entry as (MAC, IP, location, how it was learned), for status output: one per
+    /// address of the MAC (a dual-stack container shows twice), or one without an address.
     pub fn entries(&self) -> impl Iterator<Item = (Mac, Option<IpAddr>, Loc, FdbSource)> + '_ {
-        self.macs.iter().map(|(m, e)| {
+        self.macs.iter().flat_map(|(m, e)| {
             let source = match e.source {
                 Source::Learned => FdbSource::Learned,
                 Source::Gossip => FdbSource::Announced,
                 Source::Local => FdbSource::Local,
             };
-            (*m, e.ip, e.loc, source)
+            let ips: Vec<Option<IpAddr>> =
+                if e.ips.is_empty() { vec![None] } else { e.ips.iter().map(Some).collect() };
+            ips.into_iter().map(move |ip| (*m, ip, e.loc, source))
         })
     }
 
@@ -291,7 +311,7 @@ impl Fdb {
         let mut t = NetTables::default();
         for (mac, e) in &self.macs {
             t.macs.insert(*mac, e.loc);
-            if let Some(ip) = e.ip {
+            for ip in e.ips.iter() {
                 t.ips.insert(ip, *mac);
             }
         }

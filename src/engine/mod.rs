@@ -108,7 +108,8 @@ pub struct Engine {
     started: Instant,
     names: BTreeMap<PeerId, String>,
     members: Members,
-    local_containers: BTreeMap<(NetId, Mac), ContainerEntry>,
+    /// One entry per address: a dual-stack container is two, with one MAC.
+    local_containers: BTreeMap<(NetId, Mac, IpAddr), ContainerEntry>,
     /// Compiled policy per network (swapped whole on reload).
     policies: Vec<Arc<crate::policy::Compiled>>,
     /// Our certificate's name and groups.
@@ -187,7 +188,8 @@ impl Engine {
     }
 
     /// A container attached on this host (or recovered from its lease at start): its MAC and
-    /// IP are local, and our record announces it.
+    /// IP are local, and our record announces it. Called once per address of a dual-stack
+    /// container: the record then lists it twice, same MAC, one IP each.
     pub fn add_local(
         &mut self,
         now: Instant,
@@ -200,7 +202,7 @@ impl Engine {
         let Some(info) = self.shared.nets.net(net) else { return };
         let vni = info.vni.get();
         self.fdbs[net].add_local(mac, Some(ip), now);
-        self.local_containers.insert((net, mac), members::entry(vni, mac, ip, name, labels));
+        self.local_containers.insert((net, mac, ip), members::entry(vni, mac, ip, name, labels));
         self.announce_containers(now);
         self.dirty = true;
     }
@@ -209,7 +211,7 @@ impl Engine {
     pub fn remove_local(&mut self, now: Instant, net: NetId, mac: &Mac) {
         if let Some(f) = self.fdbs.net_mut(net) {
             f.remove_local(mac);
-            self.local_containers.remove(&(net, *mac));
+            self.local_containers.retain(|(n, m, _), _| (*n, m) != (net, mac));
             self.announce_containers(now);
             self.dirty = true;
         }

@@ -53,16 +53,11 @@ impl Engine {
         let vni = info.vni.get();
         let me = &self.me;
         let mut local = Map::default();
-        local.insert(
-            info.gateway,
-            compiled.mask(&Identity {
-                ip: Some(info.gateway),
-                node: Some(&me.0),
-                groups: &me.1,
-                labels: None,
-            }),
-        );
-        for ((n, _), c) in &self.local_containers {
+        for gateway in info.gateway.iter() {
+            let id = Identity { ip: Some(gateway), node: Some(&me.0), groups: &me.1, labels: None };
+            local.insert(gateway, compiled.mask(&id));
+        }
+        for ((n, _, _), c) in &self.local_containers {
             if *n == net {
                 let id =
                     Identity { ip: Some(c.ip), node: Some(&me.0), groups: &me.1, labels: Some(&c.labels) };
@@ -148,15 +143,18 @@ impl Party {
 }
 
 impl Engine {
-    /// Resolves a container name or an address on network `net`.
-    fn party(&self, net: NetId, who: &str) -> Result<Party, ExplainError> {
+    /// Resolves a container name or an address on network `net`; a name only to its address
+    /// of the family `v6` says, when given.
+    fn party(&self, net: NetId, who: &str, v6: Option<bool>) -> Result<Party, ExplainError> {
+        let named =
+            |c: &crate::membership::ContainerEntry| c.name == who && v6.is_none_or(|v6| c.ip.is_ipv6() == v6);
         let info = self.shared.nets.net(net).ok_or(ExplainError::NoSuchNetwork)?;
         let vni = info.vni.get();
         let ip: Option<std::net::IpAddr> = who.parse().ok();
         let me = &self.me;
-        if ip == Some(info.gateway) {
+        if let Some(gateway) = ip.filter(|ip| info.gateway.has(ip)) {
             return Ok(Party {
-                ip: info.gateway,
+                ip: gateway,
                 node: me.0.clone(),
                 groups: me.1.clone(),
                 labels: None,
@@ -164,8 +162,8 @@ impl Engine {
                 what: "this node's gateway".into(),
             });
         }
-        for ((n, _), c) in &self.local_containers {
-            if *n == net && (c.name == who || Some(c.ip) == ip) {
+        for ((n, _, _), c) in &self.local_containers {
+            if *n == net && (named(c) || Some(c.ip) == ip) {
                 return Ok(Party {
                     ip: c.ip,
                     node: me.0.clone(),
@@ -180,7 +178,7 @@ impl Engine {
             let Some(peer) = self.endpoint.peer_by_key(&r.key.0) else { continue };
             let Some(cert) = self.members.certs.get(&peer) else { continue };
             for c in r.containers.iter().filter(|c| c.vni == vni && cert.may_source(c.ip)) {
-                if c.name == who || Some(c.ip) == ip {
+                if named(c) || Some(c.ip) == ip {
                     return Ok(Party {
                         ip: c.ip,
                         node: cert.name.clone(),
@@ -230,7 +228,19 @@ impl Engine {
     ) -> Result<report::Explain, ExplainError> {
         use crate::policy::{Direction, Verdict};
         let compiled = self.policies.net(net).ok_or(ExplainError::NoSuchNetwork)?;
-        let (src, dst) = (self.party(net, from)?, self.party(net, to)?);
+        // A dual-stack container named on one side is taken at its address of the family the
+        // other side (an address) or the protocol (ICMP, ICMPv6) implies.
+        let family = |other: &str| {
+            other.parse::<std::net::IpAddr>().ok().map(|ip| ip.is_ipv6()).or(match proto {
+                58 => Some(true),
+                1 => Some(false),
+                _ => None,
+            })
+        };
+        let party = |who: &str, other: &str| {
+            self.party(net, who, family(other)).or_else(|_| self.party(net, who, None))
+        };
+        let (src, dst) = (party(from, to)?, party(to, from)?);
         if !src.local && !dst.local {
             return Err(ExplainError::NotHere { from: src.what, to: dst.what });
         }

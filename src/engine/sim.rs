@@ -153,7 +153,7 @@ impl Sim {
         };
         for i in 0..n {
             let secret = secret_of(sim.cfg.seed, i);
-            let cert = sim.sign(&format!("h{}", i + 1), &secret, &[subnet_of(i)], &[]);
+            let cert = sim.sign(&format!("h{}", i + 1), &secret, &[subnet_of(i), subnet6_of(i)], &[]);
             let ca = sim.ca_cert.clone();
             let node = sim.build(i, secret, cert, ca);
             sim.nodes.push(node);
@@ -203,8 +203,13 @@ impl Sim {
             name: "sim".into(),
             vni: Vni::new(VNI).expect("vni"),
             mtu: 1400,
-            subnet: "10.42.0.0/16".parse().expect("subnet"),
-            gateway: IpAddr::V4(Ipv4Addr::new(10, 42, i as u8 + 1, 1)),
+            // Dual stack: every node holds an IPv4 and an IPv6 subnet of the network.
+            subnet: "10.42.0.0/16, fd42::/48".parse().expect("subnet"),
+            gateway: crate::family::Addrs::collect([
+                IpAddr::V4(Ipv4Addr::new(10, 42, i as u8 + 1, 1)),
+                v6_of(i, 1),
+            ])
+            .expect("one gateway per family"),
             gateway_mac: [2, 0, 0, 0, i as u8 + 1, 1],
             encryption: Encryption::ChaCha20Poly1305,
             remotes: Vec::new(),
@@ -460,6 +465,17 @@ impl Sim {
         })
     }
 
+    /// Attaches a dual-stack container on node `i` with host part `host` of both its subnets
+    /// (as the control server does: one `add_local` per address); returns its MAC and IPs.
+    pub fn attach_dual(&mut self, i: usize, host: u8, name: &str) -> (Mac, IpAddr, IpAddr) {
+        let (mac, v4) = self.attach(i, host, name);
+        let v6 = v6_of(i, u16::from(host));
+        let now = self.now;
+        self.nodes[i].engine.add_local(now, NetId(0), mac, v6, name, BTreeMap::new());
+        self.collect_after_input(i);
+        (mac, v4, v6)
+    }
+
     /// Attaches a container on node `i` with host part `host` of its subnet; returns its MAC
     /// and IP.
     pub fn attach(&mut self, i: usize, host: u8, name: &str) -> (Mac, IpAddr) {
@@ -517,6 +533,16 @@ pub fn addr_of(i: usize) -> SocketAddr {
 /// Node `i`'s container subnet.
 pub fn subnet_of(i: usize) -> &'static str {
     Box::leak(format!("10.42.{}.0/24", i + 1).into_boxed_str())
+}
+
+/// Node `i`'s IPv6 container subnet.
+pub fn subnet6_of(i: usize) -> &'static str {
+    Box::leak(format!("fd42:0:0:{}::/64", i + 1).into_boxed_str())
+}
+
+/// Address `host` of node `i`'s IPv6 container subnet.
+pub fn v6_of(i: usize, host: u16) -> IpAddr {
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfd42, 0, 0, i as u16 + 1, 0, 0, 0, host))
 }
 
 /// Node `i`'s static secret for simulation seed `seed`.

@@ -11,6 +11,7 @@ use overlay_proto::PeerId;
 use super::sim::{addr_of, secret_of, udp_frame, Sim, SimConfig};
 use super::{Event, Pinged};
 use crate::membership::{ContainerEntry, MemberState, NodeKey};
+use crate::packet::Mac;
 use crate::plane::tables::Loc;
 use crate::plane::{NetId, WorkerMsg};
 use overlay_proto::wire::Inner;
@@ -1430,4 +1431,111 @@ fn rogue_relay_passing_one_members_datagram_off_as_anothers_is_refused() {
     sim.nodes[2].engine.handle(now, WorkerMsg::Inner { peer: relay, bytes });
     assert_eq!(sim.nodes[2].engine.paths.counters.relay_refused, 1);
     assert_eq!(endpoint_of(&sim, 2, 0), before, "no path moved");
+}
+
+#[test]
+fn a_dual_stack_container_is_two_entries_with_one_mac_and_both_addresses_reach_every_fdb() {
+    let mut sim = converged(2);
+    let (mac, v4, v6) = sim.attach_dual(1, 2, "web");
+    let own = sim.nodes[1].engine.members.layer.own();
+    let mut announced: Vec<(Mac, IpAddr)> = own.containers.iter().map(|c| (c.mac, c.ip)).collect();
+    announced.sort();
+    assert_eq!(announced, vec![(mac, v4), (mac, v6)], "two records' entries, one MAC");
+    let done = sim.run_until(Duration::from_secs(10), |s| {
+        let ips = &s.tables(0).nets[0].ips;
+        ips.get(&v4) == Some(&mac) && ips.get(&v6) == Some(&mac)
+    });
+    assert!(done, "h1 did not learn both addresses (ARP and ND suppression) of h2's container");
+    let local = sim.tables(1);
+    assert_eq!((local.nets[0].ips.get(&v4), local.nets[0].ips.get(&v6)), (Some(&mac), Some(&mac)));
+    // Status shows the MAC once per address.
+    let rows = sim.nodes[0].engine.fdbs[0].entries().filter(|e| e.0 == mac).count();
+    assert_eq!(rows, 2);
+    // One detach withdraws both.
+    let now = sim.now;
+    sim.nodes[1].engine.remove_local(now, NetId(0), &mac);
+    assert!(sim.nodes[1].engine.members.layer.own().containers.is_empty());
+    let gone = sim.run_until(Duration::from_secs(15), |s| {
+        let ips = &s.tables(0).nets[0].ips;
+        !ips.contains_key(&v4) && !ips.contains_key(&v6)
+    });
+    assert!(gone, "h1 still holds an address of the detached container");
+}
+
+#[test]
+fn dns_answers_a_and_aaaa_for_a_dual_stack_container_name() {
+    use crate::dns::zone::{Answer, ZoneNames};
+    use hickory_server::proto::rr::{RData, RecordType};
+    let mut sim = converged(2);
+    let (_, v4, v6) = sim.attach_dual(1, 2, "web");
+    sim.run_for(Duration::from_secs(3));
+    sim.nodes[0].engine.publish_directory();
+    let dir = sim.nodes[0].engine.members.directory.load();
+    let mut hosts = dir.hosts.get("web.container").cloned().unwrap_or_default();
+    hosts.sort();
+    assert_eq!(hosts, vec![v4, v6], "the name holds both addresses");
+    let zone = ZoneNames::new("weft", 30).unwrap();
+    let one = |rtype| match zone.answer(&dir, "web.container", rtype) {
+        Answer::Records { answers, .. } => answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+        other => panic!("{rtype}: {other:?}"),
+    };
+    let (a, aaaa) = (one(RecordType::A), one(RecordType::AAAA));
+    assert!(matches!(a.as_slice(), [RData::A(x)] if IpAddr::V4(x.0) == v4), "{a:?}");
+    assert!(matches!(aaaa.as_slice(), [RData::AAAA(x)] if IpAddr::V6(x.0) == v6), "{aaaa:?}");
+}
+
+/// Inbound only from node h1's containers (a selector: both families).
+const DENY_BUT_H1: &str = r#"
+inbound = "deny"
+[[rule]]
+name = "from-h1"
+direction = "in"
+action = "allow"
+from = { node = "h1" }
+"#;
+
+/// Inbound only from h2's IPv6 subnet (a CIDR: one family).
+const DENY_BUT_H2_V6: &str = r#"
+inbound = "deny"
+[[rule]]
+name = "v6-of-h2"
+direction = "in"
+action = "allow"
+from = { cidr = "fd42:0:0:2::/64" }
+"#;
+
+#[test]
+fn selector_rules_match_both_families_and_cidr_rules_only_theirs() {
+    use crate::policy::Verdict::{Allow, Deny};
+    let mut sim = converged(3);
+    let (_, a4, a6) = sim.attach_dual(0, 2, "a");
+    let (_, b4, b6) = sim.attach_dual(1, 2, "b");
+    let (_, c4, c6) = sim.attach_dual(2, 2, "c");
+    sim.run_for(Duration::from_secs(3));
+    sim.nodes[1].engine.replace_policies(vec![policy(DENY_BUT_H1)]);
+    sim.nodes[0].engine.replace_policies(vec![policy(DENY_BUT_H2_V6)]);
+    sim.run_for(Duration::from_millis(200));
+    let t = sim.tables(1);
+    let pt = t.nets[0].policy.as_ref().expect("policy tables published");
+    for ip in [b4, b6] {
+        assert!(pt.local.contains_key(&ip), "our container's mask for {ip}");
+    }
+    for ip in [a4, a6, c4, c6] {
+        assert!(pt.remote.contains_key(&ip), "the members' containers' mask for {ip}");
+    }
+    let verdict = |on: usize, from: IpAddr, to: IpAddr| {
+        let e = sim.nodes[on].engine.explain(NetId(0), &from.to_string(), &to.to_string(), 6, Some(80));
+        e.expect("explained").verdict
+    };
+    assert_eq!((verdict(1, a4, b4), verdict(1, a6, b6)), (Allow, Allow), "by node: both families");
+    assert_eq!((verdict(1, c4, b4), verdict(1, c6, b6)), (Deny, Deny), "another node: neither family");
+    assert_eq!((verdict(0, b6, a6), verdict(0, b4, a4)), (Allow, Deny), "a CIDR matches its family only");
+    // Named, a dual-stack container is taken at the address of the family the question implies.
+    let by_name =
+        |proto: u8| sim.nodes[0].engine.explain(NetId(0), "b", "a", proto, None).expect("explained");
+    let (icmp6, icmp) = (by_name(58), by_name(1));
+    assert_eq!((icmp6.from.ip, icmp6.to.ip, icmp6.verdict), (b6, a6, Allow));
+    assert_eq!((icmp.from.ip, icmp.to.ip, icmp.verdict), (b4, a4, Deny));
+    let mixed = sim.nodes[0].engine.explain(NetId(0), &b6.to_string(), "a", 6, Some(80)).expect("explained");
+    assert_eq!(mixed.to.ip, a6, "the name follows the address's family");
 }

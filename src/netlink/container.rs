@@ -28,8 +28,10 @@ pub struct ContainerLink {
 }
 
 /// Creates a veth pair: host end `host_ifname` (at most 15 bytes) enslaved to `bridge` and
-/// up with `mtu`; the peer is created in the netns at `netns_path` as `ifname`, given `addr`
-/// and `mtu`, brought up together with `lo`, and a default route via `gateway` is added
+/// up with `mtu`; the peer is created in the netns at `netns_path` as `ifname`, given `addrs`
+/// (one per IP family: a dual-stack container has both on this one interface; IPv6 without
+/// duplicate address detection, so it is usable at once) and `mtu`, brought up together with
+/// `lo`, and a default route per family via that family's gateway in `gateways` is added
 /// there. Returns the container-side MAC.
 ///
 /// A namespace that already has a link named `ifname` is refused with
@@ -44,8 +46,8 @@ pub async fn attach(
     bridge: &str,
     host_ifname: &str,
     ifname: &str,
-    addr: ipnet::IpNet,
-    gateway: IpAddr,
+    addrs: &[ipnet::IpNet],
+    gateways: &[IpAddr],
     mtu: u32,
 ) -> Result<ContainerLink, NetlinkError> {
     let wrap = |error| NetlinkError::Attach { host_ifname: host_ifname.to_owned(), error: Box::new(error) };
@@ -68,11 +70,12 @@ pub async fn attach(
         return Err(wrap(taken));
     }
 
-    let mac = stable_mac(addr.addr());
+    // The IPv4 address names the MAC when there is one (see `stable_mac`).
+    let mac = addrs.iter().find_map(|a| stable_mac(a.addr()));
     create_veth(nl, host_ifname, ifname, &netns, netns_path, mtu, mac).await.map_err(wrap)?;
     debug!(host_ifname, ifname, netns = %netns_path.display(), "veth pair created");
 
-    let configured = configure(nl, &container_nl, bridge_index, host_ifname, ifname, addr, gateway).await;
+    let configured = configure(nl, &container_nl, bridge_index, host_ifname, ifname, addrs, gateways).await;
     match configured {
         Ok(mac) => Ok(ContainerLink { host_ifname: host_ifname.to_owned(), mac, ifname: ifname.to_owned() }),
         Err(error) => {
@@ -143,8 +146,8 @@ async fn configure(
     bridge_index: u32,
     host_ifname: &str,
     ifname: &str,
-    addr: ipnet::IpNet,
-    gateway: IpAddr,
+    addrs: &[ipnet::IpNet],
+    gateways: &[IpAddr],
 ) -> Result<[u8; 6], NetlinkError> {
     let host = nl
         .link_index(host_ifname)
@@ -157,14 +160,18 @@ async fn configure(
         .link_index(ifname)
         .await?
         .ok_or_else(|| NetlinkError::NotFound { what: "container link", name: ifname.to_owned() })?;
-    container_nl.add_address(peer, addr).await?;
+    for addr in addrs {
+        container_nl.add_address(peer, *addr).await?;
+    }
     container_nl.set_up(peer).await?;
     let lo = container_nl
         .link_index("lo")
         .await?
         .ok_or_else(|| NetlinkError::NotFound { what: "container link", name: "lo".to_owned() })?;
     container_nl.set_up(lo).await?;
-    container_nl.add_default_route(gateway).await?;
+    for gateway in gateways {
+        container_nl.add_default_route(*gateway).await?;
+    }
     container_nl.mac(peer).await
 }
 

@@ -253,7 +253,13 @@ impl Netlink {
 
     /// Adds an address (ip + prefix) to link `index`; already present is not an error.
     pub async fn add_address(&self, index: u32, addr: ipnet::IpNet) -> Result<(), NetlinkError> {
-        let req = self.handle.address().add(index, addr.addr(), addr.prefix_len());
+        let mut req = self.handle.address().add(index, addr.addr(), addr.prefix_len());
+        if addr.addr().is_ipv6() {
+            // Duplicate address detection would leave the address tentative (unusable as a
+            // source, and a default route via it refused) for a second or more; weft's IPAM
+            // already guarantees it is unique in the network.
+            req.message_mut().header.flags |= netlink_packet_route::address::AddressHeaderFlags::Nodad;
+        }
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),

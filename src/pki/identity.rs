@@ -122,17 +122,23 @@ pub fn check_identity(cfg: &Config, secret: &SecretKey, cert: &NodeCert, cas: &C
     }
     let subnets = cert.subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     for (i, n) in cfg.networks.iter().enumerate() {
-        if !cert.subnets.iter().any(|s| n.subnet.contains(s)) {
-            return Err(cfg
-                .error(
-                    &format!("network[{i}].subnet"),
-                    &format!(
-                        "{} (network {:?}) contains none of the certificate's subnets ({subnets}): \
-                         the node would have no addresses to give its containers",
-                        n.subnet, n.name
-                    ),
-                )
-                .into());
+        // Every family of a dual-stack network needs the node's own pool: a container that
+        // silently got only one of its two addresses would be a fault found much later.
+        for family in n.subnet.iter() {
+            if !cert.subnets.iter().any(|s| family.contains(s)) {
+                return Err(cfg
+                    .error(
+                        &format!("network[{i}].subnet"),
+                        &format!(
+                            "{family} (network {:?}) contains none of the certificate's subnets \
+                             ({subnets}): the node would have no addresses of that family to give \
+                             its containers; sign a certificate with a subnet inside it (weft ca \
+                             sign --subnet, once per family)",
+                            n.name
+                        ),
+                    )
+                    .into());
+            }
         }
     }
     Ok(())

@@ -15,7 +15,6 @@ pub mod path;
 pub mod tables;
 
 use arc_swap::ArcSwap;
-use ipnet::IpNet;
 use overlay_proto::wire::Vni;
 use overlay_proto::{EndpointStats, PeerId};
 use std::collections::BTreeMap;
@@ -267,10 +266,10 @@ pub struct NetInfo {
     pub vni: Vni,
     /// Overlay MTU.
     pub mtu: u32,
-    /// The flat subnet.
-    pub subnet: IpNet,
-    /// Our gateway address on the bridge.
-    pub gateway: IpAddr,
+    /// The flat subnet, one per family of the network.
+    pub subnet: crate::family::Subnets,
+    /// Our gateway addresses on the bridge, one per family of the network.
+    pub gateway: crate::family::Addrs,
     /// The bridge's MAC (source of ICMP errors we generate).
     pub gateway_mac: Mac,
     /// Encrypted or plain VXLAN.

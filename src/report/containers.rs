@@ -13,12 +13,17 @@ pub struct Attached {
     pub name: String,
     /// Network name.
     pub network: String,
-    /// Its address.
+    /// Its address (on a dual-stack network the IPv4 one; `addresses` has both).
     pub ip: IpAddr,
     /// The network's prefix length.
     pub prefix: u8,
     /// Its gateway (this node's address on the network).
     pub gateway: IpAddr,
+    /// Every address of the container, one per family of the network (IPv4 first), each
+    /// with its prefix and gateway. Empty from a daemon older than dual-stack networks: then
+    /// `ip`/`prefix`/`gateway` are the only address.
+    #[serde(default)]
+    pub addresses: Vec<AttachedAddr>,
     /// MAC of its interface.
     pub mac: String,
     /// Its MTU.
@@ -40,6 +45,26 @@ impl Attached {
     pub fn cidr(&self) -> Option<IpNet> {
         IpNet::new(self.ip, self.prefix).ok()
     }
+
+    /// Every address (one per family), also from a daemon that only filled `ip`.
+    pub fn all_addresses(&self) -> Vec<AttachedAddr> {
+        if self.addresses.is_empty() {
+            vec![AttachedAddr { ip: self.ip, prefix: self.prefix, gateway: self.gateway }]
+        } else {
+            self.addresses.clone()
+        }
+    }
+}
+
+/// One address of an attached container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedAddr {
+    /// The address.
+    pub ip: IpAddr,
+    /// The prefix length of the network's subnet of its family.
+    pub prefix: u8,
+    /// That family's gateway.
+    pub gateway: IpAddr,
 }
 
 /// DNS settings for an attached container.
@@ -58,6 +83,9 @@ pub struct Detached {
     pub name: String,
     /// Network name.
     pub network: String,
-    /// The address it had.
+    /// The address it had (the IPv4 one on a dual-stack network).
     pub ip: IpAddr,
+    /// Every address it had, released together (one per family of the network).
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
 }

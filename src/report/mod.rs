@@ -18,7 +18,7 @@ pub mod services;
 pub mod status;
 
 pub use catalog::{Catalog, CatalogInstance, CatalogNode, Health, ServiceSummary};
-pub use containers::{Attached, Detached};
+pub use containers::{Attached, AttachedAddr, Detached};
 pub use counters::{Counters, DataplaneSnapshot, DnsSnapshot, MembershipStats};
 pub use ping::{PingFailed, Pong};
 pub use policy::{Explain, NetworkPolicy};

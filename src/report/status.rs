@@ -45,6 +45,16 @@ pub struct NetworkStatus {
     pub node_subnet: IpNet,
     /// This node's address on the network's bridge.
     pub gateway: IpAddr,
+    /// Every subnet of the network, one per family (`subnet` is the first: IPv4 on a
+    /// dual-stack network).
+    #[serde(default)]
+    pub subnets: crate::family::Subnets,
+    /// This node's share of each.
+    #[serde(default)]
+    pub node_subnets: crate::family::Subnets,
+    /// This node's address on the bridge per family.
+    #[serde(default)]
+    pub gateways: crate::family::Addrs,
     /// Overlay MTU.
     pub mtu: u32,
     /// How its frames travel.
@@ -379,7 +389,8 @@ mod tests {
             "node": "h1",
             "networks": [{
                 "name": "default", "vni": 42, "subnet": "10.42.0.0/16", "node_subnet": "10.42.1.0/24",
-                "gateway": "10.42.1.1", "mtu": 1420, "encryption": "chacha20poly1305",
+                "gateway": "10.42.1.1", "subnets": ["10.42.0.0/16"], "node_subnets": ["10.42.1.0/24"],
+                "gateways": ["10.42.1.1"], "mtu": 1420, "encryption": "chacha20poly1305",
                 "containers": [{"name": "c1", "ip": "10.42.1.2", "mac": "02:00:0a:2a:01:02",
                                 "netns": "c1", "host_ifname": "wv0a0b0c0d"},
                                {"name": "pod-a", "ip": "10.42.1.3", "mac": "02:00:0a:2a:01:03",

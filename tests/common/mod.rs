@@ -53,6 +53,16 @@ impl Lab {
     /// As [`Lab::up`], with extra configuration appended to node configs: `("all", toml)` to
     /// every host's, `("h2", toml)` to h2's (lab.sh `WEFT_LAB_EXTRA`).
     pub fn up_with(hosts: usize, containers: usize, extra: &[(&str, &str)]) -> Lab {
+        Self::up_inner(hosts, containers, extra, false)
+    }
+
+    /// As [`Lab::up_with`], on a dual-stack network (10.42.0.0/16 and fd42::/48; host i owns
+    /// 10.42.<i>.0/24 and fd42:0:0:<i>::/64): every container has both, see [`Lab::ip6`].
+    pub fn up_dual(hosts: usize, containers: usize, extra: &[(&str, &str)]) -> Lab {
+        Self::up_inner(hosts, containers, extra, true)
+    }
+
+    fn up_inner(hosts: usize, containers: usize, extra: &[(&str, &str)], dual: bool) -> Lab {
         require_lab_support();
         // A test that panicked while holding the lock poisoned it; the lab it held is gone.
         let serial = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -77,6 +87,9 @@ impl Lab {
                 lab_sh_command(&dir, Some(&tag), &["up", &hosts.to_string(), &containers.to_string()]);
             if !extra.is_empty() {
                 cmd.env("WEFT_LAB_EXTRA", &extra_dir);
+            }
+            if dual {
+                cmd.env("WEFT_LAB_DUAL", "1");
             }
             let out = cmd.output().unwrap_or_else(|e| panic!("cannot run bash {LAB_SH}: {e}"));
             let _ = std::fs::remove_dir_all(&extra_dir);
@@ -132,6 +145,15 @@ impl Lab {
         let path = self.dir.join(format!("{container}.ip"));
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("no address for {container} ({}): {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// The IPv6 address that `weft attach` gave `container` in a dual-stack lab.
+    pub fn ip6(&self, container: &str) -> String {
+        let path = self.dir.join(format!("{container}.ip6"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no IPv6 address for {container} ({}): {e}", path.display()))
             .trim()
             .to_string()
     }
