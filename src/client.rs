@@ -128,6 +128,9 @@ pub fn status(c: ClientArgs) -> Result<()> {
             c.network, c.mac, c.owner, c.owner_ip, c.claimant, c.claimant_ip
         );
     }
+    for s in &e.seen_as {
+        println!("seen by {} at {}", s.by, s.address);
+    }
     if let Some(id) = &e.identity {
         let now = crate::pki::unix_now();
         println!(

@@ -396,6 +396,7 @@ mod tests {
                 membership,
                 seeds: vec![],
                 conflicts: vec![],
+                seen_as: vec![],
                 identity: Some(crate::report::status::IdentityStatus {
                     public_key: "k1".into(),
                     cert_not_after: 1_850_000_000,

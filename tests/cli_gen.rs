@@ -242,6 +242,7 @@ fn weft_toml_5_documents_every_key_of_the_file_types() {
         ("MembershipFile", "[membership]"),
         ("MetricsFile", "[metrics]"),
         ("DnsFile", "[dns]"),
+        ("RelayFile", "[relay]"),
         ("ServiceFile", "[[service]]"),
         ("CheckFile", "HEALTH CHECKS"),
         ("PolicyFile", "[network.policy]"),

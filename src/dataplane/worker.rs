@@ -645,10 +645,7 @@ impl Worker {
         d: &mut [u8],
     ) -> Option<(NetId, usize, usize, bool)> {
         let shared = &self.shared;
-        if crate::plane::path::is_virtual_ip(from.ip()) {
-            // Relayed paths are named by this prefix inside the daemon: a datagram from it is
-            // forged, and could make the endpoint move a session onto a relay.
-            inc(&shared.stats.drop_reserved_source);
+        if !real_source(shared, from) {
             return None;
         }
         let max = match MessageType::of(d) {
@@ -845,6 +842,17 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
         return None;
     }
     Some(net)
+}
+
+/// Whether a datagram's source can be real: relayed paths are named by addresses in
+/// `100::/64` inside the daemon (`plane::path`), so a datagram from there is forged and could
+/// make the endpoint move a session onto a relay; dropped and counted.
+fn real_source(shared: &Shared, from: SocketAddr) -> bool {
+    if crate::plane::path::is_virtual_ip(from.ip()) {
+        inc(&shared.stats.drop_reserved_source);
+        return false;
+    }
+    true
 }
 
 /// A frame in a slot, as [`seal_for`] takes it.
@@ -1140,5 +1148,17 @@ mod tests {
             assert!(!admit(&shared, &tables, PEER, NetId(0), &advert(b1, addr(target))), "{what}");
             assert_eq!(shared.stats.drop_spoof.load(Relaxed), before + 1, "{what} counted");
         }
+    }
+
+    #[test]
+    fn rogue_datagram_from_a_relayed_paths_address_is_dropped() {
+        let (shared, _) = node();
+        let virtual_source = crate::plane::path::via(PeerId(1), PEER);
+        assert!(!real_source(&shared, virtual_source));
+        assert_eq!(shared.stats.drop_reserved_source.load(Relaxed), 1);
+        for real in ["10.200.0.2:51820", "[2001:db8::2]:51820", "[100:0:0:1::2]:51820"] {
+            assert!(real_source(&shared, real.parse().unwrap()), "{real}");
+        }
+        assert_eq!(shared.stats.drop_reserved_source.load(Relaxed), 1);
     }
 }

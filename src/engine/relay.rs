@@ -58,7 +58,7 @@ pub(crate) struct Paths {
     /// Peers that said they relay.
     offers: BTreeSet<PeerId>,
     /// Our own address as peers see it, newest first: (address, who saw it).
-    pub seen_as: Vec<(SocketAddr, PeerId)>,
+    pub(crate) seen_as: Vec<(SocketAddr, PeerId)>,
     /// Each peer's addresses as relays saw them, newest first: direct candidates.
     candidates: BTreeMap<PeerId, Vec<SocketAddr>>,
     /// Peers moved onto a relay: when, and the relays tried since the direct path failed.

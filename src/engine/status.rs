@@ -177,6 +177,12 @@ impl Engine {
             seeds: self.seeds_status(now),
             conflicts,
             identity: Some(self.identity_status()),
+            seen_as: self
+                .paths
+                .seen_as
+                .iter()
+                .map(|(address, p)| crate::report::status::SeenAs { address: *address, by: name_of(p) })
+                .collect(),
         }
     }
 }

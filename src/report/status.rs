@@ -120,6 +120,19 @@ pub struct EngineStatus {
     /// This node's certificate and the CAs it trusts, with their expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityStatus>,
+    /// This node's underlay address as peers see it (reflexive: behind NAT, the mapping),
+    /// newest first, with the peer that said so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen_as: Vec<SeenAs>,
+}
+
+/// This node's address as one peer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenAs {
+    /// The address.
+    pub address: std::net::SocketAddr,
+    /// The peer's name.
+    pub by: String,
 }
 
 /// This node's certificate and trusted CAs as the engine runs them (after any reload).
