@@ -392,14 +392,10 @@ impl Engine {
                 let bytes = bytes.to_vec();
                 self.gossip_in(now, peer, &bytes);
             }
-            Ok(Inner::RelayTo { to, datagram }) => {
-                let datagram = datagram.to_vec();
-                self.relay_to(now, peer, to, &datagram);
-            }
-            Ok(Inner::RelayFrom { from, seen, datagram }) => {
-                let datagram = datagram.to_vec();
-                self.relay_from(now, peer, from, seen, &datagram);
-            }
+            // `buf` is ours, not the engine's: the datagram is passed on (or opened, in a copy of
+            // its own) straight from it.
+            Ok(Inner::RelayTo { to, datagram }) => self.relay_to(now, peer, to, datagram),
+            Ok(Inner::RelayFrom { from, seen, datagram }) => self.relay_from(now, peer, from, seen, datagram),
             Ok(Inner::PathInfo { flags, seen }) => self.path_info(peer, flags, seen),
             Ok(other) => trace!(%peer, kind = ?other.kind(), "inner payload ignored"),
             Err(e) => trace!(%peer, %e, "bad inner payload"),
