@@ -38,6 +38,9 @@ wanted=(
 	runc:runc
 	containernetworking-plugins:containernetworking-plugins
 	busybox-static:busybox-static
+	# tests/docker_lab.rs: a dockerd and a containerd per lab host, with private roots.
+	docker.io:dockerd
+	containerd:containerd
 )
 
 installed() {
@@ -64,6 +67,14 @@ else
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update
+	# The tests start their own dockerd and containerd inside lab namespaces; installing the
+	# packages must not start the machine's (a policy-rc.d that refuses, for this install only).
+	policy=/usr/sbin/policy-rc.d
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 

@@ -13,6 +13,7 @@ pub mod dataplane;
 pub mod device;
 pub mod discovery;
 pub mod dns;
+pub mod docker;
 pub mod engine;
 pub mod family;
 pub mod http_access;

@@ -243,6 +243,7 @@ fn weft_toml_5_documents_every_key_of_the_file_types() {
         ("MetricsFile", "[metrics]"),
         ("DnsFile", "[dns]"),
         ("RelayFile", "[relay]"),
+        ("DockerFile", "[docker]"),
         ("ServiceFile", "[[service]]"),
         ("CheckFile", "HEALTH CHECKS"),
         ("PolicyFile", "[network.policy]"),

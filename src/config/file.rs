@@ -25,6 +25,16 @@ pub(super) struct File {
     pub dns: DnsFile,
     #[serde(default)]
     pub relay: RelayFile,
+    #[serde(default)]
+    pub docker: DockerFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DockerFile {
+    pub enable: Option<bool>,
+    pub socket: Option<Spanned<String>>,
+    pub engine: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

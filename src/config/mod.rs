@@ -8,6 +8,7 @@
 
 mod advertise;
 mod discovery;
+mod docker;
 mod file;
 mod local_access;
 mod locate;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use advertise::{AdvertiseFrom, HostAddrs, System};
+pub use docker::Docker;
 pub use local_access::{ControlGroup, HttpAccessConfig};
 pub use relay::Relay;
 
@@ -82,6 +84,8 @@ pub struct Config {
     pub dns: Dns,
     /// `[relay]`.
     pub relay: Relay,
+    /// `[docker]`.
+    pub docker: Docker,
     /// Line of each key that checks after parsing may complain about (`node.key`,
     /// `network[0].subnet`, …).
     lines: BTreeMap<String, usize>,
@@ -471,6 +475,7 @@ impl Config {
         }
         let dns = ctx.dns(&f.dns)?;
         let relay = ctx.relay(&f.relay)?;
+        let docker = ctx.docker(&f.docker)?;
         Ok(Self {
             path: path.to_owned(),
             node,
@@ -484,6 +489,7 @@ impl Config {
             services,
             dns,
             relay,
+            docker,
             lines,
             control_group_name,
         })

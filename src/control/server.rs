@@ -257,7 +257,7 @@ fn enter_path_ok(p: &str) -> bool {
         if !pid.is_empty() && !fd.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && fd.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -267,7 +267,7 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     if labels.len() > 32 {
         bail!("at most 32 labels");
     }
@@ -293,7 +293,7 @@ struct Who<'a> {
 }
 
 /// The runtime's container id, as the CNI plugin checks it too.
-fn check_container_id(id: &str) -> Result<()> {
+pub(crate) fn check_container_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 1024
         && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));

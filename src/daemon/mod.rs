@@ -75,6 +75,7 @@ struct Node {
     reloader: reload::Reloader,
     reload_rx: control::server::ReloadRequests,
     _socket: guards::SocketFile,
+    _docker_socket: Option<guards::SocketFile>,
     _threads: guards::Threads,
     _locks: lock::HostLocks,
 }
@@ -114,6 +115,12 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
     let control_access = control::access::ControlAccess::new(cfg.node.control_group.clone());
     let listener = control::access::bind(&cfg.node.control_socket, &control_access)?;
     let socket = guards::SocketFile(cfg.node.control_socket.clone());
+    let docker = match cfg.docker.enable {
+        true => {
+            Some((crate::docker::bind(&cfg.docker.socket)?, guards::SocketFile(cfg.docker.socket.clone())))
+        }
+        false => None,
+    };
     let nl = Netlink::new().await?;
     let mut leases = Leases::load(&cfg.node.state_dir)?;
     let sockets = network::udp_sockets(cfg)?;
@@ -226,6 +233,20 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         }
     }
     tasks.add(tokio::spawn(control::server::serve_on(listener, Arc::clone(&ctx), control_access)));
+    let docker_socket = match docker {
+        Some((listener, file)) => {
+            let driver =
+                crate::docker::Driver::new(Arc::clone(&ctx), &cfg.node.state_dir, cfg.docker.engine.clone())?;
+            tasks.add(tokio::spawn(async move {
+                if let Err(e) = crate::docker::serve(listener, driver).await {
+                    warn!("{e:#}");
+                }
+            }));
+            info!(socket = %cfg.docker.socket.display(), "serving the Docker network and IPAM driver");
+            Some(file)
+        }
+        None => None,
+    };
     if let Some(listener) = metrics {
         let ctx = Arc::clone(&ctx);
         tasks.add(tokio::spawn(async move {
@@ -266,7 +287,15 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
         identity: reload::IdentityPrint::of(&id),
     };
     bridges.keep();
-    Ok(Node { tasks, reloader, reload_rx, _socket: socket, _threads: threads, _locks: locks })
+    Ok(Node {
+        tasks,
+        reloader,
+        reload_rx,
+        _socket: socket,
+        _docker_socket: docker_socket,
+        _threads: threads,
+        _locks: locks,
+    })
 }
 
 /// Starts DNS on every network's gateway address (port 53) and the configured addresses.

@@ -139,6 +139,56 @@ async fn create_veth(
     })
 }
 
+/// Creates a veth pair entirely in the daemon's namespace, for a runtime that moves the
+/// container end itself (Docker's remote drivers return its name from `Join`): host end
+/// `host_ifname` enslaved to `bridge` and up with `mtu`, peer `peer_ifname` with `mac` and
+/// `mtu`, left down for the runtime to move, rename and configure. On failure nothing is left.
+pub async fn create_pair(
+    nl: &Netlink,
+    bridge: &str,
+    host_ifname: &str,
+    peer_ifname: &str,
+    mac: [u8; 6],
+    mtu: u32,
+) -> Result<(), NetlinkError> {
+    let wrap = |error| NetlinkError::Attach { host_ifname: host_ifname.to_owned(), error: Box::new(error) };
+    check_name(host_ifname).map_err(wrap)?;
+    check_name(peer_ifname).map_err(wrap)?;
+    let bridge_index = nl
+        .link_index(bridge)
+        .await
+        .map_err(wrap)?
+        .ok_or_else(|| wrap(NetlinkError::NotFound { what: "bridge", name: bridge.to_owned() }))?;
+    let peer = LinkUnspec::new_with_name(peer_ifname).mtu(mtu).address(mac.to_vec()).build();
+    let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host_ifname)
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    nl.handle
+        .link()
+        .add(message)
+        .execute()
+        .await
+        .map_err(|e| wrap(request(format!("create veth {host_ifname} (peer {peer_ifname})"), e)))?;
+    let up = async {
+        let host = nl
+            .link_index(host_ifname)
+            .await?
+            .ok_or_else(|| NetlinkError::NotFound { what: "veth", name: host_ifname.to_owned() })?;
+        nl.set_master(host, bridge_index).await?;
+        nl.set_up(host).await
+    };
+    if let Err(error) = up.await {
+        if let Err(cleanup) = nl.delete_link(host_ifname).await {
+            warn!(host_ifname, error = %cleanup, "could not remove veth of failed attach");
+        }
+        return Err(wrap(error));
+    }
+    debug!(host_ifname, peer_ifname, "veth pair created for the runtime to move");
+    Ok(())
+}
+
 /// Everything after the pair exists; any error here is rolled back by the caller.
 async fn configure(
     nl: &Netlink,

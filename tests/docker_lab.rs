@@ -1,0 +1,552 @@
+//! The real container engines on weft, each started by the test inside a lab host's network
+//! namespace with private roots, sockets and configs under its own directory (shared LAB.md):
+//!
+//! - Docker: a dockerd per host, weft's network and IPAM driver (`[docker] enable`) found in
+//!   that dockerd's private plugin directory. Containers on a `-d weft` network on two hosts
+//!   ping each other and resolve each other by their Docker names through weft DNS; their
+//!   `--label`s reach policy and `weft.service` declares a service; a restart of weft leaves a
+//!   running container's link and address alone; `docker rm` leaves no veth and no lease.
+//! - containerd: a containerd per host and `ctr run --cni` with weft's CNI plugin; a container
+//!   on h2 reaches one on h1, and both give their leases back when they exit.
+//!
+//! dockerd and ctr run in a mount namespace of their own where a tmpfs covers /run and private
+//! directories cover /etc/docker, /etc/cni/net.d and /opt/cni: the plugin paths these engines
+//! hard-code are the lab's, never the machine's. Needs docker.io, containerd, runc and
+//! busybox-static (scripts/install-deps.sh).
+
+mod common;
+
+use common::Lab;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const WEFT_BIN: &str = env!("CARGO_BIN_EXE_weft");
+
+/// Debian's docker client (the machine may have another one earlier on PATH).
+const DOCKER: &str = "/usr/bin/docker";
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The per-host directory of an engine, known before the lab exists (weft's config names
+/// the driver's socket in it).
+fn engine_dir(kind: &str, host: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/weft-{kind}-{}-{host}", std::process::id()))
+}
+
+/// A busybox root filesystem with the tools the tests use.
+fn make_rootfs(dir: &Path) {
+    for sub in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed");
+    for tool in ["sh", "ip", "ping", "cat", "sleep", "nslookup", "hostname"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(tool)).unwrap();
+    }
+}
+
+/// cgroup directories named `name` in every hierarchy (engines with cgroupfs create them).
+fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(name))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// Removes the empty cgroup directories under and including `dir`.
+fn remove_empty_cgroups(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_cgroups(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// `sh -c script` in a mount namespace of its own inside `netns`, where tmpfs covers /run
+/// (plugin sockets the engines look for live there) and /opt (containerd creates
+/// /opt/containerd), and `binds` (source, target) cover machine directories the engines
+/// would otherwise read or write.
+fn private_sh(netns: &str, binds: &[(PathBuf, &str)], script: &str) -> Command {
+    let mut setup = String::from(
+        "set -e; mount --make-rprivate /; mount -t tmpfs weftlab /run; mount -t tmpfs weftlab /opt; ",
+    );
+    for (src, target) in binds {
+        setup.push_str(&format!("mkdir -p {target}; mount --bind {} {target}; ", src.display()));
+    }
+    let mut c = Command::new("nsenter");
+    // nsenter --net, not `ip netns exec`: the latter remounts /sys, which hides the cgroup
+    // mounts runc needs.
+    c.arg(format!("--net=/run/netns/{netns}")).args(["unshare", "-m", "sh", "-c"]).arg(setup + script);
+    c
+}
+
+/// A dockerd of the lab, stopped (containers removed first) and its directory removed on
+/// drop.
+struct Dockerd {
+    dir: PathBuf,
+    child: Child,
+    cgroup: String,
+}
+
+impl Dockerd {
+    fn start(lab: &Lab, host: &str) -> Dockerd {
+        let dir = engine_dir("docker", host);
+        for sub in ["data", "exec", "etc", "client"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        make_rootfs(&dir.join("rootfs"));
+        let cgroup = format!("weftlab{}{host}", std::process::id());
+        let d = dir.display();
+        let script = format!(
+            "mkdir -p /run/docker/plugins; mount --bind {d}/plugins /run/docker/plugins; \
+             exec dockerd --config-file {d}/daemon.json --data-root {d}/data --exec-root {d}/exec \
+             --pidfile {d}/dockerd.pid -H unix://{d}/docker.sock --iptables=false --ip6tables=false \
+             --ip-forward=false --ip-masq=false --bridge=none --storage-driver=vfs \
+             --cgroup-parent={cgroup} --containerd-namespace=weftlab --containerd-plugins-namespace=weftlabp \
+             --userland-proxy=false"
+        );
+        let binds = [(dir.join("etc"), "/etc/docker")];
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = private_sh(&lab.netns(host), &binds, &script)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start dockerd (apt-get install docker.io)");
+        let mut d = Dockerd { dir, child, cgroup };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if d.docker(&["version"]).status.success() {
+                break;
+            }
+            if Instant::now() > deadline || d.child.try_wait().ok().flatten().is_some() {
+                panic!("dockerd on {host} did not come up:\n{}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let import = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {}/rootfs -c . | {DOCKER} -H unix://{}/docker.sock import - weftbusy:lab",
+                d.dir.display(),
+                d.dir.display()
+            ))
+            .env("DOCKER_CONFIG", d.dir.join("client"))
+            .output()
+            .unwrap();
+        assert!(import.status.success(), "docker import: {}", text(&import));
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}/docker.sock", self.dir.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.join("client"))
+            .output()
+            .expect("cannot run docker (apt-get install docker.io)")
+    }
+
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}\ndockerd log:\n{}", text(&o), self.log());
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    }
+
+    fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let _ = self.docker(&["network", "rm", "weftnet"]);
+        // dockerd is the shell's exec'd process: this is its PID.
+        unsafe_free_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for cg in cgroup_dirs(&self.cgroup) {
+            remove_empty_cgroups(&cg);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `signal` to `pid` with kill(1) (the tests keep `unsafe` out).
+fn unsafe_free_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+fn status(lab: &Lab, host: &str) -> Value {
+    let o = lab.weft(host, &["status", "--json"]);
+    assert!(o.status.success(), "weft status on {host}: {}", text(&o));
+    serde_json::from_slice(&o.stdout).expect("status JSON")
+}
+
+fn containers(lab: &Lab, host: &str) -> Vec<Value> {
+    status(lab, host)["networks"][0]["containers"].as_array().cloned().unwrap_or_default()
+}
+
+fn gateway(lab: &Lab, host: &str) -> String {
+    status(lab, host)["networks"][0]["gateway"].as_str().expect("gateway").to_owned()
+}
+
+/// The container veths (`wv…`) on a host.
+fn veths(lab: &Lab, host: &str) -> usize {
+    let out = lab.exec(host, &["ip", "-o", "link", "show"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("wv")))
+        .count()
+}
+
+/// Waits until `host` lists a container named `name` and returns it.
+fn wait_container(lab: &Lab, host: &str, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(c) = containers(lab, host).into_iter().find(|c| c["name"] == name) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host} never listed {name}: {:?}\n{}",
+            containers(lab, host),
+            lab.log(host)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn docker_config(host: &str) -> String {
+    let d = engine_dir("docker", host);
+    format!(
+        "[docker]\nenable = true\nsocket = \"{}/plugins/weft.sock\"\nengine = \"{}/docker.sock\"\n",
+        d.display(),
+        d.display()
+    )
+}
+
+#[test]
+fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts() {
+    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
+    let _ = std::fs::remove_dir_all(engine_dir("docker", "h2"));
+    let (c1, c2) = (docker_config("h1"), docker_config("h2"));
+    let lab = Lab::up_with(2, 0, &[("h1", &c1), ("h2", &c2)]);
+    let (d1, d2) = (Dockerd::start(&lab, "h1"), Dockerd::start(&lab, "h2"));
+    let (gw1, gw2) = (gateway(&lab, "h1"), gateway(&lab, "h2"));
+
+    // A network on the wrong IPAM is refused with the way out.
+    let wrong = d1.docker(&["network", "create", "-d", "weft", "--subnet", "10.42.0.0/16", "wrongipam"]);
+    assert!(!wrong.status.success(), "a -d weft network on Docker's own IPAM was accepted");
+    assert!(text(&wrong).contains("--ipam-driver weft"), "{}", text(&wrong));
+
+    // Without --subnet, the error says what to give.
+    let bare = d1.docker(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "bare"]);
+    assert!(!bare.status.success(), "a -d weft network without --subnet was accepted");
+    assert!(text(&bare).contains("--subnet 10.42.0.0/16"), "{}", text(&bare));
+    for d in [&d1, &d2] {
+        d.docker_ok(&[
+            "network",
+            "create",
+            "-d",
+            "weft",
+            "--ipam-driver",
+            "weft",
+            "--subnet",
+            "10.42.0.0/16",
+            "--opt",
+            "weft.network=default",
+            "weftnet",
+        ]);
+    }
+    let subnet =
+        d1.docker_ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "weftnet"]);
+    assert_eq!(subnet, "10.42.0.0/16", "the Docker network's subnet is weft's");
+
+    let run = |d: &Dockerd, name: &str, gw: &str, labels: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "weftnet", "--dns", gw];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.extend(["weftbusy:lab", "sleep", "600"]);
+        d.docker_ok(&args)
+    };
+    run(&d1, "web1", &gw1, &["role=web", "weft.service=http:80"]);
+    run(&d2, "web2", &gw2, &["role=client"]);
+
+    // weft names the containers after Docker's names and carries their labels.
+    let w1 = wait_container(&lab, "h1", "web1");
+    let w2 = wait_container(&lab, "h2", "web2");
+    let ip1 = w1["ip"].as_str().expect("address").to_owned();
+    let ip2 = w2["ip"].as_str().expect("address").to_owned();
+    assert!(ip1.starts_with("10.42.1."), "h1's container outside h1's pool: {ip1}");
+    assert!(ip2.starts_with("10.42.2."), "h2's container outside h2's pool: {ip2}");
+    let leases: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir().join("h1/state/leases.json")).unwrap())
+            .unwrap();
+    let lease = &leases["networks"]["default"][&ip1];
+    assert_eq!(lease["labels"]["role"], "web", "the --label did not reach weft: {lease}");
+    let inside = d1.docker_ok(&["exec", "web1", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(inside.contains(&format!("inet {ip1}/16")), "Docker configured another address: {inside}");
+
+    // Across hosts, by address and by name through weft DNS (Docker's embedded resolver
+    // forwards to the --dns server).
+    let reach = |d: &Dockerd, from: &str, to: &str, ip: &str| {
+        let script = format!(
+            "for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 2 {to}.container.weft && exit 0; sleep 1; done; exit 1"
+        );
+        let o = d.docker(&["exec", from, "sh", "-c", &script]);
+        assert!(o.status.success(), "{from} cannot reach {to} by name: {}\n{}", text(&o), lab.log("h1"));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(ip),
+            "{to} did not resolve to {ip}: {}",
+            text(&o)
+        );
+    };
+    reach(&d2, "web2", "web1", &ip1);
+    reach(&d1, "web1", "web2", &ip2);
+
+    // The label's service is in the catalog h2 sees.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = lab.weft("h2", &["services", "--json"]);
+        let cat = String::from_utf8_lossy(&o.stdout).into_owned();
+        if cat.contains("\"http\"") && cat.contains(&ip1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the weft.service label's service never reached h2: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A restart of weft on h1 leaves web1's link and address alone, and it is reachable after.
+    let mac_before = d1.docker_ok(&["exec", "web1", "cat", "/sys/class/net/eth0/address"]);
+    lab.stop_daemon("h1", "TERM");
+    let during = d1.docker_ok(&["exec", "web1", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(during.contains(&ip1), "web1 lost its address while weft was stopped: {during}");
+    lab.start_daemon("h1");
+    assert_eq!(d1.docker_ok(&["exec", "web1", "cat", "/sys/class/net/eth0/address"]), mac_before);
+    assert_eq!(
+        wait_container(&lab, "h1", "web1")["ip"],
+        ip1.as_str(),
+        "web1's lease changed across the restart"
+    );
+    reach(&d2, "web2", "web1", &ip1);
+
+    // docker rm leaves no veth and no lease, and frees the address for the next container.
+    d1.docker_ok(&["rm", "-f", "web1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(containers(&lab, "h1").is_empty() && veths(&lab, "h1") == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "docker rm left {:?} and {} veths on h1",
+            containers(&lab, "h1"),
+            veths(&lab, "h1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let leases = std::fs::read_to_string(lab.dir().join("h1/state/leases.json")).unwrap_or_default();
+    assert!(!leases.contains(&ip1), "docker rm left the lease of {ip1}: {leases}");
+    run(&d1, "web3", &gw1, &[]);
+    assert_eq!(wait_container(&lab, "h1", "web3")["ip"], ip1.as_str(), "the freed address was not reused");
+    d1.docker_ok(&["rm", "-f", "web3"]);
+    d2.docker_ok(&["rm", "-f", "web2"]);
+    for d in [&d1, &d2] {
+        d.docker_ok(&["network", "rm", "weftnet"]);
+    }
+    assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
+}
+
+/// A containerd of the lab with its own root, state and socket; `ctr` runs in a mount
+/// namespace where /etc/cni/net.d and /opt/cni/bin are the lab's.
+struct Containerd {
+    dir: PathBuf,
+    child: Child,
+    netns: String,
+}
+
+/// ctr's namespace (and the prefix of the id CNI sees).
+const CTR_NS: &str = "wl";
+
+impl Containerd {
+    fn start(lab: &Lab, host: &str) -> Containerd {
+        let dir = engine_dir("containerd", host);
+        for sub in ["root", "state", "net.d", "bin", "fifo"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        make_rootfs(&dir.join("rootfs"));
+        std::os::unix::fs::symlink(WEFT_BIN, dir.join("bin/weft")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/cni/loopback", dir.join("bin/loopback")).unwrap();
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "weftnet",
+            "plugins": [{"type": "weft", "socket": lab.socket(host), "network": "default"}],
+        });
+        std::fs::write(dir.join("net.d/weftnet.conflist"), conflist.to_string()).unwrap();
+        // Only what containerd needs; the machine's /etc/containerd/config.toml is not read.
+        std::fs::write(dir.join("config.toml"), "version = 2\n").unwrap();
+        let d = dir.display();
+        let script = format!(
+            "exec containerd --config {d}/config.toml --root {d}/root --state {d}/state --address {d}/containerd.sock"
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = private_sh(&lab.netns(host), &[], &script)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start containerd (apt-get install containerd)");
+        let c = Containerd { dir, child, netns: lab.netns(host) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !c.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd on {host} did not come up:\n{}", c.log());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        c
+    }
+
+    fn ctr_command(&self, args: &[&str]) -> Command {
+        let d = &self.dir;
+        let binds = [(d.join("net.d"), "/etc/cni/net.d"), (d.join("bin"), "/opt/cni/bin")];
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        let script =
+            format!("exec ctr --address {}/containerd.sock -n {CTR_NS} {}", d.display(), quoted.join(" "));
+        // ctr talks to containerd by its socket path; `run` gets --fifo-dir in the lab's
+        // directory, which containerd's shims (outside this tmpfs /run) see too.
+        private_sh(&self.netns, &binds, &script)
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_command(args).output().expect("cannot run ctr")
+    }
+
+    fn rootfs(&self) -> String {
+        self.dir.join("rootfs").display().to_string()
+    }
+
+    fn fifo(&self) -> String {
+        self.dir.join("fifo").display().to_string()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let tasks = self.ctr(&["task", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+            let _ = self.ctr(&["task", "kill", "-s", "KILL", id]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let list = self.ctr(&["container", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+            let _ = self.ctr(&["task", "rm", "-f", id]);
+            let _ = self.ctr(&["container", "rm", id]);
+        }
+        unsafe_free_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for cg in cgroup_dirs(CTR_NS) {
+            remove_empty_cgroups(&cg);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn containerd_ctr_run_cni_containers_reach_each_other_across_hosts() {
+    let lab = Lab::up(2, 0);
+    let _ = std::fs::remove_dir_all(engine_dir("containerd", "h1"));
+    let _ = std::fs::remove_dir_all(engine_dir("containerd", "h2"));
+    let (k1, k2) = (Containerd::start(&lab, "h1"), Containerd::start(&lab, "h2"));
+
+    // h1's container runs (in the foreground of its ctr, which tears its network down when it
+    // exits) while h2's pings it.
+    let rootfs1 = k1.rootfs();
+    let server = k1
+        .ctr_command(&[
+            "run",
+            "--rm",
+            "--cni",
+            "--fifo-dir",
+            &k1.fifo(),
+            "--rootfs",
+            &rootfs1,
+            "srv",
+            "/bin/sh",
+            "-c",
+            "sleep 25",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ctr run");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let srv = loop {
+        if let Some(c) = containers(&lab, "h1").into_iter().next() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "ctr run --cni never attached on h1:\n{}", k1.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ip1 = srv["ip"].as_str().expect("address").to_owned();
+    assert!(ip1.starts_with("10.42.1."), "h1's container outside h1's pool: {ip1}");
+    assert_eq!(srv["container_id"], format!("{CTR_NS}-srv"), "CNI's container id is ctr's namespace-id");
+
+    let rootfs2 = k2.rootfs();
+    let script = format!("ip -o -4 addr show; ping -c 2 -W 2 {ip1} || ping -c 3 -W 2 {ip1}");
+    let fifo2 = k2.fifo();
+    let client = k2.ctr(&[
+        "run",
+        "--rm",
+        "--cni",
+        "--fifo-dir",
+        &fifo2,
+        "--rootfs",
+        &rootfs2,
+        "cli",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let out = String::from_utf8_lossy(&client.stdout).into_owned();
+    assert!(client.status.success(), "h2's ctr container cannot reach h1's: {}", text(&client));
+    assert!(out.contains("inet 10.42.2."), "h2's container outside h2's pool: {out}");
+    assert!(containers(&lab, "h2").is_empty(), "ctr run --rm left a lease on h2 (CNI DEL)");
+
+    let done = server.wait_with_output().expect("ctr run on h1");
+    assert!(done.status.success(), "h1's ctr run: {}", text(&done));
+    assert!(containers(&lab, "h1").is_empty(), "ctr run --rm left a lease on h1 (CNI DEL)");
+    assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
+}
