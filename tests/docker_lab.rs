@@ -550,3 +550,73 @@ fn containerd_ctr_run_cni_containers_reach_each_other_across_hosts() {
     assert!(containers(&lab, "h1").is_empty(), "ctr run --rm left a lease on h1 (CNI DEL)");
     assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
 }
+
+/// One request to the driver's socket as dockerd would post it; the status code and body.
+fn post(socket: &Path, op: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the driver's socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!("POST /{op} HTTP/1.0\r\nHost: \r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
+}
+
+/// What reaches the driver's socket is hostile too: a Docker address release cannot free (or
+/// an endpoint take) a `weft attach` container's address, and malformed, oversized or
+/// unknown calls are refused with an error while the daemon goes on serving.
+#[test]
+fn rogue_docker_driver_calls_cannot_take_a_weft_attach_containers_address() {
+    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
+    std::fs::create_dir_all(engine_dir("docker", "h1").join("plugins")).unwrap();
+    let lab = Lab::up_with(1, 1, &[("h1", &docker_config("h1"))]);
+    let socket = engine_dir("docker", "h1").join("plugins/weft.sock");
+    let victim = lab.ip("h1c1");
+    let gw = gateway(&lab, "h1");
+    assert!(lab.ping("h1c1", &gw), "h1c1 is not on the network before the attack");
+
+    let release = format!(r#"{{"PoolID":"default/v4","Address":"{victim}"}}"#);
+    let (code, body) = post(&socket, "IpamDriver.ReleaseAddress", release.as_bytes());
+    assert!(code != 200 && body.contains("held by weft container"), "release of {victim}: {code} {body}");
+    let create = format!(
+        r#"{{"NetworkID":"ab12","Options":{{"com.docker.network.generic":{{"weft.network":"default"}}}},"IPv4Data":[{{"AddressSpace":"weft","Pool":"10.42.0.0/16","Gateway":"{gw}/16"}}]}}"#
+    );
+    let (code, body) = post(&socket, "NetworkDriver.CreateNetwork", create.as_bytes());
+    assert_eq!(code, 200, "{body}");
+    let endpoint =
+        format!(r#"{{"NetworkID":"ab12","EndpointID":"cd34","Interface":{{"Address":"{victim}/16"}}}}"#);
+    let (code, body) = post(&socket, "NetworkDriver.CreateEndpoint", endpoint.as_bytes());
+    assert!(code != 200 && body.contains("already held"), "endpoint on {victim}: {code} {body}");
+
+    for (op, bad) in [
+        ("NetworkDriver.Join", br#"{"NetworkID":"ab12","EndpointID":"nope"}"#.to_vec()),
+        ("NetworkDriver.Join", br#"{"NetworkID":"../../etc","EndpointID":"x"}"#.to_vec()),
+        ("IpamDriver.RequestAddress", br#"{"PoolID":"default/v9","Address":""}"#.to_vec()),
+        ("IpamDriver.RequestPool", br#"{"Pool":"10.42.0.0/16","SubPool":"10.42.1.0/24"}"#.to_vec()),
+        ("NetworkDriver.CreateEndpoint", b"{not json".to_vec()),
+        ("NoSuch.Call", b"{}".to_vec()),
+        ("NetworkDriver.CreateNetwork", vec![b'x'; 200 * 1024]),
+    ] {
+        let (code, body) = post(&socket, op, &bad);
+        assert!(
+            code != 200 && code != 0,
+            "{op} with {} bytes of garbage was answered {code} {body}",
+            bad.len()
+        );
+    }
+
+    let held = containers(&lab, "h1");
+    assert!(
+        held.iter().any(|c| c["ip"] == victim.as_str() && c["name"] == "h1c1"),
+        "h1c1 lost its lease: {held:?}"
+    );
+    assert!(lab.ping("h1c1", &gw), "h1c1 lost its network after the calls");
+    let (code, body) = post(&socket, "Plugin.Activate", b"");
+    assert_eq!((code, body.contains("NetworkDriver")), (200, true), "the driver stopped answering: {body}");
+    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
+}
