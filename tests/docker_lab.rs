@@ -256,7 +256,13 @@ fn docker_config(host: &str) -> String {
 fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts() {
     let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
     let _ = std::fs::remove_dir_all(engine_dir("docker", "h2"));
-    let (c1, c2) = (docker_config("h1"), docker_config("h2"));
+    // On h1 only containers labelled role=client may ping role=web ones: the Docker --labels
+    // must reach policy.
+    let policy =
+        "[network.policy]\ninbound = \"deny\"\n\n[[network.policy.rule]]\nname = \"clients-ping-web\"\n\
+                  direction = \"in\"\naction = \"allow\"\nproto = \"icmp\"\n\
+                  from = { labels = { role = \"client\" } }\nto = { labels = { role = \"web\" } }\n";
+    let (c1, c2) = (docker_config("h1") + policy, docker_config("h2"));
     let lab = Lab::up_with(2, 0, &[("h1", &c1), ("h2", &c2)]);
     let (d1, d2) = (Dockerd::start(&lab, "h1"), Dockerd::start(&lab, "h2"));
     let (gw1, gw2) = (gateway(&lab, "h1"), gateway(&lab, "h2"));
@@ -331,6 +337,23 @@ fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts
     };
     reach(&d2, "web2", "web1", &ip1);
     reach(&d1, "web1", "web2", &ip2);
+    // A container without role=client is refused by h1's policy on the same warm path.
+    let refused_before = lab.counter("h1", "drop_policy");
+    let stranger = d2.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "weftnet",
+        "weftbusy:lab",
+        "ping",
+        "-c",
+        "3",
+        "-W",
+        "1",
+        &ip1,
+    ]);
+    assert!(!stranger.status.success(), "an unlabelled container pinged role=web: {}", text(&stranger));
+    assert!(lab.counter("h1", "drop_policy") > refused_before, "h1's policy did not count the refusal");
 
     // The label's service is in the catalog h2 sees.
     let deadline = Instant::now() + Duration::from_secs(20);
