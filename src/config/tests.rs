@@ -403,3 +403,32 @@ fn dual_stack_subnets_one_per_family() {
     let e = parse(&second(r#""10.42.7.0/24""#)).unwrap_err();
     assert!(e.message.contains("overlaps"), "{e}");
 }
+
+#[test]
+fn docker_driver_defaults_and_socket_names() {
+    let c = parse(GOOD).unwrap();
+    assert!(!c.docker.enable);
+    assert_eq!(c.docker.socket, PathBuf::from("/run/docker/plugins/weft.sock"));
+    assert_eq!(c.docker.engine, PathBuf::from("/run/docker.sock"));
+    let c = parse(&format!(
+        "{GOOD}\n[docker]\nenable = true\nsocket = \"/run/docker/plugins/overlay-1.sock\"\nengine = \"unix:///var/run/docker.sock\"\n"
+    ))
+    .unwrap();
+    assert!(c.docker.enable);
+    assert_eq!(c.docker.socket, PathBuf::from("/run/docker/plugins/overlay-1.sock"));
+    assert_eq!(c.docker.engine, PathBuf::from("/var/run/docker.sock"));
+    for bad in [
+        "weft.sock",
+        "/run/docker/plugins/weft",
+        "/run/docker/plugins/we ft.sock",
+        "/run/docker/plugins/.sock",
+    ] {
+        let e = parse(&format!("{GOOD}\n[docker]\nsocket = \"{bad}\"\n")).unwrap_err();
+        assert_eq!(e.key, "docker.socket", "{bad}: {e}");
+        assert!(e.message.contains("NAME.sock"), "{e}");
+    }
+    let e = parse(&format!("{GOOD}\n[docker]\nengine = \"docker.sock\"\n")).unwrap_err();
+    assert_eq!(e.key, "docker.engine", "{e}");
+    let e = parse(&format!("{GOOD}\n[docker]\nenabled = true\n")).unwrap_err();
+    assert!(e.to_string().contains("enabled"), "{e}");
+}

@@ -691,3 +691,50 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
     crate::control::access::bind(path, &crate::control::access::ControlAccess::new(None))
         .with_context(|| format!("the Docker driver socket {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerds_bodies_decode_and_empty_ones_are_defaults() {
+        // As dockerd 20.10 posts them (strace of a lab run).
+        let r: wire::RequestPool =
+            decode(br#"{"AddressSpace":"weft","Pool":"10.42.0.0/16","SubPool":"","Options":{},"V6":false}"#)
+                .unwrap();
+        assert_eq!((r.pool.as_str(), r.v6), ("10.42.0.0/16", false));
+        let c: wire::CreateNetwork = decode(
+            br#"{"NetworkID":"5e57","Options":{"com.docker.network.enable_ipv6":false,"com.docker.network.generic":{"weft.network":"default"}},"IPv4Data":[{"AddressSpace":"weft","Gateway":"10.42.1.1/16","Pool":"10.42.0.0/16"}],"IPv6Data":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ipv4_data.unwrap()[0].address_space, wire::ADDRESS_SPACE);
+        let e: wire::CreateEndpoint =
+            decode(br#"{"NetworkID":"5e57","EndpointID":"65d0","Interface":{"Address":"10.42.1.2/16","AddressIPv6":"","MacAddress":""},"Options":{}}"#)
+                .unwrap();
+        assert_eq!(e.interface.unwrap().address, "10.42.1.2/16");
+        let empty: wire::EndpointRef = decode(b"  \n").unwrap();
+        assert!(empty.network_id.is_empty());
+        assert!(decode::<wire::Join>(b"{\"NetworkID\": 7}").is_err());
+    }
+
+    #[test]
+    fn only_hex_like_ids_pass() {
+        assert!(check_id("id", "5e57ce7a64aa9700b9f6ddf0d44bff82d86a8ff5ab2204a0c7c42255928df073").is_ok());
+        for bad in ["", "../x", "a b", "a/b", &"a".repeat(129), "x\n"] {
+            assert!(check_id("id", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn placeholders_are_valid_container_names_and_docker_leases() {
+        for ip in ["10.42.1.2", "fd42:0:0:1::2"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            check_name(&placeholder_name(ip)).unwrap();
+            assert!(is_docker_lease(&placeholder(ip)));
+        }
+        let attached = Lease { ifname: "eth0".into(), ..placeholder("10.42.1.3".parse().unwrap()) };
+        assert!(!is_docker_lease(&attached), "a weft attach lease is not Docker's to free");
+        let mac = random_mac();
+        assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+    }
+}
