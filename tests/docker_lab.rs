@@ -643,3 +643,41 @@ fn rogue_docker_driver_calls_cannot_take_a_weft_attach_containers_address() {
     assert_eq!((code, body.contains("NetworkDriver")), (200, true), "the driver stopped answering: {body}");
     let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
 }
+
+#[test]
+fn docker_dual_stack_network_gives_both_families_from_the_nodes_pools() {
+    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
+    let lab = Lab::up_dual(1, 0, &[("h1", &docker_config("h1"))]);
+    let d = Dockerd::start(&lab, "h1");
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--ipam-driver",
+        "weft",
+        "--ipv6",
+        "--subnet",
+        "10.42.0.0/16",
+        "--subnet",
+        "fd42::/48",
+        "weftnet",
+    ]);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "weftnet",
+        "weftbusy:lab",
+        "sh",
+        "-c",
+        "ip addr show eth0 && ip -6 route && ping -c 1 -W 2 10.42.1.1 && ping -c 1 -W 2 fd42:0:0:1::1",
+    ]);
+    assert!(
+        out.contains("inet 10.42.1.") && out.contains("inet6 fd42:0:0:1::"),
+        "not both of h1's pools: {out}"
+    );
+    assert!(out.contains("default via fd42:0:0:1::1"), "no IPv6 default route via h1's gateway: {out}");
+    assert!(containers(&lab, "h1").is_empty(), "the exited container left leases");
+    assert_eq!(veths(&lab, "h1"), 0, "the exited container left its veth");
+}
