@@ -34,6 +34,23 @@ pub struct Lease {
     pub container_id: Option<String>,
 }
 
+/// A state file as JSON, or `T::default()` when there is none yet.
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is corrupt", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes a state file atomically: a temporary file renamed over it.
+pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
 /// Leases of every network, keyed by network name then address.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Leases {
@@ -47,21 +64,14 @@ impl Leases {
     /// Loads `state_dir/leases.json`, or starts empty.
     pub fn load(state_dir: &Path) -> Result<Self> {
         let path = state_dir.join("leases.json");
-        let mut l: Leases = match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is corrupt", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Leases::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
+        let mut l: Leases = load_json(&path)?;
         l.path = path;
         Ok(l)
     }
 
     /// Writes the leases atomically.
     pub fn save(&self) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))
+        save_json(&self.path, self)
     }
 
     /// The leases of one network.

@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::Lab;
-use serde_json::{json, Value};
+use common::{remove_empty_cgroups, text, Lab};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -35,19 +35,6 @@ fn libpod_cgroups() -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path().join("libpod_parent"))
         .collect()
-}
-
-/// Removes the empty cgroup directories under and including `dir` (cgroupfs only removes
-/// empty ones, so a busy cgroup stays).
-fn remove_empty_cgroups(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_cgroups(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// Where libcni caches results (podman's CNI backend does not let it be moved).
@@ -137,41 +124,11 @@ impl Drop for Podman {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn attached(lab: &Lab, host: &str) -> Vec<Value> {
-    let o = lab.weft(host, &["status", "--json"]);
-    let v: Value = serde_json::from_slice(&o.stdout).expect("status JSON");
-    v["networks"][0]["containers"].as_array().cloned().unwrap_or_default()
-}
-
-fn gateway(lab: &Lab, host: &str) -> String {
-    let status = lab.weft(host, &["status", "--json"]);
-    let v: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
-    v["networks"][0]["gateway"].as_str().expect("gateway").to_owned()
-}
-
-/// The container veths (`wv…`) on a host.
-fn veths(lab: &Lab, host: &str) -> usize {
-    let out = lab.exec(host, &["ip", "-o", "link", "show"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("wv")))
-        .count()
-}
-
 #[test]
 fn podman_runs_containers_on_weft_across_hosts() {
     let lab = Lab::up(2, 0);
     let (p1, p2) = (Podman::new(&lab, "h1"), Podman::new(&lab, "h2"));
-    let (gw1, gw2) = (gateway(&lab, "h1"), gateway(&lab, "h2"));
+    let (gw1, gw2) = (lab.gateway("h1"), lab.gateway("h2"));
     let script = format!("ip -o -4 addr show eth0 && ping -c 2 -W 2 {gw1}");
     let rootfs1 = p1.rootfs();
     let run = p1.run(&[
@@ -190,7 +147,7 @@ fn podman_runs_containers_on_weft_across_hosts() {
     assert!(run.status.success(), "podman run on weftnet failed: {}", text(&run));
     let out = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(out.contains("inet 10.42.1."), "no overlay address in the container: {out}");
-    assert!(attached(&lab, "h1").is_empty(), "the exited container's lease was not given back (CNI DEL)");
+    assert!(lab.attached("h1").is_empty(), "the exited container's lease was not given back (CNI DEL)");
 
     // A running container on h1 holds its lease; a container on h2 pings it across the
     // overlay and resolves its name through h2's weft DNS.
@@ -208,7 +165,7 @@ fn podman_runs_containers_on_weft_across_hosts() {
         "sleep 120",
     ]);
     assert!(run.status.success(), "podman run -d: {}", text(&run));
-    let held = attached(&lab, "h1");
+    let held = lab.attached("h1");
     assert_eq!(held.len(), 1, "podman's container is not attached: {held:?}");
     assert_eq!(held[0]["name"], "weftpod", "the container's name comes from K8S_POD_NAME");
     assert!(Path::new(held[0]["netns"].as_str().unwrap_or("")).is_absolute());
@@ -242,8 +199,8 @@ fn podman_runs_containers_on_weft_across_hosts() {
     // podman rm releases the address (the next container gets it again) and leaves no veth.
     let rm = p1.run(&["rm", "--force", "--time", "0", "weftpod"]);
     assert!(rm.status.success(), "podman rm: {}", text(&rm));
-    assert!(attached(&lab, "h1").is_empty(), "podman rm (CNI DEL) left a lease behind");
-    assert_eq!(veths(&lab, "h1"), 0, "a container veth is left on h1");
+    assert!(lab.attached("h1").is_empty(), "podman rm (CNI DEL) left a lease behind");
+    assert_eq!(lab.veths("h1"), 0, "a container veth is left on h1");
     let run = p1.run(&[
         "run",
         "--rm",
@@ -261,5 +218,5 @@ fn podman_runs_containers_on_weft_across_hosts() {
         "the released address was not reused: {}",
         text(&run)
     );
-    assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
+    assert_eq!((lab.veths("h1"), lab.veths("h2")), (0, 0), "container veths left behind");
 }

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::Lab;
+use common::{remove_empty_cgroups, text, Lab};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -26,15 +26,6 @@ const WEFT_BIN: &str = env!("CARGO_BIN_EXE_weft");
 
 /// Debian's docker client (the machine may have another one earlier on PATH).
 const DOCKER: &str = "/usr/bin/docker";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The per-host directory of an engine, known before the lab exists (weft's config names
 /// the driver's socket in it).
@@ -62,18 +53,6 @@ fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
         .map(|e| e.path().join(name))
         .filter(|p| p.exists())
         .collect()
-}
-
-/// Removes the empty cgroup directories under and including `dir`.
-fn remove_empty_cgroups(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_cgroups(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// `sh -c script` in a mount namespace of its own inside `netns`, where tmpfs covers /run
@@ -169,6 +148,14 @@ impl Dockerd {
         String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 
+    /// `docker network create -d weft --ipam-driver weft EXTRA weftnet`.
+    fn create_weftnet(&self, extra: &[&str]) {
+        let mut args = vec!["network", "create", "-d", "weft", "--ipam-driver", "weft"];
+        args.extend(extra);
+        args.push("weftnet");
+        self.docker_ok(&args);
+    }
+
     fn log(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
@@ -184,13 +171,7 @@ impl Drop for Dockerd {
         }
         let _ = self.docker(&["network", "rm", "weftnet"]);
         // dockerd is the shell's exec'd process: this is its PID.
-        unsafe_free_kill(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child, Duration::from_secs(20));
         for cg in cgroup_dirs(&self.cgroup) {
             remove_empty_cgroups(&cg);
         }
@@ -198,45 +179,29 @@ impl Drop for Dockerd {
     }
 }
 
-/// Sends `signal` to `pid` with kill(1) (the tests keep `unsafe` out).
-fn unsafe_free_kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
-}
-
-fn status(lab: &Lab, host: &str) -> Value {
-    let o = lab.weft(host, &["status", "--json"]);
-    assert!(o.status.success(), "weft status on {host}: {}", text(&o));
-    serde_json::from_slice(&o.stdout).expect("status JSON")
-}
-
-fn containers(lab: &Lab, host: &str) -> Vec<Value> {
-    status(lab, host)["networks"][0]["containers"].as_array().cloned().unwrap_or_default()
-}
-
-fn gateway(lab: &Lab, host: &str) -> String {
-    status(lab, host)["networks"][0]["gateway"].as_str().expect("gateway").to_owned()
-}
-
-/// The container veths (`wv…`) on a host.
-fn veths(lab: &Lab, host: &str) -> usize {
-    let out = lab.exec(host, &["ip", "-o", "link", "show"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("wv")))
-        .count()
+/// Stops an engine we started: SIGTERM by its PID (kill(1): the tests keep `unsafe` out),
+/// then SIGKILL if it has not exited within `grace`.
+fn stop(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + grace;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Waits until `host` lists a container named `name` and returns it.
 fn wait_container(lab: &Lab, host: &str, name: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(c) = containers(lab, host).into_iter().find(|c| c["name"] == name) {
+        if let Some(c) = lab.attached(host).into_iter().find(|c| c["name"] == name) {
             return c;
         }
         assert!(
             Instant::now() < deadline,
             "{host} never listed {name}: {:?}\n{}",
-            containers(lab, host),
+            lab.attached(host),
             lab.log(host)
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -265,7 +230,7 @@ fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts
     let (c1, c2) = (docker_config("h1") + policy, docker_config("h2"));
     let lab = Lab::up_with(2, 0, &[("h1", &c1), ("h2", &c2)]);
     let (d1, d2) = (Dockerd::start(&lab, "h1"), Dockerd::start(&lab, "h2"));
-    let (gw1, gw2) = (gateway(&lab, "h1"), gateway(&lab, "h2"));
+    let (gw1, gw2) = (lab.gateway("h1"), lab.gateway("h2"));
 
     // A network on the wrong IPAM is refused with the way out.
     let wrong = d1.docker(&["network", "create", "-d", "weft", "--subnet", "10.42.0.0/16", "wrongipam"]);
@@ -277,19 +242,7 @@ fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts
     assert!(!bare.status.success(), "a -d weft network without --subnet was accepted");
     assert!(text(&bare).contains("--subnet 10.42.0.0/16"), "{}", text(&bare));
     for d in [&d1, &d2] {
-        d.docker_ok(&[
-            "network",
-            "create",
-            "-d",
-            "weft",
-            "--ipam-driver",
-            "weft",
-            "--subnet",
-            "10.42.0.0/16",
-            "--opt",
-            "weft.network=default",
-            "weftnet",
-        ]);
+        d.create_weftnet(&["--subnet", "10.42.0.0/16", "--opt", "weft.network=default"]);
     }
     let subnet =
         d1.docker_ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "weftnet"]);
@@ -384,12 +337,12 @@ fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts
     // docker rm leaves no veth and no lease, and frees the address for the next container.
     d1.docker_ok(&["rm", "-f", "web1"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !(containers(&lab, "h1").is_empty() && veths(&lab, "h1") == 0) {
+    while !(lab.attached("h1").is_empty() && lab.veths("h1") == 0) {
         assert!(
             Instant::now() < deadline,
             "docker rm left {:?} and {} veths on h1",
-            containers(&lab, "h1"),
-            veths(&lab, "h1")
+            lab.attached("h1"),
+            lab.veths("h1")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -402,7 +355,7 @@ fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts
     for d in [&d1, &d2] {
         d.docker_ok(&["network", "rm", "weftnet"]);
     }
-    assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
+    assert_eq!((lab.veths("h1"), lab.veths("h2")), (0, 0), "container veths left behind");
 }
 
 /// A containerd of the lab with its own root, state and socket; `ctr` runs in a mount
@@ -492,13 +445,7 @@ impl Drop for Containerd {
             let _ = self.ctr(&["task", "rm", "-f", id]);
             let _ = self.ctr(&["container", "rm", id]);
         }
-        unsafe_free_kill(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child, Duration::from_secs(10));
         for cg in cgroup_dirs(CTR_NS) {
             remove_empty_cgroups(&cg);
         }
@@ -537,7 +484,7 @@ fn containerd_ctr_run_cni_containers_reach_each_other_across_hosts() {
         .expect("ctr run");
     let deadline = Instant::now() + Duration::from_secs(30);
     let srv = loop {
-        if let Some(c) = containers(&lab, "h1").into_iter().next() {
+        if let Some(c) = lab.attached("h1").into_iter().next() {
             break c;
         }
         assert!(Instant::now() < deadline, "ctr run --cni never attached on h1:\n{}", k1.log());
@@ -566,12 +513,12 @@ fn containerd_ctr_run_cni_containers_reach_each_other_across_hosts() {
     let out = String::from_utf8_lossy(&client.stdout).into_owned();
     assert!(client.status.success(), "h2's ctr container cannot reach h1's: {}", text(&client));
     assert!(out.contains("inet 10.42.2."), "h2's container outside h2's pool: {out}");
-    assert!(containers(&lab, "h2").is_empty(), "ctr run --rm left a lease on h2 (CNI DEL)");
+    assert!(lab.attached("h2").is_empty(), "ctr run --rm left a lease on h2 (CNI DEL)");
 
     let done = server.wait_with_output().expect("ctr run on h1");
     assert!(done.status.success(), "h1's ctr run: {}", text(&done));
-    assert!(containers(&lab, "h1").is_empty(), "ctr run --rm left a lease on h1 (CNI DEL)");
-    assert_eq!((veths(&lab, "h1"), veths(&lab, "h2")), (0, 0), "container veths left behind");
+    assert!(lab.attached("h1").is_empty(), "ctr run --rm left a lease on h1 (CNI DEL)");
+    assert_eq!((lab.veths("h1"), lab.veths("h2")), (0, 0), "container veths left behind");
 }
 
 /// One request to the driver's socket as dockerd would post it; the status code and body.
@@ -600,7 +547,7 @@ fn rogue_docker_driver_calls_cannot_take_a_weft_attach_containers_address() {
     let lab = Lab::up_with(1, 1, &[("h1", &docker_config("h1"))]);
     let socket = engine_dir("docker", "h1").join("plugins/weft.sock");
     let victim = lab.ip("h1c1");
-    let gw = gateway(&lab, "h1");
+    let gw = lab.gateway("h1");
     assert!(lab.ping("h1c1", &gw), "h1c1 is not on the network before the attack");
 
     let release = format!(r#"{{"PoolID":"default/v4","Address":"{victim}"}}"#);
@@ -633,7 +580,7 @@ fn rogue_docker_driver_calls_cannot_take_a_weft_attach_containers_address() {
         );
     }
 
-    let held = containers(&lab, "h1");
+    let held = lab.attached("h1");
     assert!(
         held.iter().any(|c| c["ip"] == victim.as_str() && c["name"] == "h1c1"),
         "h1c1 lost its lease: {held:?}"
@@ -649,20 +596,7 @@ fn docker_dual_stack_network_gives_both_families_from_the_nodes_pools() {
     let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
     let lab = Lab::up_dual(1, 0, &[("h1", &docker_config("h1"))]);
     let d = Dockerd::start(&lab, "h1");
-    d.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--ipv6",
-        "--subnet",
-        "10.42.0.0/16",
-        "--subnet",
-        "fd42::/48",
-        "weftnet",
-    ]);
+    d.create_weftnet(&["--ipv6", "--subnet", "10.42.0.0/16", "--subnet", "fd42::/48"]);
     let out = d.docker_ok(&[
         "run",
         "--rm",
@@ -678,6 +612,6 @@ fn docker_dual_stack_network_gives_both_families_from_the_nodes_pools() {
         "not both of h1's pools: {out}"
     );
     assert!(out.contains("default via fd42:0:0:1::1"), "no IPv6 default route via h1's gateway: {out}");
-    assert!(containers(&lab, "h1").is_empty(), "the exited container left leases");
-    assert_eq!(veths(&lab, "h1"), 0, "the exited container left its veth");
+    assert!(lab.attached("h1").is_empty(), "the exited container left leases");
+    assert_eq!(lab.veths("h1"), 0, "the exited container left its veth");
 }

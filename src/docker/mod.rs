@@ -77,20 +77,13 @@ struct Networks {
 impl Networks {
     fn load(state_dir: &Path) -> Result<Self> {
         let path = state_dir.join("docker.json");
-        let mut n: Networks = match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).with_context(|| format!("{} is corrupt", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Networks::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
+        let mut n: Networks = crate::ipam::load_json(&path)?;
         n.path = path;
         Ok(n)
     }
 
     fn save(&self) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))
+        crate::ipam::save_json(&self.path, self)
     }
 }
 

@@ -492,3 +492,47 @@ impl Lab {
         std::fs::write(&path, lines.join("\n") + "\n").expect("writing node.toml");
     }
 }
+
+/// An output's status, stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    describe(o)
+}
+
+/// Removes the empty cgroup directories under and including `dir` (cgroupfs only removes
+/// empty ones, so a busy cgroup stays): what container engines in a lab leave behind.
+pub fn remove_empty_cgroups(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_cgroups(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+impl Lab {
+    /// The containers `host` has attached to its first network (`weft status --json`).
+    pub fn attached(&self, host: &str) -> Vec<serde_json::Value> {
+        let o = self.weft(host, &["status", "--json"]);
+        assert!(o.status.success(), "weft status on {host}: {}", describe(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
+        v["networks"][0]["containers"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `host`'s gateway address on its first network.
+    pub fn gateway(&self, host: &str) -> String {
+        let o = self.weft(host, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
+        v["networks"][0]["gateway"].as_str().expect("gateway").to_owned()
+    }
+
+    /// The container veths (`wv…`) in `host`'s namespace.
+    pub fn veths(&self, host: &str) -> usize {
+        let out = self.exec(host, &["ip", "-o", "link", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("wv")))
+            .count()
+    }
+}
