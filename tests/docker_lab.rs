@@ -28,7 +28,8 @@ const WEFT_BIN: &str = env!("CARGO_BIN_EXE_weft");
 const DOCKER: &str = "/usr/bin/docker";
 
 /// The per-host directory of an engine, known before the lab exists (weft's config names
-/// the driver's socket in it).
+/// the driver's socket in it). Each test has its own `kind`: tests of this binary run side
+/// by side, and each removes its directories' leftovers before its lab starts.
 fn engine_dir(kind: &str, host: &str) -> PathBuf {
     PathBuf::from(format!("/tmp/weft-{kind}-{}-{host}", std::process::id()))
 }
@@ -82,8 +83,10 @@ struct Dockerd {
 }
 
 impl Dockerd {
-    fn start(lab: &Lab, host: &str) -> Dockerd {
-        let dir = engine_dir("docker", host);
+    /// Starts the dockerd of `host` in `engine_dir(kind, host)` (`kind` is the test's own,
+    /// so tests running side by side never share, or remove, each other's directories).
+    fn start(lab: &Lab, kind: &str, host: &str) -> Dockerd {
+        let dir = engine_dir(kind, host);
         for sub in ["data", "exec", "etc", "client"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -208,8 +211,8 @@ fn wait_container(lab: &Lab, host: &str, name: &str) -> Value {
     }
 }
 
-fn docker_config(host: &str) -> String {
-    let d = engine_dir("docker", host);
+fn docker_config(kind: &str, host: &str) -> String {
+    let d = engine_dir(kind, host);
     format!(
         "[docker]\nenable = true\nsocket = \"{}/plugins/weft.sock\"\nengine = \"{}/docker.sock\"\n",
         d.display(),
@@ -227,9 +230,9 @@ fn docker_containers_on_a_weft_network_reach_and_resolve_each_other_across_hosts
         "[network.policy]\ninbound = \"deny\"\n\n[[network.policy.rule]]\nname = \"clients-ping-web\"\n\
                   direction = \"in\"\naction = \"allow\"\nproto = \"icmp\"\n\
                   from = { labels = { role = \"client\" } }\nto = { labels = { role = \"web\" } }\n";
-    let (c1, c2) = (docker_config("h1") + policy, docker_config("h2"));
+    let (c1, c2) = (docker_config("docker", "h1") + policy, docker_config("docker", "h2"));
     let lab = Lab::up_with(2, 0, &[("h1", &c1), ("h2", &c2)]);
-    let (d1, d2) = (Dockerd::start(&lab, "h1"), Dockerd::start(&lab, "h2"));
+    let (d1, d2) = (Dockerd::start(&lab, "docker", "h1"), Dockerd::start(&lab, "docker", "h2"));
     let (gw1, gw2) = (lab.gateway("h1"), lab.gateway("h2"));
 
     // A network on the wrong IPAM is refused with the way out.
@@ -542,10 +545,10 @@ fn post(socket: &Path, op: &str, body: &[u8]) -> (u16, String) {
 /// unknown calls are refused with an error while the daemon goes on serving.
 #[test]
 fn rogue_docker_driver_calls_cannot_take_a_weft_attach_containers_address() {
-    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
-    std::fs::create_dir_all(engine_dir("docker", "h1").join("plugins")).unwrap();
-    let lab = Lab::up_with(1, 1, &[("h1", &docker_config("h1"))]);
-    let socket = engine_dir("docker", "h1").join("plugins/weft.sock");
+    let _ = std::fs::remove_dir_all(engine_dir("dockerrogue", "h1"));
+    std::fs::create_dir_all(engine_dir("dockerrogue", "h1").join("plugins")).unwrap();
+    let lab = Lab::up_with(1, 1, &[("h1", &docker_config("dockerrogue", "h1"))]);
+    let socket = engine_dir("dockerrogue", "h1").join("plugins/weft.sock");
     let victim = lab.ip("h1c1");
     let gw = lab.gateway("h1");
     assert!(lab.ping("h1c1", &gw), "h1c1 is not on the network before the attack");
@@ -588,14 +591,15 @@ fn rogue_docker_driver_calls_cannot_take_a_weft_attach_containers_address() {
     assert!(lab.ping("h1c1", &gw), "h1c1 lost its network after the calls");
     let (code, body) = post(&socket, "Plugin.Activate", b"");
     assert_eq!((code, body.contains("NetworkDriver")), (200, true), "the driver stopped answering: {body}");
-    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
+    drop(lab);
+    let _ = std::fs::remove_dir_all(engine_dir("dockerrogue", "h1"));
 }
 
 #[test]
 fn docker_dual_stack_network_gives_both_families_from_the_nodes_pools() {
-    let _ = std::fs::remove_dir_all(engine_dir("docker", "h1"));
-    let lab = Lab::up_dual(1, 0, &[("h1", &docker_config("h1"))]);
-    let d = Dockerd::start(&lab, "h1");
+    let _ = std::fs::remove_dir_all(engine_dir("dockerdual", "h1"));
+    let lab = Lab::up_dual(1, 0, &[("h1", &docker_config("dockerdual", "h1"))]);
+    let d = Dockerd::start(&lab, "dockerdual", "h1");
     d.create_weftnet(&["--ipv6", "--subnet", "10.42.0.0/16", "--subnet", "fd42::/48"]);
     let out = d.docker_ok(&[
         "run",
