@@ -252,9 +252,21 @@ impl Engine {
     }
 
     /// The endpoint moved `peer`'s session to `addr` (roaming, or a path change of ours).
+    ///
+    /// A move to a direct address starts a HOLD_DIRECT hold unless one is running: the hold's
+    /// own moves back to direct (a relayed datagram arriving during it) must not extend it, or
+    /// a side whose direct path is dead would hold it for as long as relayed traffic arrives
+    /// and answer into the void (a reach_lab transfer stalled that way in CI).
     pub(super) fn path_changed(&mut self, now: Instant, peer: PeerId, addr: SocketAddr) {
         if real(addr).is_some() {
-            self.paths.direct_at.insert(peer, now);
+            let holding = self
+                .paths
+                .direct_at
+                .get(&peer)
+                .is_some_and(|t| now.saturating_duration_since(*t) < HOLD_DIRECT);
+            if !holding {
+                self.paths.direct_at.insert(peer, now);
+            }
         }
     }
 
