@@ -226,7 +226,7 @@ fn beyond_the_group(req: &Request, peer: &PeerCred) -> Result<()> {
     }
 }
 
-fn net_index(ctx: &ControlCtx, network: &str) -> Result<NetId> {
+pub(crate) fn net_index(ctx: &ControlCtx, network: &str) -> Result<NetId> {
     ctx.nets.iter().position(|n| n.name == network).map(NetId).ok_or_else(|| {
         let names: Vec<&str> = ctx.nets.iter().map(|n| n.name.as_str()).collect();
         anyhow!("no network {network:?} on this node (have: {})", names.join(", "))
@@ -293,7 +293,7 @@ struct Who<'a> {
 }
 
 /// The runtime's container id, as the CNI plugin checks it too.
-pub(crate) fn check_container_id(id: &str) -> Result<()> {
+fn check_container_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 1024
         && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -344,7 +344,7 @@ async fn attach(
         );
     }
     let addrs = leases.pick_per_family(network, ctx.pools[net], info.gateway, ip)?;
-    let host_ifname = format!("wv{:08x}", u32::from_le_bytes(crate::pki::random32()[..4].try_into()?));
+    let host_ifname = host_ifname();
     let mut addresses = Vec::new();
     for a in addrs.iter() {
         let prefix = info.subnet.for_ip(&a).context("address of no subnet")?.prefix_len();
@@ -392,15 +392,7 @@ async fn attach(
         let _ = netlink::container::detach(&ctx.netlink, &host_ifname).await;
         return Err(e);
     }
-    for a in addrs.iter() {
-        let msg =
-            ControlMsg::AddLocal { net, mac: link.mac, ip: a, name: name.to_owned(), labels: labels.clone() };
-        to_engine(ctx, msg).await;
-    }
-    // Services are registered at the first (IPv4 when there is one) address.
-    if let Err(e) = ctx.registry.container_attached(network, name, first.ip, &labels) {
-        warn!(container = name, "services of the container not registered: {e:#}");
-    }
+    announce(ctx, net, link.mac, &addrs.iter().collect::<Vec<_>>(), name, &labels).await;
     let resolv = match &ctx.dns_domain {
         Some(domain) => resolv_conf::write(netns, first.gateway, domain),
         None => None,
@@ -424,6 +416,32 @@ async fn attach(
             .map(|d| AttachedDns { nameservers: vec![first.gateway], search: resolv_conf::search(d) }),
         resolv_conf: resolv.map(|p| p.display().to_string()),
     })
+}
+
+/// Tells the engine (one entry per address) and the service registry (at the first address,
+/// IPv4 when there is one) about an attached container; announcing again renames or relabels.
+pub(crate) async fn announce(
+    ctx: &ControlCtx,
+    net: NetId,
+    mac: crate::packet::Mac,
+    ips: &[IpAddr],
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) {
+    for ip in ips {
+        let msg = ControlMsg::AddLocal { net, mac, ip: *ip, name: name.to_owned(), labels: labels.clone() };
+        to_engine(ctx, msg).await;
+    }
+    let Some(first) = ips.iter().min_by_key(|ip| ip.is_ipv6()) else { return };
+    if let Err(e) = ctx.registry.container_attached(&ctx.nets[net.0].name, name, *first, labels) {
+        warn!(container = name, "services of the container not registered: {e:#}");
+    }
+}
+
+/// A fresh name for a container veth's host end.
+pub(crate) fn host_ifname() -> String {
+    let r = crate::pki::random32();
+    format!("wv{:08x}", u32::from_le_bytes([r[0], r[1], r[2], r[3]]))
 }
 
 /// An attach that netlink refused, in the words of the one who asked: a taken interface name

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-use crate::control::server::{check_labels, check_name, send_to_engine};
+use crate::control::server::{check_labels, check_name, host_ifname, net_index, send_to_engine};
 use crate::control::ControlCtx;
 use crate::ipam::{mac_string, parse_mac, Lease, Leases};
 use crate::netlink;
@@ -192,13 +192,6 @@ fn check_id(what: &str, id: &str) -> Result<()> {
         bail!("{what} {id:?} is not a Docker id");
     }
     Ok(())
-}
-
-fn net_index(ctx: &ControlCtx, name: &str) -> Result<NetId> {
-    ctx.nets.iter().position(|n| n.name == name).map(NetId).ok_or_else(|| {
-        let names: Vec<&str> = ctx.nets.iter().map(|n| n.name.as_str()).collect();
-        anyhow!("no weft network {name:?} on this node (have: {})", names.join(", "))
-    })
 }
 
 /// The weft network an IPAM or network request means: named by `weft.network`, else the one
@@ -491,9 +484,8 @@ async fn join(d: &Arc<Driver>, r: wire::Join) -> Result<Value> {
     if !first.host_ifname.is_empty() {
         bail!("endpoint {} has already joined", r.endpoint_id);
     }
-    let tag = u32::from_le_bytes(crate::pki::random32()[..4].try_into()?);
-    let host_ifname = format!("wv{tag:08x}");
-    let peer_ifname = format!("wd{tag:08x}");
+    let host_ifname = host_ifname();
+    let peer_ifname = host_ifname.replacen("wv", "wd", 1);
     netlink::container::create_pair(
         &d.ctx.netlink,
         &format!("weft-{}", info.name),
@@ -541,23 +533,7 @@ async fn join(d: &Arc<Driver>, r: wire::Join) -> Result<Value> {
 
 /// Tells the engine and the service registry about a joined endpoint's addresses.
 async fn announce(d: &Driver, net: NetId, ips: &[IpAddr], lease: &Lease) {
-    let network = &d.ctx.nets[net.0].name;
-    for ip in ips {
-        let msg = ControlMsg::AddLocal {
-            net,
-            mac: lease.mac,
-            ip: *ip,
-            name: lease.name.clone(),
-            labels: lease.labels.clone(),
-        };
-        send_to_engine(&d.ctx, msg).await;
-    }
-    let first = ips.iter().min_by_key(|ip| ip.is_ipv6());
-    if let Some(first) = first {
-        if let Err(e) = d.ctx.registry.container_attached(network, &lease.name, *first, &lease.labels) {
-            warn!(container = %lease.name, "services of the container not registered: {e:#}");
-        }
-    }
+    crate::control::server::announce(&d.ctx, net, lease.mac, ips, &lease.name, &lease.labels).await;
 }
 
 /// Removes a joined endpoint's link and announcement (its lease stays for dockerd to free).
