@@ -17,10 +17,13 @@ use weft::membership::sim::{Sim, SimConfig};
 use weft::membership::{MemberEvent, MembershipConfig, NodeKey};
 
 /// Sizes run by default: 1,000 nodes take under a minute per loss setting. Larger sizes are
-/// opt-in (`cargo bench --bench membership -- 3000`): formation work grows about as n², so
-/// 3,000 nodes took 7.5 min and 2.3 GiB (~260 B per member pair) on a 2-core machine, and
-/// 10,000 do not yet fit one process there.
+/// opt-in (`cargo bench --bench membership -- 3000`).
 const DEFAULT_SIZES: &[usize] = &[1000];
+/// Largest cluster formed by joins. Formation by joins costs about n² messages, each node
+/// receiving every join many times over (2,000 nodes: 110 s of the run's 130 s), so larger
+/// clusters start pre-formed ([`Sim::add_formed`]): every node is handed every other's record
+/// and identity, and everything measured after runs the protocol.
+const FORM_BY_JOINS_UP_TO: usize = 3000;
 const LOSSES: &[f64] = &[0.0, 0.01];
 /// Crashes measured per case.
 const CRASHES: usize = 5;
@@ -28,6 +31,7 @@ const CRASHES: usize = 5;
 struct Row {
     nodes: usize,
     loss: f64,
+    preformed: bool,
     formed: Option<Duration>,
     new_node_seen: Option<Duration>,
     crash_detected: Option<Duration>,
@@ -69,7 +73,7 @@ fn main() {
             "| {} | {}% | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.1?} | {} MiB |",
             r.nodes,
             r.loss * 100.0,
-            fmt(r.formed),
+            if r.preformed { format!("pre-formed, converged {}", fmt(r.formed)) } else { fmt(r.formed) },
             fmt(r.new_node_seen),
             fmt(r.crash_detected),
             fmt(r.crash_slowest),
@@ -99,12 +103,19 @@ fn run(n: usize, loss: f64) -> Row {
         rng ^= rng << 17;
         (rng % below as u64) as usize
     };
-    // Joins spread over 30 s, each through one random earlier node.
-    let gap = Duration::from_secs(30) / n as u32;
-    for i in 0..n {
-        let seed = if i == 0 { None } else { Some(pick(i)) };
-        sim.add_node(seed);
-        sim.run_for(gap);
+    let preformed = n > FORM_BY_JOINS_UP_TO;
+    if preformed {
+        // Every node handed every other's record, one node after another over 2 s.
+        sim.add_formed(n, Duration::from_secs(2));
+        eprintln!("pre-formed ({:.1?} wall)", wall.elapsed());
+    } else {
+        // Joins spread over 30 s, each through one random earlier node.
+        let gap = Duration::from_secs(30) / n as u32;
+        for i in 0..n {
+            let seed = if i == 0 { None } else { Some(pick(i)) };
+            sim.add_node(seed);
+            sim.run_for(gap);
+        }
     }
     let mut lagging = 0;
     let formed = sim.run_until_pred(Duration::from_secs(300), Duration::from_secs(1), |s| {
@@ -197,6 +208,7 @@ fn run(n: usize, loss: f64) -> Row {
     Row {
         nodes: n,
         loss,
+        preformed,
         formed,
         new_node_seen,
         crash_detected,

@@ -168,13 +168,17 @@ impl Membership {
     }
 
     /// Forgets credits that have refilled to the full burst (a fresh entry starts full), so
-    /// the table holds only members that pulled lately.
+    /// the table holds only members that pulled a lot lately: while thousands of members join,
+    /// each pulls a few records from many, and an entry per puller would cost every node an
+    /// entry per member.
     pub(super) fn prune_pull_credit(&mut self, now: Instant) {
         if self.pull_credit.len() <= 256 {
             return;
         }
-        let refill = std::time::Duration::from_secs_f64(PULL_BURST as f64 / PULL_RATE as f64);
-        self.pull_credit.retain(|_, (at, _)| now.saturating_duration_since(*at) < refill);
+        self.pull_credit.retain(|_, (at, credit)| {
+            let refill = now.saturating_duration_since(*at).as_secs_f64() * PULL_RATE as f64;
+            (*credit as f64 + refill) < PULL_BURST as f64
+        });
     }
 
     fn spend_pull_credit(&mut self, from: NodeKey, sent: usize) {
@@ -229,6 +233,15 @@ impl Membership {
         Ok(())
     }
 
+    /// Takes `held` (verified, not our own) as if anti-entropy had just delivered it, so
+    /// without a rumor: how the simulator starts a cluster that is already formed.
+    pub(super) fn preload(&mut self, now: Instant, held: Arc<Held>) {
+        let key = held.record.key;
+        if key != self.own.key && self.is_newer(&key, held.record.version) && self.has_room(&key) {
+            self.accept_record(now, held);
+        }
+    }
+
     fn accept_record(&mut self, now: Instant, held: Arc<Held>) {
         let key = held.record.key;
         let version = held.record.version;
@@ -245,7 +258,7 @@ impl Membership {
         self.admit(now, key);
         self.stats.records_accepted += 1;
         self.learn_identity(now, &id);
-        if self.peers.get(&key).is_some_and(|p| p.live == Live::Unknown) {
+        if self.peers.get(&key).is_some_and(|p| p.live() == Live::Unknown) {
             // foca holds this identity as down: the last words of a dead node, arriving late.
             // Keeping them would only gossip a zombie around.
             self.touch_peer(key, |p| p.held = None);

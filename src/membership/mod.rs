@@ -58,7 +58,7 @@ use digest::DigestIndex;
 use peers::{Held, Live, Peer};
 use reassembly::Reassembly;
 use rumors::Rumors;
-use swim::{Foca, SwimId, SwimOut};
+use swim::{Foca, SwimCodec, SwimId, SwimOut};
 use wire::{Msg, SignedRecord, WireRecord};
 
 /// Most messages queued for sending; beyond it new ones are dropped (and counted).
@@ -179,6 +179,7 @@ pub struct Membership {
     /// Records shared with the other instances of this process, if any (the simulator).
     record_cache: Option<RecordCache>,
     rng: SmallRng,
+    foca_seed: u64,
     next_tick: Instant,
     next_anti_entropy: Instant,
     stats: MembershipStats,
@@ -201,11 +202,11 @@ impl Membership {
         rng_seed: u64,
         now: Instant,
     ) -> Self {
-        let id = SwimId { key: own.key, endpoint: own.endpoint, renewal: own.version };
+        let id = SwimId::new(own.key, own.endpoint, own.version);
         let swim_cfg = cfg.swim_config(1);
         let swim_tuned = (swim_cfg.max_transmissions.get(), swim_cfg.suspect_to_down_after);
         let foca_rng = SmallRng::seed_from_u64(rng_seed ^ 0x666f_6361_5357_494d);
-        let foca = Foca::new(id.clone(), swim_cfg, foca_rng, foca::PostcardCodec);
+        let foca = Foca::new(id.clone(), swim_cfg, foca_rng, SwimCodec::default());
         let mut rng = SmallRng::seed_from_u64(rng_seed);
         let next_anti_entropy = now + jitter(&mut rng, cfg.anti_entropy_period);
         let mut m = Self {
@@ -244,6 +245,7 @@ impl Membership {
             revocation_credit: BTreeMap::new(),
             record_cache: None,
             rng,
+            foca_seed: rng_seed ^ 0x666f_6361_5357_494d,
             next_anti_entropy,
             stats: MembershipStats::default(),
             version_clock: (now, own.version),
@@ -286,7 +288,7 @@ impl Membership {
         r.key = key;
         r.cert = cert;
         r.version = self.own.version + 1;
-        let id = SwimId { key, endpoint: r.endpoint, renewal: r.version };
+        let id = SwimId::new(key, r.endpoint, r.version);
         if let Err(e) = self.foca.change_identity(id.clone(), &mut self.swim_out) {
             tracing::debug!(error = %e, "SWIM identity change");
         }
@@ -297,7 +299,12 @@ impl Membership {
 
     /// Shares verified records with the other instances using `cache` (see [`RecordCache`]:
     /// only between instances that trust alike).
+    /// Call it before any input: foca starts afresh, decoding identities through the cache.
     pub fn share_records(&mut self, cache: RecordCache) {
+        debug_assert_eq!(self.foca.num_members(), 0, "share_records after members joined");
+        let rng = SmallRng::seed_from_u64(self.foca_seed);
+        let codec = SwimCodec { ids: Some(cache.ids.clone()) };
+        self.foca = Foca::new(self.id.clone(), self.cfg.swim_config(1), rng, codec);
         self.record_cache = Some(cache);
     }
 
@@ -405,7 +412,10 @@ impl Membership {
 
     /// Next message: (to, the endpoint to use if known, bytes ≤ [`MAX_MESSAGE`]).
     pub fn poll_transmit(&mut self) -> Option<(NodeKey, Option<SocketAddr>, Vec<u8>)> {
-        let (to, bytes) = self.transmits.pop_front()?;
+        let Some((to, bytes)) = self.transmits.pop_front() else {
+            shrink_drained(&mut self.transmits);
+            return None;
+        };
         self.stats.messages_out += 1;
         self.stats.bytes_out += bytes.len() as u64;
         Some((to, self.endpoint_of(&to), bytes))
@@ -413,17 +423,21 @@ impl Membership {
 
     /// Next event for the engine.
     pub fn poll_event(&mut self) -> Option<MemberEvent> {
-        self.events.pop_front()
+        let ev = self.events.pop_front();
+        if ev.is_none() {
+            shrink_drained(&mut self.events);
+        }
+        ev
     }
 
     /// Every member we know of but ourselves, in key order.
     pub fn members(&self) -> Vec<(NodeKey, MemberState)> {
-        self.peers.iter().filter_map(|(k, p)| Some((*k, self.member_state(k, p.live)?))).collect()
+        self.peers.iter().filter_map(|(k, p)| Some((*k, self.member_state(k, p.live())?))).collect()
     }
 
     /// What we know of `key`'s liveness (`None`: not a member here).
     pub fn member_state_of(&self, key: &NodeKey) -> Option<MemberState> {
-        self.member_state(key, self.peers.get(key)?.live)
+        self.member_state(key, self.peers.get(key)?.live())
     }
 
     fn member_state(&self, key: &NodeKey, live: Live) -> Option<MemberState> {
@@ -447,7 +461,10 @@ impl Membership {
 
     /// Records of alive-or-suspect members (not dead or removed), ourselves excluded.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.peers.values().filter(|p| p.live == Live::Up).filter_map(|p| p.held.as_ref().map(|h| &h.record))
+        self.peers
+            .values()
+            .filter(|p| p.live() == Live::Up)
+            .filter_map(|p| p.held.as_ref().map(|h| &h.record))
     }
 
     /// The CA revoked `key`: its record goes now (the engine gets `Removed`), no record of it
@@ -547,7 +564,7 @@ impl Membership {
     pub fn send_revocations(&mut self, to: Option<NodeKey>, list: Vec<Vec<u8>>) {
         let targets = match to {
             Some(k) => vec![k],
-            None => self.peers.iter().filter(|(_, p)| p.live == Live::Up).map(|(k, _)| *k).collect(),
+            None => self.peers.iter().filter(|(_, p)| p.live() == Live::Up).map(|(k, _)| *k).collect(),
         };
         let msgs = wire::pack(list, Msg::Revocations);
         for t in targets {
@@ -632,7 +649,7 @@ impl Membership {
         }
         let Some(next) = version.checked_add(1) else { return };
         if self.id.renewal <= version {
-            let new_id = SwimId { renewal: next, ..self.id.clone() };
+            let new_id = self.id.with_renewal(next);
             if self.foca.change_identity(new_id.clone(), &mut self.swim_out).is_ok() {
                 self.id = new_id;
             }
@@ -677,7 +694,7 @@ impl Membership {
 
     fn remove_if_dead(&mut self, now: Instant, key: NodeKey) {
         let Some(p) = self.peers.get(&key) else { return };
-        let Live::Down(at) = p.live else { return };
+        let Live::Down(at) = p.live() else { return };
         if self.version_clock.0 + Duration::from_secs(u64::from(at)) + self.cfg.dead_grace > now {
             return;
         }
@@ -713,11 +730,7 @@ impl Membership {
     /// Applies `f` to `key`'s entry (created if absent), keeping the digest index in step.
     fn touch_peer<R>(&mut self, key: NodeKey, f: impl FnOnce(&mut Peer) -> R) -> R {
         let admitted = &mut self.admitted;
-        let p = self.peers.entry(key).or_insert_with(|| Peer {
-            live: Live::Unknown,
-            held: None,
-            admitted: admitted.remove(&key),
-        });
+        let p = self.peers.entry(key).or_insert_with(|| Peer::new(admitted.remove(&key)));
         let before = p.set_version();
         let r = f(p);
         let after = p.set_version();
@@ -759,7 +772,7 @@ impl Membership {
     /// active members are ours once vouched for).
     fn random_up_members(&mut self, n: usize) -> Vec<NodeKey> {
         let peers = &self.peers;
-        let is_up = |m: &foca::Member<SwimId>| peers.get(&m.id().key).is_some_and(|p| p.live == Live::Up);
+        let is_up = |m: &foca::Member<SwimId>| peers.get(&m.id().key).is_some_and(|p| p.live() == Live::Up);
         let mut chosen = Vec::with_capacity(n);
         self.foca.sample_members(n, &mut self.rng, is_up, &mut chosen);
         chosen.into_iter().map(|m| m.id().key).collect()
@@ -788,6 +801,14 @@ impl Membership {
         let from_record = peer.and_then(|p| p.held.as_ref()).map(|h| h.record.endpoint);
         let from_id = self.foca.member(key).map(|m| m.id().endpoint);
         from_record.or(from_id).or_else(|| self.seeds.get(key).map(|s| s.endpoint))
+    }
+}
+
+/// Gives back the room of a drained queue that a burst grew (a node that learned thousands
+/// of members at once), so it is not held for good: the simulator keeps thousands of nodes.
+fn shrink_drained<T>(q: &mut VecDeque<T>) {
+    if q.capacity() > 1024 {
+        q.shrink_to(64);
     }
 }
 

@@ -10,16 +10,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::record::{NodeKey, Record};
-use super::swim::SwimId;
+use super::swim::{IdCache, SwimId};
 
-/// A member as we know it.
+/// A member as we know it: 16 bytes beside its key, in an entry every node keeps for every
+/// member.
 #[derive(Debug)]
 pub(super) struct Peer {
-    pub(super) live: Live,
     pub(super) held: Option<Arc<Held>>,
+    /// Its [`Live`], encoded ([`LIVE_UNKNOWN`], [`LIVE_UP`], else seconds of `Live::Down`).
+    live: u32,
     /// Vouched for (see `Membership::admitted`).
     pub(super) admitted: bool,
 }
+
+const LIVE_UNKNOWN: u32 = u32::MAX;
+const LIVE_UP: u32 = u32::MAX - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Live {
@@ -27,8 +32,8 @@ pub(super) enum Live {
     Unknown,
     /// Alive or suspect.
     Up,
-    /// Declared down this many whole seconds (rounded down) after the instance started:
-    /// 4 bytes rather than an `Instant`'s 16, in an entry every node keeps for every member.
+    /// Declared down this many whole seconds (rounded down) after the instance started
+    /// (at most `u32::MAX - 2`).
     Down(u32),
 }
 
@@ -43,9 +48,34 @@ pub struct Held {
 }
 
 impl Peer {
+    /// A member whose liveness is not known yet.
+    pub(super) fn new(admitted: bool) -> Self {
+        Self { held: None, live: LIVE_UNKNOWN, admitted }
+    }
+
+    /// What we know of its liveness.
+    pub(super) fn live(&self) -> Live {
+        match self.live {
+            LIVE_UNKNOWN => Live::Unknown,
+            LIVE_UP => Live::Up,
+            secs => Live::Down(secs),
+        }
+    }
+
+    /// Sets its liveness; returns the one before.
+    pub(super) fn set_live(&mut self, live: Live) -> Live {
+        let before = self.live();
+        self.live = match live {
+            Live::Unknown => LIVE_UNKNOWN,
+            Live::Up => LIVE_UP,
+            Live::Down(secs) => secs.min(LIVE_UP - 1),
+        };
+        before
+    }
+
     /// Its version in the anti-entropy set: records of members not known to be down.
     pub(super) fn set_version(&self) -> Option<u64> {
-        match self.live {
+        match self.live() {
             Live::Down(_) => None,
             _ => self.held.as_ref().map(|h| h.record.version),
         }
@@ -60,6 +90,8 @@ impl Peer {
 #[derive(Debug, Clone, Default)]
 pub struct RecordCache {
     inner: Arc<Mutex<CacheInner>>,
+    /// SWIM identities, shared the same way.
+    pub(super) ids: IdCache,
 }
 
 #[derive(Debug, Default)]
@@ -85,5 +117,30 @@ impl RecordCache {
             inner.map.retain(|_, w| w.strong_count() > 0);
             inner.swept_len = inner.map.len();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every node keeps a `Peer` and a foca member for every member: 10⁸ of each in a
+    /// 10,000-node simulation, so their size is what makes it fit.
+    #[test]
+    fn per_member_entries_stay_small() {
+        assert_eq!(std::mem::size_of::<Peer>(), 16);
+        assert_eq!(std::mem::size_of::<foca::Member<SwimId>>(), 16);
+    }
+
+    #[test]
+    fn liveness_round_trips_through_its_encoding() {
+        let mut p = Peer::new(false);
+        assert_eq!(p.live(), Live::Unknown);
+        for l in [Live::Up, Live::Down(0), Live::Down(7), Live::Unknown, Live::Down(u32::MAX - 2)] {
+            p.set_live(l);
+            assert_eq!(p.live(), l);
+        }
+        p.set_live(Live::Down(u32::MAX));
+        assert_eq!(p.live(), Live::Down(u32::MAX - 2), "a huge time stays a down");
     }
 }

@@ -10,8 +10,23 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 /// A node's identity: its X25519 static public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeKey(pub [u8; 32]);
+
+/// Byte order, as the derived order would be, but settled by the first 8 bytes in one integer
+/// comparison almost always: every member table is ordered by key, and a byte-wise `memcmp`
+/// per step of each look-up was a tenth of a 2,000-node simulation's time.
+impl Ord for NodeKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix64().cmp(&other.prefix64()).then_with(|| self.0[8..].cmp(&other.0[8..]))
+    }
+}
+
+impl PartialOrd for NodeKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl NodeKey {
     /// The first 8 bytes as a big-endian integer: the key's position in the digest tree.
@@ -73,4 +88,22 @@ pub struct Record {
     pub containers: Vec<ContainerEntry>,
     /// Opaque bytes for service discovery, carried faithfully.
     pub services: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeKey;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The digest tree and every ordered table rely on keys ordering as their bytes do.
+        #[test]
+        fn keys_order_as_their_bytes(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), same in 0usize..32) {
+            let mut c = a;
+            c[same..].copy_from_slice(&b[same..]);
+            for (x, y) in [(a, b), (a, c), (c, a), (a, a)] {
+                prop_assert_eq!(NodeKey(x).cmp(&NodeKey(y)), x.cmp(&y));
+            }
+        }
+    }
 }

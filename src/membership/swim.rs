@@ -4,10 +4,13 @@
 //! Invariants: foca only sees packets whose header source is the authenticated sender; every
 //! foca call is followed by `drain_swim`, so its output never waits for another input.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use foca::{Identity, Member, Notification, OwnedNotification, Runtime, Timer};
+use bytes::{Buf, BufMut};
+use foca::{Codec, Identity, Member, Notification, OwnedNotification, PostcardCodec, Runtime, Timer};
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
@@ -17,24 +20,77 @@ use super::wire::{Msg, RangeId, Summary};
 use super::{Live, MemberEvent, Membership};
 
 /// Our foca instance.
-pub(crate) type Foca = foca::Foca<SwimId, foca::PostcardCodec, SmallRng, foca::NoCustomBroadcast>;
+pub(crate) type Foca = foca::Foca<SwimId, SwimCodec, SmallRng, foca::NoCustomBroadcast>;
 
 /// A node's SWIM identity. Members are deduplicated by key; of two identities with one key
 /// the higher renewal wins, so a restarted node (renewal = its new starting record version)
 /// or one rejoining after a false down (renewal + 1) replaces its old self.
+///
+/// A pointer to shared, immutable [`IdParts`]: foca keeps one per member, so a member
+/// costs foca 16 bytes rather than 80, and the instances of one process that share an
+/// [`IdCache`] (the simulator's thousands of nodes) hold each identity once. Encoded exactly as
+/// `IdParts`.
+#[derive(Clone)]
+pub(crate) struct SwimId(Arc<IdParts>);
+
+/// What a [`SwimId`] says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SwimId {
+pub(crate) struct IdParts {
     pub key: NodeKey,
     /// Where the node was reachable when it took this identity (its record is newer).
     pub endpoint: SocketAddr,
     pub renewal: u64,
 }
 
+impl SwimId {
+    pub(crate) fn new(key: NodeKey, endpoint: SocketAddr, renewal: u64) -> Self {
+        Self(Arc::new(IdParts { key, endpoint, renewal }))
+    }
+
+    /// The same identity at another renewal.
+    pub(crate) fn with_renewal(&self, renewal: u64) -> Self {
+        Self::new(self.key, self.endpoint, renewal)
+    }
+}
+
+impl std::ops::Deref for SwimId {
+    type Target = IdParts;
+
+    fn deref(&self) -> &IdParts {
+        &self.0
+    }
+}
+
+impl PartialEq for SwimId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+impl Eq for SwimId {}
+
+impl std::fmt::Debug for SwimId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for SwimId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SwimId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IdParts::deserialize(d).map(|p| Self(Arc::new(p)))
+    }
+}
+
 impl Identity for SwimId {
     type Addr = NodeKey;
 
     fn renew(&self) -> Option<Self> {
-        Some(Self { renewal: self.renewal.checked_add(1)?, ..self.clone() })
+        Some(self.with_renewal(self.renewal.checked_add(1)?))
     }
 
     fn addr(&self) -> NodeKey {
@@ -43,6 +99,78 @@ impl Identity for SwimId {
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
         self.renewal > adversary.renewal
+    }
+}
+
+/// Identities shared by the [`Membership`] instances of one process (see
+/// [`super::RecordCache`], which carries one): an identity decoded by one instance is held by
+/// all that decode it while any holds it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdCache {
+    inner: Arc<Mutex<IdCacheInner>>,
+}
+
+#[derive(Debug, Default)]
+struct IdCacheInner {
+    map: HashMap<NodeKey, Weak<IdParts>>,
+    /// Entries after the last sweep of dropped identities.
+    swept_len: usize,
+}
+
+impl IdCache {
+    /// The shared copy of `id` (which becomes the shared one if there is none).
+    fn intern(&self, id: SwimId) -> SwimId {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = inner.map.get(&id.key).and_then(Weak::upgrade) {
+            if *held == *id.0 {
+                return SwimId(held);
+            }
+        }
+        inner.map.insert(id.key, Arc::downgrade(&id.0));
+        if inner.map.len() > inner.swept_len.max(1024) * 2 {
+            inner.map.retain(|_, w| w.strong_count() > 0);
+            inner.swept_len = inner.map.len();
+        }
+        id
+    }
+}
+
+/// foca's wire codec (postcard, as `foca::PostcardCodec`) that hands decoded identities to an
+/// [`IdCache`] when the instance shares one.
+#[derive(Debug, Default)]
+pub(crate) struct SwimCodec {
+    pub(crate) ids: Option<IdCache>,
+}
+
+impl SwimCodec {
+    fn shared(&self, id: SwimId) -> SwimId {
+        match &self.ids {
+            Some(cache) => cache.intern(id),
+            None => id,
+        }
+    }
+}
+
+impl Codec<SwimId> for SwimCodec {
+    type Error = postcard::Error;
+
+    fn encode_header(&mut self, header: &foca::Header<SwimId>, buf: impl BufMut) -> Result<(), Self::Error> {
+        PostcardCodec.encode_header(header, buf)
+    }
+
+    fn decode_header(&mut self, buf: impl Buf) -> Result<foca::Header<SwimId>, Self::Error> {
+        let mut header: foca::Header<SwimId> = PostcardCodec.decode_header(buf)?;
+        header.src = self.shared(header.src);
+        Ok(header)
+    }
+
+    fn encode_member(&mut self, member: &Member<SwimId>, buf: impl BufMut) -> Result<(), Self::Error> {
+        PostcardCodec.encode_member(member, buf)
+    }
+
+    fn decode_member(&mut self, buf: impl Buf) -> Result<Member<SwimId>, Self::Error> {
+        let m: Member<SwimId> = PostcardCodec.decode_member(buf)?;
+        Ok(Member::new(self.shared(m.id().clone()), m.incarnation(), m.state()))
     }
 }
 
@@ -176,7 +304,7 @@ impl Membership {
             }
             OwnedNotification::MemberUp(id) => {
                 let key = id.key;
-                let came_up = self.touch_peer(key, |p| std::mem::replace(&mut p.live, Live::Up) != Live::Up);
+                let came_up = self.touch_peer(key, |p| p.set_live(Live::Up) != Live::Up);
                 if came_up {
                     self.events.push_back(MemberEvent::Up(key));
                 }
@@ -187,7 +315,7 @@ impl Membership {
             OwnedNotification::MemberDown(id) => {
                 let key = id.key;
                 let at = self.seconds_since_start(now);
-                self.touch_peer(key, |p| p.live = Live::Down(at));
+                self.touch_peer(key, |p| p.set_live(Live::Down(at)));
                 self.removals.insert((now + self.cfg.dead_grace, key));
                 self.events.push_back(MemberEvent::Down(key));
             }
@@ -233,7 +361,7 @@ impl Membership {
     pub(super) fn announce_to_seed(&mut self, now: Instant, key: NodeKey) {
         let Some(endpoint) = self.seeds.get(&key).map(|s| s.endpoint) else { return };
         let known = self.foca.member(&key).map(|m| m.id().clone());
-        let dst = known.unwrap_or(SwimId { key, endpoint, renewal: 0 });
+        let dst = known.unwrap_or_else(|| SwimId::new(key, endpoint, 0));
         if let Err(e) = self.foca.announce(dst, &mut self.swim_out) {
             tracing::trace!(error = %e, "SWIM announce");
         }
@@ -263,7 +391,7 @@ impl Membership {
     /// A rogue's tool for tests: makes this node's foca believe in a member `key` at
     /// `endpoint`, which it then gossips like any other.
     pub(crate) fn invent_identity(&mut self, now: Instant, key: NodeKey, endpoint: SocketAddr) {
-        let id = SwimId { key, endpoint, renewal: 1 };
+        let id = SwimId::new(key, endpoint, 1);
         if let Err(e) = self.foca.apply_many(std::iter::once(Member::alive(id)), false, &mut self.swim_out) {
             tracing::trace!(error = %e, "SWIM apply");
         }

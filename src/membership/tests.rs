@@ -240,7 +240,7 @@ fn own_record_is_never_taken_from_others_but_outbid() {
     let now = std::time::Instant::now();
     let mut a = lone(1);
     let forged = Record { version: 5 << 16, name: "impostor".into(), ..a.own().clone() };
-    let id = swim::SwimId { key: key(1), endpoint: forged.endpoint, renewal: 5 << 16 };
+    let id = swim::SwimId::new(key(1), forged.endpoint, 5 << 16);
     let bytes = postcard::to_allocvec(&wire::WireRecord { id, record: forged.clone() }).unwrap();
     for m in wire::chunk_record(key(1), forged.version, &bytes, None) {
         a.handle_message(now, key(2), &m).unwrap();
@@ -629,4 +629,35 @@ fn rogue_suspicion_notes_about_live_members_bring_no_one_down() {
     sim.run_for(Duration::from_secs(20));
     assert_eq!(downs_of_live_nodes(&sim.take_events(), &sim), 0, "a live member was declared down");
     assert!(sim.converged_up(), "every member still sees every other alive");
+}
+
+/// A cluster started pre-formed (how the benchmark reaches 10,000 nodes) is one converged
+/// view at once, runs the protocol from there (quiet, no false down, a crash found), and
+/// takes a later joiner like any other.
+#[test]
+fn a_preformed_cluster_is_converged_at_once_and_runs_the_protocol() {
+    let mut sim = Sim::new(sim_cfg(31, 0.01));
+    let nodes = sim.add_formed(120, Duration::from_secs(1));
+    assert_eq!(nodes, 0..120);
+    assert!(sim.converged(), "every node holds every other's latest record, alive");
+    sim.record_events = true;
+    sim.run_for(Duration::from_secs(30));
+    assert_eq!(downs_of_live_nodes(&sim.take_events(), &sim), 0);
+    let k = sim.node(17).key;
+    sim.crash(17);
+    let mut seen = std::collections::BTreeSet::new();
+    let t = sim.run_until_pred(Duration::from_secs(30), Duration::from_millis(100), |s| {
+        seen.extend(
+            s.take_events().into_iter().filter(|(_, _, e)| *e == MemberEvent::Down(k)).map(|(_, i, _)| i),
+        );
+        (0..120).filter(|i| s.node(*i).up).all(|i| seen.contains(&i))
+    });
+    t.expect("crash declared down everywhere");
+    let new = sim.add_node(Some(3));
+    let joined = sim.run_until_pred(Duration::from_secs(30), Duration::from_millis(100), |s| {
+        (0..=new)
+            .filter(|i| s.node(*i).up)
+            .all(|i| s.sees_all_as(i, &[MemberState::Alive, MemberState::Suspect]))
+    });
+    joined.expect("a joiner is seen by all and sees all");
 }
