@@ -318,6 +318,13 @@ impl Membership {
                 self.touch_peer(key, |p| p.set_live(Live::Down(at)));
                 self.removals.insert((now + self.cfg.dead_grace, key));
                 self.events.push_back(MemberEvent::Down(key));
+                // Pass the news on now rather than at the next gossip tick: each hop of the
+                // epidemic then costs a network delay instead of up to a tick, which at
+                // 10,000 nodes (7 hops) is most of the time it takes to reach everyone. Downs
+                // are rare, so this is a few messages per node per failure.
+                if let Err(e) = self.foca.gossip(&mut self.swim_out) {
+                    tracing::trace!(error = %e, "SWIM gossip");
+                }
             }
             OwnedNotification::Rename(..) => {
                 // foca holds the identity; `Peer` keeps only what is ours.
