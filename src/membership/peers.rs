@@ -89,30 +89,60 @@ impl Peer {
 /// trust. The daemon has one instance and no cache.
 #[derive(Debug, Clone, Default)]
 pub struct RecordCache {
-    inner: Arc<Mutex<CacheInner>>,
+    records: WeakMap<(NodeKey, u64), Held>,
     /// SWIM identities, shared the same way.
     pub(super) ids: IdCache,
-}
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    map: HashMap<(NodeKey, u64), Weak<Held>>,
-    /// Entries after the last sweep of dropped records.
-    swept_len: usize,
 }
 
 impl RecordCache {
     /// The held record of `key` at `version` if some instance holds exactly these bytes.
     pub(super) fn get(&self, key: NodeKey, version: u64, signed: &[u8]) -> Option<Arc<Held>> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let held = inner.map.get(&(key, version))?.upgrade()?;
-        (held.signed == signed).then_some(held)
+        self.records.get(&(key, version)).filter(|held| held.signed == signed)
     }
 
     /// Shares `held` with the other instances.
     pub(super) fn put(&self, held: &Arc<Held>) {
+        self.records.put((held.record.key, held.record.version), held);
+    }
+}
+
+/// Values shared between the instances of one process while any holds them: a map of weak
+/// references, swept of dropped ones as it doubles.
+#[derive(Debug)]
+pub(super) struct WeakMap<K, V> {
+    inner: Arc<Mutex<WeakMapInner<K, V>>>,
+}
+
+#[derive(Debug)]
+struct WeakMapInner<K, V> {
+    map: HashMap<K, Weak<V>>,
+    /// Entries after the last sweep.
+    swept_len: usize,
+}
+
+impl<K, V> Clone for WeakMap<K, V> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<K, V> Default for WeakMap<K, V> {
+    fn default() -> Self {
+        Self { inner: Arc::new(Mutex::new(WeakMapInner { map: HashMap::new(), swept_len: 0 })) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> WeakMap<K, V> {
+    /// The value under `key`, if some instance still holds it.
+    pub(super) fn get(&self, key: &K) -> Option<Arc<V>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.map.get(key)?.upgrade()
+    }
+
+    /// Shares `value` under `key` (replacing what was there).
+    pub(super) fn put(&self, key: K, value: &Arc<V>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.map.insert((held.record.key, held.record.version), Arc::downgrade(held));
+        inner.map.insert(key, Arc::downgrade(value));
         if inner.map.len() > inner.swept_len.max(1024) * 2 {
             inner.map.retain(|_, w| w.strong_count() > 0);
             inner.swept_len = inner.map.len();

@@ -4,9 +4,8 @@
 //! Invariants: foca only sees packets whose header source is the authenticated sender; every
 //! foca call is followed by `drain_swim`, so its output never waits for another input.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
@@ -15,6 +14,7 @@ use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
 use super::error::MembershipError;
+use super::peers::WeakMap;
 use super::record::NodeKey;
 use super::wire::{Msg, RangeId, Summary};
 use super::{Live, MemberEvent, Membership};
@@ -107,31 +107,19 @@ impl Identity for SwimId {
 /// all that decode it while any holds it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdCache {
-    inner: Arc<Mutex<IdCacheInner>>,
-}
-
-#[derive(Debug, Default)]
-struct IdCacheInner {
-    map: HashMap<NodeKey, Weak<IdParts>>,
-    /// Entries after the last sweep of dropped identities.
-    swept_len: usize,
+    ids: WeakMap<NodeKey, IdParts>,
 }
 
 impl IdCache {
     /// The shared copy of `id` (which becomes the shared one if there is none).
     fn intern(&self, id: SwimId) -> SwimId {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = inner.map.get(&id.key).and_then(Weak::upgrade) {
-            if *held == *id.0 {
-                return SwimId(held);
+        match self.ids.get(&id.key) {
+            Some(held) if *held == *id.0 => SwimId(held),
+            _ => {
+                self.ids.put(id.key, &id.0);
+                id
             }
         }
-        inner.map.insert(id.key, Arc::downgrade(&id.0));
-        if inner.map.len() > inner.swept_len.max(1024) * 2 {
-            inner.map.retain(|_, w| w.strong_count() > 0);
-            inner.swept_len = inner.map.len();
-        }
-        id
     }
 }
 
