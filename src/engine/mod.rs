@@ -428,7 +428,7 @@ impl Engine {
                             info!(peer = %c.name, "peer up");
                         }
                     }
-                    self.send_path_info(now, peer);
+                    self.handshake_done(now, peer);
                 }
                 ProtoEvent::HandshakeFailed { peer } => debug!(%peer, "handshake gave up"),
                 ProtoEvent::EndpointChanged { peer, addr } => {

@@ -56,7 +56,7 @@ pub(crate) struct Paths {
     /// `[relay]`.
     pub cfg: Relay,
     /// Peers that said they relay.
-    offers: BTreeSet<PeerId>,
+    pub(super) offers: BTreeSet<PeerId>,
     /// Our own address as peers see it, newest first: (address, who saw it).
     pub(crate) seen_as: Vec<(SocketAddr, PeerId)>,
     /// Each peer's addresses as relays saw them, newest first: direct candidates.
@@ -66,6 +66,11 @@ pub(crate) struct Paths {
     next_pass: Option<Instant>,
     /// The `[relay] enable` our peers were last told (a change is told to all at once).
     announced: Option<bool>,
+    /// Peers told our path info on their current session. A responder cannot send until the
+    /// initiator's first data confirms the session, so a handshake's end is not always a
+    /// moment to tell: each pass tells those not told yet, and a new handshake or a change
+    /// of `[relay] enable` has everyone told again.
+    told: BTreeSet<PeerId>,
     next_punch: BTreeMap<PeerId, Instant>,
     /// When each peer's session last moved onto a direct path.
     direct_at: BTreeMap<PeerId, Instant>,
@@ -107,6 +112,7 @@ impl Paths {
         self.moved.remove(&peer);
         self.next_punch.remove(&peer);
         self.direct_at.remove(&peer);
+        self.told.remove(&peer);
         self.seen_as.retain(|(_, p)| *p != peer);
     }
 }
@@ -284,8 +290,15 @@ impl Engine {
         }
     }
 
-    /// Tells `peer` (when it understands) its address as we see it and whether we relay.
-    pub(super) fn send_path_info(&mut self, now: Instant, peer: PeerId) {
+    /// A handshake with `peer` completed: it is told our path info again, now if we can send.
+    pub(super) fn handshake_done(&mut self, now: Instant, peer: PeerId) {
+        self.paths.told.remove(&peer);
+        self.send_path_info(now, peer);
+    }
+
+    /// Tells `peer` (when it understands) its address as we see it and whether we relay,
+    /// unless we cannot send to it yet.
+    fn send_path_info(&mut self, now: Instant, peer: PeerId) {
         if !self.speaks_paths(now, peer) {
             return;
         }
@@ -296,7 +309,9 @@ impl Engine {
             .and_then(real)
             .unwrap_or(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0));
         let flags = if self.paths.cfg.enable { PATH_RELAYS } else { 0 };
-        let _ = self.send_inner(now, peer, &Inner::PathInfo { flags, seen });
+        if self.send_inner(now, peer, &Inner::PathInfo { flags, seen }).is_ok() {
+            self.paths.told.insert(peer);
+        }
     }
 
     /// Whether our current session with `peer` carries path payloads.
@@ -338,13 +353,12 @@ impl Engine {
         }
         self.paths.next_pass = Some(now + PASS_EVERY);
         if self.paths.announced != Some(self.paths.cfg.enable) {
-            // Peers met before were told what we said then (at their handshake).
-            if self.paths.announced.is_some() {
-                for peer in self.endpoint.peer_ids().collect::<Vec<_>>() {
-                    self.send_path_info(now, peer);
-                }
-            }
+            self.paths.told.clear();
             self.paths.announced = Some(self.paths.cfg.enable);
+        }
+        let untold: Vec<PeerId> = self.endpoint.peer_ids().filter(|p| !self.paths.told.contains(p)).collect();
+        for peer in untold {
+            self.send_path_info(now, peer);
         }
         let peers: Vec<PeerId> = self.members.certs.keys().copied().collect();
         self.paths.moved.retain(|p, _| peers.contains(p));
@@ -363,6 +377,12 @@ impl Engine {
             let dead = (info.connected && waited(info.unanswered_since, SILENT_AFTER))
                 || (waited(info.initiating_since, RELAY_AFTER)
                     && (!info.connected || waited(info.unanswered_since, RELAY_AFTER)));
+            trace!(
+                %peer, %at, connected = info.connected, dead,
+                unanswered = ?info.unanswered_since.map(|t| now.saturating_duration_since(t)),
+                initiating = ?info.initiating_since.map(|t| now.saturating_duration_since(t)),
+                "path review"
+            );
             match path::relayed(at) {
                 None => {
                     if dead && self.paths.cfg.use_relays {

@@ -1363,6 +1363,29 @@ fn members_cut_apart_from_the_start_meet_through_a_relay() {
     assert_eq!(relay_for(&sim, 1, 2), Some(0));
 }
 
+/// The relay's offer reaches every member, whichever end of each handshake it was: a
+/// responder cannot send until the initiator's first data confirms the session, so an offer
+/// told only when the handshake completes never left the relay where it responded (a
+/// reach_lab run then had one side relaying and the other answering into the block).
+#[test]
+fn a_relay_offer_reaches_members_that_initiated_their_handshake_with_it() {
+    // Which end initiates depends on timing: many seeds, so that both orders occur.
+    for seed in 1..=30 {
+        let mut sim = Sim::new(4, SimConfig { seed, ..SimConfig::default() });
+        sim.nodes[1].engine.set_relay(relay_on());
+        assert!(sim.run_until(Duration::from_secs(60), Sim::converged));
+        sim.run_for(Duration::from_secs(3));
+        for i in [0, 2, 3] {
+            let relay = sim.peer_id(i, 1).unwrap();
+            assert!(
+                sim.nodes[i].engine.paths.offers.contains(&relay),
+                "seed {seed}: h{} never learnt that h2 relays",
+                i + 1
+            );
+        }
+    }
+}
+
 #[test]
 fn without_a_relay_offered_nothing_is_relayed() {
     let mut sim = converged(3);

@@ -266,6 +266,17 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // WEFT_TEST_KEEP_LOGS=<dir>: a failed test's whole daemon logs are copied there
+            // (the lab directory goes with the lab).
+            if let Some(keep) = std::env::var_os("WEFT_TEST_KEEP_LOGS") {
+                let to = Path::new(&keep).join(&self.tag);
+                if std::fs::create_dir_all(&to).is_ok() {
+                    for i in 1..=self.hosts {
+                        let _ = std::fs::write(to.join(format!("h{i}.log")), self.log(&format!("h{i}")));
+                    }
+                    eprintln!("daemon logs kept in {}", to.display());
+                }
+            }
             for i in 1..=self.hosts {
                 let log = self.log(&format!("h{i}"));
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
