@@ -265,6 +265,13 @@ impl Engine {
         if let Err(e) = self.send_inner(now, peer, &Inner::Gossip(bytes)) {
             trace!(%peer, %e, "gossip not sent");
         }
+        // Held for a handshake: membership must not take a probe's wait for it as the
+        // member's silence.
+        if self.endpoint.sending_session(now, peer).is_none() {
+            if let Some(since) = self.endpoint.peer_info(peer).and_then(|i| i.initiating_since) {
+                self.members.layer.link_waiting(to, since);
+            }
+        }
     }
 
     /// Verifies a member's record and installs its peer and containers.

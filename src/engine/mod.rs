@@ -423,6 +423,9 @@ impl Engine {
                     debug!(%addr, "dial failed; backing off");
                 }
                 ProtoEvent::HandshakeCompleted { peer } => {
+                    if let Some(info) = self.endpoint.peer_info(peer) {
+                        self.members.layer.link_up(now, NodeKey(info.key));
+                    }
                     if let Some(c) = self.endpoint.peer_info(peer).and_then(|i| i.cert) {
                         if self.names.insert(peer, c.name.clone()).is_none() {
                             info!(peer = %c.name, "peer up");

@@ -150,6 +150,8 @@ pub struct Membership {
     suspicions: BTreeMap<NodeKey, suspicion::Suspicion>,
     /// Direct probes of suspects we run for whoever asked us to confirm.
     checks: BTreeMap<NodeKey, suspicion::Check>,
+    /// Our transport session with members, as the engine tells it (see `link_waiting`).
+    links: BTreeMap<NodeKey, suspicion::Link>,
     /// Our own health: slow or lossy here means slower to suspect others.
     health: suspicion::Health,
     transmits: VecDeque<(NodeKey, Vec<u8>)>,
@@ -233,6 +235,7 @@ impl Membership {
             undead_challenges: BTreeMap::new(),
             suspicions: BTreeMap::new(),
             checks: BTreeMap::new(),
+            links: BTreeMap::new(),
             health: suspicion::Health::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -553,6 +556,7 @@ impl Membership {
         if self.peers.remove(key).is_some_and(|p| p.admitted) {
             self.admitted.insert(*key);
         }
+        self.links.remove(key);
     }
 
     /// Whether `key` was banned.
@@ -688,6 +692,7 @@ impl Membership {
         self.tombstones.retain(|_, (_, until)| *until > now);
         self.undead_challenges.retain(|_, deadline| *deadline > now);
         self.retune_swim();
+        self.forget_old_links(now);
         self.expire_suspicions(now);
         self.drain_swim(now);
     }

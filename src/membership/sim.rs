@@ -33,6 +33,11 @@ pub struct SimConfig {
     pub delay_max: Duration,
     /// Every node's membership settings.
     pub membership: MembershipConfig,
+    /// Models the engine's sessions: `Some(h)` makes the first message between two nodes wait
+    /// for a handshake that takes between h/2 and h (its messages are held meanwhile, and
+    /// both nodes are told as the engine tells them); one with a crashed node never completes.
+    /// `None`: messages go at once and nodes hear nothing of sessions.
+    pub handshake: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -43,6 +48,7 @@ impl Default for SimConfig {
             delay_min: Duration::from_millis(5),
             delay_max: Duration::from_millis(40),
             membership: MembershipConfig::default(),
+            handshake: None,
         }
     }
 }
@@ -63,6 +69,7 @@ struct Packet {
     seq: u64,
     from: usize,
     to: usize,
+    /// Empty: the handshake between `from` and `to` completes now (`SimConfig::handshake`).
     bytes: Vec<u8>,
 }
 
@@ -84,6 +91,17 @@ impl Ord for Packet {
     }
 }
 
+/// A session between two simulated nodes (`SimConfig::handshake`).
+#[derive(Debug, Clone, Copy)]
+struct SimLink {
+    /// When its handshake began.
+    began: Instant,
+    /// When the handshake completes (or completed, or found a node down).
+    at: Instant,
+    /// Whether it completed.
+    up: bool,
+}
+
 /// The simulated network and its nodes.
 pub struct Sim {
     cfg: SimConfig,
@@ -103,6 +121,8 @@ pub struct Sim {
     /// Whether events are kept for [`Sim::take_events`].
     pub record_events: bool,
     events: Vec<(Duration, usize, MemberEvent)>,
+    /// Sessions between node pairs (lower index first) when handshakes are modelled.
+    links: HashMap<(usize, usize), SimLink>,
     /// Messages lost to loss, partitions or dead receivers.
     pub dropped: u64,
     /// Bytes sent, by message kind (the variant byte): SWIM, notices, pulls, chunks, digests,
@@ -132,6 +152,7 @@ impl Sim {
             records: RecordCache::default(),
             record_events: false,
             events: Vec::new(),
+            links: HashMap::new(),
             dropped: 0,
             bytes_by_kind: [0; 9],
         }
@@ -288,6 +309,7 @@ impl Sim {
             self.now,
         );
         m.share_records(self.records.clone());
+        self.links.retain(|&(a, b), _| a != i && b != i);
         let node = &mut self.nodes[i];
         node.m = m;
         node.up = true;
@@ -397,6 +419,10 @@ impl Sim {
             self.now = t;
             if next_packet == Some(t) {
                 let p = self.net.pop().expect("peeked");
+                if p.bytes.is_empty() {
+                    self.link_up(t, p.from, p.to);
+                    continue;
+                }
                 if !self.nodes[p.to].up {
                     self.dropped += 1;
                     continue;
@@ -456,10 +482,60 @@ impl Sim {
             self.dropped += 1;
             return;
         }
+        let ready = match self.cfg.handshake {
+            Some(h) => match self.session(from, to, h) {
+                Some(ready) => ready,
+                None => {
+                    self.dropped += 1;
+                    return;
+                }
+            },
+            None => self.now,
+        };
         let span = self.cfg.delay_max.saturating_sub(self.cfg.delay_min);
         let delay = self.cfg.delay_min + span.mul_f64(self.rng.random_range(0.0..1.0));
         self.seq += 1;
-        self.net.push(Packet { at: self.now + delay, seq: self.seq, from, to, bytes });
+        self.net.push(Packet { at: ready.max(self.now) + delay, seq: self.seq, from, to, bytes });
+    }
+
+    /// When the session between `from` and `to` is (or will be) up, starting its handshake if
+    /// there is none; `None` if it never will (the handshake met a crashed node). Tells `from`
+    /// that its message waits, as the engine does.
+    fn session(&mut self, from: usize, to: usize, handshake: Duration) -> Option<Instant> {
+        let pair = (from.min(to), from.max(to));
+        let now = self.now;
+        let link = match self.links.get(&pair) {
+            Some(link) => *link,
+            None => {
+                let at = now + handshake.mul_f64(self.rng.random_range(0.5..1.0));
+                self.seq += 1;
+                self.net.push(Packet { at, seq: self.seq, from, to, bytes: Vec::new() });
+                let link = SimLink { began: now, at, up: false };
+                self.links.insert(pair, link);
+                link
+            }
+        };
+        if !link.up {
+            let key = self.nodes[to].key;
+            self.nodes[from].m.link_waiting(key, link.began);
+        }
+        (link.up || link.at > now).then_some(link.at)
+    }
+
+    /// The handshake between `a` and `b` completes at `t`, unless one of them is down.
+    fn link_up(&mut self, t: Instant, a: usize, b: usize) {
+        let pair = (a.min(b), a.max(b));
+        if !(self.nodes[a].up && self.nodes[b].up) {
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&pair) {
+            link.up = true;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            let key = self.nodes[y].key;
+            self.nodes[x].m.link_up(t, key);
+            self.after(x);
+        }
     }
 }
 

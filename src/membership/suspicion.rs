@@ -17,6 +17,16 @@
 //!   after each quiet probe period. Our check deadlines and suspicion timeouts are multiplied
 //!   by `score + 1`: a node that is itself slow (CPU-starved, lossy link) suspects less.
 //!
+//! - **Probes that waited for a handshake** prove nothing. A message to a member we hold no
+//!   session with waits for a handshake first (a node that just started has none; under load
+//!   it took 2 s in a 100-daemon lab): a probe or check of it that fails meanwhile measured
+//!   the handshake, not the member. The engine tells us ([`Membership::link_waiting`],
+//!   [`Membership::link_up`]); such a failure of our own probe only tells the member (a live
+//!   one refutes at once) and asks no witness, and a check waits for the handshake (up to
+//!   [`HANDSHAKE_WAIT`], after which the member's silence counts) and probes again once it
+//!   completes. A crashed member never completes a handshake, so it is found as before, by
+//!   those that held a session with it and, [`HANDSHAKE_WAIT`] later, by the others.
+//!
 //! Invariants: `suspicions` only holds members foca holds as suspect at that identity and
 //! incarnation (checked each tick, so refutations and verdicts end them); confirmations per
 //! suspicion are bounded by the number of members; at most one check per member runs.
@@ -38,6 +48,34 @@ pub(crate) const MAX_HEALTH: u8 = 8;
 /// Checks running at once; beyond it suspicion notes ask for no new check (bounded work for
 /// notes a rogue member invents).
 pub(crate) const MAX_CHECKS: usize = 64;
+/// How long a handshake may take before a probe that waited for it counts as failed: one
+/// unanswered handshake attempt (WireGuard's REKEY_TIMEOUT).
+pub(crate) const HANDSHAKE_WAIT: Duration = Duration::from_secs(5);
+/// How long a link's coming up is remembered: longer than any probe or check it may overlap.
+const LINK_MEMORY: Duration = Duration::from_secs(10);
+/// Times a check starts over because its target's session came up while it ran.
+const MAX_CHECK_RESTARTS: u8 = 2;
+
+/// Our transport session with a member, as the engine tells it. The simulator has no
+/// sessions and tells nothing: every failed probe there is evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Messages to it wait for a handshake begun then.
+    Waiting(Instant),
+    /// A handshake with it completed then.
+    Up(Instant),
+}
+
+/// Whether a probe of a member that went unanswered is evidence against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Doubt {
+    /// It is.
+    None,
+    /// It waited for a handshake still in flight, which counts as failed at this instant.
+    Waiting(Instant),
+    /// The session came up while it ran: the probe left late.
+    Late,
+}
 
 /// "I, the sender, could not reach `id` at `incarnation`": a first-hand suspicion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +98,10 @@ pub(crate) struct Suspicion {
 #[derive(Debug, Clone)]
 pub(crate) struct Check {
     nonce: u64,
+    started: Instant,
     deadline: Instant,
     resent: bool,
+    restarts: u8,
     asker: Option<NodeKey>,
     note: SuspectNote,
 }
@@ -116,6 +156,50 @@ impl Membership {
         }
     }
 
+    /// Messages to `key` wait for a handshake with it that began at `since` (the engine has
+    /// no session to send them on). Until the handshake completes, or has gone unanswered for
+    /// [`HANDSHAKE_WAIT`], a probe of `key` that fails is no evidence against it.
+    pub fn link_waiting(&mut self, key: NodeKey, since: Instant) {
+        if key == self.own.key || !self.is_admitted(&key) {
+            return;
+        }
+        if !matches!(self.links.get(&key), Some(Link::Waiting(_))) {
+            self.links.insert(key, Link::Waiting(since));
+        }
+    }
+
+    /// A handshake with `key` completed: messages to it go out now. A check of it that waited
+    /// for the handshake probes again, so that it measures `key` and not the handshake.
+    pub fn link_up(&mut self, now: Instant, key: NodeKey) {
+        if key == self.own.key || !self.is_admitted(&key) {
+            return;
+        }
+        let waited = matches!(self.links.insert(key, Link::Up(now)), Some(Link::Waiting(_)));
+        if waited && self.checks.contains_key(&key) {
+            self.restart_check(now, key);
+        }
+    }
+
+    /// Whether a probe of `key` sent at `sent` and unanswered at `now` is evidence.
+    fn link_doubt(&self, now: Instant, key: &NodeKey, sent: Instant) -> Doubt {
+        match self.links.get(key) {
+            Some(Link::Waiting(t)) if now.saturating_duration_since(*t) < HANDSHAKE_WAIT => {
+                Doubt::Waiting(*t + HANDSHAKE_WAIT)
+            }
+            Some(Link::Up(t)) if *t > sent => Doubt::Late,
+            _ => Doubt::None,
+        }
+    }
+
+    /// Forgets links that came up long ago and handshakes long given up (the engine tells a
+    /// handshake still in flight again, with its first attempt's time).
+    pub(super) fn forget_old_links(&mut self, now: Instant) {
+        let keep = LINK_MEMORY.max(HANDSHAKE_WAIT);
+        self.links.retain(|_, l| match l {
+            Link::Waiting(t) | Link::Up(t) => now.saturating_duration_since(*t) < keep,
+        });
+    }
+
     /// Our local health score (0 = healthy; see the module doc).
     pub fn health_score(&self) -> u8 {
         self.health.score
@@ -138,6 +222,16 @@ impl Membership {
             return;
         };
         let note = SuspectNote { id, incarnation: m.incarnation() };
+        let window = now.checked_sub(self.cfg.probe_period).unwrap_or(now);
+        if self.link_doubt(now, &key, window) != Doubt::None {
+            // The probe waited for a handshake: no evidence. Foca suspects it all the same;
+            // told, a live member refutes that as soon as the handshake lets the note through.
+            tracing::debug!(suspect = %key, "probe failed while the session was not up; no evidence");
+            self.stats.probes_inconclusive += 1;
+            self.send(key, Msg::Suspect(note).encode());
+            return;
+        }
+        tracing::debug!(suspect = %key, health = self.health.score, "first-hand failure");
         self.health.worse(now);
         if !self.confirm(now, &note, self.own.key) {
             return;
@@ -194,7 +288,20 @@ impl Membership {
         let key = note.id.key;
         let nonce: u64 = self.rng.random();
         let deadline = now + self.cfg.probe_rtt() / 2 * self.health.factor();
-        self.checks.insert(key, Check { nonce, deadline, resent: false, asker, note });
+        let check = Check { nonce, started: now, deadline, resent: false, restarts: 0, asker, note };
+        self.checks.insert(key, check);
+        self.send(key, Msg::Probe(nonce).encode());
+    }
+
+    /// Starts `key`'s check over (its session came up while it ran), unless it did so often.
+    fn restart_check(&mut self, now: Instant, key: NodeKey) {
+        let deadline = now + self.cfg.probe_rtt() / 2 * self.health.factor();
+        let Some(c) = self.checks.get_mut(&key).filter(|c| c.restarts < MAX_CHECK_RESTARTS) else { return };
+        c.restarts += 1;
+        c.started = now;
+        c.deadline = deadline;
+        c.resent = false;
+        let nonce = c.nonce;
         self.send(key, Msg::Probe(nonce).encode());
     }
 
@@ -243,6 +350,29 @@ impl Membership {
                 self.send(key, Msg::Probe(nonce).encode());
                 continue;
             }
+            let started = c.started;
+            match self.link_doubt(now, &key, started) {
+                Doubt::None => {}
+                Doubt::Waiting(until) => {
+                    // `link_up` probes again; the handshake's failure is the verdict.
+                    let until = until.max(now + self.cfg.tick());
+                    if let Some(c) = self.checks.get_mut(&key) {
+                        if c.deadline < until {
+                            c.deadline = until;
+                            self.stats.probes_inconclusive += 1;
+                        }
+                    }
+                    continue;
+                }
+                Doubt::Late => {
+                    let restarts = self.checks.get(&key).map_or(MAX_CHECK_RESTARTS, |c| c.restarts);
+                    if restarts < MAX_CHECK_RESTARTS {
+                        self.stats.probes_inconclusive += 1;
+                        self.restart_check(now, key);
+                        continue;
+                    }
+                }
+            }
             let Some(c) = self.checks.remove(&key) else { continue };
             let still = self
                 .foca
@@ -251,6 +381,7 @@ impl Membership {
             if !still || !self.confirm(now, &c.note, self.own.key) {
                 continue;
             }
+            tracing::debug!(suspect = %key, asker = ?c.asker, "check unanswered; confirming");
             let msg = Msg::Suspect(c.note.clone()).encode();
             if let Some(asker) = c.asker {
                 self.send(asker, msg.clone());
@@ -301,6 +432,15 @@ impl Membership {
             return;
         }
         for m in &expired {
+            if let Some(s) = self.suspicions.get(&m.id().key) {
+                tracing::debug!(
+                    suspect = %m.id().key,
+                    confirmers = s.confirmers.len(),
+                    after = ?now.saturating_duration_since(s.since),
+                    health = self.health.score,
+                    "suspicion expired; down"
+                );
+            }
             self.suspicions.remove(&m.id().key);
             self.checks.remove(&m.id().key);
         }

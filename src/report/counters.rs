@@ -289,6 +289,12 @@ overlay_proto::counters! {
             "weft_membership_versions_refused",
             "Record versions refused for claiming a time beyond this node's clock plus the allowed skew",
         ),
+        /// Failed probes and checks of a member while our session with it was not up (they
+        /// waited for a handshake, not for the member): no evidence, not counted against it.
+        probes_inconclusive => Metric::new(
+            "weft_membership_probes_inconclusive",
+            "Failed probes and checks of a member that waited for a handshake with it, not counted as evidence",
+        ),
     }
 }
 
@@ -480,7 +486,8 @@ mod tests {
                 "suspicions_expired",
                 "unvouched_sends_dropped",
                 "identities_unvouched",
-                "versions_refused"
+                "versions_refused",
+                "probes_inconclusive"
             ]
         );
         assert_eq!(fields::<ConntrackStats>(), ["inserts", "table_full", "peer_full", "expired"]);
