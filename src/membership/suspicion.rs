@@ -92,6 +92,8 @@ pub(crate) struct Suspicion {
     pub since: Instant,
     /// Members (ourselves included) that failed to reach it first-hand.
     pub confirmers: Vec<NodeKey>,
+    /// When we last probed it ourselves because its timeout passed with no confirmation.
+    pub looked: Option<Instant>,
 }
 
 /// A direct probe of a suspect, on behalf of whoever asked.
@@ -226,9 +228,14 @@ impl Membership {
         if self.link_doubt(now, &key, window) != Doubt::None {
             // The probe waited for a handshake: no evidence. Foca suspects it all the same;
             // told, a live member refutes that as soon as the handshake lets the note through.
+            // Our own check measures it once the handshake is done (or has failed), and asks
+            // witnesses if it fails: a crashed member is not left to gossip alone.
             tracing::debug!(suspect = %key, "probe failed while the session was not up; no evidence");
             self.stats.probes_inconclusive += 1;
-            self.send(key, Msg::Suspect(note).encode());
+            self.send(key, Msg::Suspect(note.clone()).encode());
+            if !self.checks.contains_key(&key) && self.checks.len() < MAX_CHECKS {
+                self.start_check(now, None, note);
+            }
             return;
         }
         tracing::debug!(suspect = %key, health = self.health.score, "first-hand failure");
@@ -329,7 +336,8 @@ impl Membership {
         id: &SwimId,
         incarnation: foca::Incarnation,
     ) -> &mut Suspicion {
-        let fresh = || Suspicion { id: id.clone(), incarnation, since: now, confirmers: Vec::new() };
+        let fresh =
+            || Suspicion { id: id.clone(), incarnation, since: now, confirmers: Vec::new(), looked: None };
         let s = self.suspicions.entry(id.key).or_insert_with(fresh);
         if s.id != *id || s.incarnation < incarnation {
             *s = fresh();
@@ -383,8 +391,15 @@ impl Membership {
             }
             tracing::debug!(suspect = %key, asker = ?c.asker, "check unanswered; confirming");
             let msg = Msg::Suspect(c.note.clone()).encode();
-            if let Some(asker) = c.asker {
-                self.send(asker, msg.clone());
+            match c.asker {
+                Some(asker) => self.send(asker, msg.clone()),
+                // A check of our own (our probe waited for a handshake, or a suspicion timed
+                // out unconfirmed): now a first-hand failure, so witnesses are asked.
+                None => {
+                    for w in self.random_up_members_except(WITNESSES, &key) {
+                        self.send(w, msg.clone());
+                    }
+                }
             }
             self.send(key, msg);
         }
@@ -422,12 +437,43 @@ impl Membership {
                 *m.id() == s.id && m.state() == foca::State::Suspect && m.incarnation() == s.incarnation
             })
         });
-        let expired: Vec<foca::Member<SwimId>> = self
+        let max = self.suspicion_timeout(0);
+        let due: Vec<NodeKey> = self
             .suspicions
-            .values()
-            .filter(|s| now.saturating_duration_since(s.since) >= self.suspicion_timeout(s.confirmers.len()))
-            .map(|s| foca::Member::new(s.id.clone(), s.incarnation, foca::State::Down))
+            .iter()
+            .filter(|(_, s)| {
+                now.saturating_duration_since(s.since) >= self.suspicion_timeout(s.confirmers.len())
+            })
+            .map(|(k, _)| *k)
             .collect();
+        let mut expired = Vec::new();
+        for key in due {
+            let Some(s) = self.suspicions.get_mut(&key) else { continue };
+            if !s.confirmers.is_empty() {
+                expired.push(foca::Member::new(s.id.clone(), s.incarnation, foca::State::Down));
+                continue;
+            }
+            // Nobody failed to reach it first-hand (or we heard from it since): a suspicion
+            // of gossip alone, whose refutation may still be on its way (it crosses new
+            // handshakes when the member just started). Look ourselves before any verdict:
+            // a check, and a note that has a live member refute. A failed check confirms,
+            // and the next pass declares it down; an answered one waits for the refutation
+            // and looks again after another `max`.
+            if self.checks.contains_key(&key)
+                || s.looked.is_some_and(|t| now.saturating_duration_since(t) < max)
+            {
+                continue;
+            }
+            if self.checks.len() >= MAX_CHECKS {
+                expired.push(foca::Member::new(s.id.clone(), s.incarnation, foca::State::Down));
+                continue;
+            }
+            s.looked = Some(now);
+            let note = SuspectNote { id: s.id.clone(), incarnation: s.incarnation };
+            tracing::debug!(suspect = %key, "suspicion timed out unconfirmed; checking it ourselves");
+            self.send(key, Msg::Suspect(note.clone()).encode());
+            self.start_check(now, None, note);
+        }
         if expired.is_empty() {
             return;
         }

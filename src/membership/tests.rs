@@ -665,31 +665,34 @@ fn a_preformed_cluster_is_converged_at_once_and_runs_the_protocol() {
 /// Nodes that just met wait for a handshake before any message between them goes out: in a
 /// 100-daemon lab starting on 2 cores that took up to 2 s, probes of a member that had just
 /// started failed meanwhile, witnesses without a session confirmed, and all 99 others
-/// declared it down. Probes that waited for a handshake are no evidence; a crashed member,
-/// whose handshakes never complete, is still found.
+/// declared it down. Probes that waited for a handshake are no evidence, and a suspicion no
+/// one confirmed is checked before any verdict (its refutation crosses new handshakes too);
+/// a crashed member, whose handshakes never complete, is still found. With 3 s handshakes at
+/// 1 % loss these seeds gave 79 to 236 false downs with the first rule alone.
 #[test]
 fn probes_that_wait_for_handshakes_bring_no_one_down_and_crashes_are_still_found() {
-    let n = 60;
-    let cfg = SimConfig { handshake: Some(Duration::from_millis(2500)), ..sim_cfg(31, 0.0) };
-    let mut sim = Sim::new(cfg);
-    sim.record_events = true;
-    form_until(&mut sim, n, Duration::from_secs(120), Sim::converged_up);
-    sim.run_for(Duration::from_secs(20));
-    let false_downs = downs_of_live_nodes(&sim.take_events(), &sim);
-    let waited = sim.total_stats().probes_inconclusive;
-    eprintln!("handshakes of up to 2.5 s: {false_downs} false downs, {waited} probes waited for one");
-    assert!(waited > 0, "no probe waited for a handshake: the test proves nothing");
-    assert_eq!(false_downs, 0);
-    let victim = 17;
-    let k = sim.node(victim).key;
-    sim.crash(victim);
-    let mut seen = std::collections::BTreeSet::new();
-    let t = sim.run_until_pred(Duration::from_secs(60), Duration::from_millis(100), |s| {
-        seen.extend(
-            s.take_events().into_iter().filter(|(_, _, e)| *e == MemberEvent::Down(k)).map(|(_, i, _)| i),
-        );
-        (0..n).filter(|i| s.node(*i).up).all(|i| seen.contains(&i))
-    });
-    eprintln!("crash down everywhere after {t:?}");
-    assert!(t.is_some(), "the crash was not found everywhere");
+    let n = 80;
+    for seed in [40, 41, 51] {
+        let cfg = SimConfig { handshake: Some(Duration::from_secs(3)), ..sim_cfg(seed, 0.01) };
+        let mut sim = Sim::new(cfg);
+        sim.record_events = true;
+        form_until(&mut sim, n, Duration::from_secs(120), Sim::converged_up);
+        sim.run_for(Duration::from_secs(20));
+        let false_downs = downs_of_live_nodes(&sim.take_events(), &sim);
+        let waited = sim.total_stats().probes_inconclusive;
+        eprintln!("seed {seed}: {false_downs} false downs, {waited} probes waited for a handshake");
+        assert!(waited > 0, "no probe waited for a handshake: the test proves nothing");
+        assert_eq!(false_downs, 0, "seed {seed}");
+        let victim = 17;
+        let k = sim.node(victim).key;
+        sim.crash(victim);
+        let mut seen = std::collections::BTreeSet::new();
+        let t = sim.run_until_pred(Duration::from_secs(60), Duration::from_millis(100), |s| {
+            let events = s.take_events();
+            seen.extend(events.into_iter().filter(|(_, _, e)| *e == MemberEvent::Down(k)).map(|(_, i, _)| i));
+            (0..n).filter(|i| s.node(*i).up).all(|i| seen.contains(&i))
+        });
+        eprintln!("seed {seed}: crash down everywhere after {t:?}");
+        assert!(t.is_some(), "seed {seed}: the crash was not found everywhere");
+    }
 }
