@@ -184,6 +184,10 @@ impl Engine {
 
     /// Applies the `[relay]` settings.
     pub fn set_relay(&mut self, cfg: crate::config::Relay) {
+        if cfg.enable != self.paths.cfg.enable {
+            // Everyone is told the change at the next path pass.
+            self.paths.told.clear();
+        }
         self.paths.cfg = cfg;
     }
 
@@ -425,10 +429,10 @@ impl Engine {
                 ProtoEvent::HandshakeCompleted { peer } => {
                     if let Some(info) = self.endpoint.peer_info(peer) {
                         self.members.layer.link_up(now, NodeKey(info.key));
-                    }
-                    if let Some(c) = self.endpoint.peer_info(peer).and_then(|i| i.cert) {
-                        if self.names.insert(peer, c.name.clone()).is_none() {
-                            info!(peer = %c.name, "peer up");
+                        if let Some(c) = info.cert {
+                            if self.names.insert(peer, c.name.clone()).is_none() {
+                                info!(peer = %c.name, "peer up");
+                            }
                         }
                     }
                     self.handshake_done(now, peer);

@@ -64,13 +64,11 @@ pub(crate) struct Paths {
     /// Peers moved onto a relay: when, and the relays tried since the direct path failed.
     moved: BTreeMap<PeerId, (Instant, Vec<PeerId>)>,
     next_pass: Option<Instant>,
-    /// The `[relay] enable` our peers were last told (a change is told to all at once).
-    announced: Option<bool>,
     /// Peers told our path info on their current session. A responder cannot send until the
     /// initiator's first data confirms the session, so a handshake's end is not always a
     /// moment to tell: each pass tells those not told yet, and a new handshake or a change
-    /// of `[relay] enable` has everyone told again.
-    told: BTreeSet<PeerId>,
+    /// of `[relay] enable` (`Engine::set_relay`) has everyone told again.
+    pub(super) told: BTreeSet<PeerId>,
     next_punch: BTreeMap<PeerId, Instant>,
     /// When each peer's session last moved onto a direct path.
     direct_at: BTreeMap<PeerId, Instant>,
@@ -352,10 +350,6 @@ impl Engine {
             return false;
         }
         self.paths.next_pass = Some(now + PASS_EVERY);
-        if self.paths.announced != Some(self.paths.cfg.enable) {
-            self.paths.told.clear();
-            self.paths.announced = Some(self.paths.cfg.enable);
-        }
         let untold: Vec<PeerId> = self.endpoint.peer_ids().filter(|p| !self.paths.told.contains(p)).collect();
         for peer in untold {
             self.send_path_info(now, peer);

@@ -177,7 +177,7 @@ impl Membership {
             return;
         }
         let waited = matches!(self.links.insert(key, Link::Up(now)), Some(Link::Waiting(_)));
-        if waited && self.checks.contains_key(&key) {
+        if waited {
             self.restart_check(now, key);
         }
     }
@@ -300,16 +300,20 @@ impl Membership {
         self.send(key, Msg::Probe(nonce).encode());
     }
 
-    /// Starts `key`'s check over (its session came up while it ran), unless it did so often.
-    fn restart_check(&mut self, now: Instant, key: NodeKey) {
+    /// Starts `key`'s check over (its session came up while it ran), unless it did so often;
+    /// whether it did.
+    fn restart_check(&mut self, now: Instant, key: NodeKey) -> bool {
         let deadline = now + self.cfg.probe_rtt() / 2 * self.health.factor();
-        let Some(c) = self.checks.get_mut(&key).filter(|c| c.restarts < MAX_CHECK_RESTARTS) else { return };
+        let Some(c) = self.checks.get_mut(&key).filter(|c| c.restarts < MAX_CHECK_RESTARTS) else {
+            return false;
+        };
         c.restarts += 1;
         c.started = now;
         c.deadline = deadline;
         c.resent = false;
         let nonce = c.nonce;
         self.send(key, Msg::Probe(nonce).encode());
+        true
     }
 
     /// A direct probe: answer it.
@@ -372,14 +376,11 @@ impl Membership {
                     }
                     continue;
                 }
-                Doubt::Late => {
-                    let restarts = self.checks.get(&key).map_or(MAX_CHECK_RESTARTS, |c| c.restarts);
-                    if restarts < MAX_CHECK_RESTARTS {
-                        self.stats.probes_inconclusive += 1;
-                        self.restart_check(now, key);
-                        continue;
-                    }
+                Doubt::Late if self.restart_check(now, key) => {
+                    self.stats.probes_inconclusive += 1;
+                    continue;
                 }
+                Doubt::Late => {}
             }
             let Some(c) = self.checks.remove(&key) else { continue };
             let still = self
