@@ -13,6 +13,7 @@
 #                  its time
 #
 # Environment:
+#   BENCH_PERF_DIR with --profile: keep the perf recordings (perf-<case>.data) in this folder
 #   WEFT_BIN       the weft binary to measure; default: `cargo build --release` and use
 #                  <repo>/target/release/weft (copied into the run's directory first)
 #   BENCH_TIME     seconds per iperf3 run (overrides the mode's default)
@@ -321,6 +322,9 @@ cleanup() {
 	if [[ -n $case_pid ]] && pid_alive "$case_pid"; then stop_pids "$case_pid"; fi
 	lab_down
 	[[ -n $(our_namespaces) ]] && say "warning: namespaces of this run remain: $(our_namespaces | tr '\n' ' ')"
+	if [[ -n ${BENCH_PERF_DIR:-} && -n $work ]]; then
+		mkdir -p "$BENCH_PERF_DIR" && cp -- "$work"/perf-*.data "$BENCH_PERF_DIR"/ 2>/dev/null || true
+	fi
 	if [[ -n $work && -d $work && $work == /tmp/weft-bench-"$tag".* ]]; then rm -rf -- "$work"; fi
 	exit "$rc"
 }
@@ -418,6 +422,9 @@ iperf() {
 		say "error: iperf3 to $2 failed: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
 		return 1
 	}
+	# The sender's retransmissions tell a lossy path (drops in a queue or socket buffer) from
+	# a slow one.
+	say "    retransmissions: $(awk '/sender/ {for (i = 2; i < NF; i++) if ($i == "Mbits/sec") r = $(i + 1)} END {print r}' <<<"$out")"
 	awk '/receiver/ {for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") v = $(i - 1)} END {if (v == "") exit 1; print v}' <<<"$out"
 }
 ns_of() { case $1 in a) echo "$nsa" ;; b) echo "$nsb" ;; ac) echo "$nsac" ;; bc) echo "$nsbc" ;; esac }

@@ -397,6 +397,21 @@ impl Default for Gro {
     }
 }
 
+/// Whether two segments belong to one TCP connection on one link: the same MACs, addresses
+/// and ports. Both were parsed with the same `v6` and `l4`.
+fn same_conn(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
+    use crate::packet::{ipv4::field as ip4, ipv6::field as ip6, tcp::field as tcp};
+    let addrs = if s.v6 {
+        L3 + ip6::SRC_ADDR.start..L3 + ip6::DST_ADDR.end
+    } else {
+        L3 + ip4::SRC_ADDR.start..L3 + ip4::DST_ADDR.end
+    };
+    let ports = s.l4 + tcp::SRC_PORT.start..s.l4 + tcp::DST_PORT.end;
+    a[..ethernet::field::ETHERTYPE.start] == b[..ethernet::field::ETHERTYPE.start]
+        && a[addrs.clone()] == b[addrs]
+        && a[ports.clone()] == b[ports]
+}
+
 /// Whether two segments' headers agree everywhere GRO needs them to: MACs, addresses, IP
 /// fields other than length/ID/checksum, ports, ack, data offset, window and TCP options
 /// (sequence number, flags and checksum are left out). Both hold `s.hlen` header bytes.
@@ -433,15 +448,19 @@ impl Gro {
         let Some(t) = parse_tcp(frame) else {
             return write_frame(bufs, net, at, sink);
         };
+        // The pending superframe of this connection, if any. A segment of it that cannot
+        // join (its timestamp, ack or window moved on, or a gap) has that superframe written
+        // first: one connection never has two pending, so nothing is written out of order.
         let found = self.flows[..self.active].iter().position(|f| {
             f.net == net
                 && f.seg.v6 == t.v6
-                && f.seg.hlen == t.hlen
-                && same_flow(&bufs[f.first.buf].as_ref()[f.first.start..], frame, &t)
+                && same_conn(&bufs[f.first.buf].as_ref()[f.first.start..], frame, &t)
         });
         if let Some(i) = found {
             let f = &mut self.flows[i];
             let fits = !f.closed
+                && f.seg.hlen == t.hlen
+                && same_flow(&bufs[f.first.buf].as_ref()[f.first.start..], frame, &t)
                 && mergeable(&t)
                 && t.seq == f.next_seq
                 && t.payload <= f.seg.payload
@@ -476,10 +495,10 @@ impl Gro {
         f.closed = f.psh;
     }
 
-    /// Writes every pending superframe.
+    /// Writes every pending superframe, in the order they were started.
     pub fn flush<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, bufs: &mut [B], sink: &mut impl Sink) {
         while self.active > 0 {
-            self.flush_one(bufs, self.active - 1, sink);
+            self.flush_one(bufs, 0, sink);
         }
     }
 
@@ -934,6 +953,57 @@ mod tests {
             got[usize::from(flow)].extend_from_slice(&sf[t.hlen..]);
         }
         assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn a_connection_whose_headers_change_mid_batch_is_written_in_order() {
+        // One connection, 6 segments; from the 4th on its TCP timestamp (or ack, or window)
+        // changes, as it does every millisecond of a transfer. Those segments cannot join the
+        // pending superframe, and the kernel's TCP must still get every byte in order:
+        // reordering costs a spurious retransmission and a congestion window cut.
+        type Change = fn(&mut TcpPacket<&mut [u8]>, &mut [u8]);
+        let changes: [(&str, Change); 3] = [
+            ("timestamp", |_, opts| opts[7] = 9),
+            ("ack", |t, _| t.set_ack_number(78)),
+            ("window", |t, _| t.set_window_len(501)),
+        ];
+        for (what, change) in changes {
+            let payload: Vec<u8> = (0..6000u32).map(|i| (i * 7 % 251) as u8).collect();
+            let f = superframe(false, &payload, flags::ACK);
+            let mut bufs = segments(&f, 1000, false);
+            for b in &mut bufs[3..] {
+                let seg = &mut b[HEADROOM + L4_V4..];
+                let (head, _) = seg.split_at_mut(tcp::HEADER_LEN + 12);
+                let (fixed, opts) = head.split_at_mut(tcp::HEADER_LEN);
+                let mut fixed_copy = fixed.to_vec();
+                fixed_copy.extend_from_slice(opts);
+                let mut t = TcpPacket::new_unchecked(&mut fixed_copy[..]);
+                let mut o = [0u8; 12];
+                o.copy_from_slice(opts);
+                change(&mut t, &mut o);
+                fixed.copy_from_slice(&fixed_copy[..tcp::HEADER_LEN]);
+                opts.copy_from_slice(&o);
+            }
+            let mut gro = Gro::default();
+            let mut sink = Collect(Vec::new());
+            for i in 0..bufs.len() {
+                let len = bufs[i].len() - HEADROOM;
+                gro.push(
+                    &mut bufs,
+                    NetId(1),
+                    Loc { buf: i, start: HEADROOM, len, partial_csum: false },
+                    &mut sink,
+                );
+            }
+            gro.flush(&mut bufs, &mut sink);
+            let mut got = Vec::new();
+            for (_, out, _) in &sink.0 {
+                let sf = &out[VNET_HDR_LEN..];
+                got.extend_from_slice(&sf[parse_tcp(sf).unwrap().hlen..]);
+            }
+            assert!(got == payload, "{what}: the payload was not written in order");
+            assert_eq!(sink.0.len(), 2, "{what}: two superframes, split where the headers change");
+        }
     }
 
     proptest! {
