@@ -11,6 +11,7 @@ pub mod offload;
 mod preauth;
 mod scatter;
 pub mod source_guard;
+mod spin;
 mod worker;
 
 pub use worker::{admit, deliver, run_worker, Received};

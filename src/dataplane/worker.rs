@@ -32,6 +32,7 @@ use super::batch::{Added, Batch, Run, Sock, ARENA_LEN};
 use super::offload::{self, Gro, Tso, VnetHdr};
 use super::preauth::PreauthLimiter;
 use super::scatter::{self, Layout, MAX_IOV};
+use super::spin::Spin;
 use super::tables::{Loc, Tables};
 use super::{filter, frame, source_guard};
 use super::{inc, EngineMsg, Shared};
@@ -151,34 +152,27 @@ impl Worker {
             fds.push(v.as_raw_fd());
         }
         let mut ready = vec![0i16; fds.len()];
-        // Busy polling (`underlay.busy_poll_us`): after handling packets, poll without sleeping
-        // until the window closes, yielding the CPU to anything runnable in between.
-        let spin = self.shared.busy_poll;
-        let mut spin_until: Option<Instant> = None;
+        // Busy polling (`underlay.busy_poll_us`, see `super::spin`): after handling packets,
+        // poll without sleeping while the window is open and the work has paid for it,
+        // yielding the CPU to anything runnable in between.
+        let mut spin = Spin::new(self.shared.busy_poll, Instant::now());
         while !self.shared.stop.load(Relaxed) {
-            let timeout = if spin_until.is_some() { 0 } else { 200 };
+            let timeout = if spin.spinning() { 0 } else { 200 };
             match device::poll(&fds, libc::POLLIN, timeout, &mut ready) {
                 Ok(0) => {
-                    if let Some(t) = spin_until {
-                        if Instant::now() >= t {
-                            spin_until = None;
-                        } else {
-                            std::thread::yield_now();
-                        }
+                    if spin.spinning() && spin.idle(Instant::now()) {
+                        std::thread::yield_now();
                     }
                     continue;
                 }
-                Ok(_) => {
-                    if !spin.is_zero() {
-                        spin_until = Some(Instant::now() + spin);
-                    }
-                }
+                Ok(_) => {}
                 Err(_) => {
                     inc(&self.shared.stats.io_errors);
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 }
             }
+            let start = Instant::now();
             if ready[0] != 0 {
                 self.drain_udp();
             }
@@ -190,6 +184,7 @@ impl Worker {
             if fds.len() > nets + 1 && ready[nets + 1] != 0 {
                 self.drain_vxlan();
             }
+            spin.worked(start, Instant::now());
         }
     }
 
