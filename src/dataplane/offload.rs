@@ -662,6 +662,19 @@ mod tests {
             .collect()
     }
 
+    /// Pushes every frame of `bufs` (each behind HEADROOM) through a fresh GRO for `net`
+    /// and flushes it; returns what was written.
+    fn gro_all(bufs: &mut [Vec<u8>], net: NetId) -> Collect {
+        let mut gro = Gro::default();
+        let mut sink = Collect(Vec::new());
+        for i in 0..bufs.len() {
+            let len = bufs[i].len() - HEADROOM;
+            gro.push(bufs, net, Loc { buf: i, start: HEADROOM, len, partial_csum: false }, &mut sink);
+        }
+        gro.flush(bufs, &mut sink);
+        sink
+    }
+
     #[test]
     fn vnet_header_round_trips() {
         let h =
@@ -895,18 +908,7 @@ mod tests {
             a
         };
         let mut bufs = vec![segs[0].clone(), segs[2].clone(), fin, arp, segs[3].clone()];
-        let mut gro = Gro::default();
-        let mut sink = Collect(Vec::new());
-        for i in 0..bufs.len() {
-            let len = bufs[i].len() - HEADROOM;
-            gro.push(
-                &mut bufs,
-                NetId(0),
-                Loc { buf: i, start: HEADROOM, len, partial_csum: false },
-                &mut sink,
-            );
-        }
-        gro.flush(&mut bufs, &mut sink);
+        let sink = gro_all(&mut bufs, NetId(0));
         let frames: Vec<usize> = sink.0.iter().map(|s| s.2).collect();
         assert_eq!(frames.iter().sum::<usize>(), 5, "every frame written once");
         // s0 alone (s2 does not follow it), then s2 flushed by the FIN, the FIN, the ARP,
@@ -933,18 +935,7 @@ mod tests {
                 flat.push(b[i].clone());
             }
         }
-        let mut gro = Gro::default();
-        let mut sink = Collect(Vec::new());
-        for i in 0..flat.len() {
-            let len = flat[i].len() - HEADROOM;
-            gro.push(
-                &mut flat,
-                NetId(1),
-                Loc { buf: i, start: HEADROOM, len, partial_csum: false },
-                &mut sink,
-            );
-        }
-        gro.flush(&mut flat, &mut sink);
+        let sink = gro_all(&mut flat, NetId(1));
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); 10];
         for (_, out, _) in &sink.0 {
             let sf = &out[VNET_HDR_LEN..];
@@ -961,41 +952,20 @@ mod tests {
         // changes, as it does every millisecond of a transfer. Those segments cannot join the
         // pending superframe, and the kernel's TCP must still get every byte in order:
         // reordering costs a spurious retransmission and a congestion window cut.
-        type Change = fn(&mut TcpPacket<&mut [u8]>, &mut [u8]);
+        type Change = fn(&mut [u8]);
         let changes: [(&str, Change); 3] = [
-            ("timestamp", |_, opts| opts[7] = 9),
-            ("ack", |t, _| t.set_ack_number(78)),
-            ("window", |t, _| t.set_window_len(501)),
+            ("timestamp", |h| h[tcp::HEADER_LEN + 7] = 9),
+            ("ack", |h| TcpPacket::new_unchecked(h).set_ack_number(78)),
+            ("window", |h| TcpPacket::new_unchecked(h).set_window_len(501)),
         ];
         for (what, change) in changes {
             let payload: Vec<u8> = (0..6000u32).map(|i| (i * 7 % 251) as u8).collect();
             let f = superframe(false, &payload, flags::ACK);
             let mut bufs = segments(&f, 1000, false);
             for b in &mut bufs[3..] {
-                let seg = &mut b[HEADROOM + L4_V4..];
-                let (head, _) = seg.split_at_mut(tcp::HEADER_LEN + 12);
-                let (fixed, opts) = head.split_at_mut(tcp::HEADER_LEN);
-                let mut fixed_copy = fixed.to_vec();
-                fixed_copy.extend_from_slice(opts);
-                let mut t = TcpPacket::new_unchecked(&mut fixed_copy[..]);
-                let mut o = [0u8; 12];
-                o.copy_from_slice(opts);
-                change(&mut t, &mut o);
-                fixed.copy_from_slice(&fixed_copy[..tcp::HEADER_LEN]);
-                opts.copy_from_slice(&o);
+                change(&mut b[HEADROOM + L4_V4..][..tcp::HEADER_LEN + 12]);
             }
-            let mut gro = Gro::default();
-            let mut sink = Collect(Vec::new());
-            for i in 0..bufs.len() {
-                let len = bufs[i].len() - HEADROOM;
-                gro.push(
-                    &mut bufs,
-                    NetId(1),
-                    Loc { buf: i, start: HEADROOM, len, partial_csum: false },
-                    &mut sink,
-                );
-            }
-            gro.flush(&mut bufs, &mut sink);
+            let sink = gro_all(&mut bufs, NetId(1));
             let mut got = Vec::new();
             for (_, out, _) in &sink.0 {
                 let sf = &out[VNET_HDR_LEN..];
