@@ -40,8 +40,9 @@ fn tcp_transfer_of_200_mb_arrives_intact() {
     // In order: segments h2c1's TCP had to queue out of order. Before b5763fe weft's GRO
     // reordered a connection whose TCP timestamp moved on mid-batch: 1,162-1,796 here per
     // 200 MB, each a spurious retransmission and a cut of the sender's window. Since then
-    // 0-2 (two daemons with two workers each; not yet explained, and far too few to cost
-    // throughput), hence the bound rather than zero.
+    // 0-3, with one worker per daemon as with two and no drop anywhere: not yet explained
+    // (the kernel's per-CPU backlogs behind veth, in this unpinned lab, are one suspect) and
+    // far too few to cost throughput, hence the bound rather than zero.
     let ofo = String::from_utf8_lossy(&lab.exec("h2c1", &["nstat", "-asz", "TcpExtTCPOFOQueue"]).stdout)
         .into_owned();
     let ofo: Option<u64> = ofo
