@@ -43,12 +43,7 @@ fn tcp_transfer_of_200_mb_arrives_intact() {
     // 0-3, with one worker per daemon as with two and no drop anywhere: not yet explained
     // (the kernel's per-CPU backlogs behind veth, in this unpinned lab, are one suspect) and
     // far too few to cost throughput, hence the bound rather than zero.
-    let ofo = String::from_utf8_lossy(&lab.exec("h2c1", &["nstat", "-asz", "TcpExtTCPOFOQueue"]).stdout)
-        .into_owned();
-    let ofo: Option<u64> = ofo
-        .lines()
-        .find_map(|l| l.strip_prefix("TcpExtTCPOFOQueue")?.split_whitespace().next()?.parse().ok());
-    let ofo = ofo.expect("nstat in h2c1 shows TcpExtTCPOFOQueue");
+    let ofo = lab.snmp("h2c1", "TcpExt", "TCPOFOQueue");
     assert!(ofo < 50, "h2c1's TCP queued {ofo} segments out of order");
     // The fast path was the one tested: superframes were split on h1 and merged on h2.
     assert!(counter(&lab, "h1", "tso_superframes") > 0, "h1 read no TSO superframe from its TAP");

@@ -412,23 +412,22 @@ fn same_conn(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
         && a[ports.clone()] == b[ports]
 }
 
-/// Whether two segments' headers agree everywhere GRO needs them to: MACs, addresses, IP
-/// fields other than length/ID/checksum, ports, ack, data offset, window and TCP options
+/// Whether a segment of a pending superframe's connection (see [`same_conn`], which has
+/// compared MACs, addresses and ports) agrees with it everywhere else GRO needs: the IP
+/// fields other than length, ID and checksum, ack, data offset, window and TCP options
 /// (sequence number, flags and checksum are left out). Both hold `s.hlen` header bytes.
 fn same_flow(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
     use crate::packet::{ipv4::field as ip4, ipv6::field as ip6, tcp::field as tcp};
     let (ia, ib) = (&a[L3..s.l4], &b[L3..s.l4]);
     let ip_same = if s.v6 {
-        ia[ip6::VER_TC_FLOW] == ib[ip6::VER_TC_FLOW] && ia[ip6::NXT_HDR..] == ib[ip6::NXT_HDR..]
+        ia[ip6::VER_TC_FLOW] == ib[ip6::VER_TC_FLOW]
+            && ia[ip6::NXT_HDR..ip6::SRC_ADDR.start] == ib[ip6::NXT_HDR..ip6::SRC_ADDR.start]
     } else {
         ia[ip4::VER_IHL..ip4::LENGTH.start] == ib[ip4::VER_IHL..ip4::LENGTH.start]
             && ia[ip4::FLG_OFF.start..ip4::CHECKSUM.start] == ib[ip4::FLG_OFF.start..ip4::CHECKSUM.start]
-            && ia[ip4::SRC_ADDR.start..] == ib[ip4::SRC_ADDR.start..]
     };
     let (ta, tb) = (&a[s.l4..s.hlen], &b[s.l4..s.hlen]);
     ip_same
-        && a[..ethernet::field::ETHERTYPE.start] == b[..ethernet::field::ETHERTYPE.start]
-        && ta[tcp::SRC_PORT.start..tcp::DST_PORT.end] == tb[tcp::SRC_PORT.start..tcp::DST_PORT.end]
         && ta[tcp::ACK_NUM.start..=tcp::DATA_OFF] == tb[tcp::ACK_NUM.start..=tcp::DATA_OFF]
         && ta[tcp::WIN_SIZE] == tb[tcp::WIN_SIZE]
         && ta[tcp::OPTIONS..] == tb[tcp::OPTIONS..]

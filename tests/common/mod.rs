@@ -437,15 +437,16 @@ impl Lab {
             .expect("writing node.toml");
     }
 
-    /// `name` of the `section` lines of the /proc/net/snmp that `node` sees (its own
-    /// namespace's), e.g. `("Udp", "NoPorts")`: kernel evidence that needs no packet capture.
+    /// `name` of the `section` lines of the /proc/net/snmp and /proc/net/netstat that `node`
+    /// sees (its own namespace's), e.g. `("Udp", "NoPorts")` or `("TcpExt", "TCPOFOQueue")`:
+    /// kernel evidence that needs no packet capture.
     pub fn snmp(&self, node: &str, section: &str, name: &str) -> u64 {
-        let out = self.exec(node, &["cat", "/proc/net/snmp"]);
+        let out = self.exec(node, &["cat", "/proc/net/snmp", "/proc/net/netstat"]);
         let text = String::from_utf8_lossy(&out.stdout);
         let prefix = format!("{section}: ");
         let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
         let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-            panic!("no {section} lines in {node}'s /proc/net/snmp:\n{text}")
+            panic!("no {section} lines in {node}'s /proc/net/snmp or netstat:\n{text}")
         };
         let at =
             names.split_whitespace().position(|n| n == name).unwrap_or_else(|| panic!("no {section} {name}"));
