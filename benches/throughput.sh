@@ -6,8 +6,9 @@
 #
 #   --quick        1 × 3 s per iperf3 measurement and 50 pings (instead of median of 3 × 10 s
 #                  and 200 pings): for trying the script out, not for numbers.
-#   --only CASES   comma-separated subset of: veth,vxlan,weft-aes,weft-chacha,weft-flood,
-#                  weft-nooffload,weft-plain,wg,boringtun,nebula (weft = weft-aes,weft-chacha)
+#   --only CASES   comma-separated subset of: veth,vxlan,vxlan-br,weft-aes,weft-chacha,weft-flood,
+#                  weft-nooffload,weft-plain,weft-plain-rco,wg,boringtun,nebula
+#                  (weft = weft-aes,weft-chacha)
 #   --profile      record a system-wide CPU profile (perf, cpu-clock) of the first single-stream
 #                  run of weft-aes, weft-chacha and weft-plain and print where each host's core spends
 #                  its time
@@ -62,10 +63,16 @@
 #
 # Transports and their overlay MTU (underlay 1500):
 #   raw veth        1500, no tunnel
-#   kernel VXLAN    VNI 42, UDP 4789, 10.44.0.0/24; 1500 - 20 IP - 8 UDP - 8 VXLAN - 14 Eth = 1450
+#   kernel VXLAN    VNI 42, UDP 4789, 10.44.0.0/24; 1500 - 20 IP - 8 UDP - 8 VXLAN - 14 Eth = 1450;
+#                   between the hosts' own namespaces (the reference every ratio is to)
+#   kernel VXLAN, containers on a bridge (vxlan-br): the same, plumbed as Flannel and Docker's
+#                   overlay do it and as weft's rows run: the VXLAN device on a bridge in each
+#                   host, a container per host on it through a veth pair (MTU 1450)
 #   weft encrypted  10.42.0.0/16; 1500 - 20 - 8 - 16 hdr - 16 tag - 4 inner hdr - 14 Eth = 1422
 #                   (both ciphers have 16-byte tags: the same MTU for AES-256-GCM and ChaCha)
-#   weft plain      encryption = "none" (RFC 7348 VXLAN, UDP 4789): 1450, as kernel VXLAN
+#   weft plain      encryption = "none" (RFC 7348 VXLAN, UDP 4789): 1450, as kernel VXLAN;
+#                   weft-plain-rco adds remote_checksum = true (TCP segments leave with remote
+#                   checksum offload, so the sender sums no payload)
 #   wireguard-go    10.45.0.0/24; 1420 (WireGuard's default; 1500 - 20 - 8 - 32 = 1440 would fit)
 #   boringtun       10.47.0.0/24; 1420, as wireguard-go, configured the same way with `wg`;
 #                   its default 4 threads, on the host's one core: in quick runs here they
@@ -85,7 +92,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 cmdline="$0${*:+ $*}"
 readonly here repo cmdline
-readonly all_cases="veth vxlan weft-aes weft-chacha weft-flood weft-nooffload weft-plain wg boringtun nebula"
+readonly all_cases="veth vxlan vxlan-br weft-aes weft-chacha weft-flood weft-nooffload weft-plain weft-plain-rco wg boringtun nebula"
 
 say() { printf 'throughput.sh: %s\n' "$*" >&2; }
 die() {
@@ -251,7 +258,7 @@ flood_binary() {
 	printf '%s\n' "$bin"
 }
 
-if wanted weft-aes || wanted weft-chacha || wanted weft-flood || wanted weft-nooffload || wanted weft-plain; then
+if wanted weft-aes || wanted weft-chacha || wanted weft-flood || wanted weft-nooffload || wanted weft-plain || wanted weft-plain-rco; then
 	weft_src=$(weft_binary)
 fi
 if wanted weft-flood && [[ -z ${skip[weft-flood]:-} ]]; then
@@ -496,18 +503,41 @@ case_veth() {
 	measure a b "$ulb"
 }
 
+# case_vxlan [bridged]: kernel VXLAN between the hosts' own namespaces (the reference row), or
+# with "bridged" as container overlays plumb it (Flannel's and Docker's VXLAN): the VXLAN
+# device on a bridge in each host, one container per host on that bridge through a veth pair,
+# iperf3 and ping between the containers, as weft's rows run.
 case_vxlan() {
+	local bridged=${1:-} h me peer n
 	lab_up
-	local h me peer
 	for h in a b; do
-		if [[ $h == a ]]; then me=$ula peer=$ulb; else me=$ulb peer=$ula; fi
+		if [[ $h == a ]]; then me=$ula peer=$ulb n=1; else me=$ulb peer=$ula n=2; fi
 		ip -n "$(ns_of "$h")" link add "${tag}vx" type vxlan id 42 dstport 4789 \
 			local "$me" remote "$peer" dev "${tag}u$h"
-		ip -n "$(ns_of "$h")" addr add "10.44.0.$([[ $h == a ]] && echo 1 || echo 2)/24" dev "${tag}vx"
+		if [[ $bridged == bridged ]]; then
+			ip -n "$(ns_of "$h")" link add "${tag}br" type bridge
+			ip -n "$(ns_of "$h")" link set "${tag}vx" master "${tag}br"
+			ip netns add "$(ns_of "${h}c")"
+			ip -n "$(ns_of "${h}c")" link set lo up
+			ip -n "$(ns_of "$h")" link add "${tag}c$h" mtu 1450 type veth peer name eth0 mtu 1450 \
+				netns "$(ns_of "${h}c")"
+			ip -n "$(ns_of "$h")" link set "${tag}c$h" master "${tag}br"
+			ip -n "$(ns_of "${h}c")" addr add "10.44.0.$n/24" dev eth0
+			ip -n "$(ns_of "${h}c")" link set eth0 up
+			ip -n "$(ns_of "$h")" link set "${tag}c$h" up
+			ip -n "$(ns_of "$h")" link set "${tag}br" up
+		else
+			ip -n "$(ns_of "$h")" addr add "10.44.0.$n/24" dev "${tag}vx"
+		fi
 		ip -n "$(ns_of "$h")" link set "${tag}vx" up
 	done
-	wait_ping a 10.44.0.2 10 || die "kernel VXLAN: 10.44.0.2 does not answer"
-	measure a b 10.44.0.2
+	if [[ $bridged == bridged ]]; then
+		wait_ping ac 10.44.0.2 10 || die "kernel VXLAN, bridged: 10.44.0.2 does not answer"
+		measure ac bc 10.44.0.2
+	else
+		wait_ping a 10.44.0.2 10 || die "kernel VXLAN: 10.44.0.2 does not answer"
+		measure a b 10.44.0.2
+	fi
 }
 
 # case_weft MODE [OFFLOAD [flood]]: MODE is plain or, for an encrypted network, the
@@ -543,15 +573,16 @@ case_weft() {
 				workers = 1
 				offload = $offload
 				busy_poll_us = ${WEFT_BUSY_POLL_US:-0}
-				$([[ $mode == plain ]] || printf 'cipher = "%s"' "$mode")
+				$([[ $mode == plain* ]] || printf 'cipher = "%s"' "$mode")
 
 				[[network]]
 				name = "bench"
 				vni = 42
 				subnet = "10.42.0.0/16"
 			EOF
-			if [[ $mode == plain ]]; then
+			if [[ $mode == plain* ]]; then
 				printf 'encryption = "none"\nremotes = ["%s"]\n' "$peer_ul"
+				if [[ $mode == plain-rco ]]; then printf 'remote_checksum = true\n'; fi
 			else
 				printf '\n[membership]\nseeds = ["%s:51820"]\n' "$peer_ul"
 			fi
@@ -580,7 +611,7 @@ case_weft() {
 		if [[ $h == b ]]; then ipb=$out; fi
 	done
 	wait_ping ac "$ipb" 30 || die "weft $mode: container b ($ipb) does not answer container a within 30 s"
-	if [[ $mode != plain ]]; then check_cipher "$d" "$mode"; fi
+	if [[ $mode != plain* ]]; then check_cipher "$d" "$mode"; fi
 	if [[ $flooded == flood ]]; then flood_start "$d"; fi
 	measure ac bc "$ipb" "$pa" "$pb"
 	if [[ $flooded == flood ]]; then flood_stop "$d"; fi
@@ -796,6 +827,8 @@ run_case() {
 	weft-flood) fn="case_weft auto ${WEFT_OFFLOAD:-true} flood" ;;
 	weft-nooffload) fn="case_weft auto false" ;;
 	weft-plain) fn="case_weft plain" ;;
+	weft-plain-rco) fn="case_weft plain-rco" ;;
+	vxlan-br) fn="case_vxlan bridged" ;;
 	*) fn=case_$name ;;
 	esac
 	say "=== $name"
@@ -849,6 +882,8 @@ label() {
 	weft-flood) echo "weft encrypted under flood (cipher auto$(auto_chose weft-flood))" ;;
 	weft-nooffload) echo "weft encrypted, offloads off (cipher auto$(auto_chose weft-nooffload))" ;;
 	weft-plain) echo "weft plain (VXLAN)" ;;
+	weft-plain-rco) echo "weft plain (VXLAN), remote checksum offload" ;;
+	vxlan-br) echo "kernel VXLAN, containers on a bridge" ;;
 	wg) echo "wireguard-go" ;;
 	boringtun) echo "boringtun" ;;
 	nebula) echo "nebula" ;;
@@ -920,7 +955,7 @@ weft_version=''
 			printf '| %s | n/a: %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$(label "$c")" "${skip[$c]}"
 			continue
 		fi
-		case $c in veth | vxlan) cpu=kernel rss=kernel eff=kernel ;; *)
+		case $c in veth | vxlan | vxlan-br) cpu=kernel rss=kernel eff=kernel ;; *)
 			cpu=$(get "$c" cpu || echo n/a) rss=$(get "$c" rss || echo n/a)
 			eff=$(awk -v g="${g1[$c]:-}" -v c="$cpu" -v t="$dur" \
 				'BEGIN {if (g != "" && c + 0 > 0) printf "%.1f\n", g * t / c; else print "n/a"}')
@@ -944,7 +979,7 @@ weft_version=''
 			"$(ratio "$(gbit weft-aes tcp4)" "$(gbit weft-chacha tcp4)" || echo n/a)" \
 			"$(get weft-aes cpu || echo n/a)" "$(get weft-chacha cpu || echo n/a)"
 	fi
-	for c in weft-aes weft-chacha weft-flood weft-plain; do
+	for c in weft-aes weft-chacha weft-flood weft-plain weft-plain-rco; do
 		a=$(get "$c" rtt_avg) || continue
 		v=$(get veth rtt_avg) || continue
 		pa=$(get "$c" rtt_p99) || continue

@@ -23,6 +23,7 @@ wanted=(
 	iperf3:iperf3
 	dnsutils:dig
 	socat:socat
+	ethtool:ethtool         # tests/vxlan_interop.rs: veth segments kernel VXLAN's superframes
 	tcpdump:tcpdump
 	procps:pgrep
 	nftables:nft

@@ -403,6 +403,7 @@ mod tests {
                 gateway_mac: [2, 0, 0, 0, 0, 1],
                 encryption: crate::config::Encryption::ChaCha20Poly1305,
                 remotes: vec![],
+                remote_checksum: false,
             }],
             pools: vec!["10.42.1.0/24".parse().unwrap()],
             leases: tokio::sync::Mutex::new(crate::ipam::Leases::default()),

@@ -139,6 +139,7 @@ pub(super) struct NetworkFile {
     pub vxlan_port: Option<Spanned<u16>>,
     #[serde(default)]
     pub remotes: Vec<Spanned<String>>,
+    pub remote_checksum: Option<Spanned<bool>>,
     pub policy: Option<crate::policy::PolicyFile>,
 }
 

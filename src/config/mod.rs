@@ -236,6 +236,10 @@ pub struct Network {
     pub vxlan_port: u16,
     /// Plain VXLAN: remote VTEPs (`ip` or `ip:port`).
     pub remotes: Vec<SocketAddr>,
+    /// Plain VXLAN: send TCP segments with remote checksum offload (RCO): the inner checksum
+    /// is left partial, the outer UDP checksum covers the datagram. Every remote must accept
+    /// it (weft always does; Linux with `remcsumrx`).
+    pub remote_checksum: bool,
     /// `[network.policy]`: the firewall (default: allow everything).
     pub policy: crate::policy::Policy,
 }
@@ -617,6 +621,18 @@ impl Ctx<'_> {
                  list the other VTEPs, e.g. remotes = [\"192.0.2.2\", \"192.0.2.3:4789\"]",
             ));
         }
+        let remote_checksum = match &n.remote_checksum {
+            Some(r) if *r.get_ref() && encryption != Encryption::None => {
+                return Err(self.err(
+                    r,
+                    &key("remote_checksum"),
+                    "only plain VXLAN networks (encryption = \"none\") use remote checksum offload; \
+                     encrypted sessions leave checksums partial on their own when both ends can",
+                ))
+            }
+            Some(r) => *r.get_ref(),
+            None => false,
+        };
         let policy = match &n.policy {
             None => crate::policy::Policy::default(),
             Some(p) => crate::policy::validate(p).map_err(|e| ConfigError {
@@ -626,7 +642,7 @@ impl Ctx<'_> {
                 message: e.message,
             })?,
         };
-        Ok(Network { name, vni, subnet, mtu, encryption, vxlan_port, remotes, policy })
+        Ok(Network { name, vni, subnet, mtu, encryption, vxlan_port, remotes, remote_checksum, policy })
     }
 }
 

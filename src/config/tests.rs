@@ -290,6 +290,22 @@ fn plain_vxlan_without_remotes_is_refused() {
 }
 
 #[test]
+fn remote_checksum_is_plain_vxlan_only_and_off_by_default() {
+    let plain = "subnet = \"10.42.0.0/16\"\nencryption = \"none\"\nremotes = [\"10.200.0.9\"]";
+    assert!(!parse(&GOOD.replace("subnet = \"10.42.0.0/16\"", plain)).unwrap().networks[0].remote_checksum);
+    let on = GOOD.replace("subnet = \"10.42.0.0/16\"", &format!("{plain}\nremote_checksum = true"));
+    assert!(parse(&on).unwrap().networks[0].remote_checksum);
+    // An encrypted network has no VXLAN header to carry it.
+    let t = GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nremote_checksum = true");
+    let e = parse(&t).unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("network[0].remote_checksum", Some(15)), "{e}");
+    assert!(e.message.contains("only plain VXLAN"), "{e}");
+    // `false` is accepted anywhere.
+    let off = GOOD.replace("subnet = \"10.42.0.0/16\"", "subnet = \"10.42.0.0/16\"\nremote_checksum = false");
+    assert!(parse(&off).is_ok());
+}
+
+#[test]
 fn vxlan_port_zero_is_refused() {
     let t = GOOD.replace(
         "subnet = \"10.42.0.0/16\"",

@@ -110,6 +110,7 @@ async fn bring_up_into(up: &mut Up, nl: &Netlink, cfg: &Config, cert: &NodeCert)
             gateway_mac,
             encryption: n.encryption,
             remotes: n.remotes.clone(),
+            remote_checksum: n.remote_checksum,
         });
         up.pools.push(pool);
         up.taps.push(queues.into_iter().map(Arc::new).collect());

@@ -53,7 +53,7 @@ impl IdentityPrint {
 /// The parts of a network only a restart can change.
 fn shape(n: &Network) -> String {
     format!(
-        "{} {} {} {} {:?} {} {:?} conntrack {} {}",
+        "{} {} {} {} {:?} {} {:?} rco {} conntrack {} {}",
         n.name,
         n.vni.get(),
         n.subnet,
@@ -61,6 +61,7 @@ fn shape(n: &Network) -> String {
         n.encryption,
         n.vxlan_port,
         n.remotes,
+        n.remote_checksum,
         n.policy.conntrack_max(),
         n.policy.conntrack_per_peer()
     )
@@ -89,7 +90,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     }
     let shapes = |c: &Config| c.networks.iter().map(shape).collect::<Vec<_>>();
     if shapes(old) != shapes(new) {
-        v.push("networks (name, vni, subnet, mtu, encryption, remotes, conntrack sizes)".to_owned());
+        v.push(
+            "networks (name, vni, subnet, mtu, encryption, remotes, remote_checksum, conntrack sizes)"
+                .to_owned(),
+        );
     }
     if old.metrics != new.metrics {
         v.push("metrics.listen".to_owned());

@@ -43,7 +43,8 @@ const L3: usize = ethernet::HEADER_LEN;
 /// The largest IP packet a 16-bit length field describes.
 const MAX_IP_PACKET: usize = u16::MAX as usize;
 /// Where the TCP checksum lies in the TCP header (`csum_offset` of a GSO header).
-const TCP_CSUM_OFFSET: u16 = tcp::field::CHECKSUM.start as u16;
+/// Offset of the checksum field in the TCP header.
+pub const TCP_CSUM_OFFSET: u16 = tcp::field::CHECKSUM.start as u16;
 
 /// Byte ranges of the virtio-net header's fields (`struct virtio_net_hdr`).
 mod vnet_field {
@@ -541,6 +542,78 @@ impl Gro {
     }
 }
 
+/// How the TCP or UDP checksum of a received plain VXLAN frame stands ([`check_transport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// It verifies, is absent (UDP over IPv4 with 0), or is not one weft judges (a tagged
+    /// frame, a fragment, another protocol, a truncated header): passed on as it is.
+    Complete,
+    /// The field holds only the pseudo-header sum: a kernel sender left the checksum partial
+    /// for the device, and a veth underlay carried it to us unfinished. The outer UDP checksum
+    /// covered the frame; `start` is the transport header, `offset` the field's place in it.
+    Partial { start: usize, offset: u16 },
+    /// Neither: the frame was damaged.
+    Corrupt,
+}
+
+/// Judges the TCP or UDP checksum of an untagged IPv4 or IPv6 frame (see [`Received`]).
+pub fn check_transport(f: &[u8]) -> Received {
+    let Ok(eth) = EthernetFrame::new_checked(f) else { return Received::Complete };
+    // (protocol, transport header, end of the IP packet, source and destination addresses)
+    let (proto, start, end, addrs) = match eth.ethertype() {
+        EtherType::IPV4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return Received::Complete };
+            if ip.version() != 4 || ip.is_fragment() {
+                return Received::Complete;
+            }
+            let addrs = L3 + ipv4::field::SRC_ADDR.start..L3 + ipv4::field::DST_ADDR.end;
+            (ip.protocol(), L3 + ip.header_len(), L3 + usize::from(ip.total_len()), addrs)
+        }
+        EtherType::IPV6 => {
+            let Ok(ip) = Ipv6Packet::new_checked(eth.payload()) else { return Received::Complete };
+            let start = L3 + ipv6::HEADER_LEN;
+            let addrs = L3 + ipv6::field::SRC_ADDR.start..L3 + ipv6::field::DST_ADDR.end;
+            (ip.next_header(), start, start + usize::from(ip.payload_len()), addrs)
+        }
+        _ => return Received::Complete,
+    };
+    let offset = match proto {
+        ip_proto::TCP => TCP_CSUM_OFFSET,
+        ip_proto::UDP => crate::packet::udp::field::CHECKSUM.start as u16,
+        _ => return Received::Complete,
+    };
+    let field = start + usize::from(offset);
+    if end > f.len() || field + 2 > end {
+        return Received::Complete;
+    }
+    let value = u16::from_be_bytes([f[field], f[field + 1]]);
+    if proto == ip_proto::UDP && value == 0 && eth.ethertype() == EtherType::IPV4 {
+        return Received::Complete;
+    }
+    let pseudo = checksum::pseudo_header(&f[addrs], proto, (end - start) as u32);
+    if checksum::verify(checksum::add(pseudo, checksum::sum(&f[start..end]))) {
+        Received::Complete
+    } else if value == pseudo {
+        Received::Partial { start, offset }
+    } else {
+        Received::Corrupt
+    }
+}
+
+/// Where the TCP header of a segment that [`Tso::partial_csum_ok`] accepted starts: behind an
+/// untagged Ethernet header and an IPv6 or option-less IPv4 header.
+pub fn untagged_l4(frame: &[u8]) -> usize {
+    let v6 = frame.get(ethernet::field::ETHERTYPE) == Some(&[0x86, 0xdd][..]);
+    L3 + if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN }
+}
+
+/// Whether a checksum left partial at `offset` behind `start` (remote checksum offload) is the
+/// TCP checksum of `frame` where GRO and [`write_frame`] find it: such a frame can go to the
+/// kernel with `F_NEEDS_CSUM` as it is.
+pub fn is_partial_tcp_at(frame: &[u8], start: usize, offset: u16) -> bool {
+    offset == TCP_CSUM_OFFSET && parse_tcp(frame).is_some_and(|t| t.l4 == start)
+}
+
 /// Writes one frame unchanged: with an all-zero virtio-net header, or for a TCP segment whose
 /// checksum is partial, one that asks the kernel to treat it so (`F_NEEDS_CSUM`). The TCP
 /// header is found here, never taken from the sender; a partial segment it cannot find stays
@@ -852,6 +925,56 @@ mod tests {
         tcp_v4(&mut f).set_partial_checksum(p);
         complete_csum(&mut f, L4_V4 as u16, TCP_CSUM_OFFSET).unwrap();
         assert!(tcp_csum_ok(&f));
+    }
+
+    /// Received checksums are told apart: verified, partial (a kernel sender's, unfinished
+    /// by veth: the field holds the pseudo-header sum) and damaged; a UDP-over-IPv4 checksum
+    /// of 0 is none, and what weft does not judge passes.
+    #[test]
+    fn received_checksums_are_judged() {
+        for v6 in [false, true] {
+            let l4 = if v6 { L3 + ipv6::HEADER_LEN } else { L4_V4 };
+            let mut f =
+                segments(&superframe(v6, &[7; 900], flags::ACK), 1400, v6).remove(0).split_off(HEADROOM);
+            assert_eq!(check_transport(&f), Received::Complete, "v6 {v6}");
+            f[l4 + 40] ^= 1;
+            assert_eq!(check_transport(&f), Received::Corrupt, "v6 {v6}");
+            f[l4 + 40] ^= 1;
+            let len = (f.len() - l4) as u32;
+            let p = if v6 {
+                Ipv6Packet::new_checked(&f[L3..]).unwrap().pseudo_header(ip_proto::TCP, len)
+            } else {
+                Ipv4Packet::new_checked(&f[L3..]).unwrap().pseudo_header(ip_proto::TCP, len)
+            };
+            TcpPacket::new_unchecked(&mut f[l4..]).set_partial_checksum(p);
+            assert_eq!(check_transport(&f), Received::Partial { start: l4, offset: TCP_CSUM_OFFSET });
+            assert!(is_partial_tcp_at(&f, l4, TCP_CSUM_OFFSET));
+            // UDP: the same frame as protocol 17 with a UDP header's checksum at 6.
+            let mut u = f.clone();
+            if v6 {
+                Ipv6Packet::new_unchecked(&mut u[L3..]).set_next_header(ip_proto::UDP);
+            } else {
+                let mut ip = Ipv4Packet::new_unchecked(&mut u[L3..]);
+                ip.set_protocol(ip_proto::UDP);
+                ip.fill_checksum();
+            }
+            u[l4 + 6..l4 + 8].fill(0);
+            let want = if v6 { Received::Corrupt } else { Received::Complete };
+            assert_eq!(check_transport(&u), want, "UDP checksum 0, v6 {v6}");
+            let p = if v6 {
+                Ipv6Packet::new_checked(&u[L3..]).unwrap().pseudo_header(ip_proto::UDP, len)
+            } else {
+                Ipv4Packet::new_checked(&u[L3..]).unwrap().pseudo_header(ip_proto::UDP, len)
+            };
+            u[l4 + 6..l4 + 8].copy_from_slice(&p.to_be_bytes());
+            assert_eq!(check_transport(&u), Received::Partial { start: l4, offset: 6 });
+            assert!(!is_partial_tcp_at(&u, l4, 6));
+            complete_csum(&mut u, l4 as u16, 6).unwrap();
+            assert_eq!(check_transport(&u), Received::Complete, "completed UDP, v6 {v6}");
+            // Truncated or cut short: not judged.
+            assert_eq!(check_transport(&f[..l4 + 10]), Received::Complete);
+            assert_eq!(check_transport(&f[..10]), Received::Complete);
+        }
     }
 
     #[test]

@@ -108,6 +108,7 @@ mod tests {
             gateway_mac: HOST,
             encryption: Encryption::ChaCha20Poly1305,
             remotes: Vec::new(),
+            remote_checksum: false,
         };
         Net { nt, info, ip }
     }

@@ -17,7 +17,8 @@
 
 use overlay_proto::consts::{INNER_HEADER_LEN, MAX_DATAGRAM_LEN, TAG_LEN, TRANSPORT_HEADER_LEN};
 use overlay_proto::wire::{
-    Inner, MessageType, TransportHeader, VxlanHeader, COOKIE_REPLY_LEN, MAX_HANDSHAKE_LEN, VXLAN_HEADER_LEN,
+    Inner, MessageType, Rco, TransportHeader, VxlanHeader, COOKIE_REPLY_LEN, MAX_HANDSHAKE_LEN,
+    VXLAN_HEADER_LEN,
 };
 use overlay_proto::{Features, PeerId, SealError};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
@@ -315,6 +316,8 @@ impl Worker {
         let partial = match route {
             Route::Drop => return,
             Route::Peer(p) => plan.partial_csum_ok() && accepts_partial_csum(tables, p),
+            // Plain VXLAN with remote checksum offload: the outer UDP checksum covers them.
+            Route::Vtep(_) => plan.partial_csum_ok() && shared.nets[net].remote_checksum,
             _ => false,
         };
         if partial {
@@ -458,7 +461,7 @@ impl Worker {
         match route {
             Route::Drop => {}
             Route::Peer(p) => self.unicast(tables, net, p, at, len, partial_csum),
-            Route::Vtep(addr) => self.vxlan_unicast(net, addr, at, len),
+            Route::Vtep(addr) => self.vxlan_unicast(net, addr, at, len, partial_csum),
             Route::Flood => {
                 self.flush();
                 self.flood_sealed(tables, net, at, len);
@@ -569,19 +572,22 @@ impl Worker {
 
     /// Puts the VXLAN header in front of the frame in its arena slot (plain networks keep
     /// frames at `VXLAN_HEADER_LEN`, so the datagram starts at the slot); returns the
-    /// datagram's length.
-    fn vxlan_encap(&mut self, net: NetId, at: usize, len: usize) -> usize {
-        let head: &mut [u8; VXLAN_HEADER_LEN] =
-            (&mut self.arena[at..at + VXLAN_HEADER_LEN]).try_into().expect("8 bytes");
-        VxlanHeader { vni: self.shared.nets[net].vni }.emit(head);
+    /// datagram's length. `partial_csum`: a TCP segment of an untagged IPv4 (without options)
+    /// or IPv6 frame whose checksum is partial, sent with remote checksum offload.
+    fn vxlan_encap(&mut self, net: NetId, at: usize, len: usize, partial_csum: bool) -> usize {
+        let (head, frame) = self.arena[at..at + VXLAN_HEADER_LEN + len].split_at_mut(VXLAN_HEADER_LEN);
+        let rco =
+            partial_csum.then(|| Rco::new(offload::untagged_l4(frame), offload::TCP_CSUM_OFFSET)).flatten();
+        let head: &mut [u8; VXLAN_HEADER_LEN] = head.try_into().expect("8 bytes");
+        VxlanHeader { vni: self.shared.nets[net].vni, rco }.emit(head);
         VXLAN_HEADER_LEN + len
     }
 
     /// Adds a plain VXLAN datagram to the send batch (GSO runs, as for sealed ones).
-    fn vxlan_unicast(&mut self, net: NetId, dst: SocketAddr, at: usize, len: usize) {
+    fn vxlan_unicast(&mut self, net: NetId, dst: SocketAddr, at: usize, len: usize, partial_csum: bool) {
         let Some((_, state)) = &self.vxlan else { return };
         let max = state.max_gso_segments();
-        let n = self.vxlan_encap(net, at, len);
+        let n = self.vxlan_encap(net, at, len, partial_csum);
         if let Added::Flush(run) = self.batch.add(at, n, Sock::Vxlan, dst, max) {
             self.send_run(run);
         }
@@ -589,7 +595,7 @@ impl Worker {
 
     /// Sends one plain VXLAN copy at once (flooding: the slot is reused for every remote).
     fn send_vxlan_now(&mut self, net: NetId, dst: SocketAddr, at: usize, len: usize) {
-        let n = self.vxlan_encap(net, at, len);
+        let n = self.vxlan_encap(net, at, len, false);
         let run = Run { sock: Sock::Vxlan, dst, start: at, end: at + n, seg: n, count: 1 };
         self.send_run(run);
     }
@@ -728,14 +734,12 @@ impl Worker {
             let metas = self.meta;
             for (i, meta) in metas.iter().enumerate().take(n) {
                 for (at, end) in datagrams(meta) {
-                    if let Some(net) = vxlan_ingress(&shared, &tables, meta.addr, &rx[i][at..end]) {
+                    if let Some((net, partial_csum)) =
+                        vxlan_ingress(&shared, &tables, meta.addr, &mut rx[i][at..end])
+                    {
                         let start = at + VXLAN_HEADER_LEN;
-                        self.gro.push(
-                            &mut rx,
-                            net,
-                            offload::Loc { buf: i, start, len: end - start, partial_csum: false },
-                            &mut sink,
-                        );
+                        let loc = offload::Loc { buf: i, start, len: end - start, partial_csum };
+                        self.gro.push(&mut rx, net, loc, &mut sink);
                     }
                 }
             }
@@ -802,7 +806,10 @@ fn frame_offset(info: &super::NetInfo) -> usize {
 
 /// Checks a plain VXLAN datagram; returns the network whose TAP its frame (after the VXLAN
 /// header) may be written to.
-fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -> Option<NetId> {
+/// A plain VXLAN datagram from `from`: the network its frame is for (after the source,
+/// learning and policy checks) and whether the frame's TCP checksum is partial (remote
+/// checksum offload; any other partial checksum is completed here).
+fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &mut [u8]) -> Option<(NetId, bool)> {
     let Ok(h) = VxlanHeader::parse(d) else {
         inc(&shared.proto_stats.malformed);
         return None;
@@ -816,7 +823,7 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
         inc(&shared.stats.drop_spoof);
         return None;
     };
-    let f = &d[VXLAN_HEADER_LEN..];
+    let f = &mut d[VXLAN_HEADER_LEN..];
     if f.len() < ethernet::HEADER_LEN {
         inc(&shared.proto_stats.malformed);
         return None;
@@ -836,7 +843,34 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &[u8]) -
     {
         return None;
     }
-    Some(net)
+    // A partial checksum, named by remote checksum offload (Linux `remcsumtx`, or a weft
+    // with `remote_checksum`) or found so (a kernel sender's checksum that a veth underlay
+    // left unfinished): the outer UDP checksum, which the kernel verified, covered the frame.
+    // A TCP checksum where GRO finds it goes to the kernel partial; any other is completed
+    // here. Every other frame's checksum is verified, so GRO never merges a damaged segment
+    // into a superframe whose checksum the kernel then computes afresh.
+    let (start, offset) = match h.rco {
+        Some(rco) => {
+            inc(&shared.stats.rco_rx);
+            (rco.start(), rco.offset())
+        }
+        None => match offload::check_transport(f) {
+            offload::Received::Complete => return Some((net, false)),
+            offload::Received::Partial { start, offset } => (start, offset),
+            offload::Received::Corrupt => {
+                inc(&shared.stats.drop_checksum);
+                return None;
+            }
+        },
+    };
+    if offload::is_partial_tcp_at(f, start, offset) {
+        return Some((net, true));
+    }
+    if offload::complete_csum(f, start as u16, offset).is_err() {
+        inc(&shared.stats.drop_offload);
+        return None;
+    }
+    Some((net, false))
 }
 
 /// Whether a datagram's source can be real: relayed paths are named by addresses in
@@ -1064,6 +1098,7 @@ mod tests {
             gateway_mac: [2, 0, 0, 0, 1, 1],
             encryption: Encryption::ChaCha20Poly1305,
             remotes: Vec::new(),
+            remote_checksum: false,
         };
         let (engine, _) = std::sync::mpsc::sync_channel(16);
         let shared = Shared {

@@ -213,6 +213,7 @@ impl Sim {
             gateway_mac: [2, 0, 0, 0, i as u8 + 1, 1],
             encryption: Encryption::ChaCha20Poly1305,
             remotes: Vec::new(),
+            remote_checksum: false,
         };
         let shared = Arc::new(Shared {
             tables: Default::default(),

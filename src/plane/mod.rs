@@ -276,6 +276,8 @@ pub struct NetInfo {
     pub encryption: Encryption,
     /// Plain VXLAN remotes (flood targets).
     pub remotes: Vec<SocketAddr>,
+    /// Plain VXLAN: TCP segments leave with remote checksum offload (`network.remote_checksum`).
+    pub remote_checksum: bool,
 }
 
 /// Data-plane counters: declared with the other counter groups in

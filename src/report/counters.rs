@@ -108,18 +108,23 @@ overlay_proto::counters! {
         drop_conntrack_full => DROPS.label("conntrack_full"),
         /// Offloaded frames from a TAP whose virtio-net header or headers could not be honoured.
         drop_offload => DROPS.label("offload_malformed"),
+        /// Plain VXLAN frames whose TCP or UDP checksum is wrong (damaged on the way).
+        drop_checksum => DROPS.label("checksum"),
         /// TCP superframes read from TAPs (TSO).
         tso_superframes => OFFLOAD.label("tso_superframes"),
         /// Segments made from TSO superframes.
         tso_segments => OFFLOAD.label("tso_segments"),
         /// TSO superframes read pre-segmented into the send arena (no copy in userspace).
         tso_in_place => OFFLOAD.label("tso_in_place"),
-        /// Segments sent with their TCP checksum left partial, to peers that accept it.
+        /// Segments sent with their TCP checksum left partial, to peers that accept it (plain
+        /// VXLAN: with remote checksum offload).
         tso_partial_csum => OFFLOAD.label("tso_partial_csum"),
         /// Superframes written to TAPs after coalescing received segments (GRO).
         gro_superframes => OFFLOAD.label("gro_superframes"),
         /// Received segments that went into those superframes.
         gro_segments => OFFLOAD.label("gro_segments"),
+        /// Plain VXLAN frames received with remote checksum offload (their checksum partial).
+        rco_rx => OFFLOAD.label("rco_rx"),
         /// Datagrams from `100::/64`, the prefix relayed paths are named by internally: forged.
         drop_reserved_source => DROPS.label("reserved_source"),
     }
@@ -432,12 +437,14 @@ mod tests {
                 "drop_policy_malformed",
                 "drop_conntrack_full",
                 "drop_offload",
+                "drop_checksum",
                 "tso_superframes",
                 "tso_segments",
                 "tso_in_place",
                 "tso_partial_csum",
                 "gro_superframes",
                 "gro_segments",
+                "rco_rx",
                 "drop_reserved_source"
             ]
         );

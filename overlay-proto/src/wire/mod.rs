@@ -17,7 +17,7 @@ pub use inner::{
     emit_addr, parse_addr, Inner, InnerKind, Vni, ADDR_LEN, MAX_RELAYED_LEN, MIN_RELAYED_LEN, PATH_RELAYS,
 };
 pub use transport::TransportHeader;
-pub use vxlan::{VxlanHeader, VXLAN_HEADER_LEN};
+pub use vxlan::{Rco, VxlanHeader, VXLAN_HEADER_LEN};
 
 /// Why a datagram or payload could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
