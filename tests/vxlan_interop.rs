@@ -3,6 +3,8 @@
 //! offload (RCO); and two weft hosts with RCO carry TCP intact. Each test builds its own
 //! two-host lab (names `wx<pid><n>…`, removed on drop, also on panic).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,34 +157,9 @@ remote_checksum = {remote_checksum}
         (sock, ip)
     }
 
-    /// Sends `mib` MiB of random bytes over TCP from namespace `from` to `to_ip` in namespace
-    /// `to` (socat) and checks that every byte arrived as sent.
+    /// TCP from namespace `from` to `to_ip` in `to`, checked byte for byte.
     fn transfer_intact(&self, from: &str, to: &str, to_ip: &str, mib: usize) {
-        let blob = self.dir.join(format!("blob-{from}-{to}"));
-        let recv = self.dir.join(format!("recv-{from}-{to}"));
-        run(&["sh", "-c", &format!("head -c {mib}M /dev/urandom > {}", blob.display())]);
-        let mut server = Command::new("ip")
-            .args(["netns", "exec", to, "timeout", "60", "socat", "-u", "TCP-LISTEN:5001,reuseaddr"])
-            .arg(format!("CREATE:{}", recv.display()))
-            .spawn()
-            .expect("socat server");
-        std::thread::sleep(Duration::from_millis(300));
-        let client = Command::new("ip")
-            .args(["netns", "exec", from, "timeout", "60", "socat", "-u"])
-            .arg(format!("OPEN:{}", blob.display()))
-            .arg(format!("TCP:{to_ip}:5001"))
-            .output()
-            .expect("socat client");
-        let served = server.wait().expect("socat server exit");
-        assert!(client.status.success(), "socat client: {}", String::from_utf8_lossy(&client.stderr));
-        assert!(served.success(), "socat server failed");
-        let sha = |p: &Path| {
-            let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
-            String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-        };
-        let len = std::fs::metadata(&recv).map(|m| m.len()).unwrap_or(0);
-        assert_eq!(len, (mib as u64) << 20, "{from} -> {to}: received {len} bytes of {mib} MiB");
-        assert_eq!(sha(&blob), sha(&recv), "{from} -> {to}: the received file differs from the sent one");
+        common::transfer_intact_between(&self.dir, from, to, to_ip, mib);
     }
 }
 

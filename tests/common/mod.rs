@@ -217,44 +217,7 @@ impl Lab {
     /// Sends `mib` MiB of random bytes over TCP (socat) from container `from` to container
     /// `to` and panics unless they arrive complete and unchanged (sha256).
     pub fn transfer_intact(&self, from: &str, to: &str, mib: usize) {
-        let blob = self.dir.join(format!("blob-{from}-{to}"));
-        let recv = self.dir.join(format!("recv-{from}-{to}"));
-        let made = Command::new("sh")
-            .arg("-c")
-            .arg(format!("head -c {mib}M /dev/urandom > {}", blob.display()))
-            .status()
-            .expect("sh");
-        assert!(made.success(), "cannot write {}", blob.display());
-        let mut server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns(to),
-                "timeout",
-                "120",
-                "socat",
-                "-u",
-                "TCP-LISTEN:5001,reuseaddr",
-            ])
-            .arg(format!("CREATE:{}", recv.display()))
-            .spawn()
-            .expect("socat server");
-        std::thread::sleep(Duration::from_millis(300));
-        let dst = format!("TCP:{}:5001", self.ip(to));
-        let client =
-            self.exec(from, &["timeout", "120", "socat", "-u", &format!("OPEN:{}", blob.display()), &dst]);
-        let served = server.wait().expect("socat server exit");
-        assert!(client.status.success(), "socat client: {}", String::from_utf8_lossy(&client.stderr));
-        assert!(served.success(), "socat server failed");
-        let sha = |p: &Path| {
-            let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
-            String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-        };
-        let len = std::fs::metadata(&recv).map(|m| m.len()).unwrap_or(0);
-        assert_eq!(len, (mib as u64) << 20, "received {len} bytes of {mib} MiB");
-        assert_eq!(sha(&blob), sha(&recv), "the received file differs from the sent one");
-        let _ = std::fs::remove_file(&blob);
-        let _ = std::fs::remove_file(&recv);
+        transfer_intact_between(&self.dir, &self.netns(from), &self.netns(to), &self.ip(to), mib);
     }
 
     fn lab_sh_ok(&self, args: &[&str]) {
@@ -412,6 +375,44 @@ impl Lab {
 
 /// Runs the weft CLI with `args` only (no `--socket`): offline commands such as `weft ca
 /// revoke` and `weft cert show`, which take no daemon connection.
+/// Sends `mib` MiB of random bytes over TCP (socat) from namespace `from` to `to_ip` in
+/// namespace `to` and panics unless they arrive complete and unchanged (sha256); the files
+/// live in `dir`.
+pub fn transfer_intact_between(dir: &Path, from: &str, to: &str, to_ip: &str, mib: usize) {
+    let blob = dir.join(format!("blob-{from}-{to}"));
+    let recv = dir.join(format!("recv-{from}-{to}"));
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c {mib}M /dev/urandom > {}", blob.display()))
+        .status()
+        .expect("sh");
+    assert!(made.success(), "cannot write {}", blob.display());
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", to, "timeout", "120", "socat", "-u", "TCP-LISTEN:5001,reuseaddr"])
+        .arg(format!("CREATE:{}", recv.display()))
+        .spawn()
+        .expect("socat server");
+    std::thread::sleep(Duration::from_millis(300));
+    let client = Command::new("ip")
+        .args(["netns", "exec", from, "timeout", "120", "socat", "-u"])
+        .arg(format!("OPEN:{}", blob.display()))
+        .arg(format!("TCP:{to_ip}:5001"))
+        .output()
+        .expect("socat client");
+    let served = server.wait().expect("socat server exit");
+    assert!(client.status.success(), "socat client: {}", String::from_utf8_lossy(&client.stderr));
+    assert!(served.success(), "socat server failed");
+    let sha = |p: &Path| {
+        let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+    };
+    let len = std::fs::metadata(&recv).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(len, (mib as u64) << 20, "{from} -> {to}: received {len} bytes of {mib} MiB");
+    assert_eq!(sha(&blob), sha(&recv), "{from} -> {to}: the received file differs from the sent one");
+    let _ = std::fs::remove_file(&blob);
+    let _ = std::fs::remove_file(&recv);
+}
+
 pub fn weft_offline(args: &[&str]) -> Output {
     Command::new(WEFT_BIN).args(args).output().unwrap_or_else(|e| panic!("cannot run {WEFT_BIN}: {e}"))
 }
