@@ -43,7 +43,6 @@ const L3: usize = ethernet::HEADER_LEN;
 /// The largest IP packet a 16-bit length field describes.
 const MAX_IP_PACKET: usize = u16::MAX as usize;
 /// Where the TCP checksum lies in the TCP header (`csum_offset` of a GSO header).
-/// Offset of the checksum field in the TCP header.
 pub const TCP_CSUM_OFFSET: u16 = tcp::field::CHECKSUM.start as u16;
 
 /// Byte ranges of the virtio-net header's fields (`struct virtio_net_hdr`).
@@ -548,46 +547,59 @@ pub enum Received {
     /// It verifies, is absent (UDP over IPv4 with 0), or is not one weft judges (a tagged
     /// frame, a fragment, another protocol, a truncated header): passed on as it is.
     Complete,
-    /// The field holds only the pseudo-header sum: a kernel sender left the checksum partial
-    /// for the device, and a veth underlay carried it to us unfinished. The outer UDP checksum
-    /// covered the frame; `start` is the transport header, `offset` the field's place in it.
+    /// The field holds only the pseudo-header sum: the sender said so (remote checksum
+    /// offload), or a kernel sender left it partial for the device and a veth underlay
+    /// carried it to us unfinished. The outer UDP checksum covered the frame. `start` is the
+    /// transport header and `offset` the field's place in it, both as found in the frame.
     Partial { start: usize, offset: u16 },
-    /// Neither: the frame was damaged.
+    /// Neither, or a partial checksum claimed anywhere but at the frame's own TCP or UDP
+    /// checksum: the frame was damaged, or its sender wants bytes of ours rewritten.
     Corrupt,
 }
 
-/// Judges the TCP or UDP checksum of an untagged IPv4 or IPv6 frame (see [`Received`]).
-pub fn check_transport(f: &[u8]) -> Received {
-    let Ok(eth) = EthernetFrame::new_checked(f) else { return Received::Complete };
-    // (protocol, transport header, end of the IP packet, source and destination addresses)
+/// The TCP or UDP header of an untagged, unfragmented IPv4 or IPv6 frame, found from its own
+/// headers: (protocol, transport header, end of the IP packet, checksum field offset,
+/// source and destination addresses).
+fn transport(f: &[u8]) -> Option<(u8, usize, usize, u16, std::ops::Range<usize>)> {
+    let eth = EthernetFrame::new_checked(f).ok()?;
     let (proto, start, end, addrs) = match eth.ethertype() {
         EtherType::IPV4 => {
-            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return Received::Complete };
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
             if ip.version() != 4 || ip.is_fragment() {
-                return Received::Complete;
+                return None;
             }
             let addrs = L3 + ipv4::field::SRC_ADDR.start..L3 + ipv4::field::DST_ADDR.end;
             (ip.protocol(), L3 + ip.header_len(), L3 + usize::from(ip.total_len()), addrs)
         }
         EtherType::IPV6 => {
-            let Ok(ip) = Ipv6Packet::new_checked(eth.payload()) else { return Received::Complete };
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
             let start = L3 + ipv6::HEADER_LEN;
             let addrs = L3 + ipv6::field::SRC_ADDR.start..L3 + ipv6::field::DST_ADDR.end;
             (ip.next_header(), start, start + usize::from(ip.payload_len()), addrs)
         }
-        _ => return Received::Complete,
+        _ => return None,
     };
     let offset = match proto {
         ip_proto::TCP => TCP_CSUM_OFFSET,
         ip_proto::UDP => crate::packet::udp::field::CHECKSUM.start as u16,
-        _ => return Received::Complete,
+        _ => return None,
     };
-    let field = start + usize::from(offset);
-    if end > f.len() || field + 2 > end {
-        return Received::Complete;
+    (end <= f.len() && start + usize::from(offset) + 2 <= end).then_some((proto, start, end, offset, addrs))
+}
+
+/// Judges the TCP or UDP checksum of a received frame (see [`Received`]). `claimed`: the
+/// partial checksum's start and offset a remote checksum offload header names, taken only
+/// where they are the frame's own transport checksum.
+pub fn check_transport(f: &[u8], claimed: Option<(usize, u16)>) -> Received {
+    let Some((proto, start, end, offset, addrs)) = transport(f) else {
+        return if claimed.is_some() { Received::Corrupt } else { Received::Complete };
+    };
+    if let Some(c) = claimed {
+        return if c == (start, offset) { Received::Partial { start, offset } } else { Received::Corrupt };
     }
+    let field = start + usize::from(offset);
     let value = u16::from_be_bytes([f[field], f[field + 1]]);
-    if proto == ip_proto::UDP && value == 0 && eth.ethertype() == EtherType::IPV4 {
+    if proto == ip_proto::UDP && value == 0 && addrs.len() == 8 {
         return Received::Complete;
     }
     let pseudo = checksum::pseudo_header(&f[addrs], proto, (end - start) as u32);
@@ -603,7 +615,7 @@ pub fn check_transport(f: &[u8]) -> Received {
 /// Where the TCP header of a segment that [`Tso::partial_csum_ok`] accepted starts: behind an
 /// untagged Ethernet header and an IPv6 or option-less IPv4 header.
 pub fn untagged_l4(frame: &[u8]) -> usize {
-    let v6 = frame.get(ethernet::field::ETHERTYPE) == Some(&[0x86, 0xdd][..]);
+    let v6 = EthernetFrame::new_checked(frame).is_ok_and(|e| e.ethertype() == EtherType::IPV6);
     L3 + if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN }
 }
 
@@ -936,9 +948,9 @@ mod tests {
             let l4 = if v6 { L3 + ipv6::HEADER_LEN } else { L4_V4 };
             let mut f =
                 segments(&superframe(v6, &[7; 900], flags::ACK), 1400, v6).remove(0).split_off(HEADROOM);
-            assert_eq!(check_transport(&f), Received::Complete, "v6 {v6}");
+            assert_eq!(check_transport(&f, None), Received::Complete, "v6 {v6}");
             f[l4 + 40] ^= 1;
-            assert_eq!(check_transport(&f), Received::Corrupt, "v6 {v6}");
+            assert_eq!(check_transport(&f, None), Received::Corrupt, "v6 {v6}");
             f[l4 + 40] ^= 1;
             let len = (f.len() - l4) as u32;
             let p = if v6 {
@@ -947,7 +959,7 @@ mod tests {
                 Ipv4Packet::new_checked(&f[L3..]).unwrap().pseudo_header(ip_proto::TCP, len)
             };
             TcpPacket::new_unchecked(&mut f[l4..]).set_partial_checksum(p);
-            assert_eq!(check_transport(&f), Received::Partial { start: l4, offset: TCP_CSUM_OFFSET });
+            assert_eq!(check_transport(&f, None), Received::Partial { start: l4, offset: TCP_CSUM_OFFSET });
             assert!(is_partial_tcp_at(&f, l4, TCP_CSUM_OFFSET));
             // UDP: the same frame as protocol 17 with a UDP header's checksum at 6.
             let mut u = f.clone();
@@ -960,20 +972,41 @@ mod tests {
             }
             u[l4 + 6..l4 + 8].fill(0);
             let want = if v6 { Received::Corrupt } else { Received::Complete };
-            assert_eq!(check_transport(&u), want, "UDP checksum 0, v6 {v6}");
+            assert_eq!(check_transport(&u, None), want, "UDP checksum 0, v6 {v6}");
             let p = if v6 {
                 Ipv6Packet::new_checked(&u[L3..]).unwrap().pseudo_header(ip_proto::UDP, len)
             } else {
                 Ipv4Packet::new_checked(&u[L3..]).unwrap().pseudo_header(ip_proto::UDP, len)
             };
             u[l4 + 6..l4 + 8].copy_from_slice(&p.to_be_bytes());
-            assert_eq!(check_transport(&u), Received::Partial { start: l4, offset: 6 });
+            assert_eq!(check_transport(&u, None), Received::Partial { start: l4, offset: 6 });
             assert!(!is_partial_tcp_at(&u, l4, 6));
             complete_csum(&mut u, l4 as u16, 6).unwrap();
-            assert_eq!(check_transport(&u), Received::Complete, "completed UDP, v6 {v6}");
+            assert_eq!(check_transport(&u, None), Received::Complete, "completed UDP, v6 {v6}");
             // Truncated or cut short: not judged.
-            assert_eq!(check_transport(&f[..l4 + 10]), Received::Complete);
-            assert_eq!(check_transport(&f[..10]), Received::Complete);
+            assert_eq!(check_transport(&f[..l4 + 10], None), Received::Complete);
+            assert_eq!(check_transport(&f[..10], None), Received::Complete);
+        }
+    }
+
+    /// A remote checksum offload header is believed only where it names the frame's own TCP
+    /// or UDP checksum: a rogue remote pointing it at the IP header would otherwise have us
+    /// write a sum of its choosing over addresses or ports the policy has already judged.
+    #[test]
+    fn rogue_remote_checksum_offload_naming_other_bytes_is_refused() {
+        for v6 in [false, true] {
+            let l4 = if v6 { L3 + ipv6::HEADER_LEN } else { L4_V4 };
+            let f = segments(&superframe(v6, &[7; 900], flags::ACK), 1400, v6).remove(0).split_off(HEADROOM);
+            let own = Received::Partial { start: l4, offset: TCP_CSUM_OFFSET };
+            assert_eq!(check_transport(&f, Some((l4, TCP_CSUM_OFFSET))), own, "v6 {v6}");
+            for claim in [(L3, TCP_CSUM_OFFSET), (L3 + 8, 6), (l4, 6), (l4 + 2, TCP_CSUM_OFFSET), (254, 6)] {
+                assert_eq!(check_transport(&f, Some(claim)), Received::Corrupt, "v6 {v6}, claim {claim:?}");
+            }
+            // A frame weft finds no transport checksum in takes no claim at all.
+            let mut arp = f.clone();
+            arp[12..14].copy_from_slice(&[0x08, 0x06]);
+            assert_eq!(check_transport(&arp, Some((l4, TCP_CSUM_OFFSET))), Received::Corrupt);
+            assert_eq!(check_transport(&arp, None), Received::Complete);
         }
     }
 

@@ -804,8 +804,6 @@ fn frame_offset(info: &super::NetInfo) -> usize {
     }
 }
 
-/// Checks a plain VXLAN datagram; returns the network whose TAP its frame (after the VXLAN
-/// header) may be written to.
 /// A plain VXLAN datagram from `from`: the network its frame is for (after the source,
 /// learning and policy checks) and whether the frame's TCP checksum is partial (remote
 /// checksum offload; any other partial checksum is completed here).
@@ -828,6 +826,31 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &mut [u8
         inc(&shared.proto_stats.malformed);
         return None;
     }
+    // The checksum first, before anything learns from or judges the frame. A partial one,
+    // named by remote checksum offload (Linux `remcsumtx`, or a weft with `remote_checksum`;
+    // believed only where it is the frame's own TCP/UDP checksum) or found so (a kernel
+    // sender's that a veth underlay left unfinished): the outer UDP checksum, which the kernel
+    // verified, covered the frame. A TCP checksum where GRO finds it goes to the kernel
+    // partial; any other is completed here. Every other checksum is verified, so GRO never
+    // merges a damaged segment into a superframe whose checksum the kernel then computes.
+    if h.rco.is_some() {
+        inc(&shared.stats.rco_rx);
+    }
+    let partial_csum = match offload::check_transport(f, h.rco.map(|r| (r.start(), r.offset()))) {
+        offload::Received::Complete => false,
+        offload::Received::Partial { start, offset } if offload::is_partial_tcp_at(f, start, offset) => true,
+        offload::Received::Partial { start, offset } => {
+            if offload::complete_csum(f, start as u16, offset).is_err() {
+                inc(&shared.stats.drop_offload);
+                return None;
+            }
+            false
+        }
+        offload::Received::Corrupt => {
+            inc(&shared.stats.drop_checksum);
+            return None;
+        }
+    };
     if let Some(src) = frame::src_mac(f) {
         if tables.nets.net(net).and_then(|nt| nt.macs.get(&src)) != Some(&Loc::Vtep(remote)) {
             shared.to_engine(EngineMsg::Learn {
@@ -843,34 +866,7 @@ fn vxlan_ingress(shared: &Shared, tables: &Tables, from: SocketAddr, d: &mut [u8
     {
         return None;
     }
-    // A partial checksum, named by remote checksum offload (Linux `remcsumtx`, or a weft
-    // with `remote_checksum`) or found so (a kernel sender's checksum that a veth underlay
-    // left unfinished): the outer UDP checksum, which the kernel verified, covered the frame.
-    // A TCP checksum where GRO finds it goes to the kernel partial; any other is completed
-    // here. Every other frame's checksum is verified, so GRO never merges a damaged segment
-    // into a superframe whose checksum the kernel then computes afresh.
-    let (start, offset) = match h.rco {
-        Some(rco) => {
-            inc(&shared.stats.rco_rx);
-            (rco.start(), rco.offset())
-        }
-        None => match offload::check_transport(f) {
-            offload::Received::Complete => return Some((net, false)),
-            offload::Received::Partial { start, offset } => (start, offset),
-            offload::Received::Corrupt => {
-                inc(&shared.stats.drop_checksum);
-                return None;
-            }
-        },
-    };
-    if offload::is_partial_tcp_at(f, start, offset) {
-        return Some((net, true));
-    }
-    if offload::complete_csum(f, start as u16, offset).is_err() {
-        inc(&shared.stats.drop_offload);
-        return None;
-    }
-    Some((net, false))
+    Some((net, partial_csum))
 }
 
 /// Whether a datagram's source can be real: relayed paths are named by addresses in
@@ -1178,6 +1174,77 @@ mod tests {
             assert!(!admit(&shared, &tables, PEER, NetId(0), &advert(b1, addr(target))), "{what}");
             assert_eq!(shared.stats.drop_spoof.load(Relaxed), before + 1, "{what} counted");
         }
+    }
+
+    /// A plain VXLAN network (VNI 42) with one remote, 10.200.0.2.
+    fn plain_node() -> (Shared, Tables) {
+        let (mut shared, mut tables) = node();
+        shared.nets[0].encryption = Encryption::None;
+        shared.nets[0].remotes = vec!["10.200.0.2:4789".parse().unwrap()];
+        tables.vnis.insert(Vni::new(42).unwrap(), NetId(0));
+        tables.nets[0] = NetTables::default();
+        (shared, tables)
+    }
+
+    /// A VXLAN datagram (VNI 42, RCO `rco`) carrying a UDP/IPv4 frame whose checksum field
+    /// holds only the pseudo-header sum.
+    fn plain_udp(rco: Option<Rco>) -> Vec<u8> {
+        use crate::packet::{checksum, ipv4, Ipv4Packet, Ipv4Repr};
+        let payload = [1u8, 2, 3, 4];
+        let mut d = vec![0u8; VXLAN_HEADER_LEN + ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8 + payload.len()];
+        let head: &mut [u8; VXLAN_HEADER_LEN] = (&mut d[..VXLAN_HEADER_LEN]).try_into().unwrap();
+        VxlanHeader { vni: Vni::new(42).unwrap(), rco }.emit(head);
+        let f = &mut d[VXLAN_HEADER_LEN..];
+        EthernetRepr { src_addr: B1, dst_addr: [2, 0, 0, 0, 1, 2], ethertype: EtherType::IPV4 }
+            .emit(&mut EthernetFrame::new_unchecked(&mut *f));
+        let udp_len = 8 + payload.len();
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+        Ipv4Repr {
+            src_addr: [10, 42, 2, 2].into(),
+            dst_addr: [10, 42, 1, 2].into(),
+            protocol: ip_proto::UDP,
+            payload_len: udp_len as u16,
+            hop_limit: 64,
+            ident: 1,
+            dont_frag: true,
+        }
+        .emit(&mut ip);
+        let pseudo = ip.pseudo_header(ip_proto::UDP, udp_len as u32);
+        let u = &mut f[ethernet::HEADER_LEN + ipv4::HEADER_LEN..];
+        u[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        u[2..4].copy_from_slice(&53u16.to_be_bytes());
+        u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        u[6..8].copy_from_slice(&pseudo.to_be_bytes());
+        u[8..].copy_from_slice(&payload);
+        assert!(!checksum::verify(checksum::add(pseudo, checksum::sum(u))), "partial, not complete");
+        d
+    }
+
+    #[test]
+    fn remote_checksum_offload_of_a_frames_own_checksum_is_completed() {
+        let (shared, tables) = plain_node();
+        let from = "10.200.0.2:4789".parse().unwrap();
+        let mut d = plain_udp(Rco::new(ethernet::HEADER_LEN + 20, 6));
+        assert_eq!(vxlan_ingress(&shared, &tables, from, &mut d), Some((NetId(0), false)));
+        let f = &d[VXLAN_HEADER_LEN..];
+        assert_eq!(offload::check_transport(f, None), offload::Received::Complete, "completed");
+        assert_eq!(shared.stats.rco_rx.load(Relaxed), 1);
+    }
+
+    /// A plain remote whose RCO header names other bytes than the frame's own checksum (here
+    /// the IPv4 destination address) would have weft write a sum of its choosing over them,
+    /// after nothing or before the policy judged the frame: it is dropped untouched.
+    #[test]
+    fn rogue_remote_checksum_offload_pointing_at_the_ip_header_is_dropped() {
+        let (shared, tables) = plain_node();
+        let from = "10.200.0.2:4789".parse().unwrap();
+        // start 14 (the IPv4 header), TCP's offset 16: the field would be bytes 30-31, the
+        // destination address.
+        let mut d = plain_udp(Rco::new(ethernet::HEADER_LEN, 16));
+        let sent = d.clone();
+        assert_eq!(vxlan_ingress(&shared, &tables, from, &mut d), None);
+        assert_eq!(d, sent, "the frame was rewritten");
+        assert_eq!(shared.stats.drop_checksum.load(Relaxed), 1);
     }
 
     #[test]
