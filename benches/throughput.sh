@@ -425,7 +425,7 @@ median() { sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'
 iperf() {
 	local out
 	out=$(timeout -k 5 $((dur + 30)) ip netns exec "$(ns_of "$1")" taskset -c "$(core_of "$1")" \
-		iperf3 -c "$2" -t "$dur" -C cubic -f m -P "$3" --connect-timeout 5000 2>&1) || {
+		iperf3 -c "$2" -t "$dur" -C cubic -f m -P "$3" ${BENCH_IPERF_ARGS:-} --connect-timeout 5000 2>&1) || {
 		say "error: iperf3 to $2 failed: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
 		return 1
 	}
@@ -609,6 +609,7 @@ case_weft() {
 		[[ $out =~ ^[0-9]+(\.[0-9]+){3}$ ]] || die "weft attach on host $h printed no address: '$out'"
 		say "  container $h: $out (eth0 mtu $(ip -n "$(ns_of "${h}c")" -o link show eth0 | awk '{for (i = 1; i < NF; i++) if ($i == "mtu") print $(i + 1)}'))"
 		if [[ $h == b ]]; then ipb=$out; fi
+		if [[ -n ${BENCH_GSO_SEGS:-} ]]; then ip -n "$(ns_of "${h}c")" link set eth0 gso_max_segs "$BENCH_GSO_SEGS"; fi
 	done
 	wait_ping ac "$ipb" 30 || die "weft $mode: container b ($ipb) does not answer container a within 30 s"
 	if [[ $mode != plain* ]]; then check_cipher "$d" "$mode"; fi

@@ -359,6 +359,57 @@ fn mergeable(t: &TcpSeg) -> bool {
     t.payload > 0 && t.flags & !flags::PSH == flags::ACK
 }
 
+/// A segment that only acknowledges: no data, no flag but ACK.
+fn pure_ack(t: &TcpSeg) -> bool {
+    t.payload == 0 && t.flags == flags::ACK
+}
+
+/// Whether the pure ACK `b` makes the pending pure ACK `a` of its connection (see
+/// [`same_conn`]) redundant, so that only `b` need reach the stack: the same IP fields
+/// (ECN bits included), sequence number, data offset and reserved bits, options of no kind
+/// but NOP, EOL and timestamps (no SACK: duplicate and selective ACKs steer loss recovery),
+/// and an acknowledgment number strictly after `a`'s (an equal one is a duplicate ACK or a
+/// window update, both kept). `b`'s window and timestamps are the newer ones. This is the
+/// conservative core of CAKE's ACK filter (`sch_cake.c`), applied only within one receive
+/// batch.
+fn acks_more(a: &[u8], b: &[u8], s: &TcpSeg, t: &TcpSeg) -> bool {
+    use crate::packet::{ipv4::field as ip4, ipv6::field as ip6, tcp::field as tcp};
+    if !pure_ack(s) || !pure_ack(t) || s.hlen != t.hlen || s.seq != t.seq {
+        return false;
+    }
+    let (ia, ib) = (&a[L3..s.l4], &b[L3..s.l4]);
+    let ip_same = if s.v6 {
+        ia[ip6::VER_TC_FLOW] == ib[ip6::VER_TC_FLOW]
+            && ia[ip6::NXT_HDR..ip6::SRC_ADDR.start] == ib[ip6::NXT_HDR..ip6::SRC_ADDR.start]
+    } else {
+        ia[ip4::VER_IHL..ip4::LENGTH.start] == ib[ip4::VER_IHL..ip4::LENGTH.start]
+            && ia[ip4::FLG_OFF.start..ip4::CHECKSUM.start] == ib[ip4::FLG_OFF.start..ip4::CHECKSUM.start]
+    };
+    let (ta, tb) = (&a[s.l4..s.hlen], &b[s.l4..s.hlen]);
+    let ack = |h: &[u8]| u32::from_be_bytes(h[tcp::ACK_NUM].try_into().expect("4 bytes"));
+    ip_same
+        && ta[tcp::DATA_OFF] == tb[tcp::DATA_OFF]
+        && (ack(tb).wrapping_sub(ack(ta)) as i32) > 0
+        && only_timestamps(&ta[tcp::OPTIONS..])
+        && only_timestamps(&tb[tcp::OPTIONS..])
+}
+
+/// Whether TCP options hold nothing but NOP, EOL and well-formed timestamps.
+fn only_timestamps(mut opts: &[u8]) -> bool {
+    const EOL: u8 = 0;
+    const NOP: u8 = 1;
+    const TIMESTAMPS: u8 = 8;
+    while let Some(&kind) = opts.first() {
+        match kind {
+            EOL => return true,
+            NOP => opts = &opts[1..],
+            TIMESTAMPS if opts.get(1) == Some(&10) && opts.len() >= 10 => opts = &opts[10..],
+            _ => return false,
+        }
+    }
+    true
+}
+
 #[derive(Debug)]
 struct Flow {
     net: NetId,
@@ -370,15 +421,22 @@ struct Flow {
     total: usize,
     psh: bool,
     closed: bool,
+    /// A pure ACK held (see [`acks_more`]), not a superframe.
+    ack: bool,
 }
 
 /// Userspace GRO: merges consecutive segments of one TCP flow received in one batch into a
-/// superframe written with a GSO header; writes everything else through unchanged. Frames are
-/// never reordered within a flow. Call [`Gro::flush`] before the buffers are reused.
+/// superframe written with a GSO header, and of consecutive pure ACKs of one connection in
+/// one batch writes only the last (see [`acks_more`]); writes everything else through
+/// unchanged. Frames are never reordered within a flow. Call [`Gro::flush`] before the
+/// buffers are reused.
 #[derive(Debug)]
 pub struct Gro {
     flows: Vec<Flow>,
     active: usize,
+    /// Pure ACKs left out because a later one of their connection made them redundant
+    /// (taken by the caller for its counters).
+    pub acks_coalesced: u64,
 }
 
 impl Default for Gro {
@@ -392,8 +450,9 @@ impl Default for Gro {
             total: 0,
             psh: false,
             closed: false,
+            ack: false,
         };
-        Self { flows: (0..MAX_FLOWS).map(|_| flow()).collect(), active: 0 }
+        Self { flows: (0..MAX_FLOWS).map(|_| flow()).collect(), active: 0, acks_coalesced: 0 }
     }
 }
 
@@ -457,6 +516,16 @@ impl Gro {
         });
         if let Some(i) = found {
             let f = &mut self.flows[i];
+            if f.ack {
+                if acks_more(&bufs[f.first.buf].as_ref()[f.first.start..], frame, &f.seg, &t) {
+                    f.first = at;
+                    f.seg = t;
+                    self.acks_coalesced += 1;
+                    return;
+                }
+                self.flush_one(bufs, i, sink);
+                return self.start(bufs, net, at, t, sink);
+            }
             let fits = !f.closed
                 && f.seg.hlen == t.hlen
                 && same_flow(&bufs[f.first.buf].as_ref()[f.first.start..], frame, &t)
@@ -476,7 +545,21 @@ impl Gro {
             }
             self.flush_one(bufs, i, sink);
         }
-        if !mergeable(&t) {
+        self.start(bufs, net, at, t, sink);
+    }
+
+    /// A segment with nothing of its connection pending: held as a superframe's first or a
+    /// pure ACK, or written out.
+    fn start<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        bufs: &mut [B],
+        net: NetId,
+        at: Loc,
+        t: TcpSeg,
+        sink: &mut impl Sink,
+    ) {
+        let ack = pure_ack(&t);
+        if !ack && !mergeable(&t) {
             return write_frame(bufs, net, at, sink);
         }
         if self.active == MAX_FLOWS {
@@ -485,13 +568,15 @@ impl Gro {
         let f = &mut self.flows[self.active];
         self.active += 1;
         f.net = net;
-        f.first = Loc { len: t.frame_len, ..at };
+        // A held ACK is written as it came (with its Ethernet padding, if any).
+        f.first = if ack { at } else { Loc { len: t.frame_len, ..at } };
         f.seg = t;
         f.rest.clear();
         f.next_seq = t.seq.wrapping_add(t.payload as u32);
         f.total = t.payload;
         f.psh = t.flags & flags::PSH != 0;
-        f.closed = f.psh;
+        f.closed = f.psh || ack;
+        f.ack = ack;
     }
 
     /// Writes every pending superframe, in the order they were started.
@@ -1131,6 +1216,110 @@ mod tests {
         }
     }
 
+    /// A pure ACK of the test connection acknowledging `ack`, with `tcp_flags` and, when
+    /// `sack`, a SACK block where the timestamps were, behind HEADROOM.
+    fn ack_frame(v6: bool, ack: u32, tcp_flags: u8, sack: bool) -> Vec<u8> {
+        let mut f = superframe(v6, b"", tcp_flags);
+        let l4 = untagged_l4(&f);
+        TcpPacket::new_unchecked(&mut f[l4..]).set_ack_number(ack);
+        if sack {
+            f[l4 + tcp::field::OPTIONS..][..12].copy_from_slice(&[1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        }
+        [vec![0u8; HEADROOM], f].concat()
+    }
+
+    /// The acknowledgment numbers of what was written, as (ack, frames).
+    fn acks_written(sink: &Collect) -> Vec<u32> {
+        sink.0
+            .iter()
+            .map(|(_, f, _)| {
+                let f = &f[VNET_HDR_LEN..];
+                TcpPacket::new_checked(&f[untagged_l4(f)..]).unwrap().ack_number()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn of_a_run_of_pure_acks_only_the_last_is_written() {
+        for v6 in [false, true] {
+            let mut bufs: Vec<_> = [10, 20, 30, 40].map(|a| ack_frame(v6, a, flags::ACK, false)).into();
+            let mut gro = Gro::default();
+            let mut sink = Collect(Vec::new());
+            for i in 0..bufs.len() {
+                let len = bufs[i].len() - HEADROOM;
+                gro.push(
+                    &mut bufs,
+                    NetId(0),
+                    Loc { buf: i, start: HEADROOM, len, partial_csum: false },
+                    &mut sink,
+                );
+            }
+            assert!(sink.0.is_empty(), "held until the batch ends");
+            gro.flush(&mut bufs, &mut sink);
+            assert_eq!(acks_written(&sink), [40]);
+            assert_eq!(gro.acks_coalesced, 3);
+            // Written as it came.
+            assert_eq!(&sink.0[0].1[VNET_HDR_LEN..], &bufs[3][HEADROOM..]);
+        }
+    }
+
+    #[test]
+    fn acks_that_steer_loss_recovery_or_congestion_control_are_all_written() {
+        let cases: [(&str, [Vec<u8>; 3]); 5] = [
+            ("duplicate ACKs", [10, 10, 10].map(|a| ack_frame(false, a, flags::ACK, false))),
+            ("SACK", [10, 20, 30].map(|a| ack_frame(false, a, flags::ACK, true))),
+            ("ECN echo", [10, 20, 30].map(|a| ack_frame(false, a, flags::ACK | flags::ECE, false))),
+            ("going back", [30, 20, 10].map(|a| ack_frame(false, a, flags::ACK, false))),
+            ("FIN", [10, 20, 30].map(|a| ack_frame(false, a, flags::ACK | flags::FIN, false))),
+        ];
+        for (what, bufs) in cases {
+            let mut bufs = bufs.to_vec();
+            let sink = gro_all(&mut bufs, NetId(0));
+            assert_eq!(sink.0.len(), 3, "{what}: every ACK written");
+        }
+        // An ECN-marked ACK (CE in the IP header) does not stand for an unmarked one.
+        let mut bufs = vec![ack_frame(false, 10, flags::ACK, false), ack_frame(false, 20, flags::ACK, false)];
+        bufs[1][HEADROOM + L3 + 1] |= 3; // the ECN field of the second byte
+        assert_eq!(gro_all(&mut bufs, NetId(0)).0.len(), 2, "ECN bits differ");
+    }
+
+    #[test]
+    fn an_ack_is_left_out_only_for_a_later_one_of_its_own_connection_and_network() {
+        // Another port, another source address, another network: nothing is left out.
+        let mut other_port = ack_frame(false, 20, flags::ACK, false);
+        TcpPacket::new_unchecked(&mut other_port[HEADROOM + L4_V4..]).set_src_port(40001);
+        let mut other_src = ack_frame(false, 20, flags::ACK, false);
+        Ipv4Packet::new_unchecked(&mut other_src[HEADROOM + L3..]).set_src_addr([10, 42, 9, 9].into());
+        for later in [other_port, other_src] {
+            let mut bufs = vec![ack_frame(false, 10, flags::ACK, false), later];
+            assert_eq!(acks_written(&gro_all(&mut bufs, NetId(0))), [10, 20]);
+        }
+        let mut bufs = vec![ack_frame(false, 10, flags::ACK, false), ack_frame(false, 20, flags::ACK, false)];
+        let mut gro = Gro::default();
+        let mut sink = Collect(Vec::new());
+        for (i, net) in [NetId(0), NetId(1)].into_iter().enumerate() {
+            let len = bufs[i].len() - HEADROOM;
+            gro.push(&mut bufs, net, Loc { buf: i, start: HEADROOM, len, partial_csum: false }, &mut sink);
+        }
+        gro.flush(&mut bufs, &mut sink);
+        assert_eq!(acks_written(&sink), [10, 20]);
+        assert_eq!(gro.acks_coalesced, 0);
+    }
+
+    #[test]
+    fn a_held_ack_is_written_before_data_of_its_connection() {
+        let mut data = superframe(false, &[7u8; 100], flags::ACK);
+        tcp_v4(&mut data).set_ack_number(25);
+        let mut bufs = vec![
+            ack_frame(false, 10, flags::ACK, false),
+            ack_frame(false, 20, flags::ACK, false),
+            [vec![0u8; HEADROOM], data].concat(),
+            ack_frame(false, 30, flags::ACK, false),
+        ];
+        let sink = gro_all(&mut bufs, NetId(0));
+        assert_eq!(acks_written(&sink), [20, 25, 30]);
+    }
+
     proptest! {
         #[test]
         fn gro_never_panics_and_writes_every_frame(
@@ -1162,7 +1351,60 @@ mod tests {
                 gro.push(&mut bufs, NetId(0), Loc { buf: i, start: 10, len, partial_csum: false }, &mut sink);
             }
             gro.flush(&mut bufs, &mut sink);
-            prop_assert_eq!(sink.0.iter().map(|s| s.2).sum::<usize>(), bufs.len());
+            // Every frame is written, but for pure ACKs a later one made redundant.
+            let written = sink.0.iter().map(|s| s.2).sum::<usize>();
+            prop_assert_eq!(written as u64 + gro.acks_coalesced, bufs.len() as u64);
+        }
+
+        /// Exactly the pure ACKs whose connection's next frame is a pure ACK acknowledging
+        /// more (neither with SACK or any flag but ACK) are left out; everything else is
+        /// written, in order within each connection.
+        #[test]
+        fn gro_leaves_out_exactly_the_superseded_acks(
+            frames in proptest::collection::vec((0u16..2, 0u8..4, 0u32..6), 1..40),
+        ) {
+            // kind 0, 1: a pure ACK; 2: with SACK; 3: a data segment (PSH, so never merged).
+            let mut bufs: Vec<Vec<u8>> = frames.iter().enumerate().map(|(i, &(conn, kind, ack))| {
+                let payload: &[u8] = if kind == 3 { b"data" } else { b"" };
+                let fl = if kind == 3 { flags::ACK | flags::PSH } else { flags::ACK };
+                let mut f = superframe(false, payload, fl);
+                Ipv4Packet::new_unchecked(&mut f[L3..]).set_ident(i as u16);
+                let mut t = tcp_v4(&mut f);
+                t.set_src_port(40000 + conn);
+                // Around the wrap: acknowledgment numbers compare as serial numbers.
+                t.set_ack_number(ack.wrapping_sub(3));
+                if kind == 2 {
+                    f[L4_V4 + tcp::field::OPTIONS..][..12].copy_from_slice(&[1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+                }
+                [vec![0u8; HEADROOM], f].concat()
+            }).collect();
+            let plain_ack = |k: u8| k < 2;
+            let expect: Vec<u16> = (0..frames.len()).filter(|&i| {
+                let (conn, kind, ack) = frames[i];
+                let next = frames[i + 1..].iter().find(|f| f.0 == conn);
+                !(plain_ack(kind)
+                    && next.is_some_and(|&(_, k, a)| plain_ack(k) && a > ack))
+            }).map(|i| i as u16).collect();
+            let mut gro = Gro::default();
+            let mut sink = Collect(Vec::new());
+            for i in 0..bufs.len() {
+                let len = bufs[i].len() - HEADROOM;
+                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: HEADROOM, len, partial_csum: false }, &mut sink);
+            }
+            gro.flush(&mut bufs, &mut sink);
+            let mut got: Vec<u16> = sink.0.iter().map(|(_, f, n)| {
+                assert_eq!(*n, 1);
+                Ipv4Packet::new_checked(&f[VNET_HDR_LEN + L3..]).unwrap().ident()
+            }).collect();
+            for conn in 0..2 {
+                let mine = |ids: &[u16]| -> Vec<u16> {
+                    ids.iter().copied().filter(|&i| frames[usize::from(i)].0 == conn).collect()
+                };
+                prop_assert_eq!(mine(&got), mine(&expect));
+            }
+            got.sort_unstable();
+            prop_assert_eq!(got, expect.clone());
+            prop_assert_eq!(gro.acks_coalesced as usize, frames.len() - expect.len());
         }
 
         #[test]

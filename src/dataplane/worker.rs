@@ -632,6 +632,10 @@ impl Worker {
             }
             // The buffers are reused by the next recvmmsg: write out what is pending.
             self.gro.flush(&mut rx, &mut sink);
+            let coalesced = std::mem::take(&mut self.gro.acks_coalesced);
+            if coalesced > 0 {
+                shared.stats.gro_acks_coalesced.fetch_add(coalesced, Relaxed);
+            }
         }
         self.rx = rx;
     }
@@ -744,6 +748,10 @@ impl Worker {
                 }
             }
             self.gro.flush(&mut rx, &mut sink);
+            let coalesced = std::mem::take(&mut self.gro.acks_coalesced);
+            if coalesced > 0 {
+                shared.stats.gro_acks_coalesced.fetch_add(coalesced, Relaxed);
+            }
         }
         self.rx = rx;
         self.vxlan = Some((sock, state));

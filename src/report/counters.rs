@@ -123,6 +123,9 @@ overlay_proto::counters! {
         gro_superframes => OFFLOAD.label("gro_superframes"),
         /// Received segments that went into those superframes.
         gro_segments => OFFLOAD.label("gro_segments"),
+        /// Received pure TCP ACKs left out because a later ACK of their connection in the same
+        /// batch acknowledged more (only that one reached the TAP).
+        gro_acks_coalesced => OFFLOAD.label("gro_acks_coalesced"),
         /// Plain VXLAN frames received with remote checksum offload (their checksum partial).
         rco_rx => OFFLOAD.label("rco_rx"),
         /// Datagrams from `100::/64`, the prefix relayed paths are named by internally: forged.
@@ -444,6 +447,7 @@ mod tests {
                 "tso_partial_csum",
                 "gro_superframes",
                 "gro_segments",
+                "gro_acks_coalesced",
                 "rco_rx",
                 "drop_reserved_source"
             ]
