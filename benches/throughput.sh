@@ -24,6 +24,8 @@
 #                  and weft-flood cases (the weft-nooffload case always has them off)
 #   WEFT_BUSY_POLL_US  weft's [underlay] busy_poll_us in every weft case (default 0)
 #   BORINGTUN_THREADS  boringtun-cli's --threads (default 4, its own default)
+#   BENCH_IPERF_ARGS   extra iperf3 client arguments for experiments (e.g. "-w 1M")
+#   BENCH_GSO_SEGS     set the weft containers' eth0 gso_max_segs (experiments: superframe size)
 #   FLOOD_BIN      the flooder of the weft-flood case; default: `cargo build --release
 #                  --example flood` and use <target dir>/release/examples/flood
 #   FLOOD_INIT_RATE, FLOOD_GARBAGE_RATE  the weft-flood case's initiations and garbage datagrams
