@@ -373,18 +373,11 @@ fn pure_ack(t: &TcpSeg) -> bool {
 /// conservative core of CAKE's ACK filter (`sch_cake.c`), applied only within one receive
 /// batch.
 fn acks_more(a: &[u8], b: &[u8], s: &TcpSeg, t: &TcpSeg) -> bool {
-    use crate::packet::{ipv4::field as ip4, ipv6::field as ip6, tcp::field as tcp};
+    use crate::packet::tcp::field as tcp;
     if !pure_ack(s) || !pure_ack(t) || s.hlen != t.hlen || s.seq != t.seq {
         return false;
     }
-    let (ia, ib) = (&a[L3..s.l4], &b[L3..s.l4]);
-    let ip_same = if s.v6 {
-        ia[ip6::VER_TC_FLOW] == ib[ip6::VER_TC_FLOW]
-            && ia[ip6::NXT_HDR..ip6::SRC_ADDR.start] == ib[ip6::NXT_HDR..ip6::SRC_ADDR.start]
-    } else {
-        ia[ip4::VER_IHL..ip4::LENGTH.start] == ib[ip4::VER_IHL..ip4::LENGTH.start]
-            && ia[ip4::FLG_OFF.start..ip4::CHECKSUM.start] == ib[ip4::FLG_OFF.start..ip4::CHECKSUM.start]
-    };
+    let ip_same = same_ip_fields(a, b, s);
     let (ta, tb) = (&a[s.l4..s.hlen], &b[s.l4..s.hlen]);
     let ack = |h: &[u8]| u32::from_be_bytes(h[tcp::ACK_NUM].try_into().expect("4 bytes"));
     ip_same
@@ -471,20 +464,27 @@ fn same_conn(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
         && a[ports.clone()] == b[ports]
 }
 
-/// Whether a segment of a pending superframe's connection (see [`same_conn`], which has
-/// compared MACs, addresses and ports) agrees with it everywhere else GRO needs: the IP
-/// fields other than length, ID and checksum, ack, data offset, window and TCP options
-/// (sequence number, flags and checksum are left out). Both hold `s.hlen` header bytes.
-fn same_flow(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
-    use crate::packet::{ipv4::field as ip4, ipv6::field as ip6, tcp::field as tcp};
+/// Whether two frames' IP headers (parsed as `s`) agree but for length, ID and checksum: the
+/// traffic class or TOS (ECN bits included), flow label, flags, hop limit or TTL, protocol.
+fn same_ip_fields(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
+    use crate::packet::{ipv4::field as ip4, ipv6::field as ip6};
     let (ia, ib) = (&a[L3..s.l4], &b[L3..s.l4]);
-    let ip_same = if s.v6 {
+    if s.v6 {
         ia[ip6::VER_TC_FLOW] == ib[ip6::VER_TC_FLOW]
             && ia[ip6::NXT_HDR..ip6::SRC_ADDR.start] == ib[ip6::NXT_HDR..ip6::SRC_ADDR.start]
     } else {
         ia[ip4::VER_IHL..ip4::LENGTH.start] == ib[ip4::VER_IHL..ip4::LENGTH.start]
             && ia[ip4::FLG_OFF.start..ip4::CHECKSUM.start] == ib[ip4::FLG_OFF.start..ip4::CHECKSUM.start]
-    };
+    }
+}
+
+/// Whether a segment of a pending superframe's connection (see [`same_conn`], which has
+/// compared MACs, addresses and ports) agrees with it everywhere else GRO needs: the IP
+/// fields other than length, ID and checksum, ack, data offset, window and TCP options
+/// (sequence number, flags and checksum are left out). Both hold `s.hlen` header bytes.
+fn same_flow(a: &[u8], b: &[u8], s: &TcpSeg) -> bool {
+    use crate::packet::tcp::field as tcp;
+    let ip_same = same_ip_fields(a, b, s);
     let (ta, tb) = (&a[s.l4..s.hlen], &b[s.l4..s.hlen]);
     ip_same
         && ta[tcp::ACK_NUM.start..=tcp::DATA_OFF] == tb[tcp::ACK_NUM.start..=tcp::DATA_OFF]
@@ -836,12 +836,17 @@ mod tests {
     fn gro_all(bufs: &mut [Vec<u8>], net: NetId) -> Collect {
         let mut gro = Gro::default();
         let mut sink = Collect(Vec::new());
-        for i in 0..bufs.len() {
-            let len = bufs[i].len() - HEADROOM;
-            gro.push(bufs, net, Loc { buf: i, start: HEADROOM, len, partial_csum: false }, &mut sink);
-        }
+        push_all(&mut gro, bufs, net, &mut sink);
         gro.flush(bufs, &mut sink);
         sink
+    }
+
+    /// Pushes every frame of `bufs` (each behind HEADROOM) through `gro` for `net`, unflushed.
+    fn push_all(gro: &mut Gro, bufs: &mut [Vec<u8>], net: NetId, sink: &mut Collect) {
+        for i in 0..bufs.len() {
+            let len = bufs[i].len() - HEADROOM;
+            gro.push(bufs, net, Loc { buf: i, start: HEADROOM, len, partial_csum: false }, sink);
+        }
     }
 
     #[test]
@@ -1103,15 +1108,7 @@ mod tests {
             let mut bufs = segments(&f, 1400, v6);
             let mut gro = Gro::default();
             let mut sink = Collect(Vec::new());
-            for i in 0..bufs.len() {
-                let len = bufs[i].len() - HEADROOM;
-                gro.push(
-                    &mut bufs,
-                    NetId(3),
-                    Loc { buf: i, start: HEADROOM, len, partial_csum: false },
-                    &mut sink,
-                );
-            }
+            push_all(&mut gro, &mut bufs, NetId(3), &mut sink);
             assert!(sink.0.is_empty(), "held until flushed");
             gro.flush(&mut bufs, &mut sink);
             assert_eq!(sink.0.len(), 1);
@@ -1245,15 +1242,7 @@ mod tests {
             let mut bufs: Vec<_> = [10, 20, 30, 40].map(|a| ack_frame(v6, a, flags::ACK, false)).into();
             let mut gro = Gro::default();
             let mut sink = Collect(Vec::new());
-            for i in 0..bufs.len() {
-                let len = bufs[i].len() - HEADROOM;
-                gro.push(
-                    &mut bufs,
-                    NetId(0),
-                    Loc { buf: i, start: HEADROOM, len, partial_csum: false },
-                    &mut sink,
-                );
-            }
+            push_all(&mut gro, &mut bufs, NetId(0), &mut sink);
             assert!(sink.0.is_empty(), "held until the batch ends");
             gro.flush(&mut bufs, &mut sink);
             assert_eq!(acks_written(&sink), [40]);
@@ -1387,10 +1376,7 @@ mod tests {
             }).map(|i| i as u16).collect();
             let mut gro = Gro::default();
             let mut sink = Collect(Vec::new());
-            for i in 0..bufs.len() {
-                let len = bufs[i].len() - HEADROOM;
-                gro.push(&mut bufs, NetId(0), Loc { buf: i, start: HEADROOM, len, partial_csum: false }, &mut sink);
-            }
+            push_all(&mut gro, &mut bufs, NetId(0), &mut sink);
             gro.flush(&mut bufs, &mut sink);
             let mut got: Vec<u16> = sink.0.iter().map(|(_, f, n)| {
                 assert_eq!(*n, 1);
