@@ -84,6 +84,7 @@ impl Sink for Count {
         self.0 += iov.iter().map(|s| s.len()).sum::<usize>();
         self.1 += 1;
     }
+    fn acks_coalesced(&mut self, _n: u64) {}
 }
 
 fn gro(c: &mut Criterion) {

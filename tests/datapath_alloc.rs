@@ -106,6 +106,9 @@ impl Sink for Discard {
     fn write(&mut self, _net: NetId, iov: &[IoSlice<'_>], frames: usize) {
         self.0 += frames + iov.len();
     }
+    fn acks_coalesced(&mut self, n: u64) {
+        self.0 += n as usize;
+    }
 }
 
 #[test]

@@ -302,6 +302,8 @@ pub struct Loc {
 pub trait Sink {
     /// Writes one frame.
     fn write(&mut self, net: NetId, iov: &[IoSlice<'_>], frames: usize);
+    /// `n` (> 0) pure ACKs were left out since the last flush (see [`acks_more`]).
+    fn acks_coalesced(&mut self, n: u64);
 }
 
 /// The parts of an untagged IPv4/IPv6 TCP segment that decide whether it can join another.
@@ -427,9 +429,9 @@ struct Flow {
 pub struct Gro {
     flows: Vec<Flow>,
     active: usize,
-    /// Pure ACKs left out because a later one of their connection made them redundant
-    /// (taken by the caller for its counters).
-    pub acks_coalesced: u64,
+    /// Pure ACKs left out since the last flush, because a later one of their connection
+    /// made them redundant (told to the sink at the flush).
+    acks_coalesced: u64,
 }
 
 impl Default for Gro {
@@ -583,6 +585,9 @@ impl Gro {
     pub fn flush<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, bufs: &mut [B], sink: &mut impl Sink) {
         while self.active > 0 {
             self.flush_one(bufs, 0, sink);
+        }
+        if self.acks_coalesced > 0 {
+            sink.acks_coalesced(std::mem::take(&mut self.acks_coalesced));
         }
     }
 
@@ -808,10 +813,14 @@ mod tests {
         TcpPacket::new_unchecked(&mut f[L4_V4..])
     }
 
-    struct Collect(Vec<(NetId, Vec<u8>, usize)>);
+    /// What was written, and the pure ACKs left out.
+    struct Collect(Vec<(NetId, Vec<u8>, usize)>, u64);
     impl Sink for Collect {
         fn write(&mut self, net: NetId, iov: &[IoSlice<'_>], frames: usize) {
             self.0.push((net, iov.iter().flat_map(|s| s.iter().copied()).collect(), frames));
+        }
+        fn acks_coalesced(&mut self, n: u64) {
+            self.1 += n;
         }
     }
 
@@ -835,7 +844,7 @@ mod tests {
     /// and flushes it; returns what was written.
     fn gro_all(bufs: &mut [Vec<u8>], net: NetId) -> Collect {
         let mut gro = Gro::default();
-        let mut sink = Collect(Vec::new());
+        let mut sink = Collect(Vec::new(), 0);
         push_all(&mut gro, bufs, net, &mut sink);
         gro.flush(bufs, &mut sink);
         sink
@@ -951,7 +960,7 @@ mod tests {
             assert!(!tcp_csum_ok(&seg), "the payload is not summed");
             for (partial, marked) in [(true, true), (false, false)] {
                 let mut bufs = [seg.clone()];
-                let mut sink = Collect(Vec::new());
+                let mut sink = Collect(Vec::new(), 0);
                 write_frame(
                     &mut bufs,
                     NetId(0),
@@ -975,7 +984,7 @@ mod tests {
         }
         // Not TCP (an ARP-sized frame of zeroes): unmarked, whatever the sender said.
         let mut bufs = [vec![0u8; 60]];
-        let mut sink = Collect(Vec::new());
+        let mut sink = Collect(Vec::new(), 0);
         write_frame(&mut bufs, NetId(0), Loc { buf: 0, start: 0, len: 60, partial_csum: true }, &mut sink);
         assert_eq!(sink.0[0].1[..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
     }
@@ -1107,7 +1116,7 @@ mod tests {
             let f = superframe(v6, &payload, flags::ACK | flags::PSH);
             let mut bufs = segments(&f, 1400, v6);
             let mut gro = Gro::default();
-            let mut sink = Collect(Vec::new());
+            let mut sink = Collect(Vec::new(), 0);
             push_all(&mut gro, &mut bufs, NetId(3), &mut sink);
             assert!(sink.0.is_empty(), "held until flushed");
             gro.flush(&mut bufs, &mut sink);
@@ -1241,12 +1250,12 @@ mod tests {
         for v6 in [false, true] {
             let mut bufs: Vec<_> = [10, 20, 30, 40].map(|a| ack_frame(v6, a, flags::ACK, false)).into();
             let mut gro = Gro::default();
-            let mut sink = Collect(Vec::new());
+            let mut sink = Collect(Vec::new(), 0);
             push_all(&mut gro, &mut bufs, NetId(0), &mut sink);
             assert!(sink.0.is_empty(), "held until the batch ends");
             gro.flush(&mut bufs, &mut sink);
             assert_eq!(acks_written(&sink), [40]);
-            assert_eq!(gro.acks_coalesced, 3);
+            assert_eq!(sink.1, 3);
             // Written as it came.
             assert_eq!(&sink.0[0].1[VNET_HDR_LEN..], &bufs[3][HEADROOM..]);
         }
@@ -1285,14 +1294,14 @@ mod tests {
         }
         let mut bufs = vec![ack_frame(false, 10, flags::ACK, false), ack_frame(false, 20, flags::ACK, false)];
         let mut gro = Gro::default();
-        let mut sink = Collect(Vec::new());
+        let mut sink = Collect(Vec::new(), 0);
         for (i, net) in [NetId(0), NetId(1)].into_iter().enumerate() {
             let len = bufs[i].len() - HEADROOM;
             gro.push(&mut bufs, net, Loc { buf: i, start: HEADROOM, len, partial_csum: false }, &mut sink);
         }
         gro.flush(&mut bufs, &mut sink);
         assert_eq!(acks_written(&sink), [10, 20]);
-        assert_eq!(gro.acks_coalesced, 0);
+        assert_eq!(sink.1, 0);
     }
 
     #[test]
@@ -1334,7 +1343,7 @@ mod tests {
                 b
             }).collect();
             let mut gro = Gro::default();
-            let mut sink = Collect(Vec::new());
+            let mut sink = Collect(Vec::new(), 0);
             for i in 0..bufs.len() {
                 let len = bufs[i].len() - 10;
                 gro.push(&mut bufs, NetId(0), Loc { buf: i, start: 10, len, partial_csum: false }, &mut sink);
@@ -1342,7 +1351,7 @@ mod tests {
             gro.flush(&mut bufs, &mut sink);
             // Every frame is written, but for pure ACKs a later one made redundant.
             let written = sink.0.iter().map(|s| s.2).sum::<usize>();
-            prop_assert_eq!(written as u64 + gro.acks_coalesced, bufs.len() as u64);
+            prop_assert_eq!(written as u64 + sink.1, bufs.len() as u64);
         }
 
         /// Exactly the pure ACKs whose connection's next frame is a pure ACK acknowledging
@@ -1375,7 +1384,7 @@ mod tests {
                     && next.is_some_and(|&(_, k, a)| plain_ack(k) && a > ack))
             }).map(|i| i as u16).collect();
             let mut gro = Gro::default();
-            let mut sink = Collect(Vec::new());
+            let mut sink = Collect(Vec::new(), 0);
             push_all(&mut gro, &mut bufs, NetId(0), &mut sink);
             gro.flush(&mut bufs, &mut sink);
             let mut got: Vec<u16> = sink.0.iter().map(|(_, f, n)| {
@@ -1390,7 +1399,7 @@ mod tests {
             }
             got.sort_unstable();
             prop_assert_eq!(got, expect.clone());
-            prop_assert_eq!(gro.acks_coalesced as usize, frames.len() - expect.len());
+            prop_assert_eq!(sink.1 as usize, frames.len() - expect.len());
         }
 
         #[test]

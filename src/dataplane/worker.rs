@@ -632,10 +632,6 @@ impl Worker {
             }
             // The buffers are reused by the next recvmmsg: write out what is pending.
             self.gro.flush(&mut rx, &mut sink);
-            let coalesced = std::mem::take(&mut self.gro.acks_coalesced);
-            if coalesced > 0 {
-                shared.stats.gro_acks_coalesced.fetch_add(coalesced, Relaxed);
-            }
         }
         self.rx = rx;
     }
@@ -748,10 +744,6 @@ impl Worker {
                 }
             }
             self.gro.flush(&mut rx, &mut sink);
-            let coalesced = std::mem::take(&mut self.gro.acks_coalesced);
-            if coalesced > 0 {
-                shared.stats.gro_acks_coalesced.fetch_add(coalesced, Relaxed);
-            }
         }
         self.rx = rx;
         self.vxlan = Some((sock, state));
@@ -1068,6 +1060,10 @@ impl offload::Sink for TapSink<'_> {
             }
             Err(_) => inc(&stats.io_errors),
         }
+    }
+
+    fn acks_coalesced(&mut self, n: u64) {
+        self.shared.stats.gro_acks_coalesced.fetch_add(n, Relaxed);
     }
 }
 
