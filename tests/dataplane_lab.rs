@@ -30,6 +30,29 @@ fn three_hosts_two_containers_each_ping_every_pair() {
     assert!(failed.is_empty(), "pings failed: {failed:?}");
     // ARP for remote containers is answered by the local daemon once the address is known.
     assert!(counter(&lab, "h1", "arp_suppressed") > 0, "no ARP request was suppressed");
+    // The data-plane threads run at `underlay.worker_nice` (default -10), the rest as started.
+    for h in ["h1", "h2", "h3"] {
+        let pid = std::fs::read_to_string(lab.dir.join(h).join("weft.pid")).unwrap();
+        let nice = thread_nices(pid.trim());
+        let workers: Vec<_> = nice.iter().filter(|(name, _)| name.starts_with("weft-dp")).collect();
+        assert!(!workers.is_empty(), "{h}: no weft-dp thread in {nice:?}");
+        assert!(workers.iter().all(|(_, n)| *n == -10), "{h}: {nice:?}");
+        assert!(nice.iter().any(|(name, n)| name == "weft-engine" && *n == 0), "{h}: {nice:?}");
+    }
+}
+
+/// `(thread name, nice value)` of every thread of process `pid` (field 19 of its stat).
+fn thread_nices(pid: &str) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // "tid (comm) state ppid ...": the name may hold spaces; fields follow the last ')'.
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        out.push((name, nice));
+    }
+    out
 }
 
 #[test]

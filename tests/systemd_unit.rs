@@ -120,7 +120,7 @@ fn unit_keeps_what_the_daemon_relies_on() {
         caps.sort_unstable();
         caps
     };
-    let wanted = ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"];
+    let wanted = ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN", "CAP_SYS_NICE"];
     assert_eq!(caps("CapabilityBoundingSet"), wanted);
     assert_eq!(caps("AmbientCapabilities"), wanted);
 

@@ -125,6 +125,7 @@ pub(super) struct UnderlayFile {
     pub workers: Option<Spanned<usize>>,
     pub offload: Option<bool>,
     pub busy_poll_us: Option<Spanned<u32>>,
+    pub worker_nice: Option<Spanned<i32>>,
     pub cipher: Option<Spanned<String>>,
 }
 

@@ -164,6 +164,10 @@ pub struct Underlay {
     /// sleeps (default 0: sleep at once). Trades CPU for latency: a reply that comes back
     /// within the window finds the worker awake instead of waking an idle CPU.
     pub busy_poll: std::time::Duration,
+    /// Nice value of the data-plane worker threads (default [`DEFAULT_WORKER_NICE`]): a worker
+    /// with packets to move runs ahead of the bulk senders whose packets it moves, as the
+    /// kernel's own network processing (softirq) runs ahead of every task.
+    pub worker_nice: i32,
     /// `cipher`: which session ciphers this node offers (default `auto`).
     pub cipher: CipherChoice,
 }
@@ -262,6 +266,8 @@ pub const MAX_NETWORK_NAME: usize = 8;
 pub const MAX_TRUSTED_CAS: usize = overlay_proto::cert::MAX_TRUSTED_CAS;
 /// `[membership] max_members` when not set.
 pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
+/// Default `[underlay] worker_nice`: see the README's "Worker priority".
+pub const DEFAULT_WORKER_NICE: i32 = -10;
 /// The largest `[membership] max_members` accepted.
 pub const MAX_MAX_MEMBERS: usize = 1_000_000;
 

@@ -35,6 +35,20 @@ fn good_config_with_defaults() {
     assert_eq!(c.node.control_socket, PathBuf::from("/run/weft/weft.sock"));
     assert!(c.underlay.offload);
     assert!(c.underlay.busy_poll.is_zero());
+    assert_eq!(c.underlay.worker_nice, -10);
+}
+
+#[test]
+fn worker_nice_is_a_nice_value() {
+    let c = parse(&GOOD.replace("[underlay]", "[underlay]\nworker_nice = 0")).unwrap();
+    assert_eq!(c.underlay.worker_nice, 0);
+    let c = parse(&GOOD.replace("[underlay]", "[underlay]\nworker_nice = -20")).unwrap();
+    assert_eq!(c.underlay.worker_nice, -20);
+    for bad in ["-21", "20", "100"] {
+        let e = parse(&GOOD.replace("[underlay]", &format!("[underlay]\nworker_nice = {bad}"))).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("underlay.worker_nice", Some(9)), "{e}");
+        assert!(e.message.contains("-20..=19"), "{e}");
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use toml::Spanned;
 
-use super::{file, AdvertiseFrom, ConfigError, Ctx, Underlay};
+use super::{file, AdvertiseFrom, ConfigError, Ctx, Underlay, DEFAULT_WORKER_NICE};
 
 impl Ctx<'_> {
     /// `IP:PORT` of another node: a seed or a `[[peer]]`.
@@ -109,6 +109,13 @@ impl Ctx<'_> {
             Some(b) => *b.get_ref(),
             None => 0,
         };
+        let worker_nice = match &u.worker_nice {
+            Some(n) if !(-20..=19).contains(n.get_ref()) => {
+                return Err(self.err(n, "underlay.worker_nice", "must be -20..=19 (a nice value)"))
+            }
+            Some(n) => *n.get_ref(),
+            None => DEFAULT_WORKER_NICE,
+        };
         let cipher = match &u.cipher {
             None => super::CipherChoice::Auto,
             Some(c) => match c.get_ref().as_str() {
@@ -133,6 +140,7 @@ impl Ctx<'_> {
             workers,
             offload: u.offload.unwrap_or(true),
             busy_poll: std::time::Duration::from_micros(busy_poll_us.into()),
+            worker_nice,
         })
     }
 }

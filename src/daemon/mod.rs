@@ -161,6 +161,7 @@ async fn start(cfg: &Config, id: Identity, set_log_level: Option<LogLevelSetter>
             .collect(),
         epoch: Instant::now(),
         busy_poll: cfg.underlay.busy_poll,
+        worker_nice: cfg.underlay.worker_nice,
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let directory = Arc::new(arc_swap::ArcSwap::from_pointee(Directory::default()));

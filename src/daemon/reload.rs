@@ -83,10 +83,13 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         v.push("membership.max_members".to_owned());
     }
     let (o, n) = (&old.underlay, &new.underlay);
-    if (o.listen, o.advertise, o.mtu, o.workers, o.offload, o.busy_poll, o.cipher)
-        != (n.listen, n.advertise, n.mtu, n.workers, n.offload, n.busy_poll, n.cipher)
+    if (o.listen, o.advertise, o.mtu, o.workers, o.offload, o.busy_poll, o.worker_nice, o.cipher)
+        != (n.listen, n.advertise, n.mtu, n.workers, n.offload, n.busy_poll, n.worker_nice, n.cipher)
     {
-        v.push("underlay (listen, advertise, mtu, workers, offload, busy_poll_us, cipher)".to_owned());
+        v.push(
+            "underlay (listen, advertise, mtu, workers, offload, busy_poll_us, worker_nice, cipher)"
+                .to_owned(),
+        );
     }
     let shapes = |c: &Config| c.networks.iter().map(shape).collect::<Vec<_>>();
     if shapes(old) != shapes(new) {

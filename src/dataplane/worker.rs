@@ -105,6 +105,16 @@ struct Worker {
 
 /// Runs worker `index` until `shared.stop` is set.
 pub fn run_worker(shared: Arc<Shared>, index: usize, udp: UdpSocket, vxlan: Option<UdpSocket>) {
+    // A worker with packets to move should run ahead of the bulk senders whose packets it
+    // moves (README "Worker priority"); without the privilege it runs at the inherited value.
+    if let Err(e) = device::set_thread_nice(shared.worker_nice) {
+        tracing::warn!(
+            worker = index,
+            nice = shared.worker_nice,
+            %e,
+            "cannot set the data-plane thread's nice value (needs CAP_SYS_NICE); set [underlay] worker_nice = 0 to run at the default priority"
+        );
+    }
     let state = match UdpSocketState::new(UdpSockRef::from(&udp)) {
         Ok(s) => {
             device::allow_fragments(&udp);
@@ -1113,6 +1123,7 @@ mod tests {
             conntrack: vec![crate::policy::Conntrack::new(1024, 256)],
             epoch: Instant::now(),
             busy_poll: std::time::Duration::ZERO,
+            worker_nice: 0,
         };
         let mut tables = Tables::default();
         tables.peers.insert(

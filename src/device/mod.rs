@@ -116,6 +116,38 @@ pub fn validate_ifname(name: &str) -> Result<(), IfNameError> {
     }
 }
 
+/// Sets the nice value of the calling thread only (Linux keeps one per thread); lowering it
+/// below the current value needs `CAP_SYS_NICE`.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    let who = own_tid()?;
+    // SAFETY: a syscall without pointers; PRIO_PROCESS with a thread id names that thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The nice value of the calling thread.
+pub fn thread_nice() -> io::Result<i32> {
+    let who = own_tid()?;
+    // SAFETY: errno is this thread's; it is cleared first because -1 is also a nice value,
+    // and getpriority takes no pointers.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let n = libc::getpriority(libc::PRIO_PROCESS, who);
+        if n == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n)
+    }
+}
+
+fn own_tid() -> io::Result<libc::id_t> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))
+}
+
 /// Waits up to `timeout_ms` for any of `fds` to become ready for `events` (POLLIN/POLLOUT);
 /// returns their `revents`, in order, in `ready`. Zero ready descriptors is a timeout.
 pub fn poll(
@@ -202,6 +234,21 @@ pub fn allow_fragments(udp: &std::net::UdpSocket) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threads_nice_value_is_its_own() {
+        // Raising the value needs no privilege, so this runs as any user.
+        let before = thread_nice().unwrap();
+        let target = (before + 3).min(19);
+        let seen = std::thread::spawn(move || {
+            set_thread_nice(target).unwrap();
+            thread_nice().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, target);
+        assert_eq!(thread_nice().unwrap(), before, "the calling thread keeps its own value");
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -227,6 +227,7 @@ impl Sim {
             conntrack: vec![crate::policy::Conntrack::new(1024, 256)],
             epoch: now,
             busy_poll: Duration::ZERO,
+            worker_nice: 0,
         });
         let own = Record {
             key: NodeKey(cert.public_key),

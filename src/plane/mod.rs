@@ -308,6 +308,8 @@ pub struct Shared {
     pub epoch: std::time::Instant,
     /// How long a worker keeps polling after handling packets before it sleeps.
     pub busy_poll: std::time::Duration,
+    /// Nice value each worker thread sets for itself (`underlay.worker_nice`).
+    pub worker_nice: i32,
 }
 
 impl Shared {
