@@ -127,21 +127,6 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// The nice value of the calling thread.
-pub fn thread_nice() -> io::Result<i32> {
-    let who = own_tid()?;
-    // SAFETY: errno is this thread's; it is cleared first because -1 is also a nice value,
-    // and getpriority takes no pointers.
-    unsafe {
-        *libc::__errno_location() = 0;
-        let n = libc::getpriority(libc::PRIO_PROCESS, who);
-        if n == -1 && *libc::__errno_location() != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n)
-    }
-}
-
 fn own_tid() -> io::Result<libc::id_t> {
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() };
@@ -234,6 +219,21 @@ pub fn allow_fragments(udp: &std::net::UdpSocket) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nice value of the calling thread.
+    fn thread_nice() -> io::Result<i32> {
+        let who = own_tid()?;
+        // SAFETY: errno is this thread's; it is cleared first because -1 is also a nice
+        // value, and getpriority takes no pointers.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let n = libc::getpriority(libc::PRIO_PROCESS, who);
+            if n == -1 && *libc::__errno_location() != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(n)
+        }
+    }
 
     #[test]
     fn a_threads_nice_value_is_its_own() {
