@@ -26,6 +26,8 @@
 #   BORINGTUN_THREADS  boringtun-cli's --threads (default 4, its own default)
 #   BENCH_IPERF_ARGS   extra iperf3 client arguments for experiments (e.g. "-w 1M")
 #   BENCH_GSO_SEGS     set the weft containers' eth0 gso_max_segs (experiments: superframe size)
+#   BENCH_TCP_WMEM     net.ipv4.tcp_wmem of both iperf3 ends' namespaces, in every case
+#                      (experiments: send buffer), e.g. "4096 16384 16777216"
 #   FLOOD_BIN      the flooder of the weft-flood case; default: `cargo build --release
 #                  --example flood` and use <target dir>/release/examples/flood
 #   FLOOD_INIT_RATE, FLOOD_GARBAGE_RATE  the weft-flood case's initiations and garbage datagrams
@@ -443,6 +445,10 @@ core_of() { case $1 in a | ac) echo 0 ;; *) echo 1 ;; esac }
 measure() {
 	local cl=$1 sv=$2 ip=$3 srv i t0=0 t1=0 p out rss=0 r
 	shift 3
+	if [[ -n ${BENCH_TCP_WMEM:-} ]]; then
+		ip netns exec "$(ns_of "$cl")" sysctl -qw net.ipv4.tcp_wmem="$BENCH_TCP_WMEM"
+		ip netns exec "$(ns_of "$sv")" sysctl -qw net.ipv4.tcp_wmem="$BENCH_TCP_WMEM"
+	fi
 	ip netns exec "$(ns_of "$sv")" taskset -c "$(core_of "$sv")" iperf3 -s -p 5201 \
 		</dev/null >"$work/iperf3-server.log" 2>&1 &
 	srv=$!
