@@ -33,13 +33,7 @@ impl Ctx<'_> {
                 self.err(l, &format!("dns.listen[{i}]"), "expected IP:PORT, e.g. 127.0.0.1:53")
             })?);
         }
-        let ttl = match &d.ttl {
-            Some(t) if *t.get_ref() > 86_400 => {
-                return Err(self.err(t, "dns.ttl", "must be 0..=86400 seconds"))
-            }
-            Some(t) => *t.get_ref(),
-            None => 5,
-        };
+        let ttl = self.bounded(&d.ttl, "dns.ttl", 0..=86_400, " seconds", 5)?;
         let upstreams = match &d.upstreams {
             None => None,
             Some(list) => {

@@ -525,6 +525,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// An optional number that must lie in `range`: its value, `default` when it is absent,
+    /// and out of range an error at its line saying "must be LO..=HI" followed by `note`.
+    fn bounded<T>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: &str,
+        range: std::ops::RangeInclusive<T>,
+        note: &str,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: Copy + PartialOrd + std::fmt::Display,
+    {
+        match value {
+            None => Ok(default),
+            Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+            Some(v) => Err(self.err(v, key, &format!("must be {}..={}{note}", range.start(), range.end()))),
+        }
+    }
+
     /// `network.subnet`: one CIDR, or a list of at most one IPv4 and one IPv6 CIDR.
     fn subnets(&self, n: &file::NetworkFile, key: &str) -> Result<crate::family::Subnets, ConfigError> {
         let texts: Vec<&String> = match n.subnet.get_ref() {

@@ -38,13 +38,7 @@ impl Ctx<'_> {
             }
             groups.push(v.clone());
         }
-        let max_mbit = match &r.max_mbit {
-            Some(m) if *m.get_ref() > 1_000_000 => {
-                return Err(self.err(m, "relay.max_mbit", "must be 0..=1000000 (0: no cap)"))
-            }
-            Some(m) => *m.get_ref(),
-            None => 0,
-        };
+        let max_mbit = self.bounded(&r.max_mbit, "relay.max_mbit", 0..=1_000_000, " (0: no cap)", 0)?;
         Ok(Relay {
             enable: r.enable.unwrap_or(false),
             use_relays: r.use_relays.unwrap_or(true),

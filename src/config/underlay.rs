@@ -53,20 +53,9 @@ impl Ctx<'_> {
             }
             None => "0.0.0.0:51820".parse().expect("literal"),
         };
-        let mtu = match &u.mtu {
-            Some(m) if !(1280..=65_535).contains(m.get_ref()) => {
-                return Err(self.err(m, "underlay.mtu", "must be 1280..=65535"))
-            }
-            Some(m) => *m.get_ref(),
-            None => 1500,
-        };
-        let workers = match &u.workers {
-            Some(w) if !(1..=64).contains(w.get_ref()) => {
-                return Err(self.err(w, "underlay.workers", "must be 1..=64"))
-            }
-            Some(w) => *w.get_ref(),
-            None => std::thread::available_parallelism().map(|n| n.get().min(8)).unwrap_or(1),
-        };
+        let mtu = self.bounded(&u.mtu, "underlay.mtu", 1280..=65_535, "", 1500)?;
+        let cores = std::thread::available_parallelism().map(|n| n.get().min(8)).unwrap_or(1);
+        let workers = self.bounded(&u.workers, "underlay.workers", 1..=64, "", cores)?;
         let (advertise, advertise_from) = match &u.advertise {
             Some(a) => {
                 let addr: SocketAddr = a.get_ref().parse().map_err(|_| {
@@ -102,20 +91,15 @@ impl Ctx<'_> {
             // A placeholder until `Config::resolve_advertise` reads the host.
             None => (listen, AdvertiseFrom::Unresolved),
         };
-        let busy_poll_us = match &u.busy_poll_us {
-            Some(b) if *b.get_ref() > 10_000 => {
-                return Err(self.err(b, "underlay.busy_poll_us", "must be 0..=10000 (microseconds)"))
-            }
-            Some(b) => *b.get_ref(),
-            None => 0,
-        };
-        let worker_nice = match &u.worker_nice {
-            Some(n) if !(-20..=19).contains(n.get_ref()) => {
-                return Err(self.err(n, "underlay.worker_nice", "must be -20..=19 (a nice value)"))
-            }
-            Some(n) => *n.get_ref(),
-            None => DEFAULT_WORKER_NICE,
-        };
+        let busy_poll_us =
+            self.bounded(&u.busy_poll_us, "underlay.busy_poll_us", 0..=10_000, " (microseconds)", 0)?;
+        let worker_nice = self.bounded(
+            &u.worker_nice,
+            "underlay.worker_nice",
+            -20..=19,
+            " (a nice value)",
+            DEFAULT_WORKER_NICE,
+        )?;
         let cipher = match &u.cipher {
             None => super::CipherChoice::Auto,
             Some(c) => match c.get_ref().as_str() {
