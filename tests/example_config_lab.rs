@@ -94,9 +94,12 @@ fn three_hosts_running_the_shipped_example_connect_through_one_seed() {
     }
 
     // h2 and h3 know only h1; they learn each other by gossip and dial the advertised address.
-    wait_for(Duration::from_secs(30), "h2 and h3 connected to each other", || {
-        let connected = |from, to| peer(&lab, from, to).is_some_and(|p| p["connected"] == true);
-        connected("h2", "h3") && connected("h3", "h2")
+    // A session comes up a moment before the member it belongs to is confirmed alive (state
+    // "connected" until then), so wait for both.
+    wait_for(Duration::from_secs(30), "h2 and h3 connected to each other and alive", || {
+        let up =
+            |from, to| peer(&lab, from, to).is_some_and(|p| p["connected"] == true && p["state"] == "alive");
+        up("h2", "h3") && up("h3", "h2")
     });
     for (from, to, endpoint) in [("h2", "h3", "10.200.0.3:51820"), ("h3", "h2", "10.200.0.2:51820")] {
         let p = peer(&lab, from, to).expect("listed");
