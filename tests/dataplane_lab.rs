@@ -249,10 +249,13 @@ fn oversized_frames_get_icmp_fragmentation_needed() {
 
 /// The value of the first sample of `metric` whose labels contain `labels`.
 fn sample(text: &str, metric: &str, labels: &str) -> f64 {
+    find_sample(text, metric, labels).unwrap_or_else(|| panic!("no sample {metric}{{{labels}}} in:\n{text}"))
+}
+
+fn find_sample(text: &str, metric: &str, labels: &str) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(metric) && l.contains(labels))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {metric}{{{labels}}} in:\n{text}"))
 }
 
 #[test]
@@ -282,7 +285,15 @@ fn metrics_move_with_traffic() {
         assert!(a > b, "{metric}{{{labels}}} did not move: {b} -> {a}");
     }
     assert!(sample(&after, "weft_peer_bytes_total", "peer=\"h2\",direction=\"tx\"") > 5.0 * 1024.0 * 1024.0);
-    assert_eq!(sample(&after, "weft_members", "state=\"alive\""), 1.0);
+    // The ping proves the session; membership confirms the member alive a moment later (and
+    // a passing suspicion is refuted within seconds), so poll for it rather than sample once.
+    let mut members = after.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while find_sample(&members, "weft_members", "state=\"alive\"") != Some(1.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        members = scrape();
+    }
+    assert_eq!(sample(&members, "weft_members", "state=\"alive\""), 1.0);
     assert!(after.contains("# TYPE weft_drops_total counter"));
     assert!(after.contains("weft_build_info{version="));
 }

@@ -166,13 +166,20 @@ fn service_discovery_end_to_end() {
     assert_eq!(dig(&lab, "h3c1", &["+search", "web"]).into_iter().collect::<BTreeSet<_>>(), both);
 
     // The registry API (on h1's loopback listener) lists both instances with their health.
-    let out = lab.exec("h1", &["curl", "-sf", "http://127.0.0.1:9571/v1/catalog/service/web"]);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("catalog JSON");
-    let list = v.as_array().expect("a list of instances");
-    assert_eq!(list.len(), 2, "{v}");
-    assert!(
-        list.iter().all(|i| i["health"] == "passing" && i["port"] == 8080 && i["tags"][0] == "v1"),
-        "{v}"
+    // h2's instance turned passing on h3 (the wait above); it reaches h1 by its own gossip.
+    wait_for(
+        Duration::from_secs(15),
+        "h1's catalog listing both web instances passing on port 8080, tag v1",
+        || {
+            let out = lab.exec("h1", &["curl", "-sf", "http://127.0.0.1:9571/v1/catalog/service/web"]);
+            serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+        },
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.len() == 2
+                    && l.iter().all(|i| i["health"] == "passing" && i["port"] == 8080 && i["tags"][0] == "v1")
+            })
+        },
     );
 
     // Operations CLI on the same lab: an overlay probe with its RTT, and the networks table.

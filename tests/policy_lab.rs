@@ -153,9 +153,20 @@ fn policy_with_conntrack_reload_and_explain() {
     );
     let long = spawn_in(&lab, "h1c1", &script);
     std::thread::sleep(Duration::from_secs(2));
+    let replaced = |h: &str| lab.log(h).matches("policy replaced").count();
+    let replaced_before: Vec<usize> = (1..=3).map(|i| replaced(&format!("h{i}"))).collect();
     reload_all(&lab, P1, P2);
     for i in 1..=3 {
-        wait_log(&lab, &format!("h{i}"), "configuration reloaded");
+        let h = format!("h{i}");
+        wait_log(&lab, &h, "configuration reloaded");
+        // The reload hands the rules to the engine, which applies them a moment later; a
+        // status call through the engine then returns only after that batch was published.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replaced(&h) <= replaced_before[i - 1] {
+            assert!(Instant::now() < deadline, "{h}'s engine never replaced the policy after the reload");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        status(&lab, &h);
     }
     // The new rules hold at once: the deny beats the broader allow, the broader allow works.
     assert!(!tcp_ok(&lab, "h1c1", &db, 5432), "new connection to db:5432 after the reload");

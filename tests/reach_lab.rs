@@ -112,7 +112,15 @@ fn blocked_hosts_talk_through_a_relay_that_sees_no_plaintext_and_go_direct_when_
     };
     let mut d2 = tcpdump("h2", &cap_h2);
     let mut d3 = tcpdump(c3, &cap_c3);
-    std::thread::sleep(Duration::from_secs(2));
+    // Both captures must run before the marker pings leave: tcpdump says so once it listens.
+    for node in ["h2", c3] {
+        let log = lab.dir().join(format!("{node}-tcpdump.log"));
+        let listening = || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("listening on"));
+        assert!(
+            within(Duration::from_secs(15), listening).is_some(),
+            "tcpdump in {node} never started listening"
+        );
+    }
     let pinged = lab.exec(c1, &["ping", "-n", "-q", "-c", "5", "-i", "0.2", "-p", marker_hex, &ip3]);
     assert!(pinged.status.success(), "marker pings: {}", String::from_utf8_lossy(&pinged.stdout));
     std::thread::sleep(Duration::from_secs(1));
@@ -248,6 +256,8 @@ fn nat_lab(symmetric: bool) -> (Lab, Routers, Option<String>) {
 fn hosts_behind_port_preserving_nats_meet_directly_after_punching() {
     let (lab, _routers, p) = nat_lab(false);
     assert_eq!(p.as_deref(), Some("direct"), "punching failed: {:?}", lab.peers("h2"));
+    // Each side switches to the punched path on its own; h3's may follow h2's a moment later.
+    within(Duration::from_secs(15), || path(&lab, "h3", "h2").as_deref() == Some("direct"));
     assert_eq!(path(&lab, "h3", "h2").as_deref(), Some("direct"));
     // The direct path is the NAT's mapping, not the private address h3 advertises.
     let h3 = lab.peers("h2").into_iter().find(|p| p["name"] == "h3").expect("h3");
