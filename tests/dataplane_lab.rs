@@ -287,13 +287,8 @@ fn metrics_move_with_traffic() {
     assert!(sample(&after, "weft_peer_bytes_total", "peer=\"h2\",direction=\"tx\"") > 5.0 * 1024.0 * 1024.0);
     // The ping proves the session; membership confirms the member alive a moment later (and
     // a passing suspicion is refuted within seconds), so poll for it rather than sample once.
-    let mut members = after.clone();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while find_sample(&members, "weft_members", "state=\"alive\"") != Some(1.0) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-        members = scrape();
-    }
-    assert_eq!(sample(&members, "weft_members", "state=\"alive\""), 1.0);
+    let alive = || find_sample(&scrape(), "weft_members", "state=\"alive\"") == Some(1.0);
+    assert!(common::eventually(Duration::from_secs(15), alive), "weft_members alive is not 1:\n{}", scrape());
     assert!(after.contains("# TYPE weft_drops_total counter"));
     assert!(after.contains("weft_build_info{version="));
 }

@@ -161,11 +161,10 @@ fn policy_with_conntrack_reload_and_explain() {
         wait_log(&lab, &h, "configuration reloaded");
         // The reload hands the rules to the engine, which applies them a moment later; a
         // status call through the engine then returns only after that batch was published.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while replaced(&h) <= replaced_before[i - 1] {
-            assert!(Instant::now() < deadline, "{h}'s engine never replaced the policy after the reload");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            common::eventually(Duration::from_secs(10), || replaced(&h) > replaced_before[i - 1]),
+            "{h}'s engine never replaced the policy after the reload"
+        );
         status(&lab, &h);
     }
     // The new rules hold at once: the deny beats the broader allow, the broader allow works.

@@ -224,19 +224,16 @@ fn rogue_node_advertising_a_victims_address_cannot_put_a_service_there() {
     // h3 still joined: its authenticated traffic comes from its underlay address.
     // (Polled: DNS answers for a suspect member too, so the wait above does not prove "alive".)
     for host in ["h1", "h2"] {
-        let started = Instant::now();
-        loop {
-            let peers = lab.peers(host);
-            let h3 = peers.iter().find(|p| p["name"] == "h3");
-            if h3.is_some_and(|p| p["state"] == "alive" && p["endpoint"] == "10.200.0.3:51820") {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "{host} does not see h3 alive at 10.200.0.3:51820: {peers:?}"
-            );
-            std::thread::sleep(POLL);
-        }
+        let sees_h3 = || {
+            lab.peers(host)
+                .iter()
+                .any(|p| p["name"] == "h3" && p["state"] == "alive" && p["endpoint"] == "10.200.0.3:51820")
+        };
+        assert!(
+            common::eventually(Duration::from_secs(15), sees_h3),
+            "{host} does not see h3 alive at 10.200.0.3:51820: {:?}",
+            lab.peers(host)
+        );
     }
     assert!(lab.ping("h3c1", &victim), "h3c1 cannot reach h1c1 after h3's restart");
 

@@ -16,6 +16,22 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// Whether `cond` holds within `limit`, polling every 250 ms: for state that settles after the
+/// step a test waited for (membership confirming a session's member, gossip reaching a third
+/// host, the engine applying a reload). Assert on the result with what was last seen.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// The lab script, from the source tree of this build.
 const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/netns-lab/lab.sh");
 /// The daemon and CLI binary that cargo built for these tests.
